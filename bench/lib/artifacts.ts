@@ -1,0 +1,57 @@
+// Builds what tests and benchmarks run: the firmware guests and the C
+// baseline runner, each by its own shell script (binutils, cc).
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const FIRMWARE_DIR = join(ROOT, 'firmware', 'build');
+export const C_RUNNER = join(ROOT, 'bench', 'c', 'build', 'kvm-flat');
+
+let built = false;
+
+/** Builds the firmware and the C runner (idempotent, cheap when up to date). */
+export function buildArtifacts(): void {
+  if (built) return;
+  execFileSync('bash', [join(ROOT, 'firmware', 'build.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('bash', [join(ROOT, 'bench', 'c', 'build.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  built = true;
+}
+
+export function firmwarePath(name: string): string {
+  const path = join(FIRMWARE_DIR, `${name}.bin`);
+  if (!existsSync(path)) buildArtifacts();
+  return path;
+}
+
+/** exitloop's parameter block (firmware/exitloop.S): at file offset 8. */
+export const ExitLoopOp = { OUT8: 0, IN8: 1, MMIO_WRITE32: 2, MMIO_READ32: 3, OUT32: 4, OUT16: 5 } as const;
+
+export interface ExitLoopParams {
+  iterations: number;
+  op: number;
+  port?: number;
+  mmioAddress?: number;
+  value?: number;
+}
+
+export const EXIT_LOOP_PORT = 0x510;
+export const EXIT_LOOP_MMIO = 0xd000_0000;
+/** Exits exitloop makes besides its loop: "exitloop done\n" on COM1 and the debug-exit write. */
+export const EXIT_LOOP_OVERHEAD = 15;
+
+/** A copy of exitloop.bin with its parameter block set; returns the copy's path. */
+export function exitLoopImage(params: ExitLoopParams): string {
+  const image = Buffer.from(readFileSync(firmwarePath('exitloop')));
+  if (image.readUInt32LE(8) !== 0x50565354) throw new Error('exitloop.bin: parameter block magic not found');
+  image.writeUInt32LE(params.iterations, 12);
+  image.writeUInt32LE(params.op, 16);
+  image.writeUInt32LE(params.port ?? EXIT_LOOP_PORT, 20);
+  image.writeBigUInt64LE(BigInt(params.mmioAddress ?? EXIT_LOOP_MMIO), 24);
+  image.writeUInt32LE(params.value ?? 0x2a, 32);
+  const path = join(mkdtempSync(join(tmpdir(), 'tsvmm-exitloop-')), 'exitloop.bin');
+  writeFileSync(path, image);
+  return path;
+}

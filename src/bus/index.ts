@@ -1,0 +1,2 @@
+export { AddressSpace, BusError, type BusRange } from './address-space.ts';
+export type { BusDevice } from './bus-device.ts';

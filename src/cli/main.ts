@@ -1,0 +1,75 @@
+// The tsvmm command line. Every failure a user can cause ends as one line on
+// stderr and exit status 2; a VM or guest failure as one line and status 1.
+import { Command, CommanderError, Option } from 'commander';
+import { writeSync } from 'node:fs';
+import { KvmError } from '../kvm/index.ts';
+import { checkHost, formatCheck } from './check.ts';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
+import { runCommand, type RunOptions } from './run.ts';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(',')];
+}
+
+function program(setStatus: (status: number) => void): Command {
+  const cli = new Command('tsvmm')
+    .description('A small, fast, readable KVM hypervisor in TypeScript')
+    .version('0.1.0')
+    .showSuggestionAfterError()
+    .configureOutput({ writeErr: (text) => writeSync(2, text) })
+    .exitOverride();
+
+  cli.command('run')
+    .description('run a guest')
+    .option('--flat <file>', 'a flat real-mode binary, loaded at 0x10000 and started at 1000:0000')
+    .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
+    .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
+    .action(async (options: RunOptions) => setStatus(await runCommand(options)));
+
+  cli.command('check')
+    .description('report whether tsvmm can run here and what kind of KVM this host has')
+    .option('--json', 'print the report as JSON')
+    .action((options: { json?: boolean }) => {
+      const report = checkHost();
+      writeSync(1, `${options.json ? JSON.stringify(report, null, 2) : formatCheck(report)}\n`);
+      setStatus(report.canRun ? 0 : 1);
+    });
+
+  cli.command('bench')
+    .description('run the benchmark suites (exits)')
+    .argument('[suites...]', 'suites to run', ['exits'])
+    .option('--runs <n>', 'runs per measurement (median reported)', '5')
+    .option('--iterations <n>', 'guest loop iterations per run', '200000')
+    .option('--json <file>', 'also write the results as JSON')
+    .action(async (suites: string[], options: { runs: string; iterations: string; json?: string }) => {
+      const { benchCommand } = await import('./bench.ts');
+      setStatus(await benchCommand(suites, options));
+    });
+
+  return cli;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let status = 0;
+  const cli = program((s) => (status = s));
+  try {
+    await cli.parseAsync(argv, { from: 'user' });
+    return status;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has printed its message (or the help/version text) already.
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (e instanceof UsageError) {
+      writeSync(2, `tsvmm: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof KvmError) {
+      writeSync(2, `tsvmm: ${e.message}\n`);
+      return EXIT_FAILURE;
+    }
+    writeSync(2, `tsvmm: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (process.env.TSVMM_DEBUG && e instanceof Error && e.stack) writeSync(2, `${e.stack}\n`);
+    return EXIT_FAILURE;
+  }
+}

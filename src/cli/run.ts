@@ -1,0 +1,68 @@
+// `tsvmm run`: build a machine from the command line and run it to its end.
+import { freemem, totalmem } from 'node:os';
+import { writeSync } from 'node:fs';
+import { BootError } from '../boot/flat.ts';
+import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
+import { Machine } from '../machine/machine.ts';
+import { UsageError } from './errors.ts';
+import { formatSize, parseSize } from './size.ts';
+
+export interface RunOptions {
+  flat?: string;
+  mem?: string;
+  trace?: string[];
+}
+
+const TRACE_KINDS = ['exits'];
+
+export function parseMemory(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MEMORY;
+  const bytes = parseSize(text);
+  if (bytes === null) throw new UsageError(`--mem ${text}: not a size (examples: 256M, 1G, 512 = MiB)`);
+  if (bytes < MIN_MEMORY) throw new UsageError(`--mem ${text}: a guest needs at least ${formatSize(MIN_MEMORY)}`);
+  if (bytes % 4096 !== 0) throw new UsageError(`--mem ${text}: must be a whole number of 4 KiB pages`);
+  if (bytes > totalmem()) throw new UsageError(`--mem ${text}: more than this host's ${formatSize(totalmem())} of RAM`);
+  return bytes;
+}
+
+export function configFromOptions(options: RunOptions): MachineConfig {
+  if (!options.flat) throw new UsageError('nothing to run: give a guest with --flat FILE');
+  for (const kind of options.trace ?? []) {
+    if (!TRACE_KINDS.includes(kind)) throw new UsageError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
+  }
+  return {
+    memoryBytes: parseMemory(options.mem),
+    flat: { path: options.flat },
+    traceExits: (options.trace ?? []).includes('exits'),
+  };
+}
+
+/** Runs the guest; returns the process exit status. */
+export async function runCommand(options: RunOptions): Promise<number> {
+  const config = configFromOptions(options);
+  let machine: Machine;
+  try {
+    machine = Machine.create(config);
+  } catch (e) {
+    if (e instanceof BootError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (config.memoryBytes > freemem() + 0) {
+    // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
+    writeSync(2, `tsvmm: note: --mem ${formatSize(config.memoryBytes)} is more than the ${formatSize(freemem())} free on this host\n`);
+  }
+  const onSignal = () => machine.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const result = await machine.run();
+    if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
+    if (result.stop.cause === 'stopped') writeSync(2, 'tsvmm: stopped\n');
+    else if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
+    return result.stop.cause === 'stopped' ? 130 : result.stop.status;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    machine.close();
+  }
+}

@@ -1,0 +1,14 @@
+// The kernel interface of tsvmm: everything above src/kvm imports from here.
+export { KvmSystem, VmFd, VcpuFd, KVM_API_VERSION, type IoEventFdRequest } from './kvm.ts';
+export { KvmError } from './errors.ts';
+export { Capability, Ioctl, type CapabilityName, type IoctlName } from './ioctls.ts';
+export { Layouts, RunOffset, type Layout, type StructName } from './structs.ts';
+export type { CpuidEntry, MsrEntry, Registers, SpecialRegisters, Segment, DescriptorTable } from './codec.ts';
+export {
+  mapAnonymous, unmap, viewOf, createEventFd, closeFd, currentThreadId, signalThread, SIGUSR2, type HostMapping,
+} from './host.ts';
+export { errnoName } from './libc.ts';
+export {
+  ExitReason, IoDirection, InternalError, SystemEvent, exitReasonName, internalErrorDescription, systemEventName,
+} from './exits.ts';
+export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';

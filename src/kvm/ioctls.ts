@@ -1,0 +1,75 @@
+// KVM ioctl request numbers, computed the way <asm-generic/ioctl.h> does.
+// test/kvm-abi.test.ts checks every one against the machine's <linux/kvm.h>.
+import { Layouts } from './structs.ts';
+
+const IOC_NONE = 0;
+const IOC_WRITE = 1;
+const IOC_READ = 2;
+
+function ioc(direction: number, type: number, nr: number, size: number): number {
+  // Unsigned: _IOR/_IOWR set bit 31.
+  return ((direction << 30) | (size << 16) | (type << 8) | nr) >>> 0;
+}
+
+const KVMIO = 0xae;
+const io = (nr: number) => ioc(IOC_NONE, KVMIO, nr, 0);
+const ior = (nr: number, size: number) => ioc(IOC_READ, KVMIO, nr, size);
+const iow = (nr: number, size: number) => ioc(IOC_WRITE, KVMIO, nr, size);
+const iowr = (nr: number, size: number) => ioc(IOC_READ | IOC_WRITE, KVMIO, nr, size);
+
+export const Ioctl = {
+  // On /dev/kvm
+  KVM_GET_API_VERSION: io(0x00),
+  KVM_CREATE_VM: io(0x01),
+  KVM_GET_MSR_INDEX_LIST: iowr(0x02, 4 /* struct kvm_msr_list header */),
+  KVM_CHECK_EXTENSION: io(0x03),
+  KVM_GET_VCPU_MMAP_SIZE: io(0x04),
+  KVM_GET_SUPPORTED_CPUID: iowr(0x05, Layouts.kvm_cpuid2.size),
+
+  // On a VM fd
+  KVM_CREATE_VCPU: io(0x41),
+  KVM_SET_USER_MEMORY_REGION: iow(0x46, Layouts.kvm_userspace_memory_region.size),
+  KVM_SET_TSS_ADDR: io(0x47),
+  KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
+  KVM_CREATE_IRQCHIP: io(0x60),
+  KVM_IRQ_LINE: iow(0x61, Layouts.kvm_irq_level.size),
+  KVM_IRQ_LINE_STATUS: iowr(0x67, Layouts.kvm_irq_level.size),
+  KVM_IRQFD: iow(0x76, Layouts.kvm_irqfd.size),
+  KVM_CREATE_PIT2: iow(0x77, Layouts.kvm_pit_config.size),
+  KVM_IOEVENTFD: iow(0x79, Layouts.kvm_ioeventfd.size),
+
+  // On a vCPU fd
+  KVM_RUN: io(0x80),
+  KVM_GET_REGS: ior(0x81, Layouts.kvm_regs.size),
+  KVM_SET_REGS: iow(0x82, Layouts.kvm_regs.size),
+  KVM_TRANSLATE: iowr(0x85, Layouts.kvm_translation.size),
+  KVM_GET_SREGS: ior(0x83, Layouts.kvm_sregs.size),
+  KVM_SET_SREGS: iow(0x84, Layouts.kvm_sregs.size),
+  KVM_GET_MSRS: iowr(0x88, Layouts.kvm_msrs.size),
+  KVM_SET_MSRS: iow(0x89, Layouts.kvm_msrs.size),
+  KVM_GET_FPU: ior(0x8c, Layouts.kvm_fpu.size),
+  KVM_SET_FPU: iow(0x8d, Layouts.kvm_fpu.size),
+  KVM_SET_CPUID2: iow(0x90, Layouts.kvm_cpuid2.size),
+  KVM_GET_CPUID2: iowr(0x91, Layouts.kvm_cpuid2.size),
+} as const;
+
+export type IoctlName = keyof typeof Ioctl;
+
+/** KVM_CHECK_EXTENSION arguments tsvmm asks about. */
+export const Capability = {
+  KVM_CAP_IRQCHIP: 0,
+  KVM_CAP_HLT: 1,
+  KVM_CAP_USER_MEMORY: 3,
+  KVM_CAP_SET_TSS_ADDR: 4,
+  KVM_CAP_EXT_CPUID: 7,
+  KVM_CAP_NR_VCPUS: 9,
+  KVM_CAP_NR_MEMSLOTS: 10,
+  KVM_CAP_PIT2: 33,
+  KVM_CAP_SET_IDENTITY_MAP_ADDR: 37,
+  KVM_CAP_IOEVENTFD: 36,
+  KVM_CAP_IRQFD: 32,
+  KVM_CAP_MAX_VCPUS: 66,
+  KVM_CAP_IMMEDIATE_EXIT: 136,
+} as const;
+
+export type CapabilityName = keyof typeof Capability;

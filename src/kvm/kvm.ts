@@ -1,0 +1,307 @@
+// File-descriptor wrappers for /dev/kvm, a VM and a vCPU: one method per
+// ioctl, each throwing a KvmError that names the ioctl and the errno.
+import {
+  decodeCpuidEntry, decodeRegisters, decodeSpecialRegisters, encodeCpuidEntry, encodeRegisters,
+  encodeSpecialRegisters, encodeStruct, type CpuidEntry, type MsrEntry, type Registers, type SpecialRegisters,
+} from './codec.ts';
+import { KvmError } from './errors.ts';
+import { Capability, Ioctl, type CapabilityName, type IoctlName } from './ioctls.ts';
+import { Errno, lastErrno, libcCalls } from './libc.ts';
+import { closeFd, mapShared, signalThread, SIGUSR2, viewOf, type HostMapping } from './host.ts';
+import { Layouts } from './structs.ts';
+
+const O_RDWR = 0o2;
+const O_CLOEXEC = 0o2000000;
+
+function check(result: number, name: IoctlName, detail?: string): number {
+  if (result < 0) throw new KvmError(name, lastErrno(), detail);
+  return result;
+}
+
+function ioctlValue(fd: number, name: IoctlName, value: number | bigint = 0, detail?: string): number {
+  return check(libcCalls.ioctlWithValue(fd, Ioctl[name], value), name, detail);
+}
+
+function ioctlBuffer(fd: number, name: IoctlName, buf: Uint8Array, detail?: string): number {
+  return check(libcCalls.ioctlWithBuffer(fd, Ioctl[name], buf), name, detail);
+}
+
+function viewOfBytes(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export const KVM_API_VERSION = 12;
+
+/** /dev/kvm: the system-wide KVM handle. */
+export class KvmSystem {
+  private constructor(readonly fd: number, readonly path: string) {}
+
+  static open(path = '/dev/kvm'): KvmSystem {
+    const fd = libcCalls.open(path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) throw new KvmError(`open ${path}`, lastErrno());
+    const kvm = new KvmSystem(fd, path);
+    const version = kvm.apiVersion();
+    if (version !== KVM_API_VERSION) {
+      kvm.close();
+      throw new Error(`${path}: KVM API version ${version}, tsvmm needs ${KVM_API_VERSION}`);
+    }
+    return kvm;
+  }
+
+  apiVersion(): number {
+    return ioctlValue(this.fd, 'KVM_GET_API_VERSION');
+  }
+
+  /** KVM_CHECK_EXTENSION: 0 when absent, otherwise a capability-specific value (often 1). */
+  checkExtension(cap: CapabilityName): number {
+    return ioctlValue(this.fd, 'KVM_CHECK_EXTENSION', Capability[cap], cap);
+  }
+
+  vcpuMmapSize(): number {
+    return ioctlValue(this.fd, 'KVM_GET_VCPU_MMAP_SIZE');
+  }
+
+  /** The CPUID leaves this host's KVM can present to a guest. */
+  supportedCpuid(): CpuidEntry[] {
+    // Ask with a generous buffer; KVM fails with E2BIG if it is too small.
+    for (let capacity = 128; ; capacity *= 2) {
+      const bytes = new Uint8Array(Layouts.kvm_cpuid2.size + capacity * Layouts.kvm_cpuid_entry2.size);
+      const view = viewOfBytes(bytes);
+      view.setUint32(0, capacity, true);
+      const result = libcCalls.ioctlWithBuffer(this.fd, Ioctl.KVM_GET_SUPPORTED_CPUID, bytes);
+      if (result < 0) {
+        const errno = lastErrno();
+        if (errno === Errno.E2BIG && capacity < 4096) continue;
+        throw new KvmError('KVM_GET_SUPPORTED_CPUID', errno);
+      }
+      const count = view.getUint32(0, true);
+      const entries: CpuidEntry[] = [];
+      for (let i = 0; i < count; i++) {
+        entries.push(decodeCpuidEntry(view, Layouts.kvm_cpuid2.size + i * Layouts.kvm_cpuid_entry2.size));
+      }
+      return entries;
+    }
+  }
+
+  createVm(): VmFd {
+    return new VmFd(ioctlValue(this.fd, 'KVM_CREATE_VM', 0), this.vcpuMmapSize());
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+export interface IoEventFdRequest {
+  /** Guest-physical address (MMIO) or port (PIO). */
+  address: bigint | number;
+  /** Access width that triggers it: 1, 2, 4 or 8 (0 = any, MMIO only). */
+  length: number;
+  fd: number;
+  pio: boolean;
+  /** Trigger only on writes of this value. */
+  datamatch?: bigint | number;
+  deassign?: boolean;
+}
+
+const KVM_IOEVENTFD_FLAG_DATAMATCH = 1 << 0;
+const KVM_IOEVENTFD_FLAG_PIO = 1 << 1;
+const KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2;
+const KVM_IRQFD_FLAG_DEASSIGN = 1 << 0;
+
+/** A VM: memory slots, the in-kernel interrupt controllers, vCPU creation. */
+export class VmFd {
+  private readonly irqLevel = new Uint8Array(Layouts.kvm_irq_level.size);
+  private readonly irqLevelView = viewOfBytes(this.irqLevel);
+
+  constructor(readonly fd: number, readonly vcpuMmapSize: number) {}
+
+  setUserMemoryRegion(slot: number, guestPhysAddr: number, size: number, hostAddress: bigint, flags = 0): void {
+    const region = encodeStruct(Layouts.kvm_userspace_memory_region, {
+      slot, flags, guest_phys_addr: BigInt(guestPhysAddr), memory_size: BigInt(size), userspace_addr: hostAddress,
+    });
+    ioctlBuffer(this.fd, 'KVM_SET_USER_MEMORY_REGION', region, `slot ${slot} at 0x${guestPhysAddr.toString(16)}`);
+  }
+
+  /** Three pages of guest-physical space that Intel VT-x needs for real-mode emulation. */
+  setTssAddress(address: number): void {
+    ioctlValue(this.fd, 'KVM_SET_TSS_ADDR', address);
+  }
+
+  setIdentityMapAddress(address: number): void {
+    const bytes = new Uint8Array(8);
+    viewOfBytes(bytes).setBigUint64(0, BigInt(address), true);
+    ioctlBuffer(this.fd, 'KVM_SET_IDENTITY_MAP_ADDR', bytes);
+  }
+
+  createIrqchip(): void {
+    ioctlValue(this.fd, 'KVM_CREATE_IRQCHIP');
+  }
+
+  /** Sets an interrupt line of the in-kernel PIC/IOAPIC; callable from any thread. */
+  setIrqLine(irq: number, level: boolean): void {
+    this.irqLevelView.setUint32(0, irq, true);
+    this.irqLevelView.setUint32(4, level ? 1 : 0, true);
+    ioctlBuffer(this.fd, 'KVM_IRQ_LINE', this.irqLevel, `irq ${irq}`);
+  }
+
+  createPit2(): void {
+    ioctlBuffer(this.fd, 'KVM_CREATE_PIT2', new Uint8Array(Layouts.kvm_pit_config.size));
+  }
+
+  ioeventfd(request: IoEventFdRequest): void {
+    let flags = 0;
+    if (request.datamatch !== undefined) flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    if (request.pio) flags |= KVM_IOEVENTFD_FLAG_PIO;
+    if (request.deassign) flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    const bytes = encodeStruct(Layouts.kvm_ioeventfd, {
+      datamatch: BigInt(request.datamatch ?? 0), addr: BigInt(request.address), len: request.length, fd: request.fd, flags,
+    });
+    ioctlBuffer(this.fd, 'KVM_IOEVENTFD', bytes, `${request.pio ? 'port' : 'address'} 0x${request.address.toString(16)}`);
+  }
+
+  irqfd(fd: number, gsi: number, deassign = false): void {
+    const bytes = encodeStruct(Layouts.kvm_irqfd, { fd, gsi, flags: deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0 });
+    ioctlBuffer(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
+  }
+
+  createVcpu(id: number): VcpuFd {
+    const fd = ioctlValue(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`);
+    return VcpuFd.attach(fd, this.vcpuMmapSize);
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+/** A vCPU: its registers, its CPUID, and KVM_RUN with its shared kvm_run page. */
+export class VcpuFd {
+  private readonly regsBytes = new Uint8Array(Layouts.kvm_regs.size);
+  private readonly sregsBytes = new Uint8Array(Layouts.kvm_sregs.size);
+  private readonly runRequest = Ioctl.KVM_RUN;
+
+  private constructor(
+    readonly fd: number,
+    /** The mmap'd kvm_run page. Valid in the thread that attached it; other threads attach their own view. */
+    readonly runMapping: HostMapping,
+    readonly run: DataView,
+    readonly runBytes: Uint8Array,
+  ) {}
+
+  /**
+   * Wraps a vCPU fd and maps its kvm_run page. A worker thread calls this
+   * with the fd number the main thread created (fds are process-wide).
+   */
+  static attach(fd: number, mmapSize: number): VcpuFd {
+    const mapping = mapShared(fd, mmapSize, 'kvm_run page');
+    return VcpuFd.fromMapping(fd, mapping.address, mmapSize);
+  }
+
+  /** Another thread's handle on a vCPU: same fd, its own view of the same kvm_run page. */
+  static fromMapping(fd: number, runPageAddress: bigint, runPageSize: number): VcpuFd {
+    const buffer = viewOf(runPageAddress, runPageSize);
+    return new VcpuFd(fd, { address: runPageAddress, size: runPageSize }, new DataView(buffer), new Uint8Array(buffer));
+  }
+
+  /**
+   * Makes the vCPU leave KVM_RUN (or not enter it): set immediate_exit, then
+   * signal its thread. Either alone has a race; together, the next or the
+   * current KVM_RUN returns EINTR. Callable from any thread.
+   */
+  kick(threadId: number): void {
+    this.run.setUint8(Layouts.kvm_run.fields.immediate_exit.offset, 1);
+    signalThread(threadId, SIGUSR2);
+  }
+
+  /**
+   * KVM_RUN. Returns 0, or -1 when a signal interrupted it (EINTR: the
+   * exit_reason is then KVM_EXIT_INTR). Any other failure throws.
+   */
+  enter(): number {
+    if (libcCalls.ioctlWithValue(this.fd, this.runRequest, 0) === 0) return 0;
+    const errno = lastErrno();
+    if (errno === Errno.EINTR) return -1;
+    throw new KvmError('KVM_RUN', errno);
+  }
+
+  getRegisters(): Registers {
+    ioctlBuffer(this.fd, 'KVM_GET_REGS', this.regsBytes);
+    return decodeRegisters(viewOfBytes(this.regsBytes));
+  }
+
+  setRegisters(regs: Registers): void {
+    encodeRegisters(viewOfBytes(this.regsBytes), regs);
+    ioctlBuffer(this.fd, 'KVM_SET_REGS', this.regsBytes);
+  }
+
+  getSpecialRegisters(): SpecialRegisters {
+    ioctlBuffer(this.fd, 'KVM_GET_SREGS', this.sregsBytes);
+    return decodeSpecialRegisters(viewOfBytes(this.sregsBytes));
+  }
+
+  setSpecialRegisters(sregs: SpecialRegisters): void {
+    encodeSpecialRegisters(viewOfBytes(this.sregsBytes), sregs);
+    ioctlBuffer(this.fd, 'KVM_SET_SREGS', this.sregsBytes);
+  }
+
+  /**
+   * KVM_TRANSLATE: a guest-virtual (linear) address through the vCPU's
+   * current page tables, or null when it is not mapped.
+   */
+  translate(linearAddress: bigint): bigint | null {
+    const bytes = encodeStruct(Layouts.kvm_translation, { linear_address: linearAddress });
+    ioctlBuffer(this.fd, 'KVM_TRANSLATE', bytes);
+    const view = viewOfBytes(bytes);
+    if (view.getUint8(Layouts.kvm_translation.fields.valid.offset) === 0) return null;
+    return view.getBigUint64(Layouts.kvm_translation.fields.physical_address.offset, true);
+  }
+
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    const header = Layouts.kvm_cpuid2.size;
+    const stride = Layouts.kvm_cpuid_entry2.size;
+    const bytes = new Uint8Array(header + entries.length * stride);
+    const view = viewOfBytes(bytes);
+    view.setUint32(0, entries.length, true);
+    entries.forEach((entry, i) => encodeCpuidEntry(view, header + i * stride, entry));
+    ioctlBuffer(this.fd, 'KVM_SET_CPUID2', bytes);
+  }
+
+  setMsrs(entries: readonly MsrEntry[]): void {
+    const bytes = this.msrBuffer(entries);
+    const written = ioctlBuffer(this.fd, 'KVM_SET_MSRS', bytes);
+    if (written !== entries.length) {
+      const failed = entries[written]!;
+      throw new Error(`KVM_SET_MSRS: KVM refused MSR 0x${failed.index.toString(16)} (${written} of ${entries.length} set)`);
+    }
+  }
+
+  getMsrs(indices: readonly number[]): MsrEntry[] {
+    const bytes = this.msrBuffer(indices.map((index) => ({ index, data: 0n })));
+    const read = ioctlBuffer(this.fd, 'KVM_GET_MSRS', bytes);
+    const view = viewOfBytes(bytes);
+    const out: MsrEntry[] = [];
+    for (let i = 0; i < read; i++) {
+      const at = Layouts.kvm_msrs.size + i * Layouts.kvm_msr_entry.size;
+      out.push({ index: view.getUint32(at, true), data: view.getBigUint64(at + 8, true) });
+    }
+    return out;
+  }
+
+  private msrBuffer(entries: readonly MsrEntry[]): Uint8Array {
+    const header = Layouts.kvm_msrs.size;
+    const stride = Layouts.kvm_msr_entry.size;
+    const bytes = new Uint8Array(header + entries.length * stride);
+    const view = viewOfBytes(bytes);
+    view.setUint32(0, entries.length, true);
+    entries.forEach((entry, i) => {
+      view.setUint32(header + i * stride, entry.index, true);
+      view.setBigUint64(header + i * stride + 8, entry.data, true);
+    });
+    return bytes;
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}

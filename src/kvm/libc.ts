@@ -1,0 +1,57 @@
+// The libc functions tsvmm needs, bound through koffi. This file and its
+// siblings in src/kvm are the only code that knows koffi exists.
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+/** A native address, as koffi represents pointers. */
+export type Address = bigint;
+
+// ioctl(2) is variadic in C. Declaring its third argument with a fixed type is
+// the usual FFI practice on x86-64 (integers and pointers travel in the same
+// registers) and keeps koffi's fast path: no per-call type parsing.
+const ioctlWithValue = libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']);
+const ioctlWithBuffer = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']);
+
+export const libcCalls = {
+  open: libc.func('int open(const char *path, int flags, int mode)'),
+  close: libc.func('int close(int fd)'),
+  read: libc.func('long read(int fd, void *buf, unsigned long count)'),
+  write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
+  mmap: libc.func('void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, unsigned long len)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  gettid: libc.func('int gettid(void)'),
+  getpid: libc.func('int getpid(void)'),
+  tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
+  strerror: libc.func('const char *strerror(int errnum)'),
+  ioctlWithValue: ioctlWithValue as (fd: number, request: number, value: number | bigint) => number,
+  ioctlWithBuffer: ioctlWithBuffer as (fd: number, request: number, buf: Uint8Array | null) => number,
+};
+
+/** errno of the last failed libc call on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** An ArrayBuffer over native memory (no copy); it stays valid until munmap. */
+export function nativeView(address: Address, length: number): ArrayBuffer {
+  return koffi.view(address, length);
+}
+
+/** errno values tsvmm distinguishes, from koffi's table for this OS. */
+export const Errno = koffi.os.errno as Record<string, number>;
+
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(Errno)) {
+  if (!errnoNames.has(value)) errnoNames.set(value, name);
+}
+
+/** "EACCES" for 13, "errno 9999" for anything unknown. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+export function errnoMessage(errno: number): string {
+  return String(libcCalls.strerror(errno));
+}

@@ -1,0 +1,25 @@
+// What a VM is made of, as plain data: the CLI builds it, the main thread
+// creates the VM from it, and the vCPU thread receives a copy.
+
+export interface MachineConfig {
+  /** Guest RAM in bytes. */
+  memoryBytes: number;
+  /** A flat real-mode binary (see src/boot/flat.ts). */
+  flat?: { path: string };
+  /** `--trace exits`: print every exit and a table of counts at the end. */
+  traceExits?: boolean;
+  /**
+   * Extra device modules loaded into the vCPU thread (tests, benchmarks):
+   * absolute paths of modules exporting `attach(platform: PlatformContext)`.
+   */
+  deviceModules?: string[];
+  /** Where guest console output goes (default: stdout). */
+  consoleFd?: number;
+  /** Where traces go (default: stderr). */
+  traceFd?: number;
+}
+
+export const MIB = 1024 * 1024;
+export const GIB = 1024 * MIB;
+export const DEFAULT_MEMORY = 256 * MIB;
+export const MIN_MEMORY = 1 * MIB;

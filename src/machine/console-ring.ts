@@ -1,0 +1,108 @@
+// Guest console output crosses from the vCPU thread to the main thread
+// through a byte ring in a SharedArrayBuffer: the vCPU thread pays a store per
+// byte, never a syscall, and the main thread writes whole batches to stdout.
+import { writeSync } from 'node:fs';
+import type { CharSink } from '../devices/char-sink.ts';
+
+const HEAD = 0; // bytes ever written (producer)
+const TAIL = 1; // bytes ever consumed (consumer)
+const CONSUMER_WAITING = 2;
+const HEADER_WORDS = 4;
+
+export interface ConsoleRingBuffers {
+  readonly header: SharedArrayBuffer;
+  readonly data: SharedArrayBuffer;
+}
+
+export function createConsoleRing(capacity = 64 * 1024): ConsoleRingBuffers {
+  if ((capacity & (capacity - 1)) !== 0) throw new Error('console ring capacity must be a power of two');
+  return { header: new SharedArrayBuffer(HEADER_WORDS * 4), data: new SharedArrayBuffer(capacity) };
+}
+
+/** The vCPU thread's end: a CharSink for the UART. */
+export class ConsoleRingWriter implements CharSink {
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly mask: number;
+
+  constructor(buffers: ConsoleRingBuffers) {
+    this.header = new Int32Array(buffers.header);
+    this.data = new Uint8Array(buffers.data);
+    this.mask = this.data.length - 1;
+  }
+
+  writeByte(byte: number): void {
+    const header = this.header;
+    const head = header[HEAD]!;
+    // Full: wait for the main thread to drain, as a real UART's THR stays busy.
+    while (((head - Atomics.load(header, TAIL)) | 0) >= this.data.length) {
+      Atomics.wait(header, TAIL, Atomics.load(header, TAIL), 100);
+    }
+    this.data[head & this.mask] = byte;
+    Atomics.store(header, HEAD, (head + 1) | 0);
+    if (header[CONSUMER_WAITING] !== 0 && Atomics.exchange(header, CONSUMER_WAITING, 0) !== 0) {
+      Atomics.notify(header, HEAD);
+    }
+  }
+}
+
+/** The main thread's end: copies everything written so far to a file descriptor. */
+export class ConsoleRingReader {
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly mask: number;
+  private stopped = false;
+
+  constructor(buffers: ConsoleRingBuffers, private readonly fd = 1) {
+    this.header = new Int32Array(buffers.header);
+    this.data = new Uint8Array(buffers.data);
+    this.mask = this.data.length - 1;
+  }
+
+  /** Writes out whatever is in the ring now. */
+  drain(): void {
+    const header = this.header;
+    for (;;) {
+      const tail = header[TAIL]!;
+      const head = Atomics.load(header, HEAD);
+      const pending = (head - tail) | 0;
+      if (pending === 0) return;
+      const start = tail & this.mask;
+      const length = Math.min(pending, this.data.length - start);
+      writeFully(this.fd, this.data.subarray(start, start + length));
+      Atomics.store(header, TAIL, (tail + length) | 0);
+      Atomics.notify(header, TAIL);
+    }
+  }
+
+  /** Drains as output arrives until stop(); resolves when stopped. */
+  async pump(): Promise<void> {
+    const header = this.header;
+    while (!this.stopped) {
+      this.drain();
+      Atomics.store(header, CONSUMER_WAITING, 1);
+      const seen = Atomics.load(header, HEAD);
+      if (seen !== header[TAIL]) continue;
+      const wait = Atomics.waitAsync(header, HEAD, seen, 50);
+      if (wait.async) await wait.value;
+    }
+    this.drain();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    Atomics.notify(this.header, HEAD);
+  }
+}
+
+function writeFully(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(fd, bytes, done, bytes.length - done);
+    } catch (e) {
+      // A non-blocking stdout (a pipe set O_NONBLOCK by someone else): retry.
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    }
+  }
+}

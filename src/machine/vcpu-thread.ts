@@ -1,0 +1,84 @@
+// The body of a vCPU thread: it sees the VM the main thread created (fds and
+// memory are process-wide), builds the devices that serve its exits, and runs
+// the loop until the guest or the main thread ends it.
+import { parentPort, workerData } from 'node:worker_threads';
+import { writeSync } from 'node:fs';
+import { AddressSpace } from '../bus/index.ts';
+import { VcpuFd, currentThreadId } from '../kvm/index.ts';
+import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
+import { Control, ExitTracer, Vcpu, type VcpuStop } from '../vcpu/index.ts';
+import type { MachineConfig } from './config.ts';
+import { ConsoleRingWriter, type ConsoleRingBuffers } from './console-ring.ts';
+import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
+
+export interface VcpuThreadInit {
+  config: MachineConfig;
+  vcpuId: number;
+  vcpuFd: number;
+  runPageAddress: bigint;
+  runPageSize: number;
+  ram: RamDescriptor[];
+  control: SharedArrayBuffer;
+  console: ConsoleRingBuffers;
+  hasIrqchip: boolean;
+}
+
+export type VcpuThreadMessage =
+  | { kind: 'ready'; threadId: number }
+  | { kind: 'stopped'; stop: VcpuStop; exits: number; runNs: number; unclaimed: { pio: number; mmio: number }; traceSummary?: string; reports: unknown[] }
+  | { kind: 'failed'; message: string; stack?: string };
+
+function post(message: VcpuThreadMessage): void {
+  parentPort!.postMessage(message);
+}
+
+async function main(init: VcpuThreadInit): Promise<void> {
+  const { config } = init;
+  const control = new Int32Array(init.control);
+  const memory = HostRam.attach(init.ram).memory;
+  const fd = VcpuFd.fromMapping(init.vcpuFd, init.runPageAddress, init.runPageSize);
+  const pio = AddressSpace.ports();
+  const mmio = AddressSpace.memory();
+  const traceFd = config.traceFd ?? 2;
+  const tracer = config.traceExits ? new ExitTracer({ line: (text) => writeSync(traceFd, `${text}\n`) }) : null;
+
+  let vcpu: Vcpu | null = null;
+  const context: PlatformContext = {
+    pio, mmio, memory,
+    requestStop: (stop) => vcpu!.requestStop(stop),
+  };
+  // While tracing, console bytes go out at once so they interleave with the
+  // trace lines in the order the guest produced them.
+  const consoleFd = config.consoleFd ?? 1;
+  const consoleSink = tracer ? { writeByte: (byte: number) => writeSync(consoleFd, Uint8Array.of(byte)) } : new ConsoleRingWriter(init.console);
+  buildPlatform(context, { console: consoleSink });
+  const reporters: { report?(): unknown }[] = [];
+  for (const path of config.deviceModules ?? []) {
+    const module = (await import(path)) as DeviceModule;
+    const attached = module.attach(context);
+    if (attached) reporters.push(attached);
+  }
+
+  vcpu = new Vcpu({ id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip });
+  const threadId = currentThreadId();
+  Atomics.store(control, Control.THREAD_ID, threadId);
+  post({ kind: 'ready', threadId });
+
+  const started = process.hrtime.bigint();
+  const stop = vcpu.runUntilStop();
+  const runNs = Number(process.hrtime.bigint() - started);
+  post({
+    kind: 'stopped',
+    stop,
+    exits: vcpu.exits,
+    runNs,
+    unclaimed: { pio: pio.unclaimedReads + pio.unclaimedWrites, mmio: mmio.unclaimedReads + mmio.unclaimedWrites },
+    ...(tracer ? { traceSummary: tracer.summary() } : {}),
+    reports: reporters.map((r) => r.report?.()),
+  });
+}
+
+main(workerData as VcpuThreadInit).catch((e: unknown) => {
+  const error = e instanceof Error ? e : new Error(String(e));
+  post({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
+});

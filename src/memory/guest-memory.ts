@@ -1,0 +1,208 @@
+// Guest RAM as the host sees it: guest-physical ranges backed by host memory,
+// with bounds-checked access. Devices use this to read descriptors and move
+// data; nothing here knows how the host memory was obtained.
+
+/** One guest-physical range of RAM and the host memory behind it. */
+export interface RamRange {
+  /** First guest-physical address. */
+  readonly guestAddress: number;
+  /** Length in bytes. */
+  readonly size: number;
+  /** The host bytes behind [guestAddress, guestAddress + size), in order. */
+  readonly chunks: readonly Uint8Array[];
+}
+
+/**
+ * Host views are cut into chunks of at most this size: V8 cannot hold an
+ * ArrayBuffer over native memory larger than 4 GiB, and a power of two keeps
+ * the chunk lookup a shift.
+ */
+export const CHUNK_SHIFT = 30;
+export const CHUNK_SIZE = 2 ** CHUNK_SHIFT;
+
+export class GuestMemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GuestMemoryError';
+  }
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+interface Chunk {
+  readonly start: number;
+  readonly end: number;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
+/**
+ * Guest-physical memory. Every access is checked: an address or length that
+ * is not entirely inside guest RAM throws GuestMemoryError, never wraps and
+ * never touches host memory outside the guest's.
+ */
+export class GuestMemory {
+  private readonly chunks: Chunk[] = [];
+  /** Total bytes of RAM. */
+  readonly size: number;
+  /** One past the highest RAM address. */
+  readonly end: number;
+
+  constructor(readonly ranges: readonly RamRange[]) {
+    let total = 0;
+    for (const range of [...ranges].sort((a, b) => a.guestAddress - b.guestAddress)) {
+      let at = range.guestAddress;
+      let covered = 0;
+      for (const bytes of range.chunks) {
+        if (bytes.length === 0 || bytes.length > CHUNK_SIZE) throw new GuestMemoryError(`RAM chunk of ${bytes.length} bytes`);
+        this.chunks.push({ start: at, end: at + bytes.length, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.length) });
+        at += bytes.length;
+        covered += bytes.length;
+      }
+      if (covered !== range.size) throw new GuestMemoryError(`RAM range at ${hex(range.guestAddress)}: chunks cover ${covered} of ${range.size} bytes`);
+      total += range.size;
+    }
+    for (let i = 1; i < this.chunks.length; i++) {
+      if (this.chunks[i]!.start < this.chunks[i - 1]!.end) throw new GuestMemoryError(`RAM ranges overlap at ${hex(this.chunks[i]!.start)}`);
+    }
+    this.size = total;
+    this.end = this.chunks.length ? this.chunks[this.chunks.length - 1]!.end : 0;
+  }
+
+  /** Plain JS memory (tests, and devices exercised without KVM). */
+  static ofArrayBuffers(layout: readonly { guestAddress: number; size: number }[]): GuestMemory {
+    return new GuestMemory(layout.map(({ guestAddress, size }) => {
+      const chunks: Uint8Array[] = [];
+      for (let off = 0; off < size; off += CHUNK_SIZE) chunks.push(new Uint8Array(Math.min(CHUNK_SIZE, size - off)));
+      return { guestAddress, size, chunks };
+    }));
+  }
+
+  /** True when [address, address + length) is all RAM. */
+  contains(address: number, length: number): boolean {
+    if (!Number.isSafeInteger(address) || !Number.isSafeInteger(length) || address < 0 || length < 0) return false;
+    let at = address;
+    const end = address + length;
+    while (at < end) {
+      const chunk = this.chunkAt(at);
+      if (!chunk) return false;
+      at = chunk.end;
+    }
+    return length > 0 || this.chunkAt(address) !== undefined;
+  }
+
+  readU8(address: number): number {
+    const c = this.chunkFor(address, 1);
+    return c.view.getUint8(address - c.start);
+  }
+
+  readU16(address: number): number {
+    const c = this.chunkFor(address, 2);
+    return c.view.getUint16(address - c.start, true);
+  }
+
+  readU32(address: number): number {
+    const c = this.chunkFor(address, 4);
+    return c.view.getUint32(address - c.start, true);
+  }
+
+  readU64(address: number): bigint {
+    const c = this.chunkFor(address, 8);
+    return c.view.getBigUint64(address - c.start, true);
+  }
+
+  writeU8(address: number, value: number): void {
+    const c = this.chunkFor(address, 1);
+    c.view.setUint8(address - c.start, value);
+  }
+
+  writeU16(address: number, value: number): void {
+    const c = this.chunkFor(address, 2);
+    c.view.setUint16(address - c.start, value, true);
+  }
+
+  writeU32(address: number, value: number): void {
+    const c = this.chunkFor(address, 4);
+    c.view.setUint32(address - c.start, value >>> 0, true);
+  }
+
+  writeU64(address: number, value: bigint): void {
+    const c = this.chunkFor(address, 8);
+    c.view.setBigUint64(address - c.start, BigInt.asUintN(64, value), true);
+  }
+
+  /**
+   * The guest bytes [address, address + length) themselves, not a copy: for
+   * zero-copy I/O (fs.readSync straight into guest RAM). The range must lie
+   * in one host chunk; `slices` handles any range.
+   */
+  slice(address: number, length: number): Uint8Array {
+    const c = this.chunkFor(address, length);
+    return c.bytes.subarray(address - c.start, address - c.start + length);
+  }
+
+  /** The guest bytes of any RAM range, as one view per host chunk it spans. */
+  slices(address: number, length: number): Uint8Array[] {
+    this.check(address, length);
+    const out: Uint8Array[] = [];
+    let at = address;
+    const end = address + length;
+    while (at < end) {
+      const c = this.chunkAt(at)!;
+      const stop = Math.min(end, c.end);
+      out.push(c.bytes.subarray(at - c.start, stop - c.start));
+      at = stop;
+    }
+    return out;
+  }
+
+  /** Copies guest bytes out. */
+  read(address: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let at = 0;
+    for (const part of this.slices(address, length)) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
+  /** Copies bytes into guest RAM. */
+  write(address: number, data: Uint8Array): void {
+    let at = 0;
+    for (const part of this.slices(address, data.length)) {
+      part.set(data.subarray(at, at + part.length));
+      at += part.length;
+    }
+  }
+
+  fill(address: number, length: number, value: number): void {
+    for (const part of this.slices(address, length)) part.fill(value);
+  }
+
+  private chunkAt(address: number): Chunk | undefined {
+    // A VM has a handful of chunks: a linear scan beats anything cleverer.
+    for (const c of this.chunks) if (address >= c.start && address < c.end) return c;
+    return undefined;
+  }
+
+  /** The chunk holding all of [address, address + length), or a GuestMemoryError. */
+  private chunkFor(address: number, length: number): Chunk {
+    const c = Number.isSafeInteger(address) && address >= 0 ? this.chunkAt(address) : undefined;
+    if (c && Number.isSafeInteger(length) && length >= 0 && address + length <= c.end) return c;
+    this.check(address, length);
+    throw new GuestMemoryError(`guest access at ${hex(address)}+${length} crosses a host chunk boundary; use slices()`);
+  }
+
+  private check(address: number, length: number): void {
+    if (!this.contains(address, length)) {
+      throw new GuestMemoryError(`guest access at ${hex(address)}+${length} is outside guest RAM (${this.describe()})`);
+    }
+  }
+
+  private describe(): string {
+    return this.ranges.map((r) => `${hex(r.guestAddress)}-${hex(r.guestAddress + r.size - 1)}`).join(', ') || 'none';
+  }
+}

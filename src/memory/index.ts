@@ -1,0 +1,1 @@
+export { GuestMemory, GuestMemoryError, CHUNK_SIZE, type RamRange } from './guest-memory.ts';

@@ -1,0 +1,260 @@
+// The vCPU run loop: KVM_RUN, decode why it returned, hand the access to the
+// PIO or MMIO bus, put the result back into kvm_run, and enter again.
+//
+// This is the product's hot path. It reads kvm_run through one DataView over
+// the mmap'd page, with precomputed offsets, and allocates nothing for PIO
+// and 1/2/4-byte MMIO exits.
+import {
+  ExitReason, InternalError, IoDirection, RunOffset, SystemEvent, exitReasonName, internalErrorDescription,
+  systemEventName, type VcpuFd,
+} from '../kvm/index.ts';
+import type { AddressSpace } from '../bus/index.ts';
+import type { GuestMemory } from '../memory/index.ts';
+import type { ExitTracer } from './exit-trace.ts';
+import type { VcpuStop } from './stop.ts';
+
+/** Words of the control block another thread uses to reach a running vCPU. */
+export const Control = {
+  /** 0 = run; 1 = stop at the next exit (set before kicking the thread). */
+  COMMAND: 0,
+  /** The vCPU thread's kernel thread id, for tgkill. */
+  THREAD_ID: 1,
+  WORDS: 2,
+} as const;
+
+export const Command = { RUN: 0, STOP: 1 } as const;
+
+const {
+  KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_EXIT_FAIL_ENTRY,
+  KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SYSTEM_EVENT, KVM_EXIT_DEBUG, KVM_EXIT_IRQ_WINDOW_OPEN,
+} = ExitReason;
+const IO_OUT = IoDirection.KVM_EXIT_IO_OUT;
+const IF_FLAG = 13; // kvm_run.if_flag
+const REQUEST_INTERRUPT_WINDOW = 0;
+
+function hex(n: number | bigint): string {
+  return `0x${n.toString(16)}`;
+}
+
+export interface VcpuOptions {
+  id: number;
+  fd: VcpuFd;
+  pio: AddressSpace;
+  mmio: AddressSpace;
+  memory: GuestMemory;
+  /** Shared with the thread that may stop this vCPU (see Control). */
+  control: Int32Array;
+  tracer?: ExitTracer | null;
+  /** True when an in-kernel irqchip exists, so a halted vCPU can be woken by an interrupt. */
+  hasIrqchip?: boolean;
+}
+
+export class Vcpu {
+  readonly id: number;
+  readonly fd: VcpuFd;
+  private readonly run: DataView;
+  private readonly pio: AddressSpace;
+  private readonly mmio: AddressSpace;
+  private readonly memory: GuestMemory;
+  private readonly control: Int32Array;
+  private readonly tracer: ExitTracer | null;
+  private readonly hasIrqchip: boolean;
+  private pendingStop: VcpuStop | null = null;
+  /** Exits handled, by any reason (cheap: one increment). */
+  exits = 0;
+
+  constructor(options: VcpuOptions) {
+    this.id = options.id;
+    this.fd = options.fd;
+    this.run = options.fd.run;
+    this.pio = options.pio;
+    this.mmio = options.mmio;
+    this.memory = options.memory;
+    this.control = options.control;
+    this.tracer = options.tracer ?? null;
+    this.hasIrqchip = options.hasIrqchip ?? false;
+  }
+
+  /** A device asks the VM to end (debug-exit, poweroff): the loop returns after this exit. */
+  requestStop(stop: VcpuStop): void {
+    if (this.pendingStop === null) this.pendingStop = stop;
+  }
+
+  /** Runs the guest until something ends it. A device that throws ends the VM with its message. */
+  runUntilStop(): VcpuStop {
+    try {
+      return this.loop();
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      return { cause: 'vmm-error', status: 1, message: `tsvmm failed while running the guest: ${message} (at ${this.describeRip()})` };
+    }
+  }
+
+  private loop(): VcpuStop {
+    const run = this.run;
+    for (;;) {
+      const interrupted = this.fd.enter() < 0;
+      const reason = interrupted ? KVM_EXIT_INTR : run.getUint32(RunOffset.exitReason, true);
+      this.exits++;
+      if (reason === KVM_EXIT_IO) this.handleIo(run);
+      else if (reason === KVM_EXIT_MMIO) this.handleMmio(run);
+      else {
+        const stop = this.handleOtherExit(reason);
+        if (stop !== null) this.requestStop(stop);
+      }
+      if (this.tracer !== null) this.tracer.record(run, reason);
+      if (this.pendingStop !== null) return this.pendingStop;
+    }
+  }
+
+  private handleIo(run: DataView): void {
+    const size = run.getUint8(RunOffset.ioSize);
+    const port = run.getUint16(RunOffset.ioPort, true);
+    const count = run.getUint32(RunOffset.ioCount, true);
+    // data_offset is a u64 but always inside the first page of kvm_run.
+    let at = run.getUint32(RunOffset.ioDataOffset, true);
+    const pio = this.pio;
+    if (run.getUint8(RunOffset.ioDirection) === IO_OUT) {
+      for (let i = 0; i < count; i++, at += size) {
+        pio.write(port, size, size === 1 ? run.getUint8(at) : size === 2 ? run.getUint16(at, true) : run.getUint32(at, true));
+      }
+    } else {
+      for (let i = 0; i < count; i++, at += size) {
+        const value = pio.read(port, size);
+        if (size === 1) run.setUint8(at, value);
+        else if (size === 2) run.setUint16(at, value, true);
+        else run.setUint32(at, value, true);
+      }
+    }
+  }
+
+  private handleMmio(run: DataView): void {
+    // Guest-physical addresses fit a double exactly (52 bits at most).
+    const address = run.getUint32(RunOffset.mmioPhysAddr, true) + run.getUint32(RunOffset.mmioPhysAddr + 4, true) * 0x1_0000_0000;
+    const len = run.getUint32(RunOffset.mmioLen, true);
+    const write = run.getUint8(RunOffset.mmioIsWrite) !== 0;
+    const data = RunOffset.mmioData;
+    const mmio = this.mmio;
+    if (len === 4) {
+      if (write) mmio.write(address, 4, run.getUint32(data, true));
+      else run.setUint32(data, mmio.read(address, 4), true);
+    } else if (len === 1 || len === 2) {
+      if (write) mmio.write(address, len, len === 1 ? run.getUint8(data) : run.getUint16(data, true));
+      else if (len === 1) run.setUint8(data, mmio.read(address, 1));
+      else run.setUint16(data, mmio.read(address, 2), true);
+    } else if (len === 8) {
+      if (write) mmio.write64(address, run.getBigUint64(data, true));
+      else run.setBigUint64(data, mmio.read64(address), true);
+    } else {
+      // Odd widths (3, 5, 6, 7) are rare: deliver them a byte at a time.
+      for (let i = 0; i < len && i < 8; i++) {
+        if (write) mmio.write(address + i, 1, run.getUint8(data + i));
+        else run.setUint8(data + i, mmio.read(address + i, 1));
+      }
+    }
+  }
+
+  /** Every exit other than PIO/MMIO: rare, so clarity wins over speed here. */
+  private handleOtherExit(reason: number): VcpuStop | null {
+    const run = this.run;
+    switch (reason) {
+      case KVM_EXIT_INTR:
+        // A kick from another thread (or a stray signal): clear the kick and see why.
+        run.setUint8(RunOffset.immediateExit, 0);
+        if (Atomics.load(this.control, Control.COMMAND) === Command.STOP) {
+          return { cause: 'stopped', status: 0 };
+        }
+        return null;
+
+      case KVM_EXIT_HLT: {
+        const rip = this.describeRip();
+        if (!this.hasIrqchip) {
+          const interrupts = run.getUint8(IF_FLAG) ? 'enabled, but no interrupt controller exists to wake it' : 'disabled';
+          return { cause: 'halt', status: 1, message: `guest halted at ${rip} with interrupts ${interrupts}: nothing can wake it` };
+        }
+        return null;
+      }
+
+      case KVM_EXIT_SHUTDOWN:
+        return { cause: 'shutdown', status: 1, message: `guest triple-faulted at ${this.describeRip()} (KVM_EXIT_SHUTDOWN): the CPU reset itself` };
+
+      case KVM_EXIT_FAIL_ENTRY: {
+        const hwReason = run.getBigUint64(RunOffset.failEntryReason, true);
+        const cpu = run.getUint32(RunOffset.failEntryCpu, true);
+        return { cause: 'fail-entry', status: 1, message: `KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason ${hex(hwReason)} on host CPU ${cpu}): invalid guest state at ${this.describeRip()}` };
+      }
+
+      case KVM_EXIT_INTERNAL_ERROR:
+        return { cause: 'internal-error', status: 1, message: this.describeInternalError() };
+
+      case KVM_EXIT_SYSTEM_EVENT: {
+        const type = run.getUint32(RunOffset.systemEventType, true);
+        if (type === SystemEvent.KVM_SYSTEM_EVENT_SHUTDOWN) return { cause: 'poweroff', status: 0, message: 'guest powered off' };
+        if (type === SystemEvent.KVM_SYSTEM_EVENT_RESET) return { cause: 'reboot', status: 0, message: 'guest rebooted' };
+        return { cause: 'system-event', status: 1, message: `guest system event: ${systemEventName(type)}` };
+      }
+
+      case KVM_EXIT_DEBUG: {
+        const exception = run.getUint32(RunOffset.debugException, true);
+        const pc = run.getBigUint64(RunOffset.debugPc, true);
+        return { cause: 'debug', status: 1, message: `debug exit (exception ${exception}) at pc ${hex(pc)}: guest debugging is not enabled` };
+      }
+
+      case KVM_EXIT_IRQ_WINDOW_OPEN:
+        // Only requested by a userspace interrupt controller; stop asking.
+        run.setUint8(REQUEST_INTERRUPT_WINDOW, 0);
+        return null;
+
+      default:
+        return { cause: 'unhandled-exit', status: 1, message: `unhandled exit KVM_EXIT_${exitReasonName(reason)} (${reason}) at ${this.describeRip()}` };
+    }
+  }
+
+  private describeInternalError(): string {
+    const run = this.run;
+    const suberror = run.getUint32(RunOffset.internalSuberror, true);
+    const ndata = run.getUint32(RunOffset.internalNdata, true);
+    const data: bigint[] = [];
+    for (let i = 0; i < Math.min(ndata, 16); i++) data.push(run.getBigUint64(RunOffset.internalData + i * 8, true));
+    let text = `KVM internal error: ${internalErrorDescription(suberror)} (KVM_EXIT_INTERNAL_ERROR suberror ${suberror}) at ${this.describeRip()}`;
+    if (suberror === InternalError.KVM_INTERNAL_ERROR_EMULATION) {
+      const bytes = this.instructionBytes();
+      if (bytes) text += `; instruction bytes: ${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+    } else if (data.length) {
+      text += `; data: ${data.map((d) => hex(d)).join(' ')}`;
+    }
+    return text;
+  }
+
+  /** "RIP 0x1234 (CS 0x1000, linear 0x11234)": where the guest is. */
+  describeRip(): string {
+    try {
+      const regs = this.fd.getRegisters();
+      const sregs = this.fd.getSpecialRegisters();
+      const linear = sregs.cs.base + regs.rip;
+      return `RIP ${hex(regs.rip)} (CS ${hex(sregs.cs.selector)}, linear ${hex(linear)})`;
+    } catch (e) {
+      return `an unknown RIP (${(e as Error).message})`;
+    }
+  }
+
+  /** Up to 15 bytes at CS:RIP, read from guest RAM through the guest's page tables. */
+  instructionBytes(): Uint8Array | null {
+    try {
+      const regs = this.fd.getRegisters();
+      const sregs = this.fd.getSpecialRegisters();
+      const linear = BigInt.asUintN(64, sregs.cs.base + regs.rip);
+      const out: number[] = [];
+      for (let i = 0n; i < 15n; i++) {
+        const physical = this.fd.translate(linear + i);
+        if (physical === null || physical > BigInt(Number.MAX_SAFE_INTEGER)) break;
+        const address = Number(physical);
+        if (!this.memory.contains(address, 1)) break;
+        out.push(this.memory.readU8(address));
+      }
+      return out.length ? Uint8Array.from(out) : null;
+    } catch {
+      return null;
+    }
+  }
+}

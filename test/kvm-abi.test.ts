@@ -1,0 +1,64 @@
+// Every struct layout and ioctl number in src/kvm against the machine's
+// <linux/kvm.h>: a C program prints sizeof/offsetof for each, and each must
+// equal the TypeScript definition.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Capability, ExitReason, InternalError, Ioctl, IoDirection, Layouts, SystemEvent } from '../src/kvm/index.ts';
+
+const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent };
+
+function cProgram(): string {
+  const lines: string[] = [];
+  for (const [struct, layout] of Object.entries(Layouts)) {
+    lines.push(`  printf("size %s %zu\\n", "${struct}", sizeof(struct ${struct}));`);
+    for (const [field, { size }] of Object.entries(layout.fields)) {
+      lines.push(`  printf("offset %s.%s %zu\\n", "${struct}", "${field}", offsetof(struct ${struct}, ${field}));`);
+      // Flexible array members (size 0 here) have no sizeof.
+      if (size > 0) lines.push(`  printf("fieldsize %s.%s %zu\\n", "${struct}", "${field}", sizeof(((struct ${struct} *)0)->${field}));`);
+    }
+  }
+  for (const name of Object.keys(Ioctl)) lines.push(`  printf("ioctl %s %lu\\n", "${name}", (unsigned long)${name});`);
+  for (const name of Object.keys(constants)) lines.push(`  printf("const %s %d\\n", "${name}", ${name});`);
+  return `#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
+}
+
+function cFacts(): Map<string, number> {
+  const dir = mkdtempSync(join(tmpdir(), 'tsvmm-abi-'));
+  writeFileSync(join(dir, 'abi.c'), cProgram());
+  execFileSync('cc', ['-Wall', '-o', join(dir, 'abi'), join(dir, 'abi.c')]);
+  const facts = new Map<string, number>();
+  for (const line of execFileSync(join(dir, 'abi'), { encoding: 'utf8' }).trim().split('\n')) {
+    const [kind, name, value] = line.split(' ');
+    facts.set(`${kind} ${name}`, Number(value));
+  }
+  return facts;
+}
+
+describe('src/kvm matches <linux/kvm.h>', () => {
+  const facts = cFacts();
+
+  for (const [struct, layout] of Object.entries(Layouts)) {
+    it(`struct ${struct}`, () => {
+      expect({ size: layout.size }).toEqual({ size: facts.get(`size ${struct}`) });
+      for (const [field, { offset, size }] of Object.entries(layout.fields)) {
+        expect({ field, offset }).toEqual({ field, offset: facts.get(`offset ${struct}.${field}`) });
+        if (size > 0) expect({ field, size }).toEqual({ field, size: facts.get(`fieldsize ${struct}.${field}`) });
+      }
+    });
+  }
+
+  it('ioctl numbers', () => {
+    for (const [name, value] of Object.entries(Ioctl)) {
+      expect({ name, value }).toEqual({ name, value: facts.get(`ioctl ${name}`) });
+    }
+  });
+
+  it('capabilities, exit reasons and their sub-codes', () => {
+    for (const [name, value] of Object.entries(constants)) {
+      expect({ name, value }).toEqual({ name, value: facts.get(`const ${name}`) });
+    }
+  });
+});
