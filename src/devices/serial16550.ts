@@ -41,7 +41,7 @@ export class Serial16550 implements BusDevice {
 
   constructor(readonly name: string, private readonly output: CharSink) {}
 
-  read(offset: number): number {
+  read(offset: number, _size: number): number {
     const dlab = (this.lcr & LCR_DLAB) !== 0;
     switch (offset) {
       case Reg.RBR_THR_DLL: return dlab ? this.divisor & 0xff : 0; // no receiver yet: RBR reads 0

@@ -31,5 +31,5 @@ export function buildPlatform(context: PlatformContext, sinks: PlatformSinks): v
 
 /** What a device module (MachineConfig.deviceModules) exports. */
 export interface DeviceModule {
-  attach(context: PlatformContext): { report?(): unknown } | void;
+  attach(context: PlatformContext): { report?(): unknown } | void | Promise<{ report?(): unknown } | void>;
 }

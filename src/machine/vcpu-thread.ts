@@ -55,7 +55,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {
     const module = (await import(path)) as DeviceModule;
-    const attached = module.attach(context);
+    const attached = await module.attach(context);
     if (attached) reporters.push(attached);
   }
 
