@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitLoopImage, ExitLoopOp, firmwarePath, ROOT } from '../bench/lib/artifacts.ts';
 import { Machine } from '../src/machine/machine.ts';
-import { hasKvm, tsvmm } from './helpers/kvm.ts';
+import { hasKvm, TSVMM, tsvmm } from './helpers/kvm.ts';
+import { spawn } from 'node:child_process';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-test-'));
 
@@ -15,6 +16,12 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('hello')]);
     expect(r.stdout).toBe('Hello from tsvmm guest\n');
     expect(r.stderr).toBe('');
+    expect(r.status).toBe(1);
+  });
+
+  it('with no guest given, runs the default guest (firmware hello)', () => {
+    const r = tsvmm(['run']);
+    expect(r.stdout).toBe('Hello from tsvmm guest\n');
     expect(r.status).toBe(1);
   });
 
@@ -52,6 +59,16 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     expect(r.stderr).toMatch(/^tsvmm: guest halted at RIP 0x[0-9a-f]+ .* with interrupts disabled: nothing can wake it\n$/);
   });
 
+  it('SIGINT (Ctrl-C) stops a guest that never exits by itself', async () => {
+    const child = spawn(process.execPath, [TSVMM, 'run', '--flat', firmwarePath('spin')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    setTimeout(() => child.kill('SIGINT'), 3000);
+    const status = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    expect(stderr).toBe('tsvmm: stopped\n');
+    expect(status).toBe(130);
+  });
+
   it('a triple fault is reported as such', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('triplefault')]);
     expect(r.status).toBe(1);
@@ -69,7 +86,6 @@ describe.skipIf(!hasKvm)('bad input: one line on stderr, exit status 2', () => {
     ['--mem 0', ['run', '--flat', firmwarePath('hello'), '--mem', '0'], /--mem 0: a guest needs at least/],
     ['--mem 1T', ['run', '--flat', firmwarePath('hello'), '--mem', '1T'], /--mem 1T: more than this host's/],
     ['--mem nonsense', ['run', '--flat', firmwarePath('hello'), '--mem', 'lots'], /not a size/],
-    ['no guest', ['run'], /nothing to run/],
     ['an unknown trace kind', ['run', '--flat', firmwarePath('hello'), '--trace', 'everything'], /--trace everything: unknown/],
     ['an unknown option', ['run', '--flatt', 'x'], /unknown option/],
     ['an unknown command', ['runn'], /unknown command/],

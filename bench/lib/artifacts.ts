@@ -1,13 +1,15 @@
 // Builds what tests and benchmarks run: the firmware guests and the C
 // baseline runner, each by its own shell script (binutils, cc).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildFirmware, firmwarePath } from '../../firmware/firmware.ts';
+
+export { firmwarePath };
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const FIRMWARE_DIR = join(ROOT, 'firmware', 'build');
 export const C_RUNNER = join(ROOT, 'bench', 'c', 'build', 'kvm-flat');
 
 let built = false;
@@ -15,15 +17,9 @@ let built = false;
 /** Builds the firmware and the C runner (idempotent, cheap when up to date). */
 export function buildArtifacts(): void {
   if (built) return;
-  execFileSync('bash', [join(ROOT, 'firmware', 'build.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  buildFirmware();
   execFileSync('bash', [join(ROOT, 'bench', 'c', 'build.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   built = true;
-}
-
-export function firmwarePath(name: string): string {
-  const path = join(FIRMWARE_DIR, `${name}.bin`);
-  if (!existsSync(path)) buildArtifacts();
-  return path;
 }
 
 /** exitloop's parameter block (firmware/exitloop.S): at file offset 8. */

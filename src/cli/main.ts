@@ -39,7 +39,7 @@ function program(setStatus: (status: number) => void): Command {
     .description('run the benchmark suites (exits)')
     .argument('[suites...]', 'suites to run', ['exits'])
     .option('--runs <n>', 'runs per measurement (median reported)', '5')
-    .option('--iterations <n>', 'guest loop iterations per run', '200000')
+    .option('--iterations <n>', 'guest loop iterations per run', '20000')
     .option('--json <file>', 'also write the results as JSON')
     .action(async (suites: string[], options: { runs: string; iterations: string; json?: string }) => {
       const { benchCommand } = await import('./bench.ts');

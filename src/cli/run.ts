@@ -4,6 +4,7 @@ import { writeSync } from 'node:fs';
 import { BootError } from '../boot/flat.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
+import { firmwarePath } from '../../firmware/firmware.ts';
 import { UsageError } from './errors.ts';
 import { formatSize, parseSize } from './size.ts';
 
@@ -25,14 +26,25 @@ export function parseMemory(text: string | undefined): number {
   return bytes;
 }
 
+/**
+ * The guest `tsvmm run` runs when given none. For now the firmware hello
+ * guest; the Linux default guest takes its place once tsvmm boots Linux.
+ */
+function defaultGuest(): string {
+  try {
+    return firmwarePath('hello');
+  } catch (e) {
+    throw new UsageError(`no guest given, and the default guest (firmware/hello.S) did not build: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
 export function configFromOptions(options: RunOptions): MachineConfig {
-  if (!options.flat) throw new UsageError('nothing to run: give a guest with --flat FILE');
   for (const kind of options.trace ?? []) {
     if (!TRACE_KINDS.includes(kind)) throw new UsageError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
   }
   return {
     memoryBytes: parseMemory(options.mem),
-    flat: { path: options.flat },
+    flat: { path: options.flat ?? defaultGuest() },
     traceExits: (options.trace ?? []).includes('exits'),
   };
 }

@@ -43,7 +43,7 @@ export function describeVirtualization(kind: HostVirtualization): string {
   switch (kind) {
     case 'vmx': return 'Intel VT-x: guests run natively';
     case 'svm': return 'AMD-V: guests run natively';
-    case 'pvm': return 'PVM (software KVM, no VT-x/AMD-V): ordinary guest kernels run under instruction emulation and may not boot; ring-3 code is native';
+    case 'pvm': return 'software KVM without VT-x/AMD-V: ordinary guest kernels run under instruction emulation and may not boot; ring-3 code is native';
     default: return 'unknown KVM backend';
   }
 }
