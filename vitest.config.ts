@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    reporters: ['default', './test/plain-summary-reporter.ts'],
     // Guests run real-mode setup code under PVM's instruction emulator: allow for it.
     testTimeout: 60_000,
     hookTimeout: 120_000,
