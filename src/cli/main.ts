@@ -21,7 +21,11 @@ function program(setStatus: (status: number) => void): Command {
 
   cli.command('run')
     .description('run a guest')
+    .option('-k, --kernel <file>', 'a Linux kernel: bzImage, or vmlinux (PVH entry when it has one)')
+    .option('-i, --initrd <file>', 'an initramfs for the kernel')
+    .option('-p, --append <cmdline>', 'kernel command line, after tsvmm\'s console and reboot settings')
     .option('--flat <file>', 'a flat real-mode binary, loaded at 0x10000 and started at 1000:0000')
+    .option('--pit <who>', 'i8254 PIT emulation: tsvmm (TypeScript, default) or kernel (KVM_CREATE_PIT2)')
     .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .action(async (options: RunOptions) => setStatus(await runCommand(options)));

@@ -1,7 +1,8 @@
 // `tsvmm run`: build a machine from the command line and run it to its end.
 import { freemem, totalmem } from 'node:os';
 import { writeSync } from 'node:fs';
-import { BootError } from '../boot/flat.ts';
+import { BootError } from '../boot/errors.ts';
+import { detectVirtualization } from '../kvm/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
 import { firmwarePath } from '../../firmware/firmware.ts';
@@ -10,9 +11,20 @@ import { formatSize, parseSize } from './size.ts';
 
 export interface RunOptions {
   flat?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  pit?: string;
   mem?: string;
   trace?: string[];
 }
+
+/**
+ * What tsvmm puts on every kernel command line before the user's -p: the
+ * console on COM1, reboot through the keyboard controller (which tsvmm turns
+ * into an exit), and an i8042 probe that does not wait for absent hardware.
+ */
+export const BASE_CMDLINE = 'console=ttyS0 reboot=k panic=-1 i8042.direct=1 i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1';
 
 const TRACE_KINDS = ['exits'];
 
@@ -39,14 +51,24 @@ function defaultGuest(): string {
 }
 
 export function configFromOptions(options: RunOptions): MachineConfig {
+  if (options.flat && options.kernel) throw new UsageError('give either --flat or --kernel, not both');
+  if (!options.kernel && (options.initrd || options.append)) throw new UsageError(`${options.initrd ? '--initrd' : '--append'} needs --kernel`);
+  if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
+    throw new UsageError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
+  }
   for (const kind of options.trace ?? []) {
     if (!TRACE_KINDS.includes(kind)) throw new UsageError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
   }
-  return {
+  const common = {
     memoryBytes: parseMemory(options.mem),
-    flat: { path: options.flat ?? defaultGuest() },
     traceExits: (options.trace ?? []).includes('exits'),
+    pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
   };
+  if (options.kernel) {
+    const cmdline = options.append ? `${BASE_CMDLINE} ${options.append}` : BASE_CMDLINE;
+    return { ...common, linux: { kernel: options.kernel, ...(options.initrd ? { initrd: options.initrd } : {}), cmdline } };
+  }
+  return { ...common, flat: { path: options.flat ?? defaultGuest() } };
 }
 
 /** Runs the guest; returns the process exit status. */
@@ -62,6 +84,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
     writeSync(2, `tsvmm: note: --mem ${formatSize(config.memoryBytes)} is more than the ${formatSize(freemem())} free on this host\n`);
+  }
+  if (config.linux && detectVirtualization().kind === 'pvm') {
+    writeSync(2, 'tsvmm: note: this host is PVM (no VT-x/AMD-V): guest kernel code runs under KVM\'s instruction emulator (~1 µs per instruction), so a kernel boots in minutes, and a stock kernel stops at its first unemulated instruction; the default guest carries the changes that avoid them (guests/)\n');
   }
   const onSignal = () => machine.stop();
   process.on('SIGINT', onSignal);

@@ -49,6 +49,8 @@ export const Ioctl = {
   KVM_SET_MSRS: iow(0x89, Layouts.kvm_msrs.size),
   KVM_GET_FPU: ior(0x8c, Layouts.kvm_fpu.size),
   KVM_SET_FPU: iow(0x8d, Layouts.kvm_fpu.size),
+  KVM_GET_LAPIC: ior(0x8e, Layouts.kvm_lapic_state.size),
+  KVM_SET_LAPIC: iow(0x8f, Layouts.kvm_lapic_state.size),
   KVM_SET_CPUID2: iow(0x90, Layouts.kvm_cpuid2.size),
   KVM_GET_CPUID2: iowr(0x91, Layouts.kvm_cpuid2.size),
 } as const;

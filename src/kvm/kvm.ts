@@ -116,6 +116,11 @@ export class VmFd {
 
   constructor(readonly fd: number, readonly vcpuMmapSize: number) {}
 
+  /** Another thread's handle on the VM (fds are process-wide). */
+  static attach(fd: number): VmFd {
+    return new VmFd(fd, 0);
+  }
+
   setUserMemoryRegion(slot: number, guestPhysAddr: number, size: number, hostAddress: bigint, flags = 0): void {
     const region = encodeStruct(Layouts.kvm_userspace_memory_region, {
       slot, flags, guest_phys_addr: BigInt(guestPhysAddr), memory_size: BigInt(size), userspace_addr: hostAddress,
@@ -255,6 +260,17 @@ export class VcpuFd {
     const view = viewOfBytes(bytes);
     if (view.getUint8(Layouts.kvm_translation.fields.valid.offset) === 0) return null;
     return view.getBigUint64(Layouts.kvm_translation.fields.physical_address.offset, true);
+  }
+
+  /** The in-kernel local APIC's register page (KVM_GET_LAPIC), 1 KiB. */
+  getLapic(): Uint8Array {
+    const bytes = new Uint8Array(Layouts.kvm_lapic_state.size);
+    ioctlBuffer(this.fd, 'KVM_GET_LAPIC', bytes);
+    return bytes;
+  }
+
+  setLapic(bytes: Uint8Array): void {
+    ioctlBuffer(this.fd, 'KVM_SET_LAPIC', bytes);
   }
 
   setCpuid(entries: readonly CpuidEntry[]): void {

@@ -112,6 +112,7 @@ export const Layouts = {
   kvm_pit_config: layout(64, { flags: [0, 4] }),
   kvm_ioeventfd: layout(64, { datamatch: [0, 8], addr: [8, 8], len: [16, 4], fd: [20, 4], flags: [24, 4] }),
   kvm_irqfd: layout(32, { fd: [0, 4], gsi: [4, 4], flags: [8, 4], resamplefd: [12, 4] }),
+  kvm_lapic_state: layout(1024, { regs: [0, 1024] }),
   kvm_translation: layout(24, {
     linear_address: [0, 8], physical_address: [8, 8], valid: [16, 1], writeable: [17, 1], usermode: [18, 1],
   }),

@@ -4,11 +4,13 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
+import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, type ConsoleRingBuffers } from './console-ring.ts';
+import { wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
 
@@ -47,29 +49,58 @@ export class Machine {
     private readonly vm: VmFd,
     private readonly ram: HostRam,
     private readonly vcpu: VcpuFd,
+    private readonly hasIrqchip: boolean,
+    /** How a Linux guest was loaded (null for flat guests). */
+    readonly bootPlan: LinuxBootPlan | null,
   ) {}
 
   /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
   static create(config: MachineConfig): Machine {
-    const image = config.flat ? readGuestFile(config.flat.path) : null;
-    if (!image) throw new BootError('no guest given: use --flat FILE');
+    // Read the guest files first: a bad path should fail before any KVM work.
+    const flatImage = config.flat ? readGuestFile(config.flat.path, 'flat image') : null;
+    const kernel = config.linux ? readGuestFile(config.linux.kernel, 'kernel') : null;
+    const initrd = config.linux?.initrd ? readGuestFile(config.linux.initrd, 'initrd') : undefined;
+    if (!flatImage && !kernel) throw new BootError('no guest given');
 
     const kvm = KvmSystem.open();
     const vm = kvm.createVm();
     vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
     vm.setTssAddress(TSS_ADDRESS);
-    const ram = HostRam.allocate(ramLayout(config.memoryBytes));
+    // Linux needs interrupt controllers; flat guests run without, so that a
+    // halt with nothing to wake it comes back to tsvmm as KVM_EXIT_HLT.
+    const hasIrqchip = kernel !== null;
+    if (hasIrqchip) {
+      vm.createIrqchip();
+      if (config.pit === 'kernel') vm.createPit2();
+    }
+    const layout = ramLayout(config.memoryBytes);
+    const ram = HostRam.allocate(layout);
     ram.descriptors.forEach((range, slot) => vm.setUserMemoryRegion(slot, range.guestAddress, range.size, range.hostAddress));
 
     const vcpu = vm.createVcpu(0);
     const host = detectVirtualization();
     vcpu.setCpuid(guestCpuid(kvm.supportedCpuid(), { vcpuId: 0, host: host.kind, cpuVendor: host.cpuVendor }));
 
-    loadFlat(ram.memory, image, config.flat!.path);
-    const entry = flatEntryState({ regs: vcpu.getRegisters(), sregs: vcpu.getSpecialRegisters() });
+    const reset = { regs: vcpu.getRegisters(), sregs: vcpu.getSpecialRegisters() };
+    let entry;
+    let bootPlan: LinuxBootPlan | null = null;
+    if (kernel) {
+      vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
+      const booted = bootLinux(ram.memory, {
+        kernel, kernelSource: config.linux!.kernel,
+        ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
+        cmdline: config.linux!.cmdline,
+        ram: layout,
+      }, reset);
+      entry = booted.state;
+      bootPlan = booted.plan;
+    } else {
+      loadFlat(ram.memory, flatImage!, config.flat!.path);
+      entry = flatEntryState(reset);
+    }
     vcpu.setSpecialRegisters(entry.sregs);
     vcpu.setRegisters(entry.regs);
-    return new Machine(config, kvm, vm, ram, vcpu);
+    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan);
   }
 
   get memory() {
@@ -88,7 +119,8 @@ export class Machine {
       ram: [...this.ram.descriptors],
       control: this.control.buffer as SharedArrayBuffer,
       console: this.console,
-      hasIrqchip: false,
+      hasIrqchip: this.hasIrqchip,
+      vmFd: this.vm.fd,
     };
     const consoleReader = new ConsoleRingReader(this.console, this.config.consoleFd ?? 1);
     const pumping = consoleReader.pump();
@@ -140,17 +172,17 @@ export class Machine {
   }
 }
 
-function readGuestFile(path: string): Uint8Array {
+function readGuestFile(path: string, what: string): Uint8Array {
   let size: number;
   try {
     const stat = statSync(path);
-    if (!stat.isFile()) throw new BootError(`${path} is not a file`);
+    if (!stat.isFile()) throw new BootError(`${what} ${path} is not a file`);
     size = stat.size;
   } catch (e) {
     if (e instanceof BootError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new BootError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code})`);
+    throw new BootError(code === 'ENOENT' ? `${what} ${path}: no such file` : `${what} ${path}: cannot read (${code})`);
   }
-  if (size === 0) throw new BootError(`${path} is empty`);
+  if (size === 0) throw new BootError(`${what} ${path} is empty`);
   return readFileSync(path);
 }

@@ -3,6 +3,7 @@
 // and devices never learn which thread that is.
 import { AddressSpace } from '../bus/index.ts';
 import type { CharSink } from '../devices/char-sink.ts';
+import type { InterruptLine } from '../devices/interrupt-line.ts';
 import { DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH } from '../devices/debug-exit.ts';
 import { COM_PORTS, Serial16550, UART_PORT_COUNT } from '../devices/serial16550.ts';
 import type { GuestMemory } from '../memory/index.ts';
@@ -14,6 +15,8 @@ export interface PlatformContext {
   readonly memory: GuestMemory;
   /** Ends the VM after the current exit. */
   requestStop(stop: VcpuStop): void;
+  /** The interrupt controller input `irq` (ISA IRQ / GSI number). */
+  irqLine(irq: number): InterruptLine;
 }
 
 export interface PlatformSinks {

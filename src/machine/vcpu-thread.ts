@@ -4,7 +4,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { AddressSpace } from '../bus/index.ts';
-import { VcpuFd, currentThreadId } from '../kvm/index.ts';
+import { VcpuFd, VmFd, currentThreadId } from '../kvm/index.ts';
+import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
 import { Control, ExitTracer, Vcpu, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
@@ -21,6 +22,7 @@ export interface VcpuThreadInit {
   control: SharedArrayBuffer;
   console: ConsoleRingBuffers;
   hasIrqchip: boolean;
+  vmFd: number;
 }
 
 export type VcpuThreadMessage =
@@ -43,9 +45,11 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const tracer = config.traceExits ? new ExitTracer({ line: (text) => writeSync(traceFd, `${text}\n`) }) : null;
 
   let vcpu: Vcpu | null = null;
+  const vm = VmFd.attach(init.vmFd);
   const context: PlatformContext = {
     pio, mmio, memory,
     requestStop: (stop) => vcpu!.requestStop(stop),
+    irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq) : disconnectedLine),
   };
   // While tracing, console bytes go out at once so they interleave with the
   // trace lines in the order the guest produced them.
