@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitLoopImage, ExitLoopOp, firmwarePath, ROOT } from '../bench/lib/artifacts.ts';
 import { Machine } from '../src/machine/machine.ts';
+import { detectVirtualization } from '../src/kvm/index.ts';
 import { hasKvm, TSVMM, tsvmm } from './helpers/kvm.ts';
 import { spawn } from 'node:child_process';
 
@@ -146,6 +147,18 @@ describe.skipIf(!hasKvm)('Machine', () => {
     machine.close();
     expect(result.stop).toMatchObject({ cause: 'debug-exit', status: 1 });
     expect(result.unclaimed.pio).toBe(50);
+  });
+});
+
+describe.skipIf(!hasKvm)('guest CPUID', () => {
+  it('the guest sees the hypervisor bit, and on PVM no CX16 (its emulator cannot run cmpxchg16b)', () => {
+    const r = tsvmm(['run', '--flat', firmwarePath('cpuid')]);
+    expect(r.status).toBe(1);
+    const m = /^cpuid\.1 ecx=([0-9A-F]{8}) edx=([0-9A-F]{8})$/m.exec(r.stdout);
+    expect(m).not.toBeNull();
+    const ecx = parseInt(m![1]!, 16);
+    expect(ecx >>> 31).toBe(1);
+    if (detectVirtualization().kind === 'pvm') expect((ecx >>> 13) & 1).toBe(0);
   });
 });
 

@@ -1,8 +1,9 @@
 // `tsvmm run`: build a machine from the command line and run it to its end.
 import { freemem, totalmem } from 'node:os';
-import { writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
 import { BootError } from '../boot/errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
+import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
 import { firmwarePath } from '../../firmware/firmware.ts';
@@ -15,6 +16,7 @@ export interface RunOptions {
   initrd?: string;
   append?: string;
   pit?: string;
+  systemMap?: string;
   mem?: string;
   trace?: string[];
 }
@@ -65,8 +67,18 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
   };
   if (options.kernel) {
-    const cmdline = options.append ? `${BASE_CMDLINE} ${options.append}` : BASE_CMDLINE;
-    return { ...common, linux: { kernel: options.kernel, ...(options.initrd ? { initrd: options.initrd } : {}), cmdline } };
+    // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.
+    const base = detectVirtualization().kind === 'pvm' ? `${BASE_CMDLINE} ${PVM_KERNEL_PARAMETERS}` : BASE_CMDLINE;
+    const cmdline = options.append ? `${base} ${options.append}` : base;
+    if (options.systemMap && !existsSync(options.systemMap)) throw new UsageError(`--system-map ${options.systemMap}: no such file`);
+    return {
+      ...common,
+      linux: {
+        kernel: options.kernel, cmdline,
+        ...(options.initrd ? { initrd: options.initrd } : {}),
+        ...(options.systemMap ? { systemMap: options.systemMap } : {}),
+      },
+    };
   }
   return { ...common, flat: { path: options.flat ?? defaultGuest() } };
 }

@@ -7,7 +7,7 @@ export interface MachineConfig {
   /** A flat real-mode binary (see src/boot/flat.ts). */
   flat?: { path: string };
   /** A Linux kernel (bzImage or vmlinux), its initrd and command line (see src/boot/linux.ts). */
-  linux?: { kernel: string; initrd?: string; cmdline: string };
+  linux?: { kernel: string; initrd?: string; cmdline: string; systemMap?: string };
   /** Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM (KVM_CREATE_PIT2). */
   pit?: 'tsvmm' | 'kernel';
   /** `--trace exits`: print every exit and a table of counts at the end. */

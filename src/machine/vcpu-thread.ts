@@ -7,7 +7,7 @@ import { AddressSpace } from '../bus/index.ts';
 import { VcpuFd, VmFd, currentThreadId } from '../kvm/index.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
-import { Control, ExitTracer, Vcpu, type VcpuStop } from '../vcpu/index.ts';
+import { Control, ExitTracer, findSystemMap, KernelSymbols, Vcpu, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingWriter, type ConsoleRingBuffers } from './console-ring.ts';
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
@@ -63,7 +63,9 @@ async function main(init: VcpuThreadInit): Promise<void> {
     if (attached) reporters.push(attached);
   }
 
-  vcpu = new Vcpu({ id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip });
+  const systemMap = config.linux ? config.linux.systemMap ?? findSystemMap(config.linux.kernel) : null;
+  const symbols = systemMap ? KernelSymbols.load(systemMap) : null;
+  vcpu = new Vcpu({ id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip, symbols });
   const threadId = currentThreadId();
   Atomics.store(control, Control.THREAD_ID, threadId);
   post({ kind: 'ready', threadId });

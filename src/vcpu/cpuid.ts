@@ -12,6 +12,16 @@ export const PVM_HIDDEN = {
   leaf7Ebx: { SMAP: 20 },
 } as const;
 
+/**
+ * Kernel parameters that hide the same features from Linux on PVM hosts.
+ * Measured (firmware/cpuid.S): PVM answers a guest's CPUID with the host's
+ * feature bits and applies the VMM's table only to the bits KVM reports as
+ * supported, so CX16 can be hidden by CPUID but XSAVE, POPCNT and SMAP cannot.
+ * Numbers, not names: Linux 6.1's clearcpuid= takes X86_FEATURE bit numbers
+ * (POPCNT = 4*32+23, SMAP = 9*32+20).
+ */
+export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308';
+
 /** CPUID.80000008:EBX bit 2: without it Linux on AMD takes a path PVM cannot emulate. */
 const XSAVEERPTR = 2;
 const HYPERVISOR_PRESENT = 31;

@@ -11,6 +11,8 @@ import {
 import type { AddressSpace } from '../bus/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import type { ExitTracer } from './exit-trace.ts';
+import { instructionName } from './instruction-names.ts';
+import type { KernelSymbols } from './kernel-symbols.ts';
 import type { VcpuStop } from './stop.ts';
 
 /** Words of the control block another thread uses to reach a running vCPU. */
@@ -47,6 +49,8 @@ export interface VcpuOptions {
   tracer?: ExitTracer | null;
   /** True when an in-kernel irqchip exists, so a halted vCPU can be woken by an interrupt. */
   hasIrqchip?: boolean;
+  /** Kernel symbols, to name where a Linux guest stopped. */
+  symbols?: KernelSymbols | null;
 }
 
 export class Vcpu {
@@ -59,6 +63,7 @@ export class Vcpu {
   private readonly control: Int32Array;
   private readonly tracer: ExitTracer | null;
   private readonly hasIrqchip: boolean;
+  private readonly symbols: KernelSymbols | null;
   private pendingStop: VcpuStop | null = null;
   /** Exits handled, by any reason (cheap: one increment). */
   exits = 0;
@@ -73,6 +78,7 @@ export class Vcpu {
     this.control = options.control;
     this.tracer = options.tracer ?? null;
     this.hasIrqchip = options.hasIrqchip ?? false;
+    this.symbols = options.symbols ?? null;
   }
 
   /** A device asks the VM to end (debug-exit, poweroff): the loop returns after this exit. */
@@ -219,7 +225,9 @@ export class Vcpu {
     let text = `KVM internal error: ${internalErrorDescription(suberror)} (KVM_EXIT_INTERNAL_ERROR suberror ${suberror}) at ${this.describeRip()}`;
     if (suberror === InternalError.KVM_INTERNAL_ERROR_EMULATION) {
       const bytes = this.instructionBytes();
-      if (bytes) text += `; instruction bytes: ${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+      const name = bytes ? instructionName(bytes) : null;
+      if (name) text += `; instruction: ${name}`;
+      if (bytes) text += ` (bytes ${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')})`;
     } else if (data.length) {
       text += `; data: ${data.map((d) => hex(d)).join(' ')}`;
     }
@@ -232,7 +240,9 @@ export class Vcpu {
       const regs = this.fd.getRegisters();
       const sregs = this.fd.getSpecialRegisters();
       const linear = sregs.cs.base + regs.rip;
-      return `RIP ${hex(regs.rip)} (CS ${hex(sregs.cs.selector)}, linear ${hex(linear)})`;
+      const symbol = this.symbols?.lookup(regs.rip);
+      const where = symbol ? ` in ${symbol}` : '';
+      return `RIP ${hex(regs.rip)}${where} (CS ${hex(sregs.cs.selector)}, linear ${hex(linear)})`;
     } catch (e) {
       return `an unknown RIP (${(e as Error).message})`;
     }

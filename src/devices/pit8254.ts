@@ -1,0 +1,586 @@
+// The Intel 8254 Programmable Interval Timer, as wired in a PC: ports
+// 0x40-0x43, a 1.193182 MHz CLK shared by the three counters, counter 0's OUT
+// on IRQ0, counter 2's GATE on port 0x61 (see system-control-port.ts).
+// Behaviour follows the Intel 82C54 datasheet; where it is silent, QEMU's
+// hw/timer/i8254*.c.
+//
+// Nothing ticks. Every counter is a function of the injected clock: the CLK
+// input's rising edges are numbered ("ticks", tick k at ceil(k * 1e9 / PIT_HZ)
+// ns), and a counter remembers only the tick its current counting sequence
+// started at. Reading a counter, its OUT pin or the next IRQ0 edge is
+// arithmetic on (now - start), done in whole ticks so it stays exact.
+//
+// Timing conventions, per the datasheet's mode descriptions: a count written
+// (or a GATE trigger) at tick t is loaded into the counting element by the CLK
+// pulse at t+1, which does not decrement it. So with initial count N, in mode 0
+// OUT goes high N+1 CLK pulses after the write; in mode 2 OUT is low for one
+// CLK while the counter holds 1, and rises (IRQ0's edge) every N CLKs.
+import type { BusDevice } from '../bus/index.ts';
+import type { Clock } from './clock.ts';
+import type { InterruptLine } from './interrupt-line.ts';
+
+export const PIT_HZ = 1_193_182;
+export const PIT_PORT_BASE = 0x40;
+export const PIT_PORT_COUNT = 4;
+export const PIT_IRQ = 0;
+/** Offsets from PIT_PORT_BASE. */
+export const PitReg = { COUNTER0: 0, COUNTER1: 1, COUNTER2: 2, CONTROL: 3 } as const;
+/**
+ * Rising edges of IRQ0 delivered by one pollTimer() call at most; the rest are
+ * dropped (counted in `lostTicks`). See pollTimer().
+ */
+export const DEFAULT_MAX_CATCH_UP_PULSES = 16;
+
+const NS_PER_S = 1_000_000_000;
+
+/**
+ * The number of the last CLK edge at or before `ns`: floor(ns * PIT_HZ / 1e9),
+ * computed as whole seconds plus a remainder so every product stays below 2^53
+ * and the result is exact.
+ */
+export function pitTicksAt(ns: number): number {
+  let s = Math.floor(ns / NS_PER_S);
+  let rem = ns - s * NS_PER_S;
+  if (rem < 0) { s -= 1; rem += NS_PER_S; } else if (rem >= NS_PER_S) { s += 1; rem -= NS_PER_S; }
+  return s * PIT_HZ + Math.floor((rem * PIT_HZ) / NS_PER_S);
+}
+
+/** The first whole nanosecond at which CLK edge `tick` has happened (inverse of pitTicksAt). */
+export function pitTickNs(tick: number): number {
+  let s = Math.floor(tick / PIT_HZ);
+  let rem = tick - s * PIT_HZ;
+  if (rem < 0) { s -= 1; rem += PIT_HZ; } else if (rem >= PIT_HZ) { s += 1; rem -= PIT_HZ; }
+  return s * NS_PER_S + Math.ceil((rem * NS_PER_S) / PIT_HZ);
+}
+
+// Control word fields: SC1 SC0 | RW1 RW0 | M2 M1 M0 | BCD.
+const RW_LSB = 1;
+const RW_MSB = 2;
+const RW_WORD = 3; // LSB then MSB
+const READ_BACK = 3; // SC = 11
+const READ_BACK_NOT_COUNT = 0x20;
+const READ_BACK_NOT_STATUS = 0x10;
+
+function fromBcd(v: number): number {
+  // Digits above 9 are undefined on the chip; they keep their face value here.
+  return ((v >> 12) & 15) * 1000 + ((v >> 8) & 15) * 100 + ((v >> 4) & 15) * 10 + (v & 15);
+}
+
+function toBcd(n: number): number {
+  return (Math.floor(n / 1000) % 10 << 12) | (Math.floor(n / 100) % 10 << 8) | (Math.floor(n / 10) % 10 << 4) | n % 10;
+}
+
+/** The value a mode-3 counter holds `p` CLKs into its period of `n` (datasheet, mode 3). */
+function squareWaveCount(n: number, p: number): number {
+  const high = (n + 1) >> 1; // ceil(n/2) CLKs high, floor(n/2) low
+  const odd = n & 1;
+  if (p < high) return p === 0 ? n : n - 2 * p + odd; // odd: N, N-1, N-3, ... 2
+  const q = p - high;
+  return q === 0 ? n : n - 2 * q - odd; // odd: N, N-3, N-5, ... 2
+}
+
+// OUT's rising edges as positions d in a counting sequence, where d counts CLK
+// pulses since the write or trigger (d = 1 is the pulse that loads the count).
+
+/** The first rising edge of OUT at a position after `d`, or null if there is none. */
+function nextRisingEdge(mode: number, n: number, d: number): number | null {
+  switch (mode) {
+    case 0: case 1: return d < n + 1 ? n + 1 : null; // terminal count / end of the one-shot
+    case 4: case 5: return d < n + 2 ? n + 2 : null; // end of the one-CLK strobe
+    default: // 2, 3: every reload, d = 1 + jN for j >= 1 (counts below 2 are illegal: no edges)
+      if (n < 2) return null;
+      return d < 1 ? 1 + n : 1 + (Math.floor((d - 1) / n) + 1) * n;
+  }
+}
+
+/** How many rising edges of OUT lie at positions in (da, db]. */
+function risingEdgesBetween(mode: number, n: number, da: number, db: number): number {
+  switch (mode) {
+    case 0: case 1: return da < n + 1 && n + 1 <= db ? 1 : 0;
+    case 4: case 5: return da < n + 2 && n + 2 <= db ? 1 : 0;
+    default: {
+      if (n < 2) return 0;
+      // Reloads that have happened by position d: floor((d-1)/N) for d >= 1.
+      return (db >= 1 ? Math.floor((db - 1) / n) : 0) - (da >= 1 ? Math.floor((da - 1) / n) : 0);
+    }
+  }
+}
+
+/** One counter: control logic, count register (CR), counting element (CE), latches, GATE and OUT. */
+class Counter {
+  // Programming, from the last control word.
+  modeBits = 3; // M2..M0 as written (status byte reports them so)
+  mode = 3; // effective mode: 6 and 7 act as 2 and 3
+  rw = RW_WORD;
+  bcd = false;
+  // Separate read and write flip-flops for LSB-then-MSB access (datasheet:
+  // "read LSB, write new LSB, read MSB, write new MSB" is legal).
+  private readMsbNext = false;
+  private writeMsbNext = false;
+  private writeLsb = 0;
+  // Output latches: a latched count (one or two bytes to read) and a status byte.
+  private latched: number[] = [];
+  private statusLatched = false;
+  private status = 0;
+
+  gate: boolean;
+  /** Count register, as clocks (0 written means 65536, or 10000 in BCD). */
+  private crN = 0x10000;
+  /** A count has been written since the control word (modes 1 and 5 wait for it and a trigger). */
+  private hasCount = false;
+  /** NULL COUNT: true until the CLK pulse that moves CR into CE. */
+  private nullUntilTick = Infinity;
+
+  // The counting sequence. While `armed`, CE and OUT are functions of
+  // d = base + (tick - runTick) (frozen at `base` when not `running`).
+  private armed = false;
+  private n = 0x10000;
+  private base = 0;
+  private runTick = 0;
+  private running = false;
+  /** OUT during d = 0, before the load pulse (what it was before a mode 1/5 trigger). */
+  private prevOut = true;
+  /** CE shown while not armed: it keeps whatever it held (the datasheet calls it undefined). */
+  private idleCE = 0;
+  /** Modes 2/3: a count written while counting takes over at this tick (end of cycle / half-cycle). */
+  private switchTick = Infinity;
+  private switchToLowHalf = false;
+
+  // Rising edges of OUT not yet taken by the IRQ logic, counted up to syncedTick.
+  private syncedTick: number;
+  private risingEdges = 0;
+  private firstEdgeTick = 0;
+
+  constructor(gate: boolean, tick: number) {
+    this.gate = gate;
+    this.syncedTick = tick;
+  }
+
+  /** Power-on state, as QEMU (and a PC BIOS) leave it: mode 3, LSB then MSB, count 0 (65536) loaded. */
+  reset(tick: number): void {
+    this.hasCount = true;
+    this.start(tick, true);
+  }
+
+  private get modulus(): number {
+    return this.bcd ? 10000 : 0x10000;
+  }
+
+  private gated(): boolean {
+    return this.mode === 0 || this.mode === 2 || this.mode === 3 || this.mode === 4;
+  }
+
+  private dAt(tick: number): number {
+    return this.running ? this.base + (tick - this.runTick) : this.base;
+  }
+
+  /** Brings the counter to `tick`: takes over a pending count and counts OUT's rising edges. */
+  sync(tick: number): void {
+    if (tick <= this.syncedTick) return;
+    if (this.switchTick <= tick) {
+      this.countEdgesTo(this.switchTick);
+      this.n = this.crN;
+      this.base = this.switchToLowHalf ? 1 + ((this.crN + 1) >> 1) : 1;
+      this.runTick = this.switchTick;
+      this.switchTick = Infinity;
+    }
+    this.countEdgesTo(tick);
+  }
+
+  private countEdgesTo(tick: number): void {
+    if (this.armed && this.running) {
+      const da = this.dAt(this.syncedTick);
+      const edges = risingEdgesBetween(this.mode, this.n, da, this.dAt(tick));
+      if (edges > 0) {
+        if (this.risingEdges === 0) this.firstEdgeTick = this.runTick + (nextRisingEdge(this.mode, this.n, da)! - this.base);
+        this.risingEdges += edges;
+      }
+    }
+    this.syncedTick = tick;
+  }
+
+  /** Records a rising edge caused by programming (OUT low before a change at `tick`, high after). */
+  noteChange(outBefore: boolean, tick: number): void {
+    if (outBefore || !this.outAt(tick)) return;
+    if (this.risingEdges === 0) this.firstEdgeTick = tick;
+    this.risingEdges++;
+  }
+
+  takeEdges(): number {
+    const edges = this.risingEdges;
+    this.risingEdges = 0;
+    return edges;
+  }
+
+  /** The tick of the first rising edge of OUT not yet taken, or null (none foreseeable). */
+  nextEdgeTick(): number | null {
+    if (this.risingEdges > 0) return this.firstEdgeTick;
+    if (!this.armed || !this.running) return null;
+    const e = nextRisingEdge(this.mode, this.n, this.dAt(this.syncedTick));
+    const tick = e === null ? null : this.runTick + (e - this.base);
+    if (this.switchTick !== Infinity && (tick === null || tick > this.switchTick)) {
+      const base = this.switchToLowHalf ? 1 + ((this.crN + 1) >> 1) : 1;
+      const e2 = nextRisingEdge(this.mode, this.crN, base);
+      return e2 === null ? null : this.switchTick + (e2 - base);
+    }
+    return tick;
+  }
+
+  /** OUT at `tick` (call sync(tick) first). */
+  outAt(tick: number): boolean {
+    if (!this.armed) return this.mode !== 0; // after a control word: mode 0 low, the others high
+    const mode = this.mode;
+    if ((mode === 2 || mode === 3) && !this.gate) return true; // GATE low forces OUT high
+    const d = this.dAt(tick);
+    if (d === 0) return this.prevOut;
+    const n = this.n;
+    switch (mode) {
+      case 0: case 1: return d > n; // low until terminal count (mode 1: from the trigger)
+      case 2: return (d - 1) % n !== n - 1; // low for the one CLK the counter holds 1
+      case 3: return (d - 1) % n < (n + 1) >> 1; // high ceil(N/2), low floor(N/2)
+      default: return d !== n + 1; // 4, 5: low for one CLK at terminal count
+    }
+  }
+
+  /** CE at `tick` as a binary number below the modulus (call sync(tick) first). */
+  private countAt(tick: number): number {
+    const m = this.modulus;
+    if (!this.armed) return this.idleCE % m;
+    const d = this.dAt(tick);
+    const n = this.n;
+    if (d === 0) return n % m; // before the load pulse; undefined on the chip, the new count here
+    switch (this.mode) {
+      case 2: return (n - ((d - 1) % n)) % m; // N, N-1, ... 1, N, ...
+      case 3: return squareWaveCount(n, (d - 1) % n) % m;
+      default: return (((n - (d - 1)) % m) + m) % m; // 0, 1, 4, 5: keeps counting down past 0, wrapping
+    }
+  }
+
+  /** CE as the guest reads it: binary, or four BCD digits. */
+  private shownCount(tick: number): number {
+    const count = this.countAt(tick);
+    return this.bcd ? toBcd(count) : count;
+  }
+
+  private nullCount(tick: number): boolean {
+    return tick < this.nullUntilTick;
+  }
+
+  /** Starts a counting sequence at `tick`: the count is loaded by the next CLK pulse. */
+  private start(tick: number, prevOut: boolean): void {
+    this.armed = true;
+    this.n = this.crN;
+    this.prevOut = prevOut;
+    this.switchTick = Infinity;
+    this.runTick = tick;
+    this.nullUntilTick = Math.min(this.nullUntilTick, tick + 1);
+    if (this.gated() && !this.gate) {
+      // The load pulse does not depend on GATE; counting does.
+      this.base = 1;
+      this.running = false;
+    } else {
+      this.base = 0;
+      this.running = true;
+    }
+  }
+
+  // --- control word ------------------------------------------------------
+
+  program(modeBits: number, rw: number, bcd: boolean, tick: number): void {
+    this.idleCE = this.countAt(tick);
+    this.modeBits = modeBits;
+    this.mode = modeBits > 5 ? modeBits - 4 : modeBits;
+    this.rw = rw;
+    this.bcd = bcd;
+    this.readMsbNext = false;
+    this.writeMsbNext = false;
+    this.armed = false;
+    this.hasCount = false;
+    this.switchTick = Infinity;
+    this.nullUntilTick = Infinity; // writing a control word sets NULL COUNT
+  }
+
+  /** Counter latch command (and read-back with COUNT): a second latch before the read is ignored. */
+  latchCount(tick: number): void {
+    if (this.latched.length > 0) return;
+    const v = this.shownCount(tick);
+    if (this.rw === RW_LSB) this.latched = [v & 0xff];
+    else if (this.rw === RW_MSB) this.latched = [v >> 8];
+    else this.latched = [v & 0xff, v >> 8];
+  }
+
+  /** Read-back with STATUS: OUTPUT | NULL COUNT | RW1 RW0 | M2 M1 M0 | BCD. */
+  latchStatus(tick: number): void {
+    if (this.statusLatched) return;
+    this.status = (this.outAt(tick) ? 0x80 : 0) | (this.nullCount(tick) ? 0x40 : 0) |
+      (this.rw << 4) | (this.modeBits << 1) | (this.bcd ? 1 : 0);
+    this.statusLatched = true;
+  }
+
+  // --- data port -----------------------------------------------------------
+
+  read(tick: number): number {
+    if (this.statusLatched) { // status first, then a latched count
+      this.statusLatched = false;
+      return this.status;
+    }
+    if (this.latched.length > 0) return this.latched.shift()!;
+    const v = this.shownCount(tick);
+    if (this.rw === RW_LSB) return v & 0xff;
+    if (this.rw === RW_MSB) return v >> 8;
+    this.readMsbNext = !this.readMsbNext;
+    return this.readMsbNext ? v & 0xff : v >> 8;
+  }
+
+  write(byte: number, tick: number): void {
+    if (this.rw === RW_LSB) return this.loadCount(byte, tick);
+    if (this.rw === RW_MSB) return this.loadCount(byte << 8, tick);
+    if (!this.writeMsbNext) {
+      this.writeMsbNext = true;
+      this.writeLsb = byte;
+      if (this.mode === 0 && this.armed) {
+        // Mode 0: the first byte of a new count stops counting and sets OUT low.
+        this.idleCE = this.countAt(tick);
+        this.armed = false;
+      }
+      return;
+    }
+    this.writeMsbNext = false;
+    this.loadCount(this.writeLsb | (byte << 8), tick);
+  }
+
+  /** A complete count has been written to CR. */
+  private loadCount(raw: number, tick: number): void {
+    this.crN = (this.bcd ? fromBcd(raw) : raw) || this.modulus;
+    this.hasCount = true;
+    this.nullUntilTick = Infinity;
+    const mode = this.mode;
+    // Modes 1 and 5: the count waits for the next trigger on GATE.
+    if (mode === 1 || mode === 5) return;
+    if ((mode === 2 || mode === 3) && this.armed && this.dAt(tick) > 0) {
+      // Modes 2 and 3 while counting: the current cycle (mode 2) or half-cycle
+      // (mode 3) finishes with the old count; the new one is loaded at its end,
+      // or by a trigger if GATE is low now.
+      if (this.running) this.scheduleSwitch(tick);
+      return;
+    }
+    // Modes 0 and 4, and the first count after a mode 2/3 control word: loaded
+    // on the next CLK pulse. Mode 0 OUT is low until terminal count.
+    this.start(tick, mode !== 0);
+  }
+
+  private scheduleSwitch(tick: number): void {
+    const d = this.dAt(tick);
+    const n = this.n;
+    const p = (d - 1) % n; // position in the current period
+    let end: number;
+    if (this.mode === 2) {
+      end = d + (n - p);
+      this.switchToLowHalf = false;
+    } else {
+      const high = (n + 1) >> 1;
+      this.switchToLowHalf = p < high;
+      end = this.switchToLowHalf ? d + (high - p) : d + (n - p);
+    }
+    this.switchTick = this.runTick + (end - this.base);
+    this.nullUntilTick = this.switchTick;
+  }
+
+  // --- GATE ------------------------------------------------------------------
+
+  setGate(high: boolean, tick: number): void {
+    if (high === this.gate) return;
+    const outBefore = this.outAt(tick);
+    this.gate = high;
+    switch (this.mode) {
+      case 0: case 4: // GATE enables counting
+        if (!this.armed) return;
+        if (high) {
+          this.runTick = tick;
+          this.running = true;
+        } else {
+          this.base = this.dAt(tick);
+          this.running = false;
+        }
+        return;
+      case 2: case 3: // low: stop, OUT high; rising edge: reload and start again
+        if (high) {
+          if (this.hasCount) this.start(tick, true);
+        } else if (this.armed) {
+          this.base = this.dAt(tick);
+          this.running = false;
+          if (this.switchTick !== Infinity) {
+            this.switchTick = Infinity; // the pending count now waits for the trigger
+            this.nullUntilTick = Infinity;
+          }
+        }
+        return;
+      default: // 1, 5: a rising edge triggers; the level does not matter
+        if (high && this.hasCount) this.start(tick, outBefore);
+    }
+  }
+}
+
+export interface Pit8254Options {
+  /** Bound on the IRQ0 pulses one pollTimer() call delivers (default 16). */
+  maxCatchUpPulses?: number;
+}
+
+export class Pit8254 implements BusDevice {
+  readonly name = 'pit';
+  private readonly counters: readonly [Counter, Counter, Counter];
+  private readonly maxCatchUpPulses: number;
+  private lost = 0;
+
+  /** `irq0` receives counter 0's OUT as pulses on an edge-triggered input. */
+  constructor(private readonly clock: Clock, private readonly irq0: InterruptLine, options: Pit8254Options = {}) {
+    this.maxCatchUpPulses = options.maxCatchUpPulses ?? DEFAULT_MAX_CATCH_UP_PULSES;
+    if (!Number.isInteger(this.maxCatchUpPulses) || this.maxCatchUpPulses < 1) {
+      throw new RangeError(`Pit8254: maxCatchUpPulses must be a whole number >= 1, not ${this.maxCatchUpPulses}`);
+    }
+    const tick = this.tick();
+    // Counters 0 and 1 have GATE tied high on a PC; counter 2's GATE is port 0x61 bit 0.
+    this.counters = [new Counter(true, tick), new Counter(true, tick), new Counter(false, tick)];
+    for (const c of this.counters) c.reset(tick);
+  }
+
+  /** IRQ0 rising edges dropped because pollTimer() came too late (see pollTimer). */
+  get lostTicks(): number {
+    return this.lost;
+  }
+
+  private tick(): number {
+    return pitTicksAt(this.clock.nowNs());
+  }
+
+  private counter(channel: number): Counter {
+    const c = this.counters[channel];
+    if (c === undefined) throw new RangeError(`PIT has counters 0-2, not ${channel}`);
+    return c;
+  }
+
+  // --- bus ---------------------------------------------------------------------
+
+  /** The 8254 is a byte device: wider accesses reach consecutive ports, low byte first. */
+  read(offset: number, size: number): number {
+    let value = 0;
+    for (let i = 0; i < size; i++) value |= this.readByte(offset + i) << (8 * i);
+    return value >>> 0;
+  }
+
+  write(offset: number, size: number, value: number): void {
+    for (let i = 0; i < size; i++) this.writeByte(offset + i, (value >>> (8 * i)) & 0xff);
+  }
+
+  private readByte(offset: number): number {
+    // The control word register cannot be read: the data bus floats (0xFF on a PC).
+    if (offset < 0 || offset > 2) return 0xff;
+    const tick = this.tick();
+    const c = this.counters[offset]!;
+    c.sync(tick);
+    return c.read(tick);
+  }
+
+  private writeByte(offset: number, byte: number): void {
+    const tick = this.tick();
+    if (offset === PitReg.CONTROL) this.writeControl(byte, tick);
+    else if (offset >= 0 && offset < 3) {
+      const c = this.counters[offset]!;
+      c.sync(tick);
+      const out = c.outAt(tick);
+      c.write(byte, tick);
+      c.noteChange(out, tick);
+    }
+    this.deliver(tick); // programming may have raised counter 0's OUT
+  }
+
+  private writeControl(byte: number, tick: number): void {
+    const sc = byte >> 6;
+    if (sc === READ_BACK) {
+      for (let i = 0; i < 3; i++) {
+        if (!(byte & (2 << i))) continue;
+        const c = this.counters[i]!;
+        c.sync(tick);
+        if (!(byte & READ_BACK_NOT_COUNT)) c.latchCount(tick);
+        if (!(byte & READ_BACK_NOT_STATUS)) c.latchStatus(tick);
+      }
+      return;
+    }
+    const c = this.counters[sc]!;
+    c.sync(tick);
+    const rw = (byte >> 4) & 3;
+    if (rw === 0) return c.latchCount(tick); // counter latch command; mode bits ignored
+    const out = c.outAt(tick);
+    c.program((byte >> 1) & 7, rw, (byte & 1) !== 0, tick);
+    c.noteChange(out, tick); // modes 1-5 set OUT high: an edge if it was low
+  }
+
+  // --- pins ----------------------------------------------------------------------
+
+  /** Drives a counter's GATE input (on a PC only counter 2's is wired, to port 0x61). */
+  setGate(channel: number, high: boolean): void {
+    const c = this.counter(channel);
+    const tick = this.tick();
+    c.sync(tick);
+    const out = c.outAt(tick);
+    c.setGate(high, tick);
+    c.noteChange(out, tick);
+    if (channel === 0) this.deliver(tick);
+  }
+
+  gate(channel: number): boolean {
+    return this.counter(channel).gate;
+  }
+
+  /** A counter's OUT pin now. */
+  output(channel: number): boolean {
+    const c = this.counter(channel);
+    const tick = this.tick();
+    c.sync(tick);
+    return c.outAt(tick);
+  }
+
+  // --- IRQ0 ------------------------------------------------------------------------
+
+  /**
+   * The clock time (ns) of counter 0's next rising OUT edge that has not been
+   * delivered, or null if none is coming (mode 0 after terminal count, GATE
+   * low, a mode waiting for a count). It may be in the past when the caller is
+   * late; the machine arms its timer for this time and calls pollTimer().
+   */
+  nextEventNs(): number | null {
+    const tick = this.counters[0].nextEdgeTick();
+    return tick === null ? null : pitTickNs(tick);
+  }
+
+  /**
+   * Delivers IRQ0 for every rising edge of counter 0's OUT up to now, each as
+   * setLevel(true) + setLevel(false) (the PIC input is edge-triggered): one per
+   * period in modes 2 and 3, one at terminal count in mode 0, one at the end of
+   * the pulse or strobe in modes 1, 4 and 5, and one for OUT rising because of
+   * programming.
+   *
+   * Coalescing: a late caller gets at most `maxCatchUpPulses` pulses; edges
+   * beyond that are dropped and counted in `lostTicks` (QEMU's "discard"
+   * lost-tick policy with a small catch-up allowance). The pulses of one call
+   * reach the PIC back to back, so a guest usually sees them as one interrupt:
+   * the bound limits the work of a very late call, and a guest that keeps time
+   * by counting ticks should use a clocksource instead (Linux does: TSC/kvm-clock).
+   */
+  pollTimer(): void {
+    this.deliver(this.tick());
+  }
+
+  private deliver(tick: number): void {
+    const c = this.counters[0];
+    c.sync(tick);
+    const edges = c.takeEdges();
+    if (edges === 0) return;
+    const pulses = Math.min(edges, this.maxCatchUpPulses);
+    this.lost += edges - pulses;
+    for (let i = 0; i < pulses; i++) {
+      this.irq0.setLevel(true);
+      this.irq0.setLevel(false);
+    }
+  }
+}
