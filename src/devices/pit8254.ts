@@ -15,6 +15,23 @@
 // pulse at t+1, which does not decrement it. So with initial count N, in mode 0
 // OUT goes high N+1 CLK pulses after the write; in mode 2 OUT is low for one
 // CLK while the counter holds 1, and rises (IRQ0's edge) every N CLKs.
+//
+// Where the datasheet leaves things open:
+// - Power-on state (datasheet: undefined) is QEMU's, which is also what a PC
+//   BIOS leaves: every counter in mode 3, LSB then MSB, binary, count 0
+//   (65536) loaded; counter 0 therefore runs at 18.2 Hz until the guest
+//   reprograms it. (KVM's in-kernel PIT starts silent instead.)
+// - CE before the load pulse, and after a control word, is undefined on the
+//   chip: it reads as the new count, and as the value it held, respectively.
+// - The control word register reads 0xFF (no read operation: a floating bus).
+// - A control word resets the read/write flip-flops but keeps an unread
+//   latched count or status (QEMU does the same).
+// - Modes 6 and 7 behave as 2 and 3; the status byte shows M2..M0 as written.
+// - Counts of 1 in modes 2 and 3 are below the datasheet's minimum: OUT stays
+//   low (mode 2) or high (mode 3) and makes no IRQ0 edges.
+// - BCD digits above 9 are taken at face value.
+// - Modes 4 and 5 strobe OUT low for one CLK; IRQ0's rising edge is at the
+//   end of the strobe (QEMU inverts the strobe and raises IRQ0 one CLK earlier).
 import type { BusDevice } from '../bus/index.ts';
 import type { Clock } from './clock.ts';
 import type { InterruptLine } from './interrupt-line.ts';
@@ -160,6 +177,7 @@ class Counter {
   reset(tick: number): void {
     this.hasCount = true;
     this.start(tick, true);
+    this.nullUntilTick = tick; // loaded before anyone looks
   }
 
   private get modulus(): number {
