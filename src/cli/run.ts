@@ -8,6 +8,7 @@ import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/confi
 import { Machine } from '../machine/machine.ts';
 import { firmwarePath } from '../../firmware/firmware.ts';
 import { UsageError } from './errors.ts';
+import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
 
 export interface RunOptions {
@@ -17,6 +18,7 @@ export interface RunOptions {
   append?: string;
   pit?: string;
   systemMap?: string;
+  irqchip?: boolean;
   mem?: string;
   trace?: string[];
 }
@@ -65,6 +67,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     memoryBytes: parseMemory(options.mem),
     traceExits: (options.trace ?? []).includes('exits'),
     pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
+    ...(options.irqchip ? { irqchip: true } : {}),
   };
   if (options.kernel) {
     // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.
@@ -103,13 +106,27 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const onSignal = () => machine.stop();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let quit = false;
+  const terminal = new TerminalConsole({
+    sendInput: (bytes) => machine.sendInput(bytes),
+    quit: () => {
+      quit = true;
+      machine.stop();
+    },
+  });
+  terminal.start();
   try {
     const result = await machine.run();
+    terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
-    if (result.stop.cause === 'stopped') writeSync(2, 'tsvmm: stopped\n');
-    else if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
-    return result.stop.cause === 'stopped' ? 130 : result.stop.status;
+    if (result.stop.cause === 'stopped') {
+      writeSync(2, quit ? '\ntsvmm: quit (Ctrl-A x)\n' : 'tsvmm: stopped\n');
+      return quit ? 0 : 130;
+    }
+    if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
+    return result.stop.status;
   } finally {
+    terminal.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     machine.close();

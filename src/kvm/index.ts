@@ -12,3 +12,4 @@ export {
   ExitReason, IoDirection, InternalError, SystemEvent, exitReasonName, internalErrorDescription, systemEventName,
 } from './exits.ts';
 export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';
+export { blockSignalInThisThread, consumePendingSignal, withoutSignal, ThreadTimer } from './thread-signals.ts';

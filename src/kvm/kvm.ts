@@ -262,6 +262,20 @@ export class VcpuFd {
     return view.getBigUint64(Layouts.kvm_translation.fields.physical_address.offset, true);
   }
 
+  /**
+   * KVM_SET_SIGNAL_MASK: the signal mask in force while this vCPU is inside
+   * KVM_RUN. With the kick signal blocked in the thread but not in this mask,
+   * a kick that arrives between two KVM_RUNs stays pending and ends the next
+   * one at once, instead of being lost (what QEMU does with SIG_IPI).
+   */
+  setSignalMask(kernelSigset: bigint): void {
+    const bytes = new Uint8Array(Layouts.kvm_signal_mask.size + 8);
+    const view = viewOfBytes(bytes);
+    view.setUint32(0, 8, true);
+    view.setBigUint64(4, kernelSigset, true);
+    ioctlBuffer(this.fd, 'KVM_SET_SIGNAL_MASK', bytes);
+  }
+
   /** The in-kernel local APIC's register page (KVM_GET_LAPIC), 1 KiB. */
   getLapic(): Uint8Array {
     const bytes = new Uint8Array(Layouts.kvm_lapic_state.size);

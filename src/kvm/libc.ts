@@ -25,6 +25,11 @@ export const libcCalls = {
   getpid: libc.func('int getpid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   strerror: libc.func('const char *strerror(int errnum)'),
+  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
+  sigtimedwait: libc.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
+  timerCreate: libc.func('int timer_create(int clockid, void *sevp, void *timerid)'),
+  timerSettime: libc.func('int timer_settime(void *timerid, int flags, const void *newValue, void *oldValue)'),
+  timerDelete: libc.func('int timer_delete(void *timerid)'),
   ioctlWithValue: ioctlWithValue as (fd: number, request: number, value: number | bigint) => number,
   ioctlWithBuffer: ioctlWithBuffer as (fd: number, request: number, buf: Uint8Array | null) => number,
 };

@@ -8,6 +8,12 @@ export interface MachineConfig {
   flat?: { path: string };
   /** A Linux kernel (bzImage or vmlinux), its initrd and command line (see src/boot/linux.ts). */
   linux?: { kernel: string; initrd?: string; cmdline: string; systemMap?: string };
+  /**
+   * Create the in-kernel interrupt controllers (PIC, IOAPIC, local APIC).
+   * Always on for Linux; off by default for flat guests, so that a flat guest
+   * that halts with nothing to wake it returns to tsvmm (KVM_EXIT_HLT).
+   */
+  irqchip?: boolean;
   /** Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM (KVM_CREATE_PIT2). */
   pit?: 'tsvmm' | 'kernel';
   /** `--trace exits`: print every exit and a table of counts at the end. */

@@ -106,3 +106,47 @@ function writeFully(fd: number, bytes: Uint8Array): void {
     }
   }
 }
+
+/**
+ * The other direction: host input (stdin) from the main thread to the vCPU
+ * thread. The main thread never blocks, so a full ring refuses bytes (the
+ * caller keeps them and retries); the vCPU thread takes what its UART accepts.
+ */
+export class InputRing {
+  private readonly header: Int32Array;
+  private readonly data: Uint8Array;
+  private readonly mask: number;
+
+  constructor(buffers: ConsoleRingBuffers) {
+    this.header = new Int32Array(buffers.header);
+    this.data = new Uint8Array(buffers.data);
+    this.mask = this.data.length - 1;
+  }
+
+  /** Main thread: appends what fits; returns how many bytes were taken. */
+  offer(bytes: Uint8Array): number {
+    const head = this.header[HEAD]!;
+    const free = this.data.length - ((head - Atomics.load(this.header, TAIL)) | 0);
+    const n = Math.min(free, bytes.length);
+    for (let i = 0; i < n; i++) this.data[(head + i) & this.mask] = bytes[i]!;
+    Atomics.store(this.header, HEAD, (head + n) | 0);
+    return n;
+  }
+
+  /** vCPU thread: bytes waiting. */
+  pending(): number {
+    return (Atomics.load(this.header, HEAD) - this.header[TAIL]!) | 0;
+  }
+
+  /** vCPU thread: hands up to `max` waiting bytes to `take`, which returns how many it accepted. */
+  deliver(max: number, take: (bytes: Uint8Array) => number): number {
+    const tail = this.header[TAIL]!;
+    const n = Math.min(max, this.pending());
+    if (n <= 0) return 0;
+    const chunk = new Uint8Array(n);
+    for (let i = 0; i < n; i++) chunk[i] = this.data[(tail + i) & this.mask]!;
+    const accepted = take(chunk);
+    Atomics.store(this.header, TAIL, (tail + accepted) | 0);
+    return accepted;
+  }
+}

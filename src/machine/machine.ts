@@ -9,7 +9,7 @@ import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
-import { ConsoleRingReader, createConsoleRing, type ConsoleRingBuffers } from './console-ring.ts';
+import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
@@ -39,6 +39,10 @@ function installKickHandler(): void {
 export class Machine {
   private readonly control = new Int32Array(new SharedArrayBuffer(Control.WORDS * 4));
   private readonly console: ConsoleRingBuffers = createConsoleRing();
+  private readonly inputBuffers: ConsoleRingBuffers = createConsoleRing(4096);
+  private readonly input = new InputRing(this.inputBuffers);
+  private inputBacklog: Uint8Array[] = [];
+  private inputRetry: NodeJS.Timeout | null = null;
   private worker: Worker | null = null;
   private threadId = 0;
   private stopRequested = false;
@@ -68,7 +72,7 @@ export class Machine {
     vm.setTssAddress(TSS_ADDRESS);
     // Linux needs interrupt controllers; flat guests run without, so that a
     // halt with nothing to wake it comes back to tsvmm as KVM_EXIT_HLT.
-    const hasIrqchip = kernel !== null;
+    const hasIrqchip = kernel !== null || config.irqchip === true;
     if (hasIrqchip) {
       vm.createIrqchip();
       if (config.pit === 'kernel') vm.createPit2();
@@ -84,8 +88,8 @@ export class Machine {
     const reset = { regs: vcpu.getRegisters(), sregs: vcpu.getSpecialRegisters() };
     let entry;
     let bootPlan: LinuxBootPlan | null = null;
+    if (hasIrqchip) vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
     if (kernel) {
-      vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
       const booted = bootLinux(ram.memory, {
         kernel, kernelSource: config.linux!.kernel,
         ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
@@ -119,6 +123,7 @@ export class Machine {
       ram: [...this.ram.descriptors],
       control: this.control.buffer as SharedArrayBuffer,
       console: this.console,
+      input: this.inputBuffers,
       hasIrqchip: this.hasIrqchip,
       vmFd: this.vm.fd,
     };
@@ -132,7 +137,7 @@ export class Machine {
         worker.on('message', (message: VcpuThreadMessage) => {
           if (message.kind === 'ready') {
             this.threadId = message.threadId;
-            if (this.stopRequested) this.kick();
+            if (this.stopRequested || this.inputBacklog.length || this.input.pending()) this.kick();
           } else if (message.kind === 'stopped') {
             resolve({
               stop: message.stop, exits: message.exits, runNs: message.runNs, unclaimed: message.unclaimed, reports: message.reports,
@@ -146,10 +151,40 @@ export class Machine {
         worker.on('exit', (code) => reject(new Error(`vCPU thread exited (code ${code}) without reporting why`)));
       });
     } finally {
+      if (this.inputRetry) clearTimeout(this.inputRetry);
       consoleReader.stop();
       await pumping;
       await worker.terminate();
       this.worker = null;
+    }
+  }
+
+  /**
+   * Host input for the guest's COM1 (the terminal's keystrokes). It waits in a
+   * ring until the UART has room; the vCPU is kicked so a halted guest sees it.
+   */
+  sendInput(bytes: Uint8Array): void {
+    this.inputBacklog.push(bytes);
+    this.flushInput();
+  }
+
+  private flushInput(): void {
+    while (this.inputBacklog.length) {
+      const next = this.inputBacklog[0]!;
+      const taken = this.input.offer(next);
+      if (taken < next.length) {
+        this.inputBacklog[0] = next.subarray(taken);
+        break;
+      }
+      this.inputBacklog.shift();
+    }
+    if (this.worker && this.threadId) this.kick();
+    // A full ring drains as the guest reads: try again shortly.
+    if (this.inputBacklog.length && !this.inputRetry) {
+      this.inputRetry = setTimeout(() => {
+        this.inputRetry = null;
+        this.flushInput();
+      }, 10);
     }
   }
 

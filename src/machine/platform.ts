@@ -1,13 +1,20 @@
-// The devices of a tsvmm machine and where they sit on the buses. This runs
-// in the thread that handles exits; it wires devices to sinks and callbacks,
-// and devices never learn which thread that is.
-import { AddressSpace } from '../bus/index.ts';
+// The devices of a tsvmm PC and where they sit on the buses. This runs in the
+// thread that handles exits; it wires devices to sinks, interrupt lines and
+// timers, and the devices never learn which thread that is.
+import type { AddressSpace, BusDevice } from '../bus/index.ts';
 import type { CharSink } from '../devices/char-sink.ts';
-import type { InterruptLine } from '../devices/interrupt-line.ts';
+import type { MonotonicClock } from '../devices/clock.ts';
+import { CmosRtc, CMOS_BASE, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
 import { DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH } from '../devices/debug-exit.ts';
+import { I8042, I8042_AUX_IRQ, I8042_BASE, I8042_KEYBOARD_IRQ } from '../devices/i8042.ts';
+import type { InterruptLine } from '../devices/interrupt-line.ts';
+import { Pit8254, PIT_IRQ, PIT_PORT_BASE, PIT_PORT_COUNT } from '../devices/pit8254.ts';
 import { COM_PORTS, Serial16550, UART_PORT_COUNT } from '../devices/serial16550.ts';
+import { SystemControlPort, SYSTEM_CONTROL_PORT } from '../devices/system-control-port.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import type { VcpuStop } from '../vcpu/index.ts';
+import type { InputRing } from './console-ring.ts';
+import type { DeviceTimers } from './device-timers.ts';
 
 export interface PlatformContext {
   readonly pio: AddressSpace;
@@ -19,17 +26,72 @@ export interface PlatformContext {
   irqLine(irq: number): InterruptLine;
 }
 
-export interface PlatformSinks {
+export interface PlatformOptions {
   console: CharSink;
+  /** Host input for COM1 (stdin), if any. */
+  input: InputRing | null;
+  /** Who emulates the PIT: tsvmm, or KVM (which then also owns port 0x61). */
+  pit: 'tsvmm' | 'kernel';
+  clock: MonotonicClock;
+  /** Deadline service for timed devices; null when no interrupt controller exists to deliver ticks. */
+  timers: DeviceTimers | null;
 }
 
-export function buildPlatform(context: PlatformContext, sinks: PlatformSinks): void {
-  const com1 = COM_PORTS[0];
-  context.pio.register(com1.base, UART_PORT_COUNT, new Serial16550(`serial ${com1.name}`, sinks.console));
-  context.pio.register(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
+export interface Platform {
+  com1: Serial16550;
+  /** Moves waiting host input into COM1 as far as its receiver has room. */
+  feedInput(): void;
+}
+
+/** Calls `after` once a write reached `device` (a reprogrammed timer needs rescheduling). */
+function afterWrites(device: BusDevice, after: () => void): BusDevice {
+  return {
+    name: device.name,
+    read: (offset, size) => device.read(offset, size),
+    write: (offset, size, value) => {
+      device.write(offset, size, value);
+      after();
+    },
+  };
+}
+
+export function buildPlatform(context: PlatformContext, options: PlatformOptions): Platform {
+  const { pio } = context;
+  const com1Port = COM_PORTS[0];
+  const com1 = new Serial16550(`serial ${com1Port.name}`, options.console, context.irqLine(com1Port.irq));
+  const input = options.input;
+  // Host input waits in its ring until the receiver has room; when the guest
+  // drains a full receiver, the UART asks for more.
+  const feedInput = () => {
+    if (input && input.pending() > 0) input.deliver(input.pending(), (bytes) => com1.receive(bytes));
+  };
+  com1.onReceiveSpace = feedInput;
+  pio.register(com1Port.base, UART_PORT_COUNT, com1);
+
+  if (options.pit === 'tsvmm') {
+    const pit = new Pit8254(options.clock, context.irqLine(PIT_IRQ));
+    const timers = options.timers;
+    pio.register(PIT_PORT_BASE, PIT_PORT_COUNT, timers ? afterWrites(pit, () => timers.reschedule()) : pit);
+    pio.register(SYSTEM_CONTROL_PORT, 1, new SystemControlPort(pit));
+    timers?.add(pit);
+  }
+
+  const i8042 = new I8042({
+    onReset: () => context.requestStop({ cause: 'reboot', status: 0, message: 'guest rebooted' }),
+    keyboardIrq: context.irqLine(I8042_KEYBOARD_IRQ),
+    auxIrq: context.irqLine(I8042_AUX_IRQ),
+  });
+  // 0x60 and 0x64 only: 0x61 in between is the system control port.
+  pio.register(I8042_BASE, 1, i8042);
+  pio.register(I8042_BASE + 4, 1, i8042.commandPort);
+
+  pio.register(CMOS_BASE, CMOS_PORT_COUNT, new CmosRtc());
+
+  pio.register(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
     // Silent, like QEMU: the exit status is the guest's message.
     context.requestStop({ cause: 'debug-exit', status, value });
   }));
+  return { com1, feedInput };
 }
 
 /** What a device module (MachineConfig.deviceModules) exports. */

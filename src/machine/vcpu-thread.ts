@@ -4,12 +4,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { AddressSpace } from '../bus/index.ts';
-import { VcpuFd, VmFd, currentThreadId } from '../kvm/index.ts';
+import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2, ThreadTimer, VcpuFd, VmFd, withoutSignal } from '../kvm/index.ts';
+import { MonotonicClock } from '../devices/clock.ts';
+import { DeviceTimers } from './device-timers.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
 import { Control, ExitTracer, findSystemMap, KernelSymbols, Vcpu, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
-import { ConsoleRingWriter, type ConsoleRingBuffers } from './console-ring.ts';
+import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
 
 export interface VcpuThreadInit {
@@ -21,6 +23,7 @@ export interface VcpuThreadInit {
   ram: RamDescriptor[];
   control: SharedArrayBuffer;
   console: ConsoleRingBuffers;
+  input: ConsoleRingBuffers;
   hasIrqchip: boolean;
   vmFd: number;
 }
@@ -55,7 +58,20 @@ async function main(init: VcpuThreadInit): Promise<void> {
   // trace lines in the order the guest produced them.
   const consoleFd = config.consoleFd ?? 1;
   const consoleSink = tracer ? { writeByte: (byte: number) => writeSync(consoleFd, Uint8Array.of(byte)) } : new ConsoleRingWriter(init.console);
-  buildPlatform(context, { console: consoleSink });
+  // The kick signal is blocked in this thread except inside KVM_RUN, so a kick
+  // or timer that fires while we handle an exit ends the next KVM_RUN at once.
+  const threadMask = blockSignalInThisThread(SIGUSR2);
+  fd.setSignalMask(withoutSignal(threadMask, SIGUSR2));
+  const threadId = currentThreadId();
+  const clock = new MonotonicClock();
+  const timers = init.hasIrqchip ? new DeviceTimers(clock, new ThreadTimer(SIGUSR2, threadId)) : null;
+  const platform = buildPlatform(context, {
+    console: consoleSink,
+    input: new InputRing(init.input),
+    pit: config.pit ?? 'tsvmm',
+    clock,
+    timers,
+  });
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {
     const module = (await import(path)) as DeviceModule;
@@ -65,8 +81,14 @@ async function main(init: VcpuThreadInit): Promise<void> {
 
   const systemMap = config.linux ? config.linux.systemMap ?? findSystemMap(config.linux.kernel) : null;
   const symbols = systemMap ? KernelSymbols.load(systemMap) : null;
-  vcpu = new Vcpu({ id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip, symbols });
-  const threadId = currentThreadId();
+  vcpu = new Vcpu({
+    id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip, symbols,
+    onKick: () => {
+      consumePendingSignal(SIGUSR2);
+      timers?.poll();
+      platform.feedInput();
+    },
+  });
   Atomics.store(control, Control.THREAD_ID, threadId);
   post({ kind: 'ready', threadId });
 

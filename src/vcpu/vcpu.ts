@@ -51,6 +51,12 @@ export interface VcpuOptions {
   hasIrqchip?: boolean;
   /** Kernel symbols, to name where a Linux guest stopped. */
   symbols?: KernelSymbols | null;
+  /**
+   * Runs when KVM_RUN was interrupted by a signal: another thread's kick (host
+   * input waiting) or this thread's device timer. Host-side events reach the
+   * guest here.
+   */
+  onKick?: (() => void) | null;
 }
 
 export class Vcpu {
@@ -64,6 +70,7 @@ export class Vcpu {
   private readonly tracer: ExitTracer | null;
   private readonly hasIrqchip: boolean;
   private readonly symbols: KernelSymbols | null;
+  private readonly onKick: (() => void) | null;
   private pendingStop: VcpuStop | null = null;
   /** Exits handled, by any reason (cheap: one increment). */
   exits = 0;
@@ -79,6 +86,7 @@ export class Vcpu {
     this.tracer = options.tracer ?? null;
     this.hasIrqchip = options.hasIrqchip ?? false;
     this.symbols = options.symbols ?? null;
+    this.onKick = options.onKick ?? null;
   }
 
   /** A device asks the VM to end (debug-exit, poweroff): the loop returns after this exit. */
@@ -170,6 +178,7 @@ export class Vcpu {
         if (Atomics.load(this.control, Control.COMMAND) === Command.STOP) {
           return { cause: 'stopped', status: 0 };
         }
+        this.onKick?.();
         return null;
 
       case KVM_EXIT_HLT: {

@@ -1,0 +1,368 @@
+// The i8042 keyboard controller (Intel 8042 / IBM PC AT), with a PS/2
+// keyboard behind it and no mouse. Enough for Linux's i8042 and atkbd probes
+// to finish at once, and for a guest to reboot with command 0xFE. Where the
+// references leave room, QEMU's hw/input/pckbd.c and ps2.c and kvmtool's
+// hw/i8042.c decide.
+//
+// Registration: one range at base 0x60, length 5 (I8042_BASE,
+// I8042_PORT_COUNT): offset 0 = data port 0x60, offset 4 = status/command port
+// 0x64. That range also covers 0x61 (system control port B, the PC speaker
+// and PIT gate), which another device may need; a machine that wants 0x61
+// elsewhere registers `controller` at 0x60 length 1 and
+// `controller.commandPort` at 0x64 length 1 instead.
+//
+// Commands complete instantly, so the input buffer is never full (IBF = 0).
+// The 8042's one-byte output buffer is the head of a small queue: a keyboard
+// holds its next reply byte until the previous one has been read.
+import type { BusDevice } from '../bus/index.ts';
+import type { InterruptLine } from './interrupt-line.ts';
+
+export const I8042_BASE = 0x60;
+export const I8042_PORT_COUNT = 5;
+export const I8042_KEYBOARD_IRQ = 1;
+export const I8042_AUX_IRQ = 12;
+
+/** Offsets within the range at I8042_BASE. */
+export const I8042Port = { DATA: 0, STATUS_COMMAND: 4 } as const;
+
+/** Status register (read from 0x64). */
+export const Status = {
+  OUTPUT_FULL: 0x01, // OBF: a byte waits at 0x60
+  INPUT_FULL: 0x02, // IBF: never set, commands complete at once
+  SYSTEM: 0x04, // SYS: self-test passed (mirrors command byte bit 2)
+  COMMAND: 0x08, // A2: the last write went to 0x64, not 0x60
+  UNLOCKED: 0x10, // keyboard not inhibited by a key lock
+  AUX_DATA: 0x20, // the byte at 0x60 came from the aux (mouse) port
+  TIMEOUT: 0x40, // the device did not answer
+  PARITY: 0x80,
+} as const;
+
+/** Command byte ("controller configuration byte", read by 0x20, written by 0x60). */
+export const CommandByte = {
+  KEYBOARD_INTERRUPT: 0x01,
+  AUX_INTERRUPT: 0x02,
+  SYSTEM: 0x04,
+  KEYBOARD_DISABLED: 0x10,
+  AUX_DISABLED: 0x20,
+  TRANSLATE: 0x40, // scan code set 2 → set 1 translation
+} as const;
+
+/** Output port (0xD0 reads it, 0xD1 writes it). Bit 0 low holds the CPU in reset. */
+export const OutputPort = { RESET_HIGH: 0x01, A20: 0x02, KEYBOARD_OBF: 0x10, AUX_OBF: 0x20 } as const;
+
+// Keyboard replies.
+const ACK = 0xfa;
+const RESEND = 0xfe;
+const BAT_OK = 0xaa;
+const KEYBOARD_ID = 0xab;
+const KEYBOARD_ID_2 = 0x83;
+const KEYBOARD_ID_2_TRANSLATED = 0x41;
+/** What the translation turns scan code set numbers 1..3 into (QEMU's table). */
+const TRANSLATED_SCAN_SET = [0, 0x43, 0x41, 0x3f] as const;
+
+/**
+ * Power-on command byte, what a PC BIOS leaves behind: keyboard interrupt,
+ * system flag and translation on, both ports enabled.
+ */
+const DEFAULT_COMMAND_BYTE = CommandByte.KEYBOARD_INTERRUPT | CommandByte.SYSTEM | CommandByte.TRANSLATE;
+/** Reset line high (CPU running), A20 enabled, clock and data lines idle high. */
+const DEFAULT_OUTPUT_PORT = 0xcf;
+
+const QUEUE_SIZE = 16; // a power of two; a reply is at most 3 bytes
+/** A queued byte carries, in bits 15:8, the status bits it shows with. */
+const SOURCE_KEYBOARD = 0;
+const SOURCE_AUX = Status.AUX_DATA << 8;
+const SOURCE_AUX_TIMEOUT = (Status.AUX_DATA | Status.TIMEOUT) << 8;
+
+export interface I8042Options {
+  /** The guest pulsed the CPU reset line (command 0xFE, or 0xD1 with bit 0 clear): reboot. */
+  onReset: () => void;
+  /** IRQ1. */
+  keyboardIrq?: InterruptLine;
+  /** IRQ12. */
+  auxIrq?: InterruptLine;
+}
+
+export class I8042 implements BusDevice {
+  readonly name = 'i8042';
+
+  /** Port 0x64 alone, for a machine that registers 0x60 and 0x64 as two one-port ranges. */
+  readonly commandPort: BusDevice;
+
+  private commandByte = DEFAULT_COMMAND_BYTE;
+  private outputPortValue = DEFAULT_OUTPUT_PORT;
+  private readonly ram = new Uint8Array(32); // internal RAM 0x21..0x3F (byte 0 is the command byte, kept apart)
+  private lastWriteWasCommand = false;
+  /** A controller command waiting for its data byte at 0x60 (0 = none). */
+  private pendingCommand = 0;
+
+  private readonly queue = new Uint16Array(QUEUE_SIZE);
+  private queueHead = 0;
+  private queueCount = 0;
+  private lastData = 0;
+
+  private keyboardIrqLevel = false;
+  private auxIrqLevel = false;
+
+  // The keyboard.
+  /** A keyboard command waiting for its argument byte (0 = none). */
+  private keyboardPendingCommand = 0;
+  private keyboardScanning = true;
+  private keyboardLeds = 0;
+  private keyboardTypematic = 0x2b; // 10.9 characters/s after 500 ms: the power-on default
+  private keyboardScanSet = 2;
+
+  private readonly onReset: () => void;
+  private readonly keyboardIrq: InterruptLine | undefined;
+  private readonly auxIrq: InterruptLine | undefined;
+
+  constructor(options: I8042Options) {
+    this.onReset = options.onReset;
+    this.keyboardIrq = options.keyboardIrq;
+    this.auxIrq = options.auxIrq;
+    this.commandPort = {
+      name: 'i8042 command',
+      read: () => this.read(I8042Port.STATUS_COMMAND, 1),
+      write: (_offset, size, value) => this.write(I8042Port.STATUS_COMMAND, size, value),
+    };
+  }
+
+  /** Power-on state of the controller and the keyboard. */
+  reset(): void {
+    this.commandByte = DEFAULT_COMMAND_BYTE;
+    this.outputPortValue = DEFAULT_OUTPUT_PORT;
+    this.ram.fill(0);
+    this.lastWriteWasCommand = false;
+    this.pendingCommand = 0;
+    this.queueHead = 0;
+    this.queueCount = 0;
+    this.lastData = 0;
+    this.resetKeyboard();
+    this.updateInterrupts(false);
+  }
+
+  /** The keyboard LEDs last set by the guest (bit 0 Scroll, 1 Num, 2 Caps Lock). */
+  get leds(): number {
+    return this.keyboardLeds;
+  }
+
+  /** Whether the keyboard would send scan codes (F4 enables, F5 disables). */
+  get scanning(): boolean {
+    return this.keyboardScanning;
+  }
+
+  /** The typematic byte last set with 0xF3. */
+  get typematic(): number {
+    return this.keyboardTypematic;
+  }
+
+  /** The output port: bit 1 is the A20 gate (stored only; KVM guests see all memory). */
+  get outputPort(): number {
+    return this.outputPortValue;
+  }
+
+  read(offset: number, _size: number): number {
+    if (offset === I8042Port.DATA) return this.readData();
+    if (offset === I8042Port.STATUS_COMMAND) return this.readStatus();
+    return 0xff; // 0x61..0x63 are not the controller's
+  }
+
+  write(offset: number, _size: number, value: number): void {
+    const byte = value & 0xff;
+    if (offset === I8042Port.DATA) this.writeData(byte);
+    else if (offset === I8042Port.STATUS_COMMAND) this.writeCommand(byte);
+  }
+
+  private readStatus(): number {
+    let status = Status.UNLOCKED | (this.commandByte & CommandByte.SYSTEM);
+    if (this.lastWriteWasCommand) status |= Status.COMMAND;
+    if (this.queueCount > 0) status |= Status.OUTPUT_FULL | (this.queue[this.queueHead]! >> 8);
+    return status;
+  }
+
+  private readData(): number {
+    if (this.queueCount === 0) return this.lastData; // the buffer keeps its last byte
+    this.lastData = this.queue[this.queueHead]! & 0xff;
+    this.queueHead = (this.queueHead + 1) & (QUEUE_SIZE - 1);
+    this.queueCount--;
+    // Reading empties the buffer and drops the IRQ; the next byte raises it
+    // again, so an edge-triggered PIC sees one edge per byte.
+    this.updateInterrupts(true);
+    return this.lastData;
+  }
+
+  private writeCommand(command: number): void {
+    this.lastWriteWasCommand = true;
+    this.pendingCommand = 0;
+    if (command >= 0x20 && command <= 0x3f) {
+      this.reply(command === 0x20 ? this.commandByte : this.ram[command - 0x20]!, SOURCE_KEYBOARD);
+      return;
+    }
+    if ((command >= 0x60 && command <= 0x7f) || (command >= 0xd1 && command <= 0xd4)) {
+      this.pendingCommand = command; // the argument follows at 0x60
+      return;
+    }
+    if (command >= 0xf0) {
+      // Pulse output port bits 3:0 low for 6 µs where the command's bit is 0;
+      // bit 0 is the CPU reset line.
+      if (!(command & OutputPort.RESET_HIGH)) this.onReset();
+      return;
+    }
+    switch (command) {
+      case 0xa7: this.setCommandByte(this.commandByte | CommandByte.AUX_DISABLED); break;
+      case 0xa8: this.setCommandByte(this.commandByte & ~CommandByte.AUX_DISABLED); break;
+      case 0xa9: this.reply(0x00, SOURCE_KEYBOARD); break; // aux interface test: no error
+      case 0xaa: // controller self-test passed; it sets the system flag
+        this.setCommandByte(this.commandByte | CommandByte.SYSTEM);
+        this.reply(0x55, SOURCE_KEYBOARD);
+        break;
+      case 0xab: this.reply(0x00, SOURCE_KEYBOARD); break; // keyboard interface test: no error
+      case 0xad: this.setCommandByte(this.commandByte | CommandByte.KEYBOARD_DISABLED); break;
+      case 0xae: this.setCommandByte(this.commandByte & ~CommandByte.KEYBOARD_DISABLED); break;
+      case 0xd0: this.reply(this.currentOutputPort(), SOURCE_KEYBOARD); break;
+      default: break; // unknown commands are ignored, as by the 8042 firmware
+    }
+  }
+
+  private writeData(byte: number): void {
+    this.lastWriteWasCommand = false;
+    const command = this.pendingCommand;
+    this.pendingCommand = 0;
+    if (command === 0) {
+      // Data for the keyboard. Sent even while the command byte disables the
+      // keyboard interface (0xAD): Linux only talks to an enabled keyboard.
+      this.keyboardWrite(byte);
+      return;
+    }
+    if (command === 0x60) this.setCommandByte(byte);
+    else if (command > 0x60 && command <= 0x7f) this.ram[command - 0x60] = byte;
+    else if (command === 0xd1) this.writeOutputPort(byte);
+    else if (command === 0xd2) this.reply(byte, SOURCE_KEYBOARD); // as if the keyboard sent it
+    else if (command === 0xd3) this.reply(byte, SOURCE_AUX); // as if the mouse sent it
+    else if (command === 0xd4) {
+      // Write to the aux device. No mouse is attached, so the controller
+      // reports a transmit timeout: 0xFE from the aux port with TIMEOUT set,
+      // the way PS/2 controllers report an absent device. Linux's libps2
+      // aborts the command on the timeout flag at once, so psmouse/atkbd give
+      // up on the aux port immediately instead of waiting 200 ms+ per command
+      // (what silence would cost). The port itself (0xD3 echo, 0xA7/0xA8,
+      // IRQ12) works, as on a real PC without a mouse.
+      this.reply(RESEND, SOURCE_AUX_TIMEOUT);
+    }
+  }
+
+  private setCommandByte(value: number): void {
+    this.commandByte = value & 0x7f;
+    this.updateInterrupts(false);
+  }
+
+  private writeOutputPort(value: number): void {
+    this.outputPortValue = value;
+    if (!(value & OutputPort.RESET_HIGH)) this.onReset();
+  }
+
+  /** The output port with its buffer-full lines as they are now. */
+  private currentOutputPort(): number {
+    let port = this.outputPortValue & ~(OutputPort.KEYBOARD_OBF | OutputPort.AUX_OBF);
+    if (this.queueCount > 0) port |= this.queue[this.queueHead]! & SOURCE_AUX ? OutputPort.AUX_OBF : OutputPort.KEYBOARD_OBF;
+    return port;
+  }
+
+  // --- the keyboard --------------------------------------------------------
+
+  private keyboardWrite(byte: number): void {
+    const pending = this.keyboardPendingCommand;
+    if (pending !== 0) {
+      this.keyboardPendingCommand = 0;
+      this.keyboardArgument(pending, byte);
+      return;
+    }
+    switch (byte) {
+      case 0xed: // set LEDs
+      case 0xf0: // get/set scan code set
+      case 0xf3: // set typematic rate
+        this.keyboardPendingCommand = byte;
+        this.reply(ACK, SOURCE_KEYBOARD);
+        break;
+      case 0xee: this.reply(0xee, SOURCE_KEYBOARD); break; // echo, no ACK
+      case 0xf2: // identify
+        this.reply(ACK, SOURCE_KEYBOARD);
+        this.reply(KEYBOARD_ID, SOURCE_KEYBOARD);
+        this.reply(this.commandByte & CommandByte.TRANSLATE ? KEYBOARD_ID_2_TRANSLATED : KEYBOARD_ID_2, SOURCE_KEYBOARD);
+        break;
+      case 0xf4: this.keyboardScanning = true; this.reply(ACK, SOURCE_KEYBOARD); break;
+      case 0xf5: // disable: also restores the defaults
+        this.resetKeyboard();
+        this.keyboardScanning = false;
+        this.reply(ACK, SOURCE_KEYBOARD);
+        break;
+      case 0xf6: this.resetKeyboard(); this.reply(ACK, SOURCE_KEYBOARD); break; // set defaults
+      case 0xff: // reset and basic assurance test
+        this.resetKeyboard();
+        this.reply(ACK, SOURCE_KEYBOARD);
+        this.reply(BAT_OK, SOURCE_KEYBOARD);
+        break;
+      default: this.reply(ACK, SOURCE_KEYBOARD); break;
+    }
+  }
+
+  private keyboardArgument(command: number, argument: number): void {
+    if (command === 0xed) this.keyboardLeds = argument & 0x07;
+    else if (command === 0xf3) this.keyboardTypematic = argument & 0x7f;
+    else if (command === 0xf0 && argument >= 1 && argument <= 3) this.keyboardScanSet = argument;
+    this.reply(ACK, SOURCE_KEYBOARD);
+    if (command === 0xf0 && argument === 0) {
+      const set = this.keyboardScanSet;
+      this.reply(this.commandByte & CommandByte.TRANSLATE ? TRANSLATED_SCAN_SET[set]! : set, SOURCE_KEYBOARD);
+    }
+  }
+
+  private resetKeyboard(): void {
+    this.keyboardPendingCommand = 0;
+    this.keyboardScanning = true;
+    this.keyboardLeds = 0;
+    this.keyboardTypematic = 0x2b;
+    this.keyboardScanSet = 2;
+  }
+
+  // --- output buffer and IRQs -----------------------------------------------
+
+  private reply(byte: number, source: number): void {
+    if (this.queueCount === QUEUE_SIZE) return; // cannot happen with replies of ≤ 3 bytes
+    this.queue[(this.queueHead + this.queueCount) & (QUEUE_SIZE - 1)] = byte | source;
+    this.queueCount++;
+    this.updateInterrupts(false);
+  }
+
+  /**
+   * IRQ1 is high while a keyboard/controller byte waits and the command byte
+   * enables it; IRQ12 likewise for an aux byte. `pulse` drops both first.
+   */
+  private updateInterrupts(pulse: boolean): void {
+    let keyboard = false;
+    let aux = false;
+    if (this.queueCount > 0) {
+      const fromAux = (this.queue[this.queueHead]! & SOURCE_AUX) !== 0;
+      keyboard = !fromAux && (this.commandByte & CommandByte.KEYBOARD_INTERRUPT) !== 0;
+      aux = fromAux && (this.commandByte & CommandByte.AUX_INTERRUPT) !== 0;
+    }
+    if (pulse) {
+      this.setKeyboardIrq(false);
+      this.setAuxIrq(false);
+    }
+    this.setKeyboardIrq(keyboard);
+    this.setAuxIrq(aux);
+  }
+
+  private setKeyboardIrq(level: boolean): void {
+    if (level === this.keyboardIrqLevel) return;
+    this.keyboardIrqLevel = level;
+    this.keyboardIrq?.setLevel(level);
+  }
+
+  private setAuxIrq(level: boolean): void {
+    if (level === this.auxIrqLevel) return;
+    this.auxIrqLevel = level;
+    this.auxIrq?.setLevel(level);
+  }
+}
