@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
 import { stockKernel } from './helpers/stock-kernel.ts';
+import { detectVirtualization } from '../src/kvm/index.ts';
 
 const kernel = hasKvm ? stockKernel() : { unavailable: 'no /dev/kvm' };
 const reason = 'unavailable' in kernel ? kernel.unavailable : null;
@@ -58,4 +59,18 @@ describe.skipIf(reason !== null)('Linux early boot', () => {
     expect(r.stdout.match(/BIOS-e820:/g)).toHaveLength(2 + ramLines.length);
     expect(r.stderr).toMatch(/tsvmm: stopped/);
   }, 150_000);
+});
+
+// On PVM a stock kernel (without the default guest's changes) stops at its
+// int3 self-test, which KVM's emulator cannot run. tsvmm must say so, with
+// RIP and the instruction, rather than hang. About a minute here.
+describe.skipIf(reason !== null || detectVirtualization().kind !== 'pvm')('a stock kernel on a PVM host', () => {
+  const vmlinux = 'vmlinux' in kernel ? kernel.vmlinux : '';
+
+  it('ends with the emulation failure named: RIP, instruction and bytes', async () => {
+    const r = await bootUntil(['-k', vmlinux, '-m', '256M'], /$^/, 240_000);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/Linux version/);
+    expect(r.stderr).toMatch(/^tsvmm: KVM internal error: the instruction emulator could not emulate an instruction \(KVM_EXIT_INTERNAL_ERROR suberror 1\) at RIP 0xffffffff[0-9a-f]{8} \(CS 0x10, linear 0xffffffff[0-9a-f]{8}\); instruction: int3 \(bytes cc( [0-9a-f]{2})+\)$/m);
+  }, 300_000);
 });

@@ -18,12 +18,20 @@ function check(result: number, name: IoctlName, detail?: string): number {
   return result;
 }
 
+// A signal (a profiler's SIGPROF, a kick) can interrupt any ioctl; only
+// KVM_RUN gives EINTR a meaning. The others are simply asked again.
 function ioctlValue(fd: number, name: IoctlName, value: number | bigint = 0, detail?: string): number {
-  return check(libcCalls.ioctlWithValue(fd, Ioctl[name], value), name, detail);
+  let result: number;
+  do result = libcCalls.ioctlWithValue(fd, Ioctl[name], value);
+  while (result < 0 && lastErrno() === Errno.EINTR);
+  return check(result, name, detail);
 }
 
 function ioctlBuffer(fd: number, name: IoctlName, buf: Uint8Array, detail?: string): number {
-  return check(libcCalls.ioctlWithBuffer(fd, Ioctl[name], buf), name, detail);
+  let result: number;
+  do result = libcCalls.ioctlWithBuffer(fd, Ioctl[name], buf);
+  while (result < 0 && lastErrno() === Errno.EINTR);
+  return check(result, name, detail);
 }
 
 function viewOfBytes(bytes: Uint8Array): DataView {

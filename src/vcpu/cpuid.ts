@@ -18,9 +18,10 @@ export const PVM_HIDDEN = {
  * feature bits and applies the VMM's table only to the bits KVM reports as
  * supported, so CX16 can be hidden by CPUID but XSAVE, POPCNT and SMAP cannot.
  * Numbers, not names: Linux 6.1's clearcpuid= takes X86_FEATURE bit numbers
- * (POPCNT = 4*32+23, SMAP = 9*32+20).
+ * (POPCNT = 4*32+23, SMAP = 9*32+20). `pvm_host` switches on the default
+ * guest's own PVM workarounds (guests/default/patches); other kernels ignore it.
  */
-export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308';
+export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308 pvm_host';
 
 /** CPUID.80000008:EBX bit 2: without it Linux on AMD takes a path PVM cannot emulate. */
 const XSAVEERPTR = 2;
