@@ -20,12 +20,6 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     expect(r.status).toBe(1);
   });
 
-  it('with no guest given, runs the default guest (firmware hello)', () => {
-    const r = tsvmm(['run']);
-    expect(r.stdout).toBe('Hello from tsvmm guest\n');
-    expect(r.status).toBe(1);
-  });
-
   it('exitcode: a debug-exit write of 0x2a ends tsvmm with status (0x2a << 1) | 1 = 85', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('exitcode'), '--mem', '16M']);
     expect(r.stdout).toBe('bye\n');

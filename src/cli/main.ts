@@ -41,6 +41,14 @@ function program(setStatus: (status: number) => void): Command {
       setStatus(report.canRun ? 0 : 1);
     });
 
+  const guest = cli.command('guest').description('the default Linux guest');
+  guest.command('build')
+    .description('build the default guest from Debian packages into ~/.cache/tsvmm (cached by recipe hash)')
+    .action(async () => {
+      const { guestBuildCommand } = await import('./guest.ts');
+      setStatus(await guestBuildCommand());
+    });
+
   cli.command('bench')
     .description('run the benchmark suites (exits)')
     .argument('[suites...]', 'suites to run', ['exits'])

@@ -6,7 +6,7 @@ import { detectVirtualization } from '../kvm/index.ts';
 import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
-import { firmwarePath } from '../../firmware/firmware.ts';
+import { defaultLinuxGuest } from './guest.ts';
 import { UsageError } from './errors.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
@@ -42,19 +42,8 @@ export function parseMemory(text: string | undefined): number {
   return bytes;
 }
 
-/**
- * The guest `tsvmm run` runs when given none. For now the firmware hello
- * guest; the Linux default guest takes its place once tsvmm boots Linux.
- */
-function defaultGuest(): string {
-  try {
-    return firmwarePath('hello');
-  } catch (e) {
-    throw new UsageError(`no guest given, and the default guest (firmware/hello.S) did not build: ${(e as Error).message.split('\n')[0]}`);
-  }
-}
-
 export function configFromOptions(options: RunOptions): MachineConfig {
+  if (!options.flat && !options.kernel) throw new UsageError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
   if (options.flat && options.kernel) throw new UsageError('give either --flat or --kernel, not both');
   if (!options.kernel && (options.initrd || options.append)) throw new UsageError(`${options.initrd ? '--initrd' : '--append'} needs --kernel`);
   if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
@@ -83,11 +72,16 @@ export function configFromOptions(options: RunOptions): MachineConfig {
       },
     };
   }
-  return { ...common, flat: { path: options.flat ?? defaultGuest() } };
+  return { ...common, flat: { path: options.flat! } };
 }
 
 /** Runs the guest; returns the process exit status. */
 export async function runCommand(options: RunOptions): Promise<number> {
+  if (!options.flat && !options.kernel) {
+    // The default guest: Linux from guests/default, built on first use.
+    const guest = await defaultLinuxGuest();
+    options = { ...options, kernel: guest.kernel, initrd: guest.initrd, systemMap: guest.systemMap };
+  }
   const config = configFromOptions(options);
   let machine: Machine;
   try {
