@@ -19,17 +19,21 @@ export function createConsoleRing(capacity = 64 * 1024): ConsoleRingBuffers {
   return { header: new SharedArrayBuffer(HEADER_WORDS * 4), data: new SharedArrayBuffer(capacity) };
 }
 
-/** The vCPU thread's end: a CharSink for the UART. */
-export class ConsoleRingWriter implements CharSink {
-  private readonly header: Int32Array;
-  private readonly data: Uint8Array;
-  private readonly mask: number;
+/** One end of a ring: its shared header words and bytes. */
+abstract class RingEnd {
+  protected readonly header: Int32Array;
+  protected readonly data: Uint8Array;
+  protected readonly mask: number;
 
   constructor(buffers: ConsoleRingBuffers) {
     this.header = new Int32Array(buffers.header);
     this.data = new Uint8Array(buffers.data);
     this.mask = this.data.length - 1;
   }
+}
+
+/** The vCPU thread's end: a CharSink for the UART. */
+export class ConsoleRingWriter extends RingEnd implements CharSink {
 
   writeByte(byte: number): void {
     const header = this.header;
@@ -47,16 +51,11 @@ export class ConsoleRingWriter implements CharSink {
 }
 
 /** The main thread's end: copies everything written so far to a file descriptor. */
-export class ConsoleRingReader {
-  private readonly header: Int32Array;
-  private readonly data: Uint8Array;
-  private readonly mask: number;
+export class ConsoleRingReader extends RingEnd {
   private stopped = false;
 
   constructor(buffers: ConsoleRingBuffers, private readonly fd = 1) {
-    this.header = new Int32Array(buffers.header);
-    this.data = new Uint8Array(buffers.data);
-    this.mask = this.data.length - 1;
+    super(buffers);
   }
 
   /** Writes out whatever is in the ring now. */
@@ -112,16 +111,7 @@ function writeFully(fd: number, bytes: Uint8Array): void {
  * thread. The main thread never blocks, so a full ring refuses bytes (the
  * caller keeps them and retries); the vCPU thread takes what its UART accepts.
  */
-export class InputRing {
-  private readonly header: Int32Array;
-  private readonly data: Uint8Array;
-  private readonly mask: number;
-
-  constructor(buffers: ConsoleRingBuffers) {
-    this.header = new Int32Array(buffers.header);
-    this.data = new Uint8Array(buffers.data);
-    this.mask = this.data.length - 1;
-  }
+export class InputRing extends RingEnd {
 
   /** Main thread: appends what fits; returns how many bytes were taken. */
   offer(bytes: Uint8Array): number {
