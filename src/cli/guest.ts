@@ -26,7 +26,7 @@ export async function defaultLinuxGuest(options: { quiet?: boolean } = {}): Prom
     log: (line) => {
       if (options.quiet) return;
       if (!announced) {
-        writeSync(2, 'tsvmm: building the default guest (Linux 6.1 from linux-source-6.1 + busybox-static; about 10 minutes on 2 cores, once)\n');
+        writeSync(2, 'tsvmm: building the default guest (Linux 6.1 from linux-source-6.1 + busybox-static; about 6 minutes on 2 cores, once)\n');
         announced = true;
       }
       writeSync(2, `  ${line}\n`);
