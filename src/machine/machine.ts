@@ -72,7 +72,8 @@ export class Machine {
     vm.setTssAddress(TSS_ADDRESS);
     // Linux needs interrupt controllers; flat guests run without, so that a
     // halt with nothing to wake it comes back to tsvmm as KVM_EXIT_HLT.
-    const hasIrqchip = kernel !== null || config.irqchip === true;
+    // KVM's in-kernel PIT needs the in-kernel irqchip.
+    const hasIrqchip = kernel !== null || config.irqchip === true || config.pit === 'kernel';
     if (hasIrqchip) {
       vm.createIrqchip();
       if (config.pit === 'kernel') vm.createPit2();

@@ -1,0 +1,68 @@
+// The PC platform devices driven by small guests through real exits: the
+// i8254's channel 2 timed through port 0x61 (by tsvmm's PIT and by KVM's),
+// the CMOS RTC's date and time, and the i8042's reset line.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { firmwarePath } from '../bench/lib/artifacts.ts';
+import { hasKvm, tsvmm } from './helpers/kvm.ts';
+
+function hostTscMhz(): number | null {
+  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  return m ? Number(m[1]) : null;
+}
+
+describe.skipIf(!hasKvm)('i8254 channel 2 through port 0x61 (firmware/pit-calibrate.S)', () => {
+  it.each([
+    ['tsvmm\'s TypeScript PIT', []],
+    ['KVM\'s in-kernel PIT (--pit kernel)', ['--pit', 'kernel']],
+  ])('%s: mode 0 counts of 29830 and 59659 take 25 and 50 ms of TSC time', (_who, flags) => {
+    const r = tsvmm(['run', '--flat', firmwarePath('pit-calibrate'), ...flags]);
+    expect(r.status).toBe(1);
+    const m = /^pit 25ms=([0-9A-F]{16}) 50ms=([0-9A-F]{16}) polls=([0-9A-F]{8})$/m.exec(r.stdout);
+    expect(m).not.toBeNull();
+    const short = Number(BigInt(`0x${m![1]}`));
+    const long = Number(BigInt(`0x${m![2]}`));
+    // OUT2 rose only after the guest polled for a while: the count really ran.
+    expect(parseInt(m![3]!, 16)).toBeGreaterThan(1);
+    // Twice the count, twice the time: independent of the TSC's frequency.
+    // (Loose: the first interval also pays for warming up tsvmm's exit path.)
+    expect(long / short).toBeGreaterThan(1.8);
+    expect(long / short).toBeLessThan(2.2);
+    // And about 50 ms against the host's nominal clock (loose: "cpu MHz" is not always the TSC's rate).
+    const mhz = hostTscMhz();
+    if (mhz) {
+      const ms = long / (mhz * 1000);
+      expect(ms).toBeGreaterThan(25);
+      expect(ms).toBeLessThan(100);
+    }
+  });
+});
+
+describe.skipIf(!hasKvm)('CMOS RTC (firmware/rtc.S)', () => {
+  it('reads the host\'s UTC date and time in BCD, and the same seconds in binary after DM is set', () => {
+    const before = new Date();
+    const r = tsvmm(['run', '--flat', firmwarePath('rtc')]);
+    const after = new Date();
+    expect(r.status).toBe(1);
+    const m = /^rtc (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) b=([0-9A-F]{2})\nbin sec=([0-9A-F]{2})\n$/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    const [, year, month, day, hours, minutes, seconds, regB, binSeconds] = m!;
+    // Register B: 24-hour mode, BCD (DM clear).
+    expect(parseInt(regB!, 16) & 0x06).toBe(0x02);
+    const guest = Date.UTC(Number(year), Number(month) - 1, Number(day), Number(hours), Number(minutes), Number(seconds));
+    expect(guest).toBeGreaterThanOrEqual(Math.floor(before.getTime() / 1000) * 1000 - 1000);
+    expect(guest).toBeLessThanOrEqual(after.getTime());
+    // The binary read comes a moment later: the same second or the next.
+    const bin = parseInt(binSeconds!, 16);
+    expect([Number(seconds), (Number(seconds) + 1) % 60]).toContain(bin);
+  });
+});
+
+describe.skipIf(!hasKvm)('i8042 reset line (firmware/i8042-reset.S)', () => {
+  it('command 0xFE to port 0x64 resets the machine: tsvmm ends with "guest rebooted" and status 0', () => {
+    const r = tsvmm(['run', '--flat', firmwarePath('i8042-reset')]);
+    expect(r.stdout).toBe('resetting\n');
+    expect(r.stderr).toBe('tsvmm: guest rebooted\n');
+    expect(r.status).toBe(0);
+  });
+});
