@@ -64,6 +64,12 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     expect(status).toBe(130);
   });
 
+  it('with an in-kernel irqchip (HLT stays in KVM), a halt with interrupts disabled is still found and reported', () => {
+    const r = tsvmm(['run', '--flat', firmwarePath('halt'), '--irqchip']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^tsvmm: guest halted at RIP 0x[0-9a-f]+ .* with interrupts disabled: nothing can wake it\n$/);
+  });
+
   it('a triple fault is reported as such', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('triplefault')]);
     expect(r.status).toBe(1);

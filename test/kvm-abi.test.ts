@@ -6,9 +6,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Capability, ExitReason, InternalError, Ioctl, IoDirection, Layouts, SystemEvent } from '../src/kvm/index.ts';
+import { Capability, ExitReason, InternalError, Ioctl, IoDirection, Layouts, MpState, SystemEvent } from '../src/kvm/index.ts';
 
-const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent };
+const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent, ...MpState };
 
 function cProgram(): string {
   const lines: string[] = [];

@@ -67,3 +67,5 @@ const systemEventNames = new Map<number, string>(Object.entries(SystemEvent).map
 export function systemEventName(type: number): string {
   return systemEventNames.get(type) ?? `type ${type}`;
 }
+
+export const MpState = { KVM_MP_STATE_RUNNABLE: 0, KVM_MP_STATE_HALTED: 3 } as const;

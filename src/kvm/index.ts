@@ -9,7 +9,7 @@ export {
 } from './host.ts';
 export { errnoName } from './libc.ts';
 export {
-  ExitReason, IoDirection, InternalError, SystemEvent, exitReasonName, internalErrorDescription, systemEventName,
+  ExitReason, IoDirection, InternalError, MpState, SystemEvent, exitReasonName, internalErrorDescription, systemEventName,
 } from './exits.ts';
 export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';
 export { blockSignalInThisThread, consumePendingSignal, withoutSignal, ThreadTimer } from './thread-signals.ts';

@@ -47,6 +47,7 @@ export const Ioctl = {
   KVM_SET_SREGS: iow(0x84, Layouts.kvm_sregs.size),
   KVM_GET_MSRS: iowr(0x88, Layouts.kvm_msrs.size),
   KVM_SET_MSRS: iow(0x89, Layouts.kvm_msrs.size),
+  KVM_GET_MP_STATE: ior(0x98, Layouts.kvm_mp_state.size),
   KVM_SET_SIGNAL_MASK: iow(0x8b, Layouts.kvm_signal_mask.size),
   KVM_GET_FPU: ior(0x8c, Layouts.kvm_fpu.size),
   KVM_SET_FPU: iow(0x8d, Layouts.kvm_fpu.size),

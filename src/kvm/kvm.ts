@@ -290,6 +290,13 @@ export class VcpuFd {
     ioctlBuffer(this.fd, 'KVM_SET_SIGNAL_MASK', bytes);
   }
 
+  /** KVM_GET_MP_STATE: 0 runnable, 3 halted (waiting for an interrupt), ... */
+  getMpState(): number {
+    const bytes = new Uint8Array(Layouts.kvm_mp_state.size);
+    ioctlBuffer(this.fd, 'KVM_GET_MP_STATE', bytes);
+    return viewOfBytes(bytes).getUint32(0, true);
+  }
+
   /** The in-kernel local APIC's register page (KVM_GET_LAPIC), 1 KiB. */
   getLapic(): Uint8Array {
     const bytes = new Uint8Array(Layouts.kvm_lapic_state.size);

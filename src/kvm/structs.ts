@@ -113,6 +113,7 @@ export const Layouts = {
   kvm_ioeventfd: layout(64, { datamatch: [0, 8], addr: [8, 8], len: [16, 4], fd: [20, 4], flags: [24, 4] }),
   kvm_irqfd: layout(32, { fd: [0, 4], gsi: [4, 4], flags: [8, 4], resamplefd: [12, 4] }),
   kvm_lapic_state: layout(1024, { regs: [0, 1024] }),
+  kvm_mp_state: layout(4, { mp_state: [0, 4] }),
   // Header only: `sigset` holds the kernel's 8-byte signal set.
   kvm_signal_mask: layout(4, { len: [0, 4], sigset: [4, 0] }),
   kvm_translation: layout(24, {

@@ -26,6 +26,7 @@ export interface MachineResult {
 }
 
 const VCPU_THREAD = new URL('./vcpu-thread.mjs', import.meta.url);
+const HALT_CHECK_INTERVAL_MS = 2000;
 
 // A vCPU kick is SIGUSR2 to the vCPU thread. The process needs a handler or
 // the signal's default action would end it; the handler itself has nothing to do.
@@ -129,6 +130,13 @@ export class Machine {
       vmFd: this.vm.fd,
     };
     const consoleReader = new ConsoleRingReader(this.console, this.config.consoleFd ?? 1);
+    // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
+    const watchdog = this.hasIrqchip ? setInterval(() => {
+      if (!this.threadId) return;
+      Atomics.store(this.control, Control.CHECK_HALT, 1);
+      this.kick();
+    }, HALT_CHECK_INTERVAL_MS) : null;
+    watchdog?.unref();
     const pumping = consoleReader.pump();
     const worker = new Worker(VCPU_THREAD, { workerData: init, stdout: false, stderr: false });
     this.worker = worker;
@@ -152,6 +160,7 @@ export class Machine {
         worker.on('exit', (code) => reject(new Error(`vCPU thread exited (code ${code}) without reporting why`)));
       });
     } finally {
+      if (watchdog) clearInterval(watchdog);
       if (this.inputRetry) clearTimeout(this.inputRetry);
       consoleReader.stop();
       await pumping;

@@ -5,7 +5,7 @@
 // the mmap'd page, with precomputed offsets, and allocates nothing for PIO
 // and 1/2/4-byte MMIO exits.
 import {
-  ExitReason, InternalError, IoDirection, RunOffset, SystemEvent, exitReasonName, internalErrorDescription,
+  ExitReason, InternalError, IoDirection, MpState, RunOffset, SystemEvent, exitReasonName, internalErrorDescription,
   systemEventName, type VcpuFd,
 } from '../kvm/index.ts';
 import type { AddressSpace } from '../bus/index.ts';
@@ -21,7 +21,9 @@ export const Control = {
   COMMAND: 0,
   /** The vCPU thread's kernel thread id, for tgkill. */
   THREAD_ID: 1,
-  WORDS: 2,
+  /** Set (with a kick) by the main thread's watchdog: check for a halt nothing can end. */
+  CHECK_HALT: 2,
+  WORDS: 3,
 } as const;
 
 export const Command = { RUN: 0, STOP: 1 } as const;
@@ -179,6 +181,7 @@ export class Vcpu {
           return { cause: 'stopped', status: 0 };
         }
         this.onKick?.();
+        if (Atomics.exchange(this.control, Control.CHECK_HALT, 0) !== 0) return this.checkStuckHalt();
         return null;
 
       case KVM_EXIT_HLT: {
@@ -223,6 +226,17 @@ export class Vcpu {
       default:
         return { cause: 'unhandled-exit', status: 1, message: `unhandled exit KVM_EXIT_${exitReasonName(reason)} (${reason}) at ${this.describeRip()}` };
     }
+  }
+
+  /**
+   * With an in-kernel irqchip a HLT never comes back to tsvmm. A vCPU halted
+   * with interrupts disabled can never be woken (NMIs aside): end the VM and
+   * say so instead of waiting for ever (a kernel's "System halted", say).
+   */
+  private checkStuckHalt(): VcpuStop | null {
+    if (!this.hasIrqchip || this.fd.getMpState() !== MpState.KVM_MP_STATE_HALTED) return null;
+    if ((this.fd.getRegisters().rflags & 0x200n) !== 0n) return null;
+    return { cause: 'halt', status: 1, message: `guest halted at ${this.describeRip()} with interrupts disabled: nothing can wake it` };
   }
 
   private describeInternalError(): string {
