@@ -4,7 +4,10 @@ import { writeSync } from 'node:fs';
 
 export interface BuiltGuest {
   dir: string;
+  /** vmlinux (tsvmm boots it through its PVH entry). */
   kernel: string;
+  /** The same kernel as a bzImage (the 64-bit boot protocol entry). */
+  bzImage: string;
   initrd: string;
   systemMap: string;
   cached: boolean;
