@@ -101,6 +101,25 @@ describe.skipIf(!hasKvm)('bad input: one line on stderr, exit status 2', () => {
     });
   }
 
+  it('a file that is not a kernel, and a truncated kernel', () => {
+    const junk = join(scratch, 'junk.bin');
+    writeFileSync(junk, Buffer.alloc(300, 0x5a));
+    let r = tsvmm(['run', '-k', junk]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`tsvmm: ${junk}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)\n`);
+    const truncated = join(scratch, 'truncated-vmlinux');
+    const elf = Buffer.alloc(200);
+    elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+    elf.writeUInt16LE(62, 18);
+    elf.writeBigUInt64LE(64n, 32);
+    elf.writeUInt16LE(56, 54);
+    elf.writeUInt16LE(4, 56); // four program headers: more than the file holds
+    writeFileSync(truncated, elf);
+    r = tsvmm(['run', '-k', truncated]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^tsvmm: .*truncated-vmlinux: truncated ELF file \(the program header table lies past its 200 bytes\)\n$/);
+  });
+
   it('a file too large for guest RAM', () => {
     const big = join(scratch, 'big.bin');
     writeFileSync(big, Buffer.alloc(2 * 1024 * 1024, 0x90));
