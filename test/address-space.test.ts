@@ -51,6 +51,32 @@ describe('AddressSpace (PIO)', () => {
   });
 });
 
+describe('AddressSpace: byte-wide ISA devices', () => {
+  class ByteRegisters implements BusDevice {
+    readonly byteWide = true;
+    readonly regs = new Uint8Array(2);
+    constructor(readonly name: string) {}
+    read(offset: number): number { return this.regs[offset]!; }
+    write(offset: number, _size: number, value: number): void { this.regs[offset] = value; }
+  }
+
+  it('out 0x70, ax writes AL to 0x70 and AH to 0x71; in ax reads them back low byte first', () => {
+    const pio = AddressSpace.ports();
+    const cmos = new ByteRegisters('cmos');
+    pio.register(0x70, 2, cmos);
+    pio.write(0x70, 2, 0x060b);
+    expect([...cmos.regs]).toEqual([0x0b, 0x06]);
+    expect(pio.read(0x70, 2)).toBe(0x060b);
+  });
+
+  it('a wide access that runs past the device reaches the next port\'s owner, or all-ones', () => {
+    const pio = AddressSpace.ports();
+    pio.register(0x70, 2, new ByteRegisters('cmos'));
+    expect(pio.read(0x71, 2)).toBe(0xff00);
+    expect(pio.unclaimedReads).toBe(1);
+  });
+});
+
 describe('AddressSpace (MMIO)', () => {
   it('finds ranges among many and splits 8-byte accesses for 4-byte devices', () => {
     const mmio = AddressSpace.memory();

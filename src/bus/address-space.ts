@@ -81,8 +81,9 @@ export class AddressSpace {
   }
 
   read(address: number, size: number): number {
-    const r = this.find(address, size);
-    if (r === undefined) {
+    const r = this.find(address, size > 1 ? 1 : size);
+    if (r !== undefined && size > 1 && r.device.byteWide) return this.readBytes(address, size);
+    if (r === undefined || (size > 1 && address + size > r.base + r.length)) {
       this.unclaimedReads++;
       return ALL_ONES[size] ?? 0xffff_ffff;
     }
@@ -90,12 +91,24 @@ export class AddressSpace {
   }
 
   write(address: number, size: number, value: number): void {
-    const r = this.find(address, size);
-    if (r === undefined) {
+    const r = this.find(address, size > 1 ? 1 : size);
+    if (r !== undefined && size > 1 && r.device.byteWide) return this.writeBytes(address, size, value);
+    if (r === undefined || (size > 1 && address + size > r.base + r.length)) {
       this.unclaimedWrites++;
       return;
     }
     r.device.write(address - r.base, size, value);
+  }
+
+  /** A wide access to byte-wide registers: one byte access per address, low byte first. */
+  private readBytes(address: number, size: number): number {
+    let value = 0;
+    for (let i = 0; i < size; i++) value |= this.read(address + i, 1) << (8 * i);
+    return value >>> 0;
+  }
+
+  private writeBytes(address: number, size: number, value: number): void {
+    for (let i = 0; i < size; i++) this.write(address + i, 1, (value >>> (8 * i)) & 0xff);
   }
 
   read64(address: number): bigint {

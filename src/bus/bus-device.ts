@@ -15,5 +15,12 @@ export interface BusDevice {
    * low half first (what QEMU does for devices with max_access_size 4).
    */
   read64?(offset: number): bigint;
+  /**
+   * True for a device of 8-bit registers on the ISA bus (UART, CMOS, i8042):
+   * a wider access is split into byte accesses on consecutive addresses, low
+   * byte first, as a PC's bus does (`out 0x70, ax` writes AL to 0x70 and AH
+   * to 0x71).
+   */
+  readonly byteWide?: boolean;
   write64?(offset: number, value: bigint): void;
 }

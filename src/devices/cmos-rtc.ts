@@ -94,6 +94,7 @@ function isClockIndex(index: number): boolean {
 
 export class CmosRtc implements BusDevice {
   readonly name = 'cmos-rtc';
+  readonly byteWide = true;
 
   private readonly now: () => Date;
   /** Plain CMOS RAM and the stored registers (alarms, A, B); clock bytes are computed. */

@@ -85,6 +85,7 @@ export interface I8042Options {
 
 export class I8042 implements BusDevice {
   readonly name = 'i8042';
+  readonly byteWide = true;
 
   /** Port 0x64 alone, for a machine that registers 0x60 and 0x64 as two one-port ranges. */
   readonly commandPort: BusDevice;
@@ -122,6 +123,7 @@ export class I8042 implements BusDevice {
     this.auxIrq = options.auxIrq;
     this.commandPort = {
       name: 'i8042 command',
+      byteWide: true,
       read: () => this.read(I8042Port.STATUS_COMMAND, 1),
       write: (_offset, size, value) => this.write(I8042Port.STATUS_COMMAND, size, value),
     };

@@ -86,6 +86,7 @@ function loopbackModemStatus(mcr: number): number {
 }
 
 export class Serial16550 implements BusDevice {
+  readonly byteWide = true;
   private ier = 0;
   private lcr = 0;
   private mcr = MCR_OUT2; // as QEMU: guests that never touch MCR still get interrupts

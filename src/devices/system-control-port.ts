@@ -39,6 +39,7 @@ export interface Timer2 {
 
 export class SystemControlPort implements BusDevice {
   readonly name = 'system control port B';
+  readonly byteWide = true;
   private control = 0; // the writable bits
   private refresh = false;
 
