@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     '-drive', `if=none,id=d0,format=raw,file=${disk}`, '-device', 'virtio-blk-device,drive=d0',
     '-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0',
   ];
-  process.stderr.write(`qemu-system-x86_64 ${qemuArgs.map((a) => (/[\s,]/.test(a) && !a.includes('=') ? JSON.stringify(a) : a)).join(' ')}\n`);
+  process.stderr.write(`qemu-system-x86_64 ${qemuArgs.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
 
   const started = Date.now();
   const since = () => ((Date.now() - started) / 1000).toFixed(1);

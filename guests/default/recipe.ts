@@ -132,30 +132,56 @@ function aptVersion(pkg: string): string | null {
 }
 
 export interface RecipeHashes {
+  /** Names kernel-<hash>/. */
   kernel: string;
+  /** Names default-<hash>/: "the recipe's hash". */
   guest: string;
+  /** The hash of this folder's files and cpio.ts alone, without package versions. */
+  files: string;
   versions: { [pkg: string]: string };
 }
 
-/** The hashes that name the cache directories; throws when apt cannot say which versions it would fetch. */
-export function recipeHashes(): RecipeHashes {
-  const kernelVersion = aptVersion(KERNEL_PACKAGE);
-  const busyboxVersion = aptVersion(BUSYBOX_PACKAGE);
-  if (!kernelVersion || !busyboxVersion) {
-    throw new GuestBuildError(`apt does not know ${!kernelVersion ? KERNEL_PACKAGE : BUSYBOX_PACKAGE}: run apt-get update (as root) first`);
-  }
-  const kernel = hashParts([
-    `kernel-steps ${KERNEL_STEPS}`, `${KERNEL_PACKAGE} ${kernelVersion}`,
+function kernelFileParts(): Array<string | Uint8Array> {
+  return [
     'kernel.config', readFileSync(join(HERE, 'kernel.config')),
     ...patchFiles().flatMap(([name, full]) => [name, readFileSync(full)]),
-  ]);
-  const guest = hashParts([
-    `initramfs-steps ${INITRAMFS_STEPS}`, `kernel ${kernel}`, `${BUSYBOX_PACKAGE} ${busyboxVersion}`,
+  ];
+}
+
+function initramfsFileParts(): Array<string | Uint8Array> {
+  return [
     'init', readFileSync(join(HERE, 'init')),
     'cpio.ts', readFileSync(CPIO_SOURCE),
     ...listFiles(join(HERE, 'rootfs')).flatMap(([name, full]) => [`${name} ${isExecutable(full) ? 755 : 644}`, readFileSync(full)]),
-  ]);
-  return { kernel, guest, versions: { [KERNEL_PACKAGE]: kernelVersion, [BUSYBOX_PACKAGE]: busyboxVersion } };
+  ];
+}
+
+/** The hashes that name the cache directories; without apt lists only the files hash and the package apt does not know. */
+export function recipeHashes(): RecipeHashes | { files: string; unknownPackage: string } {
+  const files = hashParts([`kernel-steps ${KERNEL_STEPS}`, `initramfs-steps ${INITRAMFS_STEPS}`, ...kernelFileParts(), ...initramfsFileParts()]);
+  const kernelVersion = aptVersion(KERNEL_PACKAGE);
+  const busyboxVersion = aptVersion(BUSYBOX_PACKAGE);
+  if (!kernelVersion || !busyboxVersion) return { files, unknownPackage: !kernelVersion ? KERNEL_PACKAGE : BUSYBOX_PACKAGE };
+  const kernel = hashParts([`kernel-steps ${KERNEL_STEPS}`, `${KERNEL_PACKAGE} ${kernelVersion}`, ...kernelFileParts()]);
+  const guest = hashParts([`initramfs-steps ${INITRAMFS_STEPS}`, `kernel ${kernel}`, `${BUSYBOX_PACKAGE} ${busyboxVersion}`, ...initramfsFileParts()]);
+  return { kernel, guest, files, versions: { [KERNEL_PACKAGE]: kernelVersion, [BUSYBOX_PACKAGE]: busyboxVersion } };
+}
+
+/** Without apt lists: the newest complete build of these very files, if there is one. */
+function findBuildOfFiles(root: string, files: string): string | null {
+  if (!existsSync(root)) return null;
+  let best: { dir: string; at: string } | null = null;
+  for (const name of readdirSync(root)) {
+    const dir = join(root, name);
+    if (!name.startsWith('default-') || !complete(dir, GUEST_FILES)) continue;
+    try {
+      const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Partial<Manifest>;
+      if (manifest.filesHash === files && (!best || (manifest.builtAt ?? '') > best.at)) best = { dir, at: manifest.builtAt ?? '' };
+    } catch {
+      // not ours, or half-written by something else: ignore
+    }
+  }
+  return best?.dir ?? null;
 }
 
 // ---------------------------------------------------------------------------
@@ -174,6 +200,8 @@ const TOOLS: ToolCheck[] = [
   { what: 'bc', present: onPath('bc'), pkg: 'bc' },
   { what: 'perl', present: onPath('perl'), pkg: 'perl' },
   { what: 'xz', present: onPath('xz'), pkg: 'xz-utils' },
+  { what: 'tar', present: onPath('tar'), pkg: 'tar' },
+  { what: 'gzip (bzImage)', present: onPath('gzip'), pkg: 'gzip' },
   { what: 'patch', present: onPath('patch'), pkg: 'patch' },
   { what: 'libelf headers (objtool)', present: () => existsSync('/usr/include/gelf.h') || existsSync('/usr/include/libelf/gelf.h'), pkg: 'libelf-dev' },
   { what: 'apt-get, dpkg-deb', present: () => onPath('apt-get')() && onPath('dpkg-deb')(), pkg: 'apt' },
@@ -370,6 +398,7 @@ interface Manifest {
   recipe: 'default';
   hash: string;
   kernelHash: string;
+  filesHash: string;
   packages: { [pkg: string]: string };
   release: string;
   files: { vmlinux: string; bzImage: string; initrd: string; systemMap: string; config: string };
@@ -427,6 +456,12 @@ export async function buildDefaultGuest(options: BuildDefaultGuestOptions = {}):
   const log = options.log ?? (() => {});
   const root = join(options.cacheDir ?? defaultCacheDir(), 'guests');
   const hashes = recipeHashes();
+  if ('unknownPackage' in hashes) {
+    // No apt lists (a fresh container, say): a build of exactly these files will do.
+    const found = findBuildOfFiles(root, hashes.files);
+    if (found) return result(found, true);
+    throw new GuestBuildError(`apt does not know ${hashes.unknownPackage}: run apt-get update (as root) first`);
+  }
   const dir = join(root, `default-${hashes.guest}`);
   if (complete(dir, GUEST_FILES)) return result(dir, true);
 
@@ -475,6 +510,7 @@ export async function buildDefaultGuest(options: BuildDefaultGuestOptions = {}):
       recipe: 'default',
       hash: hashes.guest,
       kernelHash: hashes.kernel,
+      filesHash: hashes.files,
       packages: hashes.versions,
       release,
       files: { vmlinux: 'vmlinux', bzImage: 'bzImage', initrd: 'initramfs.cpio', systemMap: 'System.map', config: 'config' },
