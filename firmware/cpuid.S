@@ -17,16 +17,12 @@ _start:
 
         mov si, offset label_ecx - _start
         call puts16
-        mov ax, [ecx_value - _start + 2]
-        call puthex16
-        mov ax, [ecx_value - _start]
-        call puthex16
+        mov eax, [ecx_value - _start]
+        call puthex32
         mov si, offset label_edx - _start
         call puts16
-        mov ax, [edx_value - _start + 2]
-        call puthex16
-        mov ax, [edx_value - _start]
-        call puthex16
+        mov eax, [edx_value - _start]
+        call puthex32
         mov si, offset newline - _start
         call puts16
         EXIT_VM 0

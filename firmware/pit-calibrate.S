@@ -34,10 +34,8 @@ _start:
         call time_count
         mov si, offset msg_polls - _start
         call puts16
-        mov ax, [polls - _start + 2]
-        call puthex16
-        mov ax, [polls - _start]
-        call puthex16
+        mov eax, [polls - _start]
+        call puthex32
         mov si, offset newline - _start
         call puts16
         EXIT_VM 0
@@ -66,14 +64,10 @@ time_count:
         mov [start_lo - _start], eax
         mov [start_hi - _start], edx
         mov [polls - _start], ecx
-        mov ax, [start_hi - _start + 2]
-        call puthex16
-        mov ax, [start_hi - _start]
-        call puthex16
-        mov ax, [start_lo - _start + 2]
-        call puthex16
-        mov ax, [start_lo - _start]
-        call puthex16
+        mov eax, [start_hi - _start]
+        call puthex32
+        mov eax, [start_lo - _start]
+        call puthex32
         ret
 
         .include "serial16.inc"

@@ -37,8 +37,6 @@ export interface ExitLoopParams {
 
 export const EXIT_LOOP_PORT = 0x510;
 export const EXIT_LOOP_MMIO = 0xd000_0000;
-/** Exits exitloop makes besides its loop: "exitloop done\n" on COM1 and the debug-exit write. */
-export const EXIT_LOOP_OVERHEAD = 15;
 
 /** A copy of exitloop.bin with its parameter block set; returns the copy's path. */
 export function exitLoopImage(params: ExitLoopParams): string {

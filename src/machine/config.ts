@@ -30,6 +30,5 @@ export interface MachineConfig {
 }
 
 export const MIB = 1024 * 1024;
-export const GIB = 1024 * MIB;
 export const DEFAULT_MEMORY = 256 * MIB;
 export const MIN_MEMORY = 1 * MIB;

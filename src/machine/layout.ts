@@ -2,7 +2,7 @@
 // for MMIO (PCI BARs, the IOAPIC, the local APIC) with any further RAM above
 // 4 GiB. Same gap as kvmtool and Firecracker.
 
-export { MMIO_GAP_START, MMIO_GAP_END, ramLayout, type RamLayoutEntry } from '../boot/ram.ts';
+export { ramLayout } from '../boot/ram.ts';
 
 /** KVM_SET_TSS_ADDR: three pages Intel VT-x needs for real mode, inside the MMIO gap. */
 export const TSS_ADDRESS = 0xfffb_d000;
