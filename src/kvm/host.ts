@@ -1,7 +1,7 @@
 // Host-side resources that are not KVM ioctls: anonymous memory for guest RAM,
 // eventfds, and the thread identity and signal a vCPU kick needs.
 import { KvmError } from './errors.ts';
-import { lastErrno, libcCalls, nativeView, type Address } from './libc.ts';
+import { Errno, lastErrno, libcCalls, nativeView, type Address } from './libc.ts';
 
 const PROT_READ = 0x1;
 const PROT_WRITE = 0x2;
@@ -57,6 +57,61 @@ export function createEventFd(): number {
   const fd = libcCalls.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (fd < 0) throw new KvmError('eventfd', lastErrno());
   return fd;
+}
+
+const eventFdValue = new BigUint64Array(1);
+const eventFdBytes = new Uint8Array(eventFdValue.buffer);
+
+/** Adds 1 to an eventfd's counter: wakes whoever polls it (KVM for an irqfd, the I/O thread for a notify fd). */
+export function signalEventFd(fd: number): void {
+  eventFdValue[0] = 1n;
+  if (libcCalls.write(fd, eventFdBytes, 8) !== 8) {
+    const errno = lastErrno();
+    // EAGAIN: the counter is at its maximum, so the reader is woken anyway.
+    if (errno !== Errno.EAGAIN) throw new KvmError('write eventfd', errno);
+  }
+}
+
+/** Reads and zeroes an eventfd's counter; 0 when it was not signalled. */
+export function drainEventFd(fd: number): number {
+  if (libcCalls.read(fd, eventFdBytes, 8) !== 8) return 0;
+  return Number(eventFdValue[0]);
+}
+
+const POLLIN = 1;
+const POLLFD_SIZE = 8;
+
+/**
+ * Waits until one of `fds` is readable (poll(2)), at most `timeoutMs`
+ * (-1: forever). Returns the readable ones. The calling thread blocks: this is
+ * for threads that do nothing else (the virtio I/O thread).
+ */
+export class ReadableWaiter {
+  private buffer = new Uint8Array(0);
+  private view = new DataView(this.buffer.buffer);
+
+  wait(fds: readonly number[], timeoutMs: number): number[] {
+    if (this.buffer.length < fds.length * POLLFD_SIZE) {
+      this.buffer = new Uint8Array(fds.length * POLLFD_SIZE * 2);
+      this.view = new DataView(this.buffer.buffer);
+    }
+    fds.forEach((fd, i) => {
+      this.view.setInt32(i * POLLFD_SIZE, fd, true);
+      this.view.setInt16(i * POLLFD_SIZE + 4, POLLIN, true);
+      this.view.setInt16(i * POLLFD_SIZE + 6, 0, true);
+    });
+    const count = libcCalls.poll(this.buffer, fds.length, timeoutMs);
+    if (count < 0) {
+      const errno = lastErrno();
+      if (errno === Errno.EINTR) return [];
+      throw new KvmError('poll', errno);
+    }
+    const ready: number[] = [];
+    for (let i = 0; i < fds.length && ready.length < count; i++) {
+      if (this.view.getInt16(i * POLLFD_SIZE + 6, true) !== 0) ready.push(fds[i]!);
+    }
+    return ready;
+  }
 }
 
 /** The kernel's id of the calling thread (for tgkill). */

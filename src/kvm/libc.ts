@@ -21,6 +21,7 @@ export const libcCalls = {
   mmap: libc.func('void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *addr, unsigned long len)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   gettid: libc.func('int gettid(void)'),
   getpid: libc.func('int getpid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),

@@ -1,0 +1,189 @@
+# virtio-blk — a virtio driver in 60 lines: bring up the virtio-blk device at
+# the first virtio-mmio window (0xD1000000, version 2 registers) and read
+# sector 0, from 64-bit ring 3. Needs `--irqchip` and one `--disk`.
+#
+# The steps are the virtio 1.2 driver initialisation (3.1.1):
+#   reset; ACKNOWLEDGE; DRIVER; accept VERSION_1 only; FEATURES_OK and check
+#   it stuck; set up queue 0 with 8 entries; DRIVER_OK;
+# then one request (5.2.6): a 16-byte header (type IN, sector 0), a 512-byte
+# device-writable buffer and a 1-byte status, as a chain of 3 descriptors.
+# The guest runs with interrupts off and waits for the used index to move.
+# It prints
+#   "virtio-blk id=XXXXXXXX status=XX used=XXXX len=XXXXXXXX isr=XXXXXXXX data=<16 hex>\n"
+# (data = the first 8 bytes of sector 0 as a little-endian number) and exits
+# with v = 0; a wrong magic/version/device or a refused FEATURES_OK prints
+# "virtio-blk: <what>" and exits with v = 1; no completion in time, v = 2.
+
+        .include "common.inc"
+        .set VIRTIO,        0xD1000000
+        .set R_MAGIC,       0x000
+        .set R_VERSION,     0x004
+        .set R_DEVICE_ID,   0x008
+        .set R_DEV_FEAT,    0x010
+        .set R_DEV_FEAT_SEL, 0x014
+        .set R_DRV_FEAT,    0x020
+        .set R_DRV_FEAT_SEL, 0x024
+        .set R_QUEUE_SEL,   0x030
+        .set R_QUEUE_MAX,   0x034
+        .set R_QUEUE_NUM,   0x038
+        .set R_QUEUE_READY, 0x044
+        .set R_NOTIFY,      0x050
+        .set R_ISR,         0x060
+        .set R_STATUS,      0x070
+        .set R_DESC_LO,     0x080
+        .set R_DESC_HI,     0x084
+        .set R_AVAIL_LO,    0x090
+        .set R_AVAIL_HI,    0x094
+        .set R_USED_LO,     0x0A0
+        .set R_USED_HI,     0x0A4
+        .set QSIZE,         8
+        # The queue and the request live at 1 MiB, clear of the image and page tables.
+        .set DESC,          0x100000
+        .set AVAIL,         0x101000
+        .set USED,          0x102000
+        .set HEADER,        0x103000
+        .set DATA,          0x104000
+        .set STATUSB,       0x105000
+
+        .code16
+        .text
+        .globl _start
+_start:
+        REAL_MODE_INIT
+        .include "longmode.inc"         # ... continues at user_main, in ring 3
+
+        .code64
+user_main:
+        mov edi, VIRTIO
+        lea rsi, [rip + e_magic]
+        cmp dword ptr [rdi + R_MAGIC], 0x74726976
+        jne fail
+        lea rsi, [rip + e_version]
+        cmp dword ptr [rdi + R_VERSION], 2
+        jne fail
+        lea rsi, [rip + e_device]
+        mov r12d, [rdi + R_DEVICE_ID]
+        cmp r12d, 2
+        jne fail
+
+        mov dword ptr [rdi + R_STATUS], 0               # reset
+        mov dword ptr [rdi + R_STATUS], 1               # ACKNOWLEDGE
+        mov dword ptr [rdi + R_STATUS], 3               # + DRIVER
+        mov dword ptr [rdi + R_DEV_FEAT_SEL], 1         # features 32..63
+        lea rsi, [rip + e_version1]
+        test dword ptr [rdi + R_DEV_FEAT], 1            # VERSION_1 offered?
+        jz fail
+        mov dword ptr [rdi + R_DRV_FEAT_SEL], 1
+        mov dword ptr [rdi + R_DRV_FEAT], 1             # accept VERSION_1 ...
+        mov dword ptr [rdi + R_DRV_FEAT_SEL], 0
+        mov dword ptr [rdi + R_DRV_FEAT], 0             # ... and nothing else
+        mov dword ptr [rdi + R_STATUS], 11              # + FEATURES_OK
+        lea rsi, [rip + e_features]
+        test dword ptr [rdi + R_STATUS], 8              # still set: accepted
+        jz fail
+
+        mov dword ptr [rdi + R_QUEUE_SEL], 0
+        lea rsi, [rip + e_queue]
+        cmp dword ptr [rdi + R_QUEUE_MAX], QSIZE
+        jb fail
+        mov dword ptr [rdi + R_QUEUE_NUM], QSIZE
+        mov dword ptr [rdi + R_DESC_LO], DESC
+        mov dword ptr [rdi + R_DESC_HI], 0
+        mov dword ptr [rdi + R_AVAIL_LO], AVAIL
+        mov dword ptr [rdi + R_AVAIL_HI], 0
+        mov dword ptr [rdi + R_USED_LO], USED
+        mov dword ptr [rdi + R_USED_HI], 0
+        mov dword ptr [rdi + R_QUEUE_READY], 1
+        mov dword ptr [rdi + R_STATUS], 15              # + DRIVER_OK
+
+        # The request: header {type = 0 (IN), reserved, sector = 0}.
+        mov dword ptr [HEADER], 0
+        mov dword ptr [HEADER + 4], 0
+        mov qword ptr [HEADER + 8], 0
+        mov byte ptr [STATUSB], 0xFF                    # the device overwrites it
+        # Descriptors {addr u64, len u32, flags u16 (1 NEXT, 2 WRITE), next u16}.
+        mov qword ptr [DESC + 0], HEADER
+        mov dword ptr [DESC + 8], 16
+        mov dword ptr [DESC + 12], 1 | (1 << 16)        # NEXT, next = 1
+        mov qword ptr [DESC + 16], DATA
+        mov dword ptr [DESC + 24], 512
+        mov dword ptr [DESC + 28], 3 | (2 << 16)        # NEXT | WRITE, next = 2
+        mov qword ptr [DESC + 32], STATUSB
+        mov dword ptr [DESC + 40], 1
+        mov dword ptr [DESC + 44], 2                    # WRITE
+        # avail.ring[0] = head 0, then avail.idx = 1 (x86 keeps the order), then notify.
+        mov word ptr [AVAIL + 4], 0
+        mov word ptr [AVAIL + 2], 1
+        mov dword ptr [rdi + R_NOTIFY], 0
+
+        mov ecx, 100000000
+wait_used:
+        cmp word ptr [USED + 2], 1
+        je done
+        pause
+        dec ecx
+        jnz wait_used
+        lea rsi, [rip + e_timeout]
+        call puts64
+        EXIT_VM 2
+
+done:
+        lea rsi, [rip + s_id]
+        call puts64
+        mov eax, r12d
+        mov ecx, 8
+        call puthex64
+        lea rsi, [rip + s_status]
+        call puts64
+        movzx eax, byte ptr [STATUSB]
+        mov ecx, 2
+        call puthex64
+        lea rsi, [rip + s_used]
+        call puts64
+        movzx eax, word ptr [USED + 2]
+        mov ecx, 4
+        call puthex64
+        lea rsi, [rip + s_len]
+        call puts64
+        mov eax, [USED + 8]                             # used.ring[0].len
+        mov ecx, 8
+        call puthex64
+        lea rsi, [rip + s_isr]
+        call puts64
+        mov eax, [rdi + R_ISR]
+        mov ecx, 8
+        call puthex64
+        lea rsi, [rip + s_data]
+        call puts64
+        mov rax, [DATA]
+        mov ecx, 16
+        call puthex64
+        lea rsi, [rip + s_nl]
+        call puts64
+        EXIT_VM 0
+
+fail:
+        push rsi
+        lea rsi, [rip + s_fail]
+        call puts64
+        pop rsi
+        call puts64
+        lea rsi, [rip + s_nl]
+        call puts64
+        EXIT_VM 1
+
+s_id:       .asciz "virtio-blk id="
+s_status:   .asciz " status="
+s_used:     .asciz " used="
+s_len:      .asciz " len="
+s_isr:      .asciz " isr="
+s_data:     .asciz " data="
+s_nl:       .asciz "\n"
+s_fail:     .asciz "virtio-blk: "
+e_magic:    .asciz "bad magic"
+e_version:  .asciz "not version 2"
+e_device:   .asciz "not a block device"
+e_version1: .asciz "VERSION_1 not offered"
+e_features: .asciz "FEATURES_OK refused"
+e_queue:    .asciz "queue 0 too small"
+e_timeout:  .asciz "virtio-blk: no completion"

@@ -1,0 +1,183 @@
+// virtio-blk (virtio 1.2, 5.2): one request queue; each request is a 16-byte
+// header (type, sector), data buffers, and a status byte the device writes
+// last. Reads and writes go straight between the disk backend and guest RAM,
+// no copy in between.
+import type { BlockBackend } from '../../storage/block-backend.ts';
+import type { VirtioDevice, VirtioDeviceContext, VirtioDeviceInfo } from './device.ts';
+import { forEachSpan, gather, type DescriptorChain, type Virtqueue } from './queue.ts';
+import { DeviceType, featureBit } from './spec.ts';
+
+export const SECTOR_SIZE = 512;
+const HEADER_SIZE = 16;
+/** GET_ID answers with a serial of at most this many bytes (5.2.6). */
+export const ID_BYTES = 20;
+export const BLK_QUEUE_SIZE = 256;
+
+export const BlkFeature = {
+  SEG_MAX: 2n,
+  RO: 5n,
+  BLK_SIZE: 6n,
+  FLUSH: 9n,
+} as const;
+
+export const BlkRequest = {
+  IN: 0,
+  OUT: 1,
+  FLUSH: 4,
+  GET_ID: 8,
+} as const;
+
+export const BlkStatus = {
+  OK: 0,
+  IOERR: 1,
+  UNSUPP: 2,
+} as const;
+
+export interface BlkOptions {
+  name: string;
+  /** What GET_ID returns (the disk's serial number); cut to 20 bytes. */
+  serial: string;
+}
+
+/** The configuration space (5.2.4): capacity in sectors, then the limits we announce. */
+function blkConfig(capacitySectors: number, segMax: number): Uint8Array {
+  const config = new Uint8Array(24);
+  const view = new DataView(config.buffer);
+  view.setBigUint64(0, BigInt(capacitySectors), true);
+  view.setUint32(8, 0, true); // size_max: not offered
+  view.setUint32(12, segMax, true);
+  view.setUint32(20, SECTOR_SIZE, true); // blk_size
+  return config;
+}
+
+export class VirtioBlk implements VirtioDevice {
+  readonly info: VirtioDeviceInfo;
+  private context: VirtioDeviceContext | null = null;
+  private readonly serial: Uint8Array;
+  readonly counts = { reads: 0, writes: 0, flushes: 0, getIds: 0, bytesRead: 0, bytesWritten: 0, ioErrors: 0, unsupported: 0 };
+
+  constructor(private readonly disk: BlockBackend, options: BlkOptions) {
+    const capacitySectors = Math.floor(disk.size / SECTOR_SIZE);
+    let features = featureBit(BlkFeature.SEG_MAX) | featureBit(BlkFeature.BLK_SIZE) | featureBit(BlkFeature.FLUSH);
+    if (disk.readOnly) features |= featureBit(BlkFeature.RO);
+    this.info = {
+      type: DeviceType.BLOCK,
+      name: options.name,
+      features,
+      queueMaxSizes: [BLK_QUEUE_SIZE],
+      // A request needs a header and a status descriptor besides its data.
+      config: blkConfig(capacitySectors, BLK_QUEUE_SIZE - 2),
+    };
+    this.serial = new TextEncoder().encode(options.serial).subarray(0, ID_BYTES);
+  }
+
+  activate(context: VirtioDeviceContext): void {
+    this.context = context;
+  }
+
+  reset(): void {
+    this.context = null;
+  }
+
+  processQueue(index: number): void {
+    const context = this.context;
+    const queue = context?.queues[index];
+    if (!context || !queue) return;
+    do {
+      let chain: DescriptorChain | null;
+      while ((chain = queue.pop())) this.complete(queue, chain, context);
+      context.usedBuffers(index);
+    } while (queue.rearm());
+  }
+
+  private complete(queue: Virtqueue, chain: DescriptorChain, context: VirtioDeviceContext): void {
+    const refuse = (reason: string) => {
+      context.countError(`${this.info.name}: ${reason}`);
+      queue.pushUsed(chain.head, 0);
+    };
+    if (chain.error) return refuse(chain.error);
+    if (chain.readableBytes < HEADER_SIZE) return refuse(`request header of ${chain.readableBytes} bytes`);
+    if (chain.writableBytes < 1) return refuse('request without a status byte');
+
+    const header = new DataView(gather(context.memory, chain.readable, 0, HEADER_SIZE).buffer);
+    const type = header.getUint32(0, true);
+    const sector = header.getBigUint64(8, true);
+    // The status byte is the last writable byte; the data sits between the header and it.
+    const dataIn = chain.writableBytes - 1;
+    const dataOut = chain.readableBytes - HEADER_SIZE;
+    let status: number = BlkStatus.OK;
+    let written = 0;
+    try {
+      switch (type) {
+        case BlkRequest.IN:
+          status = this.transfer(context, chain, sector, dataIn, 'read');
+          if (status === BlkStatus.OK) written = dataIn;
+          break;
+        case BlkRequest.OUT:
+          status = this.transfer(context, chain, sector, dataOut, 'write');
+          break;
+        case BlkRequest.FLUSH:
+          this.disk.flush();
+          this.counts.flushes++;
+          break;
+        case BlkRequest.GET_ID: {
+          const length = Math.min(dataIn, ID_BYTES);
+          const id = new Uint8Array(length);
+          id.set(this.serial.subarray(0, length));
+          forEachSpan(chain.writable, 0, length, (address, spanLength) => context.memory.write(address, id.subarray(0, spanLength)));
+          written = length;
+          this.counts.getIds++;
+          break;
+        }
+        default:
+          status = BlkStatus.UNSUPP;
+          this.counts.unsupported++;
+      }
+    } catch (e) {
+      // A failing host disk is the guest's I/O error, never the VMM's crash.
+      status = BlkStatus.IOERR;
+      context.countError(`${this.info.name}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (status === BlkStatus.IOERR) this.counts.ioErrors++;
+    forEachSpan(chain.writable, chain.writableBytes - 1, 1, (address) => context.memory.writeU8(address, status));
+    queue.pushUsed(chain.head, written + 1);
+  }
+
+  /** Moves `length` bytes between the disk at `sector` and the chain's data buffers, span by span. */
+  private transfer(context: VirtioDeviceContext, chain: DescriptorChain, sector: bigint, length: number, direction: 'read' | 'write'): number {
+    if (direction === 'write' && this.disk.readOnly) return BlkStatus.IOERR;
+    if (length % SECTOR_SIZE !== 0) return BlkStatus.IOERR;
+    const start = sector * BigInt(SECTOR_SIZE);
+    if (start + BigInt(length) > BigInt(this.disk.size)) return BlkStatus.IOERR;
+    let offset = Number(start);
+    const memory = context.memory;
+    if (direction === 'read') {
+      forEachSpan(chain.writable, 0, length, (address, spanLength) => {
+        for (const view of memory.slices(address, spanLength)) {
+          this.disk.read(offset, view);
+          offset += view.length;
+        }
+      });
+      this.counts.reads++;
+      this.counts.bytesRead += length;
+    } else {
+      forEachSpan(chain.readable, HEADER_SIZE, length, (address, spanLength) => {
+        for (const view of memory.slices(address, spanLength)) {
+          this.disk.write(offset, view);
+          offset += view.length;
+        }
+      });
+      this.counts.writes++;
+      this.counts.bytesWritten += length;
+    }
+    return BlkStatus.OK;
+  }
+
+  close(): void {
+    this.disk.close();
+  }
+
+  report(): Record<string, unknown> {
+    return { ...this.counts };
+  }
+}

@@ -1,0 +1,54 @@
+// What a virtio device type (blk, net, rng, console) implements, and what it
+// gets to work with. A device sees its queues, guest memory and a way to
+// interrupt the driver; it never learns which transport (mmio or pci) or which
+// thread carries it.
+import type { GuestMemory } from '../../memory/index.ts';
+import type { Virtqueue } from './queue.ts';
+
+/**
+ * What a transport needs to know about a device, as plain data: it crosses
+ * from the I/O thread, where the device lives, to the vCPU thread, where the
+ * guest's register accesses are handled.
+ */
+export interface VirtioDeviceInfo {
+  /** Device ID (spec.ts DeviceType). */
+  type: number;
+  /** "blk0", "net0": for messages and reports. */
+  name: string;
+  /** Features offered: device-type bits and the ring/transport bits the device supports. */
+  features: bigint;
+  /** Largest size of each queue. */
+  queueMaxSizes: number[];
+  /** The device-specific configuration space, as the driver reads it. */
+  config: Uint8Array;
+}
+
+/** What the device can do to its driver and its queues once the driver is ready. */
+export interface VirtioDeviceContext {
+  readonly memory: GuestMemory;
+  /** The features the driver accepted. */
+  readonly features: bigint;
+  /** The driver's queues, in queue-index order (null: the driver did not enable it). */
+  readonly queues: readonly (Virtqueue | null)[];
+  /** Call after returning buffers on `queue`: interrupts the driver if it wants one. */
+  usedBuffers(queue: number): void;
+  /** A request the device refused (malformed chain or request): counted for reports. */
+  countError(reason: string): void;
+}
+
+export interface VirtioDevice {
+  readonly info: VirtioDeviceInfo;
+  /** The driver set DRIVER_OK: the device may use its queues from now on. */
+  activate(context: VirtioDeviceContext): void;
+  /** The driver notified queue `index`, or the device should look at it again. */
+  processQueue(index: number): void;
+  /** The driver reset the device: drop everything tied to the old queues. */
+  reset(): void;
+  /** Host file descriptors the device waits on (a TAP device), with what to do when one is readable. */
+  readonly pollFds?: readonly number[];
+  onReadable?(fd: number): void;
+  /** Whether the device wants its pollFds watched now (net: only while the guest has posted receive buffers). */
+  wantsPoll?(): boolean;
+  close?(): void;
+  report?(): Record<string, unknown>;
+}

@@ -1,0 +1,131 @@
+// The state a virtio device shares between the thread that handles the
+// guest's register accesses (the vCPU thread, through a transport) and the
+// thread that processes its queues (the virtio I/O thread): negotiated
+// features, device status, where each queue lives, and the interrupt status.
+// It lives in a SharedArrayBuffer so both threads see one copy; each word has
+// one writer except ISR, which both change atomically.
+
+/** Words of the device-wide part. */
+const enum Word {
+  STATUS,
+  DEVICE_FEATURE_SELECT,
+  DRIVER_FEATURE_SELECT,
+  DRIVER_FEATURES_LOW,
+  DRIVER_FEATURES_HIGH,
+  QUEUE_SELECT,
+  ISR,
+  CONFIG_GENERATION,
+  /** Bumped by each reset the driver asks for. */
+  RESET_EPOCH,
+  /** The last reset epoch the I/O thread has carried out. */
+  RESET_DONE,
+  /** Malformed requests and broken queues, for reports. */
+  ERRORS,
+  COUNT,
+}
+
+/** Words of one queue's part. */
+export const enum QueueWord {
+  SIZE,
+  READY,
+  DESCRIPTORS_LOW,
+  DESCRIPTORS_HIGH,
+  AVAILABLE_LOW,
+  AVAILABLE_HIGH,
+  USED_LOW,
+  USED_HIGH,
+  COUNT,
+}
+
+export class VirtioSharedState {
+  private readonly words: Int32Array;
+
+  constructor(readonly buffer: SharedArrayBuffer, readonly queueCount: number) {
+    this.words = new Int32Array(buffer);
+    if (this.words.length !== Word.COUNT + queueCount * QueueWord.COUNT) throw new Error('virtio shared state: wrong size');
+  }
+
+  static create(queueCount: number): VirtioSharedState {
+    return new VirtioSharedState(new SharedArrayBuffer((Word.COUNT + queueCount * QueueWord.COUNT) * 4), queueCount);
+  }
+
+  get status(): number { return Atomics.load(this.words, Word.STATUS); }
+  set status(value: number) { Atomics.store(this.words, Word.STATUS, value); }
+  /** Sets status bits without a read-modify-write race with the other thread. */
+  addStatus(bits: number): void { Atomics.or(this.words, Word.STATUS, bits); }
+
+  get deviceFeatureSelect(): number { return this.words[Word.DEVICE_FEATURE_SELECT]!; }
+  set deviceFeatureSelect(value: number) { this.words[Word.DEVICE_FEATURE_SELECT] = value; }
+  get driverFeatureSelect(): number { return this.words[Word.DRIVER_FEATURE_SELECT]!; }
+  set driverFeatureSelect(value: number) { this.words[Word.DRIVER_FEATURE_SELECT] = value; }
+
+  get driverFeatures(): bigint {
+    return (BigInt(this.words[Word.DRIVER_FEATURES_HIGH]! >>> 0) << 32n) | BigInt(this.words[Word.DRIVER_FEATURES_LOW]! >>> 0);
+  }
+
+  set driverFeatures(value: bigint) {
+    this.words[Word.DRIVER_FEATURES_LOW] = Number(value & 0xffff_ffffn);
+    this.words[Word.DRIVER_FEATURES_HIGH] = Number((value >> 32n) & 0xffff_ffffn);
+  }
+
+  get queueSelect(): number { return this.words[Word.QUEUE_SELECT]!; }
+  set queueSelect(value: number) { this.words[Word.QUEUE_SELECT] = value; }
+
+  get interruptStatus(): number { return Atomics.load(this.words, Word.ISR); }
+  raiseInterruptStatus(bits: number): void { Atomics.or(this.words, Word.ISR, bits); }
+  acknowledgeInterruptStatus(bits: number): void { Atomics.and(this.words, Word.ISR, ~bits); }
+  /** Reads and clears ISR in one step (virtio-pci's ISR register). */
+  takeInterruptStatus(): number { return Atomics.exchange(this.words, Word.ISR, 0); }
+
+  get configGeneration(): number { return Atomics.load(this.words, Word.CONFIG_GENERATION); }
+
+  get resetEpoch(): number { return Atomics.load(this.words, Word.RESET_EPOCH); }
+  get resetDone(): number { return Atomics.load(this.words, Word.RESET_DONE); }
+
+  /** The driver wrote 0 to status: forget what it negotiated and set up. */
+  beginReset(): number {
+    this.words[Word.DRIVER_FEATURES_LOW] = 0;
+    this.words[Word.DRIVER_FEATURES_HIGH] = 0;
+    this.words[Word.DEVICE_FEATURE_SELECT] = 0;
+    this.words[Word.DRIVER_FEATURE_SELECT] = 0;
+    this.words[Word.QUEUE_SELECT] = 0;
+    this.words.fill(0, Word.COUNT);
+    Atomics.store(this.words, Word.ISR, 0);
+    Atomics.store(this.words, Word.STATUS, 0);
+    return Atomics.add(this.words, Word.RESET_EPOCH, 1) + 1;
+  }
+
+  /** The I/O thread has dropped its queues for reset `epoch`; wakes a waiting transport. */
+  finishReset(epoch: number): void {
+    Atomics.store(this.words, Word.RESET_DONE, epoch);
+    Atomics.notify(this.words, Word.RESET_DONE);
+  }
+
+  /** Waits (bounded) until the I/O thread has carried out reset `epoch`. */
+  waitForReset(epoch: number, timeoutMs: number): boolean {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const done = Atomics.load(this.words, Word.RESET_DONE);
+      if (done - epoch >= 0) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.words, Word.RESET_DONE, done, left);
+    }
+  }
+
+  get errors(): number { return Atomics.load(this.words, Word.ERRORS); }
+  countError(): void { Atomics.add(this.words, Word.ERRORS, 1); }
+
+  queueWord(queue: number, word: QueueWord): number {
+    return Atomics.load(this.words, Word.COUNT + queue * QueueWord.COUNT + word);
+  }
+
+  setQueueWord(queue: number, word: QueueWord, value: number): void {
+    Atomics.store(this.words, Word.COUNT + queue * QueueWord.COUNT + word, value);
+  }
+
+  /** A queue's guest-physical address as set through its two 32-bit halves. */
+  queueAddress(queue: number, low: QueueWord): number {
+    return (this.queueWord(queue, low + 1) >>> 0) * 2 ** 32 + (this.queueWord(queue, low) >>> 0);
+  }
+}
