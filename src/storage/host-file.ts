@@ -1,0 +1,140 @@
+// One open image file: positioned, synchronous reads and writes that either
+// complete or throw a StorageError naming the file and what failed. The
+// buffers go straight to the system calls, so a view into guest RAM is read
+// into or written from without a copy.
+import * as fs from 'node:fs';
+import { StorageError } from './errors.ts';
+
+/** "ENOENT: no such file or directory" out of a Node fs error. */
+export function describeFsError(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const text = e.message.replace(/, \w+ .*$/, '');  // drop Node's ", open 'path'" tail
+    return code && !text.startsWith(code) ? `${code}: ${text}` : text;
+  }
+  return String(e);
+}
+
+export class HostFile {
+  private fd: number;
+
+  private constructor(readonly path: string, fd: number, readonly readOnly: boolean) {
+    this.fd = fd;
+  }
+
+  /** Opens an existing regular file, O_RDONLY when `readOnly`. */
+  static open(path: string, readOnly: boolean): HostFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+    } catch (e) {
+      throw new StorageError(`${path}: cannot open${readOnly ? '' : ' for writing'}: ${describeFsError(e)}`);
+    }
+    const file = new HostFile(path, fd, readOnly);
+    if (!fs.fstatSync(fd).isFile()) {
+      file.close();
+      throw new StorageError(`${path}: not a regular file`);
+    }
+    return file;
+  }
+
+  /** Creates `path` (or empties it), read/write. */
+  static create(path: string): HostFile {
+    try {
+      return new HostFile(path, fs.openSync(path, 'w+'), false);
+    } catch (e) {
+      throw new StorageError(`${path}: cannot create: ${describeFsError(e)}`);
+    }
+  }
+
+  /** The file's length in bytes. */
+  size(): number {
+    return this.stat().size;
+  }
+
+  /** Bytes the file occupies on the host (st_blocks), as `qemu-img info` shows "disk size". */
+  allocatedBytes(): number {
+    return this.stat().blocks * 512;
+  }
+
+  /** Reads into `buffer` from `position`; returns the bytes read, fewer only at the end of the file. */
+  readAt(buffer: Uint8Array, position: number): number {
+    let done = 0;
+    try {
+      while (done < buffer.length) {
+        const n = fs.readSync(this.fd, buffer, done, buffer.length - done, position + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (e) {
+      throw new StorageError(`${this.path}: read of ${buffer.length} bytes at offset ${position} failed: ${describeFsError(e)}`);
+    }
+    return done;
+  }
+
+  /** Reads exactly `buffer.length` bytes; running into the end of the file means the image is truncated. */
+  readExactAt(buffer: Uint8Array, position: number, what: string): void {
+    if (this.readAt(buffer, position) < buffer.length) {
+      throw new StorageError(`${this.path}: ${what} at offset ${position} lies past the end of the file (truncated image?)`);
+    }
+  }
+
+  writeAt(data: Uint8Array, position: number): void {
+    this.writevAt([data], position);
+  }
+
+  /** Writes the buffers back to back from `position` with as few system calls as the kernel allows. */
+  writevAt(buffers: Uint8Array[], position: number): void {
+    if (this.readOnly) throw new StorageError(`${this.path}: the image is open read-only`);
+    const total = buffers.reduce((sum, b) => sum + b.length, 0);
+    try {
+      let done = fs.writevSync(this.fd, buffers, position);
+      // A short write (a signal, a full quota) continues byte-exactly where it stopped.
+      let skip = done;
+      for (const b of buffers) {
+        if (skip >= b.length) { skip -= b.length; continue; }
+        for (let at = skip; at < b.length;) {
+          const n = fs.writeSync(this.fd, b, at, b.length - at, position + done);
+          at += n;
+          done += n;
+        }
+        skip = 0;
+      }
+      if (done !== total) throw new Error(`wrote ${done} of ${total} bytes`);
+    } catch (e) {
+      throw new StorageError(`${this.path}: write of ${total} bytes at offset ${position} failed: ${describeFsError(e)}`);
+    }
+  }
+
+  truncate(length: number): void {
+    try {
+      fs.ftruncateSync(this.fd, length);
+    } catch (e) {
+      throw new StorageError(`${this.path}: cannot set the length to ${length}: ${describeFsError(e)}`);
+    }
+  }
+
+  /** fdatasync(2): the data written so far, and what is needed to read it back, reach the disk. */
+  datasync(): void {
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      throw new StorageError(`${this.path}: fdatasync failed: ${describeFsError(e)}`);
+    }
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    fs.closeSync(fd);
+  }
+
+  private stat(): fs.Stats {
+    try {
+      return fs.fstatSync(this.fd);
+    } catch (e) {
+      throw new StorageError(`${this.path}: fstat failed: ${describeFsError(e)}`);
+    }
+  }
+}
