@@ -61,10 +61,26 @@ export class AddressSpace {
     this.ranges.push({ base, length, device });
     this.ranges.sort((a, b) => a.base - b.base);
     this.lastHit = -1;
-    if (this.portTable) {
-      this.portTable.fill(-1);
-      this.ranges.forEach((r, i) => this.portTable!.fill(i, r.base, r.base + r.length));
-    }
+    this.rebuildPortTable();
+  }
+
+  /**
+   * Releases the range that starts at `base` (a PCI BAR the guest moved or
+   * switched off). Returns the device that held it, or undefined if none did.
+   */
+  unregister(base: number): BusDevice | undefined {
+    const i = this.ranges.findIndex((r) => r.base === base);
+    if (i < 0) return undefined;
+    const [removed] = this.ranges.splice(i, 1);
+    this.lastHit = -1;
+    this.rebuildPortTable();
+    return removed!.device;
+  }
+
+  private rebuildPortTable(): void {
+    if (!this.portTable) return;
+    this.portTable.fill(-1);
+    this.ranges.forEach((r, i) => this.portTable!.fill(i, r.base, r.base + r.length));
   }
 
   /** The registered ranges, in address order. */
