@@ -13,3 +13,4 @@ export {
 } from './exits.ts';
 export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';
 export { blockSignalInThisThread, consumePendingSignal, withoutSignal, ThreadTimer } from './thread-signals.ts';
+export { openTap, TapError, type Tap } from './tap.ts';

@@ -1,5 +1,5 @@
-// KVM ioctl request numbers, computed the way <asm-generic/ioctl.h> does.
-// test/kvm-abi.test.ts checks every one against the machine's <linux/kvm.h>.
+// KVM (and TUN/TAP) ioctl request numbers, computed the way <asm-generic/ioctl.h> does.
+// test/kvm-abi.test.ts checks every one against the machine's <linux/kvm.h> and <linux/if_tun.h>.
 import { Layouts } from './structs.ts';
 
 const IOC_NONE = 0;
@@ -55,6 +55,10 @@ export const Ioctl = {
   KVM_SET_LAPIC: iow(0x8f, Layouts.kvm_lapic_state.size),
   KVM_SET_CPUID2: iow(0x90, Layouts.kvm_cpuid2.size),
   KVM_GET_CPUID2: iowr(0x91, Layouts.kvm_cpuid2.size),
+
+  // On a /dev/net/tun fd (<linux/if_tun.h>, type 'T'; both declare an int argument)
+  TUNSETIFF: ioc(IOC_WRITE, 0x54, 202, 4),
+  TUNSETVNETHDRSZ: ioc(IOC_WRITE, 0x54, 216, 4),
 } as const;
 
 export type IoctlName = keyof typeof Ioctl;

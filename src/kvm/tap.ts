@@ -1,0 +1,91 @@
+// A TAP network interface for virtio-net: the host end of the guest's
+// Ethernet. Frames cross the fd with a 12-byte virtio-net header in front
+// (IFF_VNET_HDR, TUNSETVNETHDRSZ 12): exactly the header a virtio 1.x driver
+// puts before each frame, so the device moves frames between the queues and
+// the TAP without rewriting anything.
+import { KvmError } from './errors.ts';
+import { Ioctl } from './ioctls.ts';
+import { Errno, errnoMessage, errnoName, lastErrno, libcCalls } from './libc.ts';
+
+const O_RDWR = 0o2;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+
+/** struct ifreq: char ifr_name[IFNAMSIZ], then a union whose first member is `short ifr_flags`. */
+const IFREQ_SIZE = 40;
+const IFNAMSIZ = 16;
+const IFR_FLAGS = 16;
+
+/** The virtio 1.x net header (struct virtio_net_hdr_v1), num_buffers included. */
+export const VNET_HEADER_SIZE = 12;
+
+const TUN_PATH = '/dev/net/tun';
+const CAPABILITY_HINT = 'needs CAP_NET_ADMIN (run as root or give tsvmm the capability)';
+
+/** A failed TAP set-up step; a KvmError, so the CLI reports it as one line. */
+export class TapError extends KvmError {
+  constructor(call: string, errno: number, detail: string, hint: string) {
+    super(call, errno, detail);
+    this.name = 'TapError';
+    this.message = `${call}: ${this.code} — ${detail}: ${hint}`;
+  }
+}
+
+function tapError(call: string, errno: number, detail: string, name: string | undefined): TapError {
+  const hints: Record<string, string> = {
+    ENOENT: `${TUN_PATH} does not exist: load the tun module (modprobe tun)`,
+    ENODEV: `${TUN_PATH} has no driver behind it: load the tun module (modprobe tun)`,
+    EPERM: CAPABILITY_HINT,
+    EACCES: `no permission on ${TUN_PATH}; ${CAPABILITY_HINT}`,
+    EBUSY: `the interface ${name ?? ''} is in use (another program holds it open); pick another name or leave it out`,
+    EINVAL: `${name ?? 'the name'} exists and is not a TAP interface`,
+  };
+  return new TapError(call, errno, detail, hints[errnoName(errno)] ?? errnoMessage(errno));
+}
+
+export interface Tap {
+  /** Non-blocking, close-on-exec; the interface disappears when it is closed (it is not persistent). */
+  fd: number;
+  /** The interface name the kernel gave it ("tap0" when none was asked for). */
+  name: string;
+}
+
+/**
+ * Creates (or attaches to) the TAP interface `name`, or a new "tapN" when no
+ * name is given. The interface starts down; the host brings it up and
+ * addresses or bridges it.
+ */
+export function openTap(name?: string): Tap {
+  const nameBytes = new TextEncoder().encode(name ?? '');
+  if (nameBytes.length >= IFNAMSIZ || nameBytes.includes(0) || name?.includes('/')) {
+    throw new TapError('TUNSETIFF', Errno.EINVAL!, `interface name "${name}"`, `a name has 1 to ${IFNAMSIZ - 1} bytes and no "/"`);
+  }
+
+  const fd = libcCalls.open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+  if (fd < 0) throw tapError('open', lastErrno(), TUN_PATH, name);
+  try {
+    const ifreq = new Uint8Array(IFREQ_SIZE);
+    ifreq.set(nameBytes);
+    new DataView(ifreq.buffer).setInt16(IFR_FLAGS, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, true);
+    if (libcCalls.ioctlWithBuffer(fd, Ioctl.TUNSETIFF, ifreq) < 0) {
+      throw tapError('TUNSETIFF', lastErrno(), name ? `TAP interface ${name}` : 'a new TAP interface', name);
+    }
+    // The kernel writes the chosen name back into ifr_name.
+    const end = ifreq.indexOf(0);
+    const actual = new TextDecoder().decode(ifreq.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end));
+
+    const headerSize = new Uint8Array(4);
+    new DataView(headerSize.buffer).setInt32(0, VNET_HEADER_SIZE, true);
+    if (libcCalls.ioctlWithBuffer(fd, Ioctl.TUNSETVNETHDRSZ, headerSize) < 0) {
+      throw tapError('TUNSETVNETHDRSZ', lastErrno(), `${actual}: a ${VNET_HEADER_SIZE}-byte header`, actual);
+    }
+    return { fd, name: actual };
+  } catch (e) {
+    libcCalls.close(fd);
+    throw e;
+  }
+}
