@@ -1,0 +1,387 @@
+// A tiny virtio driver for tests: it plays the guest's side of a virtio-mmio
+// device in plain JS memory. It drives the handshake through the mmio
+// registers (status, features, FEATURES_OK, queue setup, DRIVER_OK), lays
+// out split virtqueues, posts descriptor chains (direct or through an
+// indirect table), notifies, and reads the used ring back. The device runs
+// under a VirtioDeviceRunner in the same thread; notifications reach it
+// synchronously, and interrupts are counted.
+import { GuestMemory } from '../../src/memory/index.ts';
+import type { VirtioDevice } from '../../src/devices/virtio/device.ts';
+import { MmioRegister, VirtioMmio } from '../../src/devices/virtio/mmio.ts';
+import { VirtioDeviceRunner } from '../../src/devices/virtio/runner.ts';
+import { VirtioSharedState } from '../../src/devices/virtio/shared-state.ts';
+import { DescriptorFlag, Feature, featureBit, Status } from '../../src/devices/virtio/spec.ts';
+import { VirtioTransport } from '../../src/devices/virtio/transport.ts';
+
+/** A guest buffer; `write`: device-writable (the device fills it). */
+export interface DriverBuffer {
+  address: number;
+  length: number;
+  write?: boolean;
+}
+
+export interface UsedElement {
+  /** The head descriptor of the chain the device returned. */
+  id: number;
+  /** Bytes the device wrote into the chain's writable buffers. */
+  len: number;
+}
+
+export interface VirtioTestDriverOptions {
+  /** Guest RAM: a size in bytes for one range at 0 (default 4 MiB), or a memory of your own. */
+  memory?: number | GuestMemory;
+  /** Where alloc() starts (default: 4 KiB into the first range). */
+  allocFrom?: number;
+  /** Queue size the driver asks for (default 16; lowered to the device's maximum). */
+  queueSize?: number;
+  /** Which of the offered features the driver accepts (default: all of them). */
+  acceptFeatures?: (offered: bigint) => bigint;
+}
+
+export class VirtioTestDriver {
+  readonly memory: GuestMemory;
+  readonly state: VirtioSharedState;
+  readonly transport: VirtioTransport;
+  readonly mmio: VirtioMmio;
+  readonly runner: VirtioDeviceRunner;
+  /** Interrupts the device raised (InterruptTrigger.trigger calls). */
+  interrupts = 0;
+  /** The features the driver wrote, after negotiate(). */
+  features = 0n;
+  private readonly queues: (DriverQueue | undefined)[] = [];
+  private nextFree: number;
+  private readonly queueSize: number;
+  private readonly acceptFeatures: (offered: bigint) => bigint;
+
+  constructor(readonly device: VirtioDevice, options: VirtioTestDriverOptions = {}) {
+    this.memory = options.memory instanceof GuestMemory
+      ? options.memory
+      : GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: options.memory ?? 4 << 20 }]);
+    this.nextFree = options.allocFrom ?? (this.memory.ranges[0]?.guestAddress ?? 0) + 0x1000;
+    this.queueSize = options.queueSize ?? 16;
+    this.acceptFeatures = options.acceptFeatures ?? ((offered) => offered);
+    this.state = VirtioSharedState.create(device.info.queueMaxSizes.length);
+    // The runner is made after the transport; the hooks only run once both exist.
+    let runner: VirtioDeviceRunner | null = null;
+    this.transport = new VirtioTransport(device.info, this.state, {
+      notify: (queue) => runner!.notify(queue),
+      statusChanged: () => runner!.sync(),
+    });
+    this.mmio = new VirtioMmio(this.transport);
+    this.runner = runner = new VirtioDeviceRunner(device, this.state, this.memory, { trigger: () => this.interrupts++ });
+  }
+
+  // --- registers -----------------------------------------------------------
+
+  read(register: number): number {
+    return this.mmio.read(register, 4);
+  }
+
+  write(register: number, value: number): void {
+    this.mmio.write(register, 4, value);
+  }
+
+  /** The device configuration space, `size` bytes (1, 2 or 4) at `offset`. */
+  readConfig(offset: number, size: number): number {
+    return this.mmio.read(MmioRegister.CONFIG + offset, size);
+  }
+
+  get status(): number {
+    return this.read(MmioRegister.STATUS);
+  }
+
+  /** The 64 feature bits the device offers, read through the selector. */
+  offeredFeatures(): bigint {
+    this.write(MmioRegister.DEVICE_FEATURES_SEL, 0);
+    const low = this.read(MmioRegister.DEVICE_FEATURES);
+    this.write(MmioRegister.DEVICE_FEATURES_SEL, 1);
+    const high = this.read(MmioRegister.DEVICE_FEATURES);
+    return (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0);
+  }
+
+  /** Interrupt status (ISR): 1 used buffer, 2 configuration change. */
+  interruptStatus(): number {
+    return this.read(MmioRegister.INTERRUPT_STATUS);
+  }
+
+  acknowledgeInterrupt(bits = this.interruptStatus()): void {
+    this.write(MmioRegister.INTERRUPT_ACK, bits);
+  }
+
+  // --- the handshake (3.1.1) -------------------------------------------------
+
+  /**
+   * Reset, ACKNOWLEDGE, DRIVER, write the accepted features, FEATURES_OK.
+   * Returns whether the device kept FEATURES_OK (it accepted the features).
+   */
+  negotiate(accept: (offered: bigint) => bigint = this.acceptFeatures): boolean {
+    this.reset();
+    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE);
+    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE | Status.DRIVER);
+    this.features = accept(this.offeredFeatures());
+    this.write(MmioRegister.DRIVER_FEATURES_SEL, 0);
+    this.write(MmioRegister.DRIVER_FEATURES, Number(this.features & 0xffff_ffffn));
+    this.write(MmioRegister.DRIVER_FEATURES_SEL, 1);
+    this.write(MmioRegister.DRIVER_FEATURES, Number((this.features >> 32n) & 0xffff_ffffn));
+    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    return (this.status & Status.FEATURES_OK) !== 0;
+  }
+
+  /** Lays out queue `index` in guest memory and enables it. */
+  setupQueue(index: number, size = this.queueSize): DriverQueue {
+    this.write(MmioRegister.QUEUE_SEL, index);
+    const max = this.read(MmioRegister.QUEUE_NUM_MAX);
+    if (max === 0) throw new Error(`the device has no queue ${index}`);
+    size = Math.min(size, max);
+    const queue = new DriverQueue(this, index, size, {
+      descriptors: this.alloc(16 * size, 16),
+      available: this.alloc(6 + 2 * size, 2),
+      used: this.alloc(6 + 8 * size, 4),
+    });
+    this.write(MmioRegister.QUEUE_NUM, size);
+    const halves: [number, number, number][] = [
+      [MmioRegister.QUEUE_DESC_LOW, MmioRegister.QUEUE_DESC_HIGH, queue.descriptors],
+      [MmioRegister.QUEUE_DRIVER_LOW, MmioRegister.QUEUE_DRIVER_HIGH, queue.available],
+      [MmioRegister.QUEUE_DEVICE_LOW, MmioRegister.QUEUE_DEVICE_HIGH, queue.used],
+    ];
+    for (const [low, high, address] of halves) {
+      this.write(low, address % 2 ** 32);
+      this.write(high, Math.floor(address / 2 ** 32));
+    }
+    this.write(MmioRegister.QUEUE_READY, 1);
+    this.queues[index] = queue;
+    return queue;
+  }
+
+  /** Sets up every queue the device has. */
+  setupQueues(): DriverQueue[] {
+    return this.device.info.queueMaxSizes.map((_, index) => this.setupQueue(index));
+  }
+
+  driverOk(): void {
+    this.write(MmioRegister.STATUS, this.status | Status.DRIVER_OK);
+  }
+
+  /** The whole handshake: negotiate, set up every queue, DRIVER_OK. Throws when the device refuses the features. */
+  start(): this {
+    if (!this.negotiate()) throw new Error('the device refused the features (FEATURES_OK did not stick)');
+    this.setupQueues();
+    this.driverOk();
+    return this;
+  }
+
+  /** Writes 0 to status: the device drops its queues. The driver's queues are forgotten too. */
+  reset(): void {
+    this.write(MmioRegister.STATUS, 0);
+    this.queues.length = 0;
+  }
+
+  queue(index: number): DriverQueue {
+    const queue = this.queues[index];
+    if (!queue) throw new Error(`queue ${index} is not set up`);
+    return queue;
+  }
+
+  get eventIndex(): boolean {
+    return (this.features & featureBit(Feature.RING_EVENT_IDX)) !== 0n;
+  }
+
+  /** Malformed requests and broken queues the runner counted. */
+  get errors(): number {
+    return this.state.errors;
+  }
+
+  get errorReasons(): Map<string, number> {
+    return this.runner.errorReasons;
+  }
+
+  /** The runner's report: name, errors, interrupts, then the device's own counters. */
+  report(): Record<string, unknown> {
+    return this.runner.report();
+  }
+
+  // --- guest memory ----------------------------------------------------------
+
+  /** Bump-allocates `length` bytes of guest memory (never freed: tests are short). */
+  alloc(length: number, align = 16): number {
+    const address = Math.ceil(this.nextFree / align) * align;
+    if (!this.memory.contains(address, Math.max(length, 1))) throw new Error(`test driver: out of guest memory for ${length} bytes`);
+    this.nextFree = address + length;
+    return address;
+  }
+
+  /** A device-readable buffer holding `data`. */
+  readable(data: Uint8Array | readonly number[]): DriverBuffer {
+    const bytes = data instanceof Uint8Array ? data : Uint8Array.from(data);
+    const address = this.alloc(bytes.length);
+    this.memory.write(address, bytes);
+    return { address, length: bytes.length };
+  }
+
+  /** A device-writable buffer of `length` bytes, filled with `fill` (to see what the device wrote). */
+  writable(length: number, fill = 0): DriverBuffer {
+    const address = this.alloc(length);
+    this.memory.fill(address, length, fill);
+    return { address, length, write: true };
+  }
+
+  /** A copy of a buffer's bytes (its first `length`). */
+  bytes(buffer: DriverBuffer, length = buffer.length): Uint8Array {
+    return this.memory.read(buffer.address, length);
+  }
+}
+
+/** One split virtqueue from the driver's side. */
+export class DriverQueue {
+  private readonly free: number[];
+  /** Descriptors (ring indices) of each outstanding chain, by head. */
+  private readonly outstanding = new Map<number, number[]>();
+  private availableIndex = 0;
+  private lastUsed = 0;
+  readonly descriptors: number;
+  readonly available: number;
+  readonly used: number;
+
+  constructor(
+    private readonly driver: VirtioTestDriver,
+    readonly index: number,
+    readonly size: number,
+    addresses: { descriptors: number; available: number; used: number },
+  ) {
+    this.descriptors = addresses.descriptors;
+    this.available = addresses.available;
+    this.used = addresses.used;
+    this.free = Array.from({ length: size }, (_, i) => i);
+  }
+
+  private get memory(): GuestMemory {
+    return this.driver.memory;
+  }
+
+  /**
+   * Posts a chain of `buffers` in the order given (a driver puts readable
+   * ones first; a hostile test need not). With
+   * `indirect`, the chain goes into an indirect table behind one descriptor.
+   * Returns the head descriptor index. Does not notify.
+   */
+  post(buffers: readonly DriverBuffer[], options: { indirect?: boolean } = {}): number {
+    if (buffers.length === 0) throw new Error('a chain needs at least one buffer');
+    let head: number;
+    if (options.indirect) {
+      const table = this.driver.alloc(16 * buffers.length, 16);
+      buffers.forEach((b, i) => {
+        const last = i === buffers.length - 1;
+        writeDescriptor(this.memory, table, i, b.address, b.length, (b.write ? DescriptorFlag.WRITE : 0) | (last ? 0 : DescriptorFlag.NEXT), last ? 0 : i + 1);
+      });
+      [head] = this.reserve(1) as [number];
+      this.descriptor(head, table, 16 * buffers.length, DescriptorFlag.INDIRECT);
+    } else {
+      const indices = this.reserve(buffers.length);
+      buffers.forEach((b, i) => {
+        const last = i === buffers.length - 1;
+        this.descriptor(indices[i]!, b.address, b.length, (b.write ? DescriptorFlag.WRITE : 0) | (last ? 0 : DescriptorFlag.NEXT), last ? 0 : indices[i + 1]!);
+      });
+      head = indices[0]!;
+    }
+    this.offer(head);
+    return head;
+  }
+
+  /**
+   * Takes `count` free descriptor indices for a hand-made chain (hostile
+   * tests): write them with descriptor(), then offer() the first. They are
+   * freed when the device returns the first as used.
+   */
+  reserve(count: number): number[] {
+    if (count > this.free.length) throw new Error(`queue ${this.index}: ${count} descriptors wanted, ${this.free.length} free`);
+    const indices = this.free.splice(0, count);
+    this.outstanding.set(indices[0]!, indices);
+    return indices;
+  }
+
+  /** Writes descriptor `index` of the ring's table (or of `table`, an indirect one) as given. */
+  descriptor(index: number, address: number, length: number, flags = 0, next = 0, table = this.descriptors): void {
+    writeDescriptor(this.memory, table, index, address, length, flags, next);
+  }
+
+  /** Puts `head` into the available ring and publishes the new index. */
+  offer(head: number): void {
+    this.memory.writeU16(this.available + 4 + 2 * (this.availableIndex % this.size), head);
+    this.availableIndex = (this.availableIndex + 1) & 0xffff;
+    this.memory.writeU16(this.available + 2, this.availableIndex);
+  }
+
+  /** Sets avail.idx to any value (a driver that lies about how much it posted). */
+  setAvailableIndex(value: number): void {
+    this.availableIndex = value & 0xffff;
+    this.memory.writeU16(this.available + 2, this.availableIndex);
+  }
+
+  /** QueueNotify: the device processes the queue before this returns. */
+  notify(): void {
+    this.driver.write(MmioRegister.QUEUE_NOTIFY, this.index);
+  }
+
+  /** post() then notify(). */
+  submit(buffers: readonly DriverBuffer[], options: { indirect?: boolean } = {}): number {
+    const head = this.post(buffers, options);
+    this.notify();
+    return head;
+  }
+
+  /** used.idx as the device last published it. */
+  usedIndex(): number {
+    return this.memory.readU16(this.used + 2);
+  }
+
+  /**
+   * The used elements published since the last call, in order. Frees their
+   * descriptors, and (like Linux) moves used_event past them so that with
+   * EVENT_IDX the device interrupts for the next one.
+   */
+  takeUsed(): UsedElement[] {
+    const out: UsedElement[] = [];
+    const end = this.usedIndex();
+    while (this.lastUsed !== end) {
+      const slot = this.lastUsed % this.size;
+      const id = this.memory.readU32(this.used + 4 + 8 * slot);
+      const len = this.memory.readU32(this.used + 8 + 8 * slot);
+      out.push({ id, len });
+      const indices = this.outstanding.get(id);
+      if (indices) {
+        this.outstanding.delete(id);
+        this.free.push(...indices);
+      }
+      this.lastUsed = (this.lastUsed + 1) & 0xffff;
+    }
+    this.memory.writeU16(this.available + 4 + 2 * this.size, this.lastUsed);
+    return out;
+  }
+
+  /** avail.flags NO_INTERRUPT (honoured when EVENT_IDX is off). */
+  suppressInterrupts(on: boolean): void {
+    this.memory.writeU16(this.available, on ? 1 : 0);
+  }
+
+  /** Whether the device asked for no notifications (used.flags, without EVENT_IDX). */
+  deviceSuppressesNotify(): boolean {
+    return (this.memory.readU16(this.used) & 1) !== 0;
+  }
+
+  /** The device's avail_event (EVENT_IDX): notify when avail.idx passes it. */
+  availableEvent(): number {
+    return this.memory.readU16(this.used + 4 + 8 * this.size);
+  }
+
+  get freeDescriptors(): number {
+    return this.free.length;
+  }
+}
+
+function writeDescriptor(memory: GuestMemory, table: number, index: number, address: number, length: number, flags: number, next: number): void {
+  const at = table + 16 * index;
+  memory.writeU64(at, BigInt(address));
+  memory.writeU32(at + 8, length);
+  memory.writeU16(at + 12, flags);
+  memory.writeU16(at + 14, next);
+}
