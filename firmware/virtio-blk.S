@@ -1,11 +1,9 @@
-# virtio-blk — a virtio driver in 60 lines: bring up the virtio-blk device at
+# virtio-blk — a virtio driver in a page: bring up the virtio-blk device at
 # the first virtio-mmio window (0xD1000000, version 2 registers) and read
 # sector 0, from 64-bit ring 3. Needs `--irqchip` and one `--disk`.
 #
-# The steps are the virtio 1.2 driver initialisation (3.1.1):
-#   reset; ACKNOWLEDGE; DRIVER; accept VERSION_1 only; FEATURES_OK and check
-#   it stuck; set up queue 0 with 8 entries; DRIVER_OK;
-# then one request (5.2.6): a 16-byte header (type IN, sector 0), a 512-byte
+# The device comes up as virtio 1.2, 3.1.1 says (include/virtio64.inc), with
+# queue 0 of 8 entries; then one request (5.2.6): a 16-byte header (type IN, sector 0), a 512-byte
 # device-writable buffer and a 1-byte status, as a chain of 3 descriptors.
 # The guest runs with interrupts off and waits for the used index to move.
 # It prints
@@ -16,26 +14,6 @@
 
         .include "common.inc"
         .set VIRTIO,        0xD1000000
-        .set R_MAGIC,       0x000
-        .set R_VERSION,     0x004
-        .set R_DEVICE_ID,   0x008
-        .set R_DEV_FEAT,    0x010
-        .set R_DEV_FEAT_SEL, 0x014
-        .set R_DRV_FEAT,    0x020
-        .set R_DRV_FEAT_SEL, 0x024
-        .set R_QUEUE_SEL,   0x030
-        .set R_QUEUE_MAX,   0x034
-        .set R_QUEUE_NUM,   0x038
-        .set R_QUEUE_READY, 0x044
-        .set R_NOTIFY,      0x050
-        .set R_ISR,         0x060
-        .set R_STATUS,      0x070
-        .set R_DESC_LO,     0x080
-        .set R_DESC_HI,     0x084
-        .set R_AVAIL_LO,    0x090
-        .set R_AVAIL_HI,    0x094
-        .set R_USED_LO,     0x0A0
-        .set R_USED_HI,     0x0A4
         .set QSIZE,         8
         # The queue and the request live at 1 MiB, clear of the image and page tables.
         .set DESC,          0x100000
@@ -51,50 +29,22 @@
 _start:
         REAL_MODE_INIT
         .include "longmode.inc"         # ... continues at user_main, in ring 3
+        .include "virtio64.inc"
 
         .code64
 user_main:
         mov edi, VIRTIO
-        lea rsi, [rip + e_magic]
-        cmp dword ptr [rdi + R_MAGIC], 0x74726976
-        jne fail
-        lea rsi, [rip + e_version]
-        cmp dword ptr [rdi + R_VERSION], 2
-        jne fail
+        mov ecx, QSIZE
+        mov r8d, DESC
+        mov r9d, AVAIL
+        mov r10d, USED
+        call virtio_mmio_setup
+        test rsi, rsi
+        jnz fail
         lea rsi, [rip + e_device]
-        mov r12d, [rdi + R_DEVICE_ID]
+        mov r12d, [rdi + VIO_DEVICE_ID]
         cmp r12d, 2
         jne fail
-
-        mov dword ptr [rdi + R_STATUS], 0               # reset
-        mov dword ptr [rdi + R_STATUS], 1               # ACKNOWLEDGE
-        mov dword ptr [rdi + R_STATUS], 3               # + DRIVER
-        mov dword ptr [rdi + R_DEV_FEAT_SEL], 1         # features 32..63
-        lea rsi, [rip + e_version1]
-        test dword ptr [rdi + R_DEV_FEAT], 1            # VERSION_1 offered?
-        jz fail
-        mov dword ptr [rdi + R_DRV_FEAT_SEL], 1
-        mov dword ptr [rdi + R_DRV_FEAT], 1             # accept VERSION_1 ...
-        mov dword ptr [rdi + R_DRV_FEAT_SEL], 0
-        mov dword ptr [rdi + R_DRV_FEAT], 0             # ... and nothing else
-        mov dword ptr [rdi + R_STATUS], 11              # + FEATURES_OK
-        lea rsi, [rip + e_features]
-        test dword ptr [rdi + R_STATUS], 8              # still set: accepted
-        jz fail
-
-        mov dword ptr [rdi + R_QUEUE_SEL], 0
-        lea rsi, [rip + e_queue]
-        cmp dword ptr [rdi + R_QUEUE_MAX], QSIZE
-        jb fail
-        mov dword ptr [rdi + R_QUEUE_NUM], QSIZE
-        mov dword ptr [rdi + R_DESC_LO], DESC
-        mov dword ptr [rdi + R_DESC_HI], 0
-        mov dword ptr [rdi + R_AVAIL_LO], AVAIL
-        mov dword ptr [rdi + R_AVAIL_HI], 0
-        mov dword ptr [rdi + R_USED_LO], USED
-        mov dword ptr [rdi + R_USED_HI], 0
-        mov dword ptr [rdi + R_QUEUE_READY], 1
-        mov dword ptr [rdi + R_STATUS], 15              # + DRIVER_OK
 
         # The request: header {type = 0 (IN), reserved, sector = 0}.
         mov dword ptr [HEADER], 0
@@ -114,7 +64,7 @@ user_main:
         # avail.ring[0] = head 0, then avail.idx = 1 (x86 keeps the order), then notify.
         mov word ptr [AVAIL + 4], 0
         mov word ptr [AVAIL + 2], 1
-        mov dword ptr [rdi + R_NOTIFY], 0
+        mov dword ptr [rdi + VIO_NOTIFY], 0
 
         mov ecx, 100000000
 wait_used:
@@ -150,7 +100,7 @@ done:
         call puthex64
         lea rsi, [rip + s_isr]
         call puts64
-        mov eax, [rdi + R_ISR]
+        mov eax, [rdi + VIO_ISR]
         mov ecx, 8
         call puthex64
         lea rsi, [rip + s_data]
@@ -180,10 +130,5 @@ s_isr:      .asciz " isr="
 s_data:     .asciz " data="
 s_nl:       .asciz "\n"
 s_fail:     .asciz "virtio-blk: "
-e_magic:    .asciz "bad magic"
-e_version:  .asciz "not version 2"
 e_device:   .asciz "not a block device"
-e_version1: .asciz "VERSION_1 not offered"
-e_features: .asciz "FEATURES_OK refused"
-e_queue:    .asciz "queue 0 too small"
 e_timeout:  .asciz "virtio-blk: no completion"

@@ -11,6 +11,10 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',')];
 }
 
+function repeat(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 function program(setStatus: (status: number) => void): Command {
   const cli = new Command('tsvmm')
     .description('A small, fast, readable KVM hypervisor in TypeScript')
@@ -30,6 +34,13 @@ function program(setStatus: (status: number) => void): Command {
     .option('--pit <who>', 'i8254 PIT emulation: tsvmm (TypeScript, default) or kernel (KVM_CREATE_PIT2)')
     .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
+    .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
+    .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
+    .option('--device <spec>', 'another virtio device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable)', repeat)
+    .option('--virtio-transport <kind>', 'transport of virtio devices that name none: mmio (default) or pci')
+    .option('--console <kind>', 'guest console and host input: serial (COM1, default) or virtio (hvc0)')
+    .option('--no-ioeventfd', 'queue notifications exit to tsvmm instead of going through KVM_IOEVENTFD')
+    .option('--no-irqfd', 'device interrupts use KVM_IRQ_LINE instead of KVM_IRQFD')
     .action(async (options: RunOptions) => setStatus(await runCommand(options)));
 
   cli.command('check')

@@ -10,8 +10,9 @@ import { defaultLinuxGuest } from './guest.ts';
 import { UsageError } from './errors.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
+import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
 
-export interface RunOptions {
+export interface RunOptions extends VirtioOptions {
   flat?: string;
   kernel?: string;
   initrd?: string;
@@ -21,6 +22,9 @@ export interface RunOptions {
   irqchip?: boolean;
   mem?: string;
   trace?: string[];
+  /** Commander's --no-ioeventfd / --no-irqfd. */
+  ioeventfd?: boolean;
+  irqfd?: boolean;
 }
 
 /**
@@ -57,6 +61,9 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     traceExits: (options.trace ?? []).includes('exits'),
     pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
     ...(options.irqchip ? { irqchip: true } : {}),
+    ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
+    ...(options.irqfd === false ? { irqfd: false } : {}),
+    ...virtioConfigFromOptions(options),
   };
   if (options.kernel) {
     // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.

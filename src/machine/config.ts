@@ -27,7 +27,31 @@ export interface MachineConfig {
   consoleFd?: number;
   /** Where traces go (default: stderr). */
   traceFd?: number;
+  /** virtio devices, in the order the guest finds them. */
+  virtio?: VirtioDeviceConfig[];
+  /** The transport of devices that do not name one (default mmio). */
+  virtioTransport?: VirtioTransportKind;
+  /**
+   * Queue notifications through KVM_IOEVENTFD and interrupts through
+   * KVM_IRQFD (default on). Off, a notification exits to the vCPU thread and
+   * an interrupt is a KVM_IRQ_LINE ioctl: slower, and what the benchmark compares.
+   */
+  ioeventfd?: boolean;
+  irqfd?: boolean;
+  /** Where host input goes and which console Linux uses: COM1 (default) or the virtio console (hvc0). */
+  console?: 'serial' | 'virtio';
 }
+
+export type VirtioTransportKind = 'mmio' | 'pci';
+
+/** A virtio device on the machine (`--disk`, `--net`, `--device`). */
+export type VirtioDeviceConfig = { transport?: VirtioTransportKind } & (
+  | { kind: 'blk'; path: string; format?: 'raw' | 'qcow2'; readOnly?: boolean; serial?: string }
+  | { kind: 'rng' }
+  | { kind: 'console' }
+  /** `tapFd` is filled in by the machine once it opened the TAP device. */
+  | { kind: 'net'; tap?: string; mac?: string; tapFd?: number }
+);
 
 export const MIB = 1024 * 1024;
 export const DEFAULT_MEMORY = 256 * MIB;

@@ -5,14 +5,19 @@ import { readFileSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
-import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
+import { createEventFd, detectVirtualization, KvmSystem, openTap, signalEventFd, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
-import type { MachineConfig } from './config.ts';
+import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
+import { MmioRegister } from '../devices/virtio/mmio.ts';
+import { StorageError } from '../storage/block-backend.ts';
+import { openVirtioDevice, virtioDeviceNames } from './virtio-devices.ts';
+import { planVirtioDevices, virtioMmioCmdline, type PlannedVirtioDevice } from './virtio-plan.ts';
+import type { VirtioThreadInit, VirtioThreadMessage } from './virtio-thread.ts';
 
 export interface MachineResult {
   stop: VcpuStop;
@@ -23,9 +28,14 @@ export interface MachineResult {
   traceSummary?: string;
   /** What device modules reported (tests). */
   reports: unknown[];
+  /** What each virtio device counted (requests, errors, interrupts). */
+  virtio: Record<string, unknown>[];
 }
 
 const VCPU_THREAD = new URL('./vcpu-thread.mjs', import.meta.url);
+const VIRTIO_THREAD = new URL('./virtio-thread.mjs', import.meta.url);
+/** How long the virtio I/O thread may take to hand in its reports when the VM ends. */
+const VIRTIO_STOP_TIMEOUT_MS = 2000;
 const HALT_CHECK_INTERVAL_MS = 2000;
 
 // A vCPU kick is SIGUSR2 to the vCPU thread. The process needs a handler or
@@ -42,6 +52,10 @@ export class Machine {
   private readonly console: ConsoleRingBuffers = createConsoleRing();
   private readonly inputBuffers: ConsoleRingBuffers = createConsoleRing(4096);
   private readonly input = new InputRing(this.inputBuffers);
+  private readonly virtioConsoleOutput: ConsoleRingBuffers = createConsoleRing();
+  private readonly virtioConsoleInput: ConsoleRingBuffers = createConsoleRing(4096);
+  private readonly virtioInput = new InputRing(this.virtioConsoleInput);
+  private readonly virtioControl = new Int32Array(new SharedArrayBuffer(4));
   private inputBacklog: Uint8Array[] = [];
   private inputRetry: NodeJS.Timeout | null = null;
   private worker: Worker | null = null;
@@ -57,6 +71,8 @@ export class Machine {
     private readonly hasIrqchip: boolean,
     /** How a Linux guest was loaded (null for flat guests). */
     readonly bootPlan: LinuxBootPlan | null,
+    /** The virtio devices and their wiring. */
+    readonly virtio: { devices: PlannedVirtioDevice[]; controlFd: number },
   ) {}
 
   /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
@@ -87,6 +103,8 @@ export class Machine {
     const host = detectVirtualization();
     vcpu.setCpuid(guestCpuid(kvm.supportedCpuid(), { vcpuId: 0, host: host.kind, cpuVendor: host.cpuVendor }));
 
+    const virtio = wireVirtio(vm, config, hasIrqchip);
+
     const reset = { regs: vcpu.getRegisters(), sregs: vcpu.getSpecialRegisters() };
     let entry;
     let bootPlan: LinuxBootPlan | null = null;
@@ -95,7 +113,11 @@ export class Machine {
       const booted = bootLinux(ram.memory, {
         kernel, kernelSource: config.linux!.kernel,
         ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
-        cmdline: config.linux!.cmdline,
+        cmdline: [
+          config.linux!.cmdline,
+          virtioMmioCmdline(virtio.devices),
+          config.console === 'virtio' ? 'console=hvc0' : '',
+        ].filter(Boolean).join(' '),
         ram: layout,
       }, reset);
       entry = booted.state;
@@ -106,7 +128,7 @@ export class Machine {
     }
     vcpu.setSpecialRegisters(entry.sregs);
     vcpu.setRegisters(entry.regs);
-    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan);
+    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan, virtio);
   }
 
   get memory() {
@@ -116,6 +138,8 @@ export class Machine {
   /** Runs the guest to its end. */
   async run(): Promise<MachineResult> {
     installKickHandler();
+    const consoleFd = this.config.consoleFd ?? 1;
+    const virtioThread = this.virtio.devices.length ? await this.startVirtioThread() : null;
     const init: VcpuThreadInit = {
       config: this.config,
       vcpuId: 0,
@@ -128,8 +152,9 @@ export class Machine {
       input: this.inputBuffers,
       hasIrqchip: this.hasIrqchip,
       vmFd: this.vm.fd,
+      virtio: this.virtio,
     };
-    const consoleReader = new ConsoleRingReader(this.console, this.config.consoleFd ?? 1);
+    const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
     const watchdog = this.hasIrqchip ? setInterval(() => {
       if (!this.threadId) return;
@@ -141,8 +166,10 @@ export class Machine {
     const worker = new Worker(VCPU_THREAD, { workerData: init, stdout: false, stderr: false });
     this.worker = worker;
 
+    let virtioReports: Record<string, unknown>[] = [];
     try {
-      return await new Promise<MachineResult>((resolve, reject) => {
+      const result = await new Promise<Omit<MachineResult, 'virtio'>>((resolve, reject) => {
+        virtioThread?.failed.catch(reject);
         worker.on('message', (message: VcpuThreadMessage) => {
           if (message.kind === 'ready') {
             this.threadId = message.threadId;
@@ -159,6 +186,8 @@ export class Machine {
         worker.on('error', reject);
         worker.on('exit', (code) => reject(new Error(`vCPU thread exited (code ${code}) without reporting why`)));
       });
+      if (virtioThread) virtioReports = await virtioThread.stop();
+      return { ...result, virtio: virtioReports };
     } finally {
       if (watchdog) clearInterval(watchdog);
       if (this.inputRetry) clearTimeout(this.inputRetry);
@@ -166,7 +195,63 @@ export class Machine {
       await pumping;
       await worker.terminate();
       this.worker = null;
+      if (virtioThread) await virtioThread.terminate();
     }
+  }
+
+  /**
+   * Starts the virtio I/O thread and waits until it has opened its devices,
+   * so that the driver's first reset finds it listening.
+   */
+  private async startVirtioThread() {
+    const init: VirtioThreadInit = {
+      ram: [...this.ram.descriptors],
+      vmFd: this.vm.fd,
+      devices: this.virtio.devices,
+      controlFd: this.virtio.controlFd,
+      control: this.virtioControl.buffer as SharedArrayBuffer,
+      consoleOutput: this.virtioConsoleOutput,
+      consoleInput: this.virtioConsoleInput,
+    };
+    const worker = new Worker(VIRTIO_THREAD, { workerData: init, stdout: false, stderr: false });
+    const consoleReader = new ConsoleRingReader(this.virtioConsoleOutput, this.config.consoleFd ?? 1);
+    const pumping = consoleReader.pump();
+    let onStopped: (reports: Record<string, unknown>[]) => void = () => {};
+    const stopped = new Promise<Record<string, unknown>[]>((resolve) => (onStopped = resolve));
+    const failed = new Promise<never>((_, reject) => {
+      worker.on('message', (message: VirtioThreadMessage) => {
+        if (message.kind === 'stopped') onStopped(message.reports);
+        else if (message.kind === 'failed') reject(new Error(message.message));
+      });
+      worker.on('error', reject);
+    });
+    failed.catch(() => {});
+    await Promise.race([
+      new Promise<void>((resolve) => worker.on('message', (m: VirtioThreadMessage) => m.kind === 'ready' && resolve())),
+      failed,
+    ]);
+    return {
+      failed,
+      /** Asks the thread to finish and collects its reports. */
+      stop: async (): Promise<Record<string, unknown>[]> => {
+        Atomics.store(this.virtioControl, 0, 1);
+        signalEventFd(this.virtio.controlFd);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<Record<string, unknown>[]>((resolve) => (timer = setTimeout(() => resolve([]), VIRTIO_STOP_TIMEOUT_MS)));
+        try {
+          return await Promise.race([stopped, timeout, failed]);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      terminate: async () => {
+        Atomics.store(this.virtioControl, 0, 1);
+        signalEventFd(this.virtio.controlFd);
+        consoleReader.stop();
+        await pumping;
+        await worker.terminate();
+      },
+    };
   }
 
   /**
@@ -179,16 +264,19 @@ export class Machine {
   }
 
   private flushInput(): void {
+    const toVirtio = this.config.console === 'virtio';
+    const ring = toVirtio ? this.virtioInput : this.input;
     while (this.inputBacklog.length) {
       const next = this.inputBacklog[0]!;
-      const taken = this.input.offer(next);
+      const taken = ring.offer(next);
       if (taken < next.length) {
         this.inputBacklog[0] = next.subarray(taken);
         break;
       }
       this.inputBacklog.shift();
     }
-    if (this.worker && this.threadId) this.kick();
+    if (toVirtio) signalEventFd(this.virtio.controlFd);
+    else if (this.worker && this.threadId) this.kick();
     // A full ring drains as the guest reads: try again shortly.
     if (this.inputBacklog.length && !this.inputRetry) {
       this.inputRetry = setTimeout(() => {
@@ -215,6 +303,51 @@ export class Machine {
     this.vm.close();
     this.kvm.close();
   }
+}
+
+/**
+ * Opens the virtio devices once here to learn their shape (and to fail before
+ * the guest starts on a bad disk image or a missing TAP device), plans where
+ * they sit, and connects their eventfds to KVM.
+ */
+function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean): { devices: PlannedVirtioDevice[]; controlFd: number } {
+  const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
+  if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
+  if (configs.length === 0) return { devices: [], controlFd: -1 };
+  if (!hasIrqchip) throw new BootError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
+  const names = virtioDeviceNames(configs);
+  const noConsole = { write: () => {}, read: () => null };
+  const described = configs.map((deviceConfig, i) => {
+    if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
+      deviceConfig = { ...deviceConfig, tapFd: openTap(deviceConfig.tap).fd };
+    }
+    let device;
+    try {
+      device = openVirtioDevice(deviceConfig, names[i]!, { console: noConsole });
+    } catch (e) {
+      if (e instanceof StorageError) throw new BootError(e.message);
+      throw e;
+    }
+    const info = device.info;
+    // The TAP fd stays open for the I/O thread; a disk is opened again there.
+    if (deviceConfig.kind !== 'net') device.close?.();
+    return { config: deviceConfig, info };
+  });
+  const devices = planVirtioDevices(described, {
+    defaultTransport: config.virtioTransport ?? 'mmio',
+    createEventFd,
+    useIrqfd: config.irqfd !== false,
+  });
+  for (const device of devices) {
+    if (device.irqfd !== null) vm.irqfd(device.irqfd, device.irq);
+    // A virtio-mmio notify is a 32-bit write of the queue index to one register.
+    if (device.transport === 'mmio' && config.ioeventfd !== false) {
+      device.notifyFds.forEach((fd, queue) => vm.ioeventfd({
+        address: device.address + MmioRegister.QUEUE_NOTIFY, length: 4, datamatch: queue, fd, pio: false,
+      }));
+    }
+  }
+  return { devices, controlFd: createEventFd() };
 }
 
 function readGuestFile(path: string, what: string): Uint8Array {

@@ -13,6 +13,8 @@ import { Control, ExitTracer, findSystemMap, KernelSymbols, Vcpu, type VcpuStop 
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
+import { attachVirtioTransports } from './virtio-transports.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
 
 export interface VcpuThreadInit {
   config: MachineConfig;
@@ -26,6 +28,7 @@ export interface VcpuThreadInit {
   input: ConsoleRingBuffers;
   hasIrqchip: boolean;
   vmFd: number;
+  virtio: { devices: PlannedVirtioDevice[]; controlFd: number };
 }
 
 export type VcpuThreadMessage =
@@ -72,6 +75,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
     clock,
     timers,
   });
+  attachVirtioTransports({ pio, mmio, vm }, init.virtio, { ioeventfd: config.ioeventfd !== false });
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {
     const module = (await import(path)) as DeviceModule;

@@ -120,7 +120,7 @@ export class Virtqueue {
   private nextAvailable = 0;
   /** The used index we last published. */
   private nextUsed = 0;
-  /** The used index when we last decided about an interrupt (EVENT_IDX). */
+  /** The used index when we last decided about an interrupt. */
   private usedAtLastSignal = 0;
 
   constructor(private readonly memory: GuestMemory, addresses: QueueAddresses, private readonly features: QueueFeatures) {
@@ -232,6 +232,7 @@ export class Virtqueue {
    * call: its used_event index (EVENT_IDX) or its NO_INTERRUPT flag.
    */
   needsInterrupt(): boolean {
+    if (this.nextUsed === this.usedAtLastSignal) return false;
     memoryBarrier();
     if (this.features.eventIndex) {
       const usedEvent = this.memory.readU16(this.available + 4 + 2 * this.size);
@@ -241,6 +242,7 @@ export class Virtqueue {
       // vring_need_event: did the used index step over used_event since the last check?
       return ((now - usedEvent - 1) & 0xffff) < ((now - before) & 0xffff);
     }
+    this.usedAtLastSignal = this.nextUsed;
     return (this.memory.readU16(this.available) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
   }
 

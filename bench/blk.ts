@@ -1,0 +1,174 @@
+// The blk suite: virtio-blk read throughput through the whole queue path
+// (firmware/blkload.S, a ring-3 driver keeping a batch of requests in flight
+// on the first virtio-mmio device; notification by ioeventfd, completion
+// polled in the used ring) against plain pread(2) of the same file from Node,
+// measured alternately in the same run. Each tsvmm figure is
+// (time(N requests) - time(0)) / N, which leaves out boot and device setup.
+// Goals: 64 KiB sequential >= 0.8x pread, 4 KiB random >= 0.5x pread.
+// A third row is the notify cost: one 4 KiB request per notification, with
+// ioeventfd/irqfd and with both turned off (the notify exits to tsvmm).
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomFillSync } from 'node:crypto';
+import { Machine } from '../src/machine/machine.ts';
+import { buildArtifacts, firmwarePath } from './lib/artifacts.ts';
+import { summarize, table, type Summary } from './lib/stats.ts';
+
+export interface BlkOptions {
+  runs: number;
+  log?: (line: string) => void;
+  /** Disk image size (default 128 MiB): larger than any run reads, small enough to stay in the page cache. */
+  diskBytes?: number;
+}
+
+export interface BlkRow {
+  load: string;
+  requestBytes: number;
+  requests: number;
+  /** MB/s (10^6 bytes). */
+  tsvmm: Summary;
+  pread: Summary;
+  ratio: number;
+  goal: number;
+}
+
+export interface NotifyRow {
+  path: string;
+  /** µs per request with one request per notification. */
+  perRequestUs: Summary;
+}
+
+interface Load {
+  name: string;
+  requestBytes: number;
+  requests: number;
+  depth: number;
+  random: boolean;
+  goal: number;
+}
+
+const LOADS: Load[] = [
+  { name: '64 KiB sequential read', requestBytes: 65536, requests: 2000, depth: 32, random: false, goal: 0.8 },
+  { name: '4 KiB random read', requestBytes: 4096, requests: 8000, depth: 32, random: true, goal: 0.5 },
+];
+
+/** A copy of blkload.bin with its parameter block set (firmware/blkload.S). */
+function blkloadImage(dir: string, load: { requests: number; requestBytes: number; depth: number; random: boolean }): string {
+  const image = Buffer.from(readFileSync(firmwarePath('blkload')));
+  if (image.readUInt32LE(8) !== 0x42565354) throw new Error('blkload.bin: parameter block magic not found');
+  image.writeUInt32LE(load.requests, 12);
+  image.writeUInt32LE(load.requestBytes, 16);
+  image.writeUInt32LE(load.depth, 20);
+  image.writeUInt32LE(load.random ? 1 : 0, 24);
+  const path = join(dir, `blkload-${load.requests}-${load.requestBytes}-${load.depth}-${load.random ? 'r' : 's'}.bin`);
+  const fd = openSync(path, 'w');
+  writeSync(fd, image);
+  closeSync(fd);
+  return path;
+}
+
+/** Runs blkload under tsvmm; returns the vCPU thread's run time in ns. */
+async function runGuest(image: string, disk: string, eventFds: boolean): Promise<number> {
+  const devNull = openSync('/dev/null', 'w');
+  const machine = Machine.create({
+    memoryBytes: 64 << 20, flat: { path: image }, irqchip: true, consoleFd: devNull,
+    virtio: [{ kind: 'blk', path: disk, format: 'raw' }],
+    ...(eventFds ? {} : { ioeventfd: false, irqfd: false }),
+  });
+  try {
+    const result = await machine.run();
+    if (result.stop.cause !== 'debug-exit' || result.stop.status !== 1) {
+      throw new Error(`blkload ended with ${result.stop.cause} ${result.stop.status}: ${result.stop.message ?? ''}`);
+    }
+    const errors = (result.virtio[0] as { errors?: number } | undefined)?.errors;
+    if (errors) throw new Error(`blkload: the device refused ${errors} requests`);
+    return result.runNs;
+  } finally {
+    machine.close();
+    closeSync(devNull);
+  }
+}
+
+/** The same reads with pread(2) from Node into one buffer; returns ns. */
+function runPread(disk: string, load: Load, diskBytes: number): number {
+  const fd = openSync(disk, 'r');
+  const buffer = Buffer.alloc(load.requestBytes);
+  const units = Math.floor(diskBytes / load.requestBytes);
+  const offsets = Array.from({ length: load.requests }, (_, i) =>
+    (load.random ? Math.floor(Math.random() * units) : i % units) * load.requestBytes);
+  const started = process.hrtime.bigint();
+  for (const offset of offsets) readSync(fd, buffer, 0, load.requestBytes, offset);
+  const ns = Number(process.hrtime.bigint() - started);
+  closeSync(fd);
+  return ns;
+}
+
+function makeDisk(dir: string, bytes: number): string {
+  const path = join(dir, 'disk.img');
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(1 << 20);
+  for (let done = 0; done < bytes; done += chunk.length) {
+    randomFillSync(chunk);
+    writeSync(fd, chunk);
+  }
+  closeSync(fd);
+  return path;
+}
+
+export async function benchBlk(options: BlkOptions): Promise<{ throughput: BlkRow[]; notify: NotifyRow[] }> {
+  buildArtifacts();
+  const log = options.log ?? (() => {});
+  const diskBytes = options.diskBytes ?? 128 << 20;
+  const dir = mkdtempSync(join(tmpdir(), 'tsvmm-bench-blk-'));
+  try {
+    const disk = makeDisk(dir, diskBytes);
+    const throughput: BlkRow[] = [];
+    for (const load of LOADS) {
+      const setup = await runGuest(blkloadImage(dir, { ...load, requests: 0 }), disk, true);
+      const image = blkloadImage(dir, load);
+      const bytes = load.requests * load.requestBytes;
+      const ours: number[] = [];
+      const pread: number[] = [];
+      for (let run = 0; run < options.runs; run++) {
+        const ns = Math.max(1, (await runGuest(image, disk, true)) - setup);
+        ours.push((bytes / ns) * 1e3);
+        pread.push((bytes / runPread(disk, load, diskBytes)) * 1e3);
+        log(`  ${load.name} run ${run + 1}/${options.runs}: tsvmm ${ours[run]!.toFixed(0)} MB/s, pread ${pread[run]!.toFixed(0)} MB/s`);
+      }
+      const t = summarize(ours);
+      const p = summarize(pread);
+      throughput.push({ load: load.name, requestBytes: load.requestBytes, requests: load.requests, tsvmm: t, pread: p, ratio: t.median / p.median, goal: load.goal });
+    }
+
+    // One request per notification: what a notify and an interrupt cost by each path.
+    const single = { requests: 300, requestBytes: 4096, depth: 1, random: false };
+    const notify: NotifyRow[] = [];
+    for (const [path, eventFds] of [['ioeventfd + irqfd', true], ['exit + KVM_IRQ_LINE', false]] as const) {
+      const setup = await runGuest(blkloadImage(dir, { ...single, requests: 0 }), disk, eventFds);
+      const image = blkloadImage(dir, single);
+      const samples: number[] = [];
+      for (let run = 0; run < options.runs; run++) {
+        samples.push(((await runGuest(image, disk, eventFds)) - setup) / single.requests / 1e3);
+        log(`  notify via ${path} run ${run + 1}/${options.runs}: ${samples[run]!.toFixed(1)} µs/request`);
+      }
+      notify.push({ path, perRequestUs: summarize(samples) });
+    }
+    return { throughput, notify };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatBlk(result: { throughput: BlkRow[]; notify: NotifyRow[] }): string {
+  const range = (s: Summary, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+  const throughput = table(
+    ['virtio-blk load', 'tsvmm MB/s', 'pread MB/s', 'tsvmm / pread', 'goal'],
+    result.throughput.map((r) => [r.load, range(r.tsvmm, 0), range(r.pread, 0), `${r.ratio.toFixed(2)}×`, `≥ ${r.goal}×`]),
+  );
+  const notify = table(
+    ['notify path (1 request per notify)', 'µs per request'],
+    result.notify.map((r) => [r.path, range(r.perRequestUs, 1)]),
+  );
+  return `${throughput}\n\n${notify}`;
+}

@@ -1,0 +1,114 @@
+// `tsvmm run`'s virtio options, QEMU-style comma lists:
+//   --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci]
+//   --net tap[=NAME][,mac=52:54:00:12:34:56][,transport=...]
+//   --device virtio-rng|virtio-console[,transport=...]
+import type { VirtioDeviceConfig, VirtioTransportKind } from '../machine/config.ts';
+import { parseMac } from '../machine/virtio-devices.ts';
+import { UsageError } from './errors.ts';
+
+export interface VirtioOptions {
+  disk?: string[];
+  net?: string[];
+  device?: string[];
+  virtioTransport?: string;
+  console?: string;
+}
+
+/** Splits "a,b=c,d" into the first item and key=value settings (a bare word is `true`). */
+function splitSpec(flag: string, spec: string): { head: string; settings: Map<string, string | true> } {
+  const [head = '', ...rest] = spec.split(',');
+  const settings = new Map<string, string | true>();
+  for (const item of rest) {
+    if (!item) throw new UsageError(`${flag} ${spec}: empty setting`);
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq);
+    if (settings.has(key)) throw new UsageError(`${flag} ${spec}: "${key}" given twice`);
+    settings.set(key, eq < 0 ? true : item.slice(eq + 1));
+  }
+  return { head, settings };
+}
+
+function takeTransport(flag: string, spec: string, settings: Map<string, string | true>): { transport?: VirtioTransportKind } {
+  const value = settings.get('transport');
+  settings.delete('transport');
+  if (value === undefined) return {};
+  if (value !== 'mmio' && value !== 'pci') throw new UsageError(`${flag} ${spec}: transport must be mmio or pci`);
+  return { transport: value };
+}
+
+function rejectUnknown(flag: string, spec: string, settings: Map<string, string | true>, known: string[]): void {
+  for (const key of settings.keys()) {
+    if (!known.includes(key)) throw new UsageError(`${flag} ${spec}: unknown setting "${key}" (known: ${[...known, 'transport'].join(', ')})`);
+  }
+}
+
+function stringSetting(flag: string, spec: string, settings: Map<string, string | true>, key: string): string | undefined {
+  const value = settings.get(key);
+  if (value === true) throw new UsageError(`${flag} ${spec}: ${key} needs a value (${key}=...)`);
+  return value;
+}
+
+export function parseDisk(spec: string): VirtioDeviceConfig {
+  const { head: path, settings } = splitSpec('--disk', spec);
+  if (!path) throw new UsageError(`--disk ${spec}: no image path`);
+  const transport = takeTransport('--disk', spec, settings);
+  rejectUnknown('--disk', spec, settings, ['format', 'readonly', 'serial']);
+  const format = stringSetting('--disk', spec, settings, 'format');
+  if (format !== undefined && format !== 'raw' && format !== 'qcow2') throw new UsageError(`--disk ${spec}: format must be raw or qcow2`);
+  const readOnly = settings.get('readonly');
+  if (readOnly !== undefined && readOnly !== true && readOnly !== 'on' && readOnly !== 'off') {
+    throw new UsageError(`--disk ${spec}: readonly takes no value (or on/off)`);
+  }
+  const serial = stringSetting('--disk', spec, settings, 'serial');
+  return {
+    kind: 'blk', path, ...transport,
+    ...(format ? { format } : {}),
+    ...(readOnly === true || readOnly === 'on' ? { readOnly: true } : {}),
+    ...(serial !== undefined ? { serial } : {}),
+  };
+}
+
+export function parseNet(spec: string): VirtioDeviceConfig {
+  const { head, settings } = splitSpec('--net', spec);
+  const [backend, name] = head.split('=', 2) as [string, string | undefined];
+  if (backend !== 'tap') throw new UsageError(`--net ${spec}: the only backend is tap (tap or tap=NAME)`);
+  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new UsageError(`--net ${spec}: "${name}" is not a valid interface name`);
+  const transport = takeTransport('--net', spec, settings);
+  rejectUnknown('--net', spec, settings, ['mac']);
+  const mac = stringSetting('--net', spec, settings, 'mac');
+  if (mac !== undefined && !parseMac(mac)) throw new UsageError(`--net ${spec}: mac must look like 52:54:00:12:34:56`);
+  return { kind: 'net', ...transport, ...(name ? { tap: name } : {}), ...(mac ? { mac } : {}) };
+}
+
+export function parseDevice(spec: string): VirtioDeviceConfig {
+  const { head, settings } = splitSpec('--device', spec);
+  const transport = takeTransport('--device', spec, settings);
+  rejectUnknown('--device', spec, settings, []);
+  if (head === 'virtio-rng') return { kind: 'rng', ...transport };
+  if (head === 'virtio-console') return { kind: 'console', ...transport };
+  throw new UsageError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console; disks and networks have --disk and --net)`);
+}
+
+/** The machine's virtio settings from the command line. */
+export function virtioConfigFromOptions(options: VirtioOptions): {
+  virtio?: VirtioDeviceConfig[]; virtioTransport?: VirtioTransportKind; console?: 'serial' | 'virtio';
+} {
+  const devices = [
+    ...(options.disk ?? []).map(parseDisk),
+    ...(options.net ?? []).map(parseNet),
+    ...(options.device ?? []).map(parseDevice),
+  ];
+  const transport = options.virtioTransport;
+  if (transport !== undefined && transport !== 'mmio' && transport !== 'pci') {
+    throw new UsageError(`--virtio-transport ${transport}: expected mmio or pci`);
+  }
+  const console = options.console;
+  if (console !== undefined && console !== 'serial' && console !== 'virtio') {
+    throw new UsageError(`--console ${console}: expected serial or virtio`);
+  }
+  return {
+    ...(devices.length ? { virtio: devices } : {}),
+    ...(transport ? { virtioTransport: transport } : {}),
+    ...(console ? { console } : {}),
+  };
+}

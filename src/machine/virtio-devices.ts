@@ -1,0 +1,60 @@
+// Turns a machine's virtio device configuration into device objects. The
+// main thread does it once to learn each device's shape (and to fail early on
+// a bad disk image); the virtio I/O thread does it again to run them.
+import { basename } from 'node:path';
+import { VirtioBlk } from '../devices/virtio/blk.ts';
+import { VirtioConsole, type ConsoleHostIo } from '../devices/virtio/console.ts';
+import type { VirtioDevice } from '../devices/virtio/device.ts';
+import { VirtioNet } from '../devices/virtio/net.ts';
+import { VirtioRng } from '../devices/virtio/rng.ts';
+import { openDisk } from '../storage/open-disk.ts';
+import type { VirtioDeviceConfig } from './config.ts';
+
+/** What devices need from the host side of the machine. */
+export interface VirtioHostServices {
+  console: ConsoleHostIo;
+}
+
+/** "blk0", "blk1", "net0": a device's name by kind and position. */
+export function virtioDeviceNames(configs: readonly VirtioDeviceConfig[]): string[] {
+  const seen = new Map<string, number>();
+  return configs.map((config) => {
+    const n = seen.get(config.kind) ?? 0;
+    seen.set(config.kind, n + 1);
+    return `${config.kind}${n}`;
+  });
+}
+
+/** QEMU's locally administered prefix 52:54:00, then the device index. */
+export function defaultMac(index: number): Uint8Array {
+  return Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56 + index);
+}
+
+export function parseMac(text: string): Uint8Array | null {
+  const parts = text.split(':');
+  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) return null;
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function openVirtioDevice(config: VirtioDeviceConfig, name: string, host: VirtioHostServices): VirtioDevice {
+  switch (config.kind) {
+    case 'blk': {
+      const disk = openDisk(config.path, {
+        ...(config.format ? { format: config.format } : {}),
+        readOnly: config.readOnly ?? false,
+      });
+      return new VirtioBlk(disk, { name, serial: config.serial ?? basename(config.path) });
+    }
+    case 'rng':
+      return new VirtioRng({ name });
+    case 'console':
+      return new VirtioConsole({ name, io: host.console });
+    case 'net': {
+      if (config.tapFd === undefined) throw new Error(`${name}: no TAP device opened`);
+      const index = Number(name.slice(3));
+      const mac = config.mac ? parseMac(config.mac) : defaultMac(index);
+      if (!mac) throw new Error(`${name}: bad MAC address ${config.mac}`);
+      return new VirtioNet({ name, tapFd: config.tapFd, mac });
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// Where each virtio device of a machine sits and how it is wired, decided once
+// in the main thread: its transport window, its interrupt line, the shared
+// state its two threads use, one eventfd per queue for notifications, and one
+// for its interrupt. Both the vCPU thread and the virtio I/O thread receive
+// this plan as plain data.
+import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
+import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
+import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
+import type { VirtioDeviceConfig, VirtioTransportKind } from './config.ts';
+
+/** virtio-mmio windows, one page apart, above the PCI BARs' window. */
+export const VIRTIO_MMIO_BASE = 0xd100_0000;
+const VIRTIO_MMIO_STRIDE = 0x1000;
+/** Where the firmware-assigned BARs of virtio-pci functions go. */
+export const PCI_BAR_BASE = 0xe000_0000;
+export const VIRTIO_PCI_BAR_SIZE = 0x4000;
+
+/**
+ * ISA interrupt lines free on a tsvmm PC (0 PIT, 1 and 12 i8042, 2 cascade,
+ * 3/4 COM ports, 8 RTC, 13 FPU). The guest has no IOAPIC routing tables, so
+ * every device gets its own PIC input: an edge-triggered PIC line cannot be shared.
+ */
+export const VIRTIO_IRQS = [5, 6, 7, 9, 10, 11, 14, 15] as const;
+
+export interface PlannedVirtioDevice {
+  config: VirtioDeviceConfig;
+  info: VirtioDeviceInfo;
+  transport: VirtioTransportKind;
+  /** The mmio register window, or the PCI function's initial BAR. */
+  address: number;
+  irq: number;
+  state: SharedArrayBuffer;
+  /** One eventfd per queue: KVM signals it (ioeventfd) or the vCPU thread does (a notify exit). */
+  notifyFds: number[];
+  /** KVM_IRQFD eventfd for the device's line, or null to raise it with KVM_IRQ_LINE. */
+  irqfd: number | null;
+}
+
+export class VirtioPlanError extends Error {}
+
+export interface PlanInput {
+  config: VirtioDeviceConfig;
+  info: VirtioDeviceInfo;
+}
+
+export function planVirtioDevices(
+  devices: readonly PlanInput[],
+  options: { defaultTransport: VirtioTransportKind; createEventFd(): number; useIrqfd: boolean },
+): PlannedVirtioDevice[] {
+  if (devices.length > VIRTIO_IRQS.length) {
+    throw new VirtioPlanError(`${devices.length} virtio devices: a tsvmm PC has interrupt lines for ${VIRTIO_IRQS.length}`);
+  }
+  let mmioIndex = 0;
+  let pciIndex = 0;
+  return devices.map(({ config, info }, i) => {
+    const transport = config.transport ?? options.defaultTransport;
+    const address = transport === 'mmio'
+      ? VIRTIO_MMIO_BASE + VIRTIO_MMIO_STRIDE * mmioIndex++
+      : PCI_BAR_BASE + VIRTIO_PCI_BAR_SIZE * pciIndex++;
+    const queueCount = info.queueMaxSizes.length;
+    return {
+      config, info, transport, address,
+      irq: VIRTIO_IRQS[i]!,
+      state: VirtioSharedState.create(queueCount).buffer,
+      notifyFds: info.queueMaxSizes.map(() => options.createEventFd()),
+      irqfd: options.useIrqfd ? options.createEventFd() : null,
+    };
+  });
+}
+
+/** The kernel command line entries that announce the virtio-mmio devices to Linux. */
+export function virtioMmioCmdline(devices: readonly PlannedVirtioDevice[]): string {
+  return devices
+    .filter((d) => d.transport === 'mmio')
+    .map((d) => `virtio_mmio.device=${VIRTIO_MMIO_SIZE}@0x${d.address.toString(16)}:${d.irq}`)
+    .join(' ');
+}

@@ -1,0 +1,120 @@
+// The virtio I/O thread: it owns the machine's virtio devices and processes
+// their queues. It sleeps in poll(2) on one eventfd per queue (signalled by
+// KVM through an ioeventfd, or by the vCPU thread after a notify exit), on
+// the devices' own host fds (a TAP device), and on a control eventfd the
+// other threads use to say "the driver changed status", "host input", "stop".
+// A device's interrupt is an irqfd write (or a KVM_IRQ_LINE pulse).
+import { parentPort, workerData } from 'node:worker_threads';
+import type { VirtioDevice } from '../devices/virtio/device.ts';
+import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
+import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
+import { drainEventFd, ReadableWaiter, signalEventFd, VmFd } from '../kvm/index.ts';
+import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
+import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
+import { openVirtioDevice } from './virtio-devices.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
+
+export interface VirtioThreadInit {
+  ram: RamDescriptor[];
+  vmFd: number;
+  devices: PlannedVirtioDevice[];
+  controlFd: number;
+  /** Word 0: set to 1 to stop the thread. */
+  control: SharedArrayBuffer;
+  /** The virtio console's output ring (to stdout) and input ring (from stdin). */
+  consoleOutput: ConsoleRingBuffers;
+  consoleInput: ConsoleRingBuffers;
+}
+
+export type VirtioThreadMessage =
+  | { kind: 'ready' }
+  | { kind: 'stopped'; reports: Record<string, unknown>[] }
+  | { kind: 'failed'; message: string; stack?: string };
+
+function post(message: VirtioThreadMessage): void {
+  parentPort!.postMessage(message);
+}
+
+class EventFdTrigger implements InterruptTrigger {
+  constructor(private readonly fd: number) {}
+  trigger(): void {
+    signalEventFd(this.fd);
+  }
+}
+
+/** Without irqfd: a pulse on the PIC input, an edge the PIC latches. */
+class IrqLinePulse implements InterruptTrigger {
+  constructor(private readonly vm: VmFd, private readonly irq: number) {}
+  trigger(): void {
+    this.vm.setIrqLine(this.irq, true);
+    this.vm.setIrqLine(this.irq, false);
+  }
+}
+
+function main(init: VirtioThreadInit): void {
+  const control = new Int32Array(init.control);
+  const memory = HostRam.attach(init.ram).memory;
+  const vm = VmFd.attach(init.vmFd);
+  const consoleOutput = new ConsoleRingWriter(init.consoleOutput);
+  const consoleInput = new InputRing(init.consoleInput);
+  const host = {
+    console: {
+      write: (bytes: Uint8Array) => { for (const byte of bytes) consoleOutput.writeByte(byte); },
+      read: (max: number) => {
+        let taken: Uint8Array | null = null;
+        consoleInput.deliver(max, (bytes) => {
+          taken = bytes.slice();
+          return bytes.length;
+        });
+        return taken;
+      },
+    },
+  };
+
+  const runners: VirtioDeviceRunner[] = [];
+  /** What to do when an fd becomes readable. */
+  const handlers = new Map<number, () => void>();
+  for (const planned of init.devices) {
+    const device: VirtioDevice = openVirtioDevice(planned.config, planned.info.name, host);
+    const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
+    const interrupt = planned.irqfd !== null ? new EventFdTrigger(planned.irqfd) : new IrqLinePulse(vm, planned.irq);
+    const runner = new VirtioDeviceRunner(device, state, memory, interrupt);
+    runners.push(runner);
+    planned.notifyFds.forEach((fd, queue) => handlers.set(fd, () => {
+      drainEventFd(fd);
+      runner.notify(queue);
+    }));
+    for (const fd of device.pollFds ?? []) handlers.set(fd, () => device.onReadable!(fd));
+  }
+  handlers.set(init.controlFd, () => {
+    drainEventFd(init.controlFd);
+    for (const runner of runners) {
+      runner.sync();
+      const device = runner.device as VirtioDevice & { inputArrived?(): void };
+      device.inputArrived?.();
+    }
+  });
+
+  const notifyFds = [init.controlFd, ...init.devices.flatMap((d) => d.notifyFds)];
+  const waiter = new ReadableWaiter();
+  post({ kind: 'ready' });
+  while (Atomics.load(control, 0) === 0) {
+    // A device's own fds are watched only while it can take what they bring.
+    const fds = [...notifyFds];
+    for (const runner of runners) {
+      const device = runner.device;
+      if (device.pollFds && device.wantsPoll?.() !== false) fds.push(...device.pollFds);
+    }
+    for (const fd of waiter.wait(fds, -1)) handlers.get(fd)!();
+  }
+  const reports = runners.map((runner) => runner.report());
+  for (const runner of runners) runner.device.close?.();
+  post({ kind: 'stopped', reports });
+}
+
+try {
+  main(workerData as VirtioThreadInit);
+} catch (e) {
+  const error = e instanceof Error ? e : new Error(String(e));
+  post({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
+}
