@@ -3,8 +3,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
 import { KvmError } from '../kvm/index.ts';
+import { StorageError } from '../storage/block-backend.ts';
 import { checkHost, formatCheck } from './check.ts';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
+import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -60,6 +62,8 @@ function program(setStatus: (status: number) => void): Command {
       setStatus(await guestBuildCommand());
     });
 
+  registerImgCommand(cli, setStatus);
+
   cli.command('bench')
     .description('run the benchmark suites (exits)')
     .argument('[suites...]', 'suites to run', ['exits'])
@@ -85,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has printed its message (or the help/version text) already.
       return e.exitCode === 0 ? 0 : EXIT_USAGE;
     }
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof StorageError) {
       writeSync(2, `tsvmm: ${e.message}\n`);
       return EXIT_USAGE;
     }

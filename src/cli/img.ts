@@ -1,0 +1,253 @@
+// tsvmm img: create, inspect, convert and check disk images, with
+// qemu-img's command names, options and output where it makes sense.
+//
+//   tsvmm img create [-f raw|qcow2] [-b BACKING [-F fmt]] [-o cluster_size=N,compat=1.1] FILE [SIZE]
+//   tsvmm img info [-f fmt] [--output json] FILE
+//   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] SRC DST
+//   tsvmm img check [-f fmt] FILE       exit 0 clean, 2 corruption, 3 leaked clusters only
+import type { Command } from 'commander';
+import { writeSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { openDisk, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
+import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
+import { probeFormat } from '../storage/open-disk.ts';
+import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
+import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
+import { createRaw } from '../storage/raw.ts';
+import { UsageError } from './errors.ts';
+
+/** What a command prints and its exit status. */
+export interface ImgOutput {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+const done = (stdout = '', status = 0, stderr = ''): ImgOutput => ({ status, stdout, stderr });
+
+const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+
+/** A disk size as qemu-img reads it: bytes, or with a K/M/G/T/P suffix ("64M", "1.5G"). */
+export function parseImageSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text);
+  const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]! : NaN;
+  if (!Number.isFinite(bytes) || bytes > Number.MAX_SAFE_INTEGER) {
+    throw new UsageError(`"${text}" is not a disk size (bytes, or a number with K, M, G or T: 64M, 1.5G)`);
+  }
+  return Math.floor(bytes);
+}
+
+function parseFormat(text: string | undefined, what: string): DiskFormat | undefined {
+  if (text === undefined || text === 'raw' || text === 'qcow2') return text;
+  throw new UsageError(`${what} "${text}" is not a format tsvmm knows: raw or qcow2`);
+}
+
+interface CreateSettings {
+  clusterSize: number;
+  version: 2 | 3;
+}
+
+/** -o cluster_size=64K,compat=1.1: the qcow2 creation options tsvmm supports. */
+function parseCreateOptions(list: string | undefined, format: DiskFormat): CreateSettings {
+  const settings: CreateSettings = { clusterSize: DEFAULT_CLUSTER_SIZE, version: 3 };
+  for (const item of list ? list.split(',') : []) {
+    const [key, value] = item.split('=', 2) as [string, string | undefined];
+    if (format !== 'qcow2') throw new UsageError(`-o ${item}: raw images have no options`);
+    if (key === 'cluster_size' && value) {
+      settings.clusterSize = parseImageSize(value);
+      try {
+        checkClusterSize(settings.clusterSize);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    } else if (key === 'compat' && value) {
+      if (value === '1.1' || value === 'v3') settings.version = 3;
+      else if (value === '0.10' || value === 'v2') settings.version = 2;
+      else throw new UsageError(`-o compat=${value}: use 0.10 (version 2) or 1.1 (version 3)`);
+    } else {
+      throw new UsageError(`-o ${item}: tsvmm knows cluster_size=SIZE and compat=0.10|1.1`);
+    }
+  }
+  return settings;
+}
+
+/** Sizes are rounded up to whole 512-byte sectors, as qemu-img does. */
+const roundToSector = (bytes: number) => Math.ceil(bytes / 512) * 512;
+
+export interface CreateOptions {
+  format?: string;
+  backing?: string;
+  backingFormat?: string;
+  options?: string;
+}
+
+export function imgCreate(file: string, sizeText: string | undefined, options: CreateOptions): ImgOutput {
+  const format = parseFormat(options.format ?? 'raw', '-f')!;
+  const settings = parseCreateOptions(options.options, format);
+  let size = sizeText === undefined ? undefined : roundToSector(parseImageSize(sizeText));
+  let backingFormat = parseFormat(options.backingFormat, '-F');
+  if (options.backingFormat && !options.backing) throw new UsageError('-F names the format of a backing file: give one with -b');
+  if (options.backing) {
+    if (format !== 'qcow2') throw new UsageError('a backing file (-b) needs -f qcow2');
+    // The name is stored as given; relative names are relative to the new image's directory.
+    const backingPath = isAbsolute(options.backing) ? options.backing : join(dirname(file), options.backing);
+    if (resolve(backingPath) === resolve(file)) throw new UsageError('an image cannot be its own backing file');
+    backingFormat ??= probeFormat(backingPath);
+    const backing = openDisk(backingPath, { format: backingFormat, readOnly: true });
+    size ??= backing.size;
+    backing.close();
+  }
+  if (size === undefined) throw new UsageError('img create needs a SIZE (e.g. 64M), or a backing file (-b) to take it from');
+
+  let details = `fmt=${format}`;
+  if (format === 'raw') {
+    createRaw(file, size);
+  } else {
+    createQcow2(file, {
+      size,
+      clusterSize: settings.clusterSize,
+      version: settings.version,
+      ...(options.backing ? { backingFile: options.backing, backingFormat: backingFormat! } : {}),
+    });
+    details += ` cluster_size=${settings.clusterSize} compat=${settings.version === 3 ? '1.1' : '0.10'}`;
+    if (options.backing) details += ` backing_file=${options.backing} backing_fmt=${backingFormat}`;
+  }
+  return done(`Formatting '${file}', ${details} size=${size}\n`);
+}
+
+/** A size the way qemu-img prints one: three significant digits and a binary unit ("388 KiB"). */
+export function formatImageSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  // qemu switches unit at 1000 of the smaller one, not 1024: 1000 KiB is "0.977 MiB".
+  const exponent = bytes > 0 ? Math.floor(Math.log2(bytes * 1.024)) + 1 : 0;
+  const unit = Math.max(0, Math.floor((exponent - 1) / 10));
+  return `${Number((bytes / 2 ** (10 * unit)).toPrecision(3))} ${units[unit]}`;
+}
+
+export function formatImageInfo(info: ImageInfo): string {
+  const lines = [
+    `image: ${info.filename}`,
+    `file format: ${info.format}`,
+    `virtual size: ${formatImageSize(info['virtual-size'])} (${info['virtual-size']} bytes)`,
+    `disk size: ${formatImageSize(info['actual-size'])}`,
+  ];
+  if (info['cluster-size'] !== undefined) lines.push(`cluster_size: ${info['cluster-size']}`);
+  const backing = info['backing-filename'];
+  if (backing !== undefined) {
+    const full = info['full-backing-filename'];
+    lines.push(`backing file: ${backing}${full !== undefined && full !== backing ? ` (actual path: ${full})` : ''}`);
+  }
+  if (info['backing-filename-format'] !== undefined) lines.push(`backing file format: ${info['backing-filename-format']}`);
+  const specific = info['format-specific']?.data;
+  if (specific) {
+    lines.push('Format specific information:');
+    for (const [key, value] of Object.entries(specific)) lines.push(`    ${key.replace(/-/g, ' ')}: ${value}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function imgInfo(file: string, options: { format?: string; output?: string }): ImgOutput {
+  const output = options.output ?? 'human';
+  if (output !== 'human' && output !== 'json') throw new UsageError(`--output ${output}: use human or json`);
+  const info = imageInfo(file, parseFormat(options.format, '-f'));
+  return done(output === 'json' ? `${JSON.stringify(info, null, 4)}\n` : formatImageInfo(info));
+}
+
+/** Copies the virtual disk `src` into `dst`, leaving all-zero grains out: they stay holes or unallocated clusters. */
+function copyDisk(src: BlockBackend, dst: BlockBackend, grain: number): void {
+  const chunkSize = Math.max(grain, 2 ** 20);
+  const chunk = new Uint8Array(chunkSize);
+  const zeros = Buffer.alloc(grain);
+  for (let offset = 0; offset < src.size; offset += chunkSize) {
+    const length = Math.min(chunkSize, src.size - offset);
+    src.read(offset, chunk.subarray(0, length));
+    // Consecutive grains with data go out in one write.
+    let run: { start: number; end: number } | null = null;
+    for (let at = 0; at < length; at += grain) {
+      const end = Math.min(at + grain, length);
+      if (!Buffer.from(chunk.buffer, at, end - at).equals(zeros.subarray(0, end - at))) {
+        if (run) run.end = end;
+        else run = { start: at, end };
+        continue;
+      }
+      if (run) dst.write(offset + run.start, chunk.subarray(run.start, run.end));
+      run = null;
+    }
+    if (run) dst.write(offset + run.start, chunk.subarray(run.start, run.end));
+  }
+}
+
+export interface ConvertOptions {
+  format?: string;
+  outputFormat?: string;
+  options?: string;
+}
+
+export function imgConvert(srcPath: string, dstPath: string, options: ConvertOptions): ImgOutput {
+  const outputFormat = parseFormat(options.outputFormat ?? 'raw', '-O')!;
+  const settings = parseCreateOptions(options.options, outputFormat);
+  if (resolve(srcPath) === resolve(dstPath)) throw new UsageError('convert: the source and the destination are the same file');
+  const src = openDisk(srcPath, { format: parseFormat(options.format, '-f'), readOnly: true });
+  try {
+    if (outputFormat === 'raw') createRaw(dstPath, src.size);
+    else createQcow2(dstPath, { size: src.size, clusterSize: settings.clusterSize, version: settings.version });
+    const dst = openDisk(dstPath, { format: outputFormat });
+    try {
+      copyDisk(src, dst, outputFormat === 'qcow2' ? settings.clusterSize : 4096);
+    } finally {
+      dst.close();
+    }
+  } finally {
+    src.close();
+  }
+  return done();
+}
+
+export function imgCheck(file: string, options: { format?: string }): ImgOutput {
+  const format = parseFormat(options.format, '-f') ?? probeFormat(file);
+  if (format === 'raw') return done(`${file} is a raw image: it has no metadata to check.\n`);
+  const report = checkQcow2(file);
+  const { problems, summary } = formatCheckReport(report);
+  return done(summary, checkExitStatus(report), problems);
+}
+
+export function registerImgCommand(cli: Command, setStatus: (status: number) => void): void {
+  const print = (output: ImgOutput) => {
+    if (output.stderr) writeSync(2, output.stderr);
+    if (output.stdout) writeSync(1, output.stdout);
+    setStatus(output.status);
+  };
+  const img = cli.command('img').description('create, inspect, convert and check disk images (raw, qcow2)');
+
+  img.command('create')
+    .description('create a disk image (SIZE like 64M or 1G; with -b, the backing file\'s size by default)')
+    .argument('<file>')
+    .argument('[size]')
+    .option('-f, --format <fmt>', 'raw (default) or qcow2')
+    .option('-b, --backing <file>', 'backing file (qcow2 only); a relative name is relative to FILE\'s directory')
+    .option('-F, --backing-format <fmt>', 'the backing file\'s format (probed when not given)')
+    .option('-o, --options <list>', 'qcow2 options: cluster_size=SIZE, compat=0.10|1.1')
+    .action((file: string, size: string | undefined, options: CreateOptions) => print(imgCreate(file, size, options)));
+
+  img.command('info')
+    .description('show an image\'s format, sizes and backing file')
+    .argument('<file>')
+    .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
+    .option('--output <fmt>', 'human (default) or json')
+    .action((file: string, options: { format?: string; output?: string }) => print(imgInfo(file, options)));
+
+  img.command('convert')
+    .description('copy an image into a new one, flattening its backing chain; all-zero clusters are left out')
+    .argument('<src>')
+    .argument('<dst>')
+    .option('-f, --format <fmt>', 'the source format (probed when not given)')
+    .option('-O, --output-format <fmt>', 'raw (default) or qcow2')
+    .option('-o, --options <list>', 'qcow2 options: cluster_size=SIZE, compat=0.10|1.1')
+    .action((src: string, dst: string, options: ConvertOptions) => print(imgConvert(src, dst, options)));
+
+  img.command('check')
+    .description('check a qcow2 image\'s refcounts against its references (exit 0 clean, 2 corruption, 3 leaks only)')
+    .argument('<file>')
+    .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
+    .action((file: string, options: { format?: string }) => print(imgCheck(file, options)));
+}
