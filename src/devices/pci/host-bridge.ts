@@ -1,0 +1,107 @@
+// The PCI host bridge: PCI configuration mechanism #1 (PCI Local Bus 3.0,
+// 3.2.2.3.2) on ports 0xCF8 (CONFIG_ADDRESS) and 0xCFC-0xCFF (CONFIG_DATA),
+// one bus, and the bridge's own function at 00:00.0. Linux finds PCI this way
+// when there is no ACPI: it checks that CONFIG_ADDRESS reads back what it
+// wrote, then looks on bus 0 for a host bridge or an Intel device
+// (pci_sanity_check), which the bridge's class and vendor satisfy.
+import type { AddressSpace, BusDevice } from '../../bus/index.ts';
+import { PciConfigSpace } from './config-space.ts';
+import type { PciFunction } from './function.ts';
+
+export const CONFIG_ADDRESS_PORT = 0xcf8;
+export const CONFIG_DATA_PORT = 0xcfc;
+
+/** CONFIG_ADDRESS fields. */
+const ENABLE = 0x8000_0000;
+const BUS_SHIFT = 16;
+const DEVICE_SHIFT = 11;
+const FUNCTION_SHIFT = 8;
+/** Bits 30:24 are reserved and bits 1:0 select nothing: both read as 0. */
+const ADDRESS_MASK = 0x80ff_fffc;
+
+export const SLOT_COUNT = 32;
+
+/** The bridge's identity: Intel's Q35 DRAM controller, as QEMU's q35 machine shows it. */
+export const HOST_BRIDGE_VENDOR = 0x8086;
+export const HOST_BRIDGE_DEVICE = 0x29c0;
+export const HOST_BRIDGE_CLASS = 0x060000;
+
+const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
+
+class HostBridgeFunction implements PciFunction {
+  readonly name = 'PCI host bridge';
+  private readonly config = new PciConfigSpace({ vendorId: HOST_BRIDGE_VENDOR, deviceId: HOST_BRIDGE_DEVICE, classCode: HOST_BRIDGE_CLASS });
+
+  readConfig(offset: number, size: number): number {
+    return this.config.read(offset, size);
+  }
+
+  writeConfig(offset: number, size: number, value: number): void {
+    this.config.write(offset, size, value);
+  }
+}
+
+export class PciHostBridge {
+  /** Functions by slot (function number 0 of each; no multi-function devices). */
+  private readonly slots: (PciFunction | null)[] = new Array<PciFunction | null>(SLOT_COUNT).fill(null);
+  private address = 0;
+  /**
+   * Accesses the chipset ignores: byte and word accesses to CONFIG_ADDRESS
+   * (Linux's conf1 probe makes one, a byte write to 0xCFB).
+   */
+  ignoredAccesses = 0;
+
+  constructor() {
+    this.slots[0] = new HostBridgeFunction();
+  }
+
+  /** Puts `fn` in the lowest free slot as function 0. */
+  addFunction(fn: PciFunction): { slot: number } {
+    const slot = this.slots.indexOf(null);
+    if (slot < 0) throw new Error(`PCI: no free slot for ${fn.name} (bus 0 has ${SLOT_COUNT})`);
+    this.slots[slot] = fn;
+    return { slot };
+  }
+
+  /** Registers CONFIG_ADDRESS (0xCF8-0xCFB) and CONFIG_DATA (0xCFC-0xCFF) on the port bus. */
+  attach(pio: AddressSpace): void {
+    pio.register(CONFIG_ADDRESS_PORT, 4, this.addressPort);
+    pio.register(CONFIG_DATA_PORT, 4, this.dataPort);
+  }
+
+  /** Only a dword access at 0xCF8 is CONFIG_ADDRESS; narrower ones go nowhere. */
+  readonly addressPort: BusDevice = {
+    name: 'PCI CONFIG_ADDRESS',
+    read: (offset, size) => {
+      if (offset === 0 && size === 4) return this.address;
+      this.ignoredAccesses++;
+      return ALL_ONES[size] ?? 0xffff_ffff;
+    },
+    write: (offset, size, value) => {
+      if (offset === 0 && size === 4) this.address = (value & ADDRESS_MASK) >>> 0;
+      else this.ignoredAccesses++;
+    },
+  };
+
+  /** CONFIG_DATA: port 0xCFC + n reaches byte n of the dword CONFIG_ADDRESS selects. */
+  readonly dataPort: BusDevice = {
+    name: 'PCI CONFIG_DATA',
+    read: (offset, size) => {
+      const fn = this.selected();
+      if (!fn) return ALL_ONES[size] ?? 0xffff_ffff;
+      return fn.readConfig((this.address & 0xfc) + offset, size);
+    },
+    write: (offset, size, value) => {
+      this.selected()?.writeConfig((this.address & 0xfc) + offset, size, value);
+    },
+  };
+
+  /** The function CONFIG_ADDRESS names, or null: disabled, another bus, an empty slot or function 1-7 (absent: reads all ones). */
+  private selected(): PciFunction | null {
+    const a = this.address;
+    if (!(a & ENABLE)) return null;
+    if ((a >>> BUS_SHIFT) & 0xff) return null;
+    if ((a >>> FUNCTION_SHIFT) & 0x7) return null;
+    return this.slots[(a >>> DEVICE_SHIFT) & 0x1f] ?? null;
+  }
+}
