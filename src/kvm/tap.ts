@@ -40,7 +40,7 @@ function tapError(call: string, errno: number, detail: string, name: string | un
     ENOENT: `${TUN_PATH} does not exist: load the tun module (modprobe tun)`,
     ENODEV: `${TUN_PATH} has no driver behind it: load the tun module (modprobe tun)`,
     EPERM: CAPABILITY_HINT,
-    EACCES: `no permission on ${TUN_PATH}; ${CAPABILITY_HINT}`,
+    EACCES: `no permission to open ${TUN_PATH}: run as root, or make it mode 0666 (its usual mode) and give tsvmm CAP_NET_ADMIN`,
     EBUSY: `the interface ${name ?? ''} is in use (another program holds it open); pick another name or leave it out`,
     EINVAL: `${name ?? 'the name'} exists and is not a TAP interface`,
   };
