@@ -49,8 +49,8 @@ interface Load {
 }
 
 const LOADS: Load[] = [
-  { name: '64 KiB sequential read', requestBytes: 65536, requests: 2000, depth: 32, random: false, goal: 0.8 },
-  { name: '4 KiB random read', requestBytes: 4096, requests: 8000, depth: 32, random: true, goal: 0.5 },
+  { name: '64 KiB sequential read', requestBytes: 65536, requests: 4000, depth: 64, random: false, goal: 0.8 },
+  { name: '4 KiB random read', requestBytes: 4096, requests: 16000, depth: 64, random: true, goal: 0.5 },
 ];
 
 /** A copy of blkload.bin with its parameter block set (firmware/blkload.S). */

@@ -14,7 +14,7 @@
 #    8   u32   magic          0x42565354  "TSVB"
 #   12   u32   requests       1000        total read requests (0: just bring the device up)
 #   16   u32   request_bytes  65536       bytes per request: a multiple of 512, at most 65536
-#   20   u32   depth          32          requests per batch: 1..64
+#   20   u32   depth          32          requests per batch: 1..80
 #   24   u32   random         0           0: sequential; 1: random offsets, aligned to request_bytes
 
         .include "common.inc"
@@ -25,7 +25,7 @@
         .set USED,          0x102000
         .set HEADERS,       0x103000    # 16 bytes per slot
         .set STATUSES,      0x104000    # 1 byte per slot
-        .set DATA,          0x1000000   # request_bytes per slot (up to 4 MiB)
+        .set DATA,          0x1000000   # request_bytes per slot (up to 5 MiB)
 
         .code16
         .text
@@ -63,7 +63,7 @@ user_main:
         mov eax, [rip + p_depth]
         test eax, eax
         jz bad_params
-        cmp eax, 64
+        cmp eax, 80                             # 3 descriptors each in a queue of 256
         ja bad_params
 
         mov edi, VIRTIO

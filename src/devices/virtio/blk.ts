@@ -2,6 +2,7 @@
 // header (type, sector), data buffers, and a status byte the device writes
 // last. Reads and writes go straight between the disk backend and guest RAM,
 // no copy in between.
+import type { GuestMemory } from '../../memory/index.ts';
 import type { BlockBackend } from '../../storage/block-backend.ts';
 import type { VirtioDevice, VirtioDeviceContext, VirtioDeviceInfo } from './device.ts';
 import { forEachSpan, gather, type DescriptorChain, type Virtqueue } from './queue.ts';
@@ -37,6 +38,12 @@ export interface BlkOptions {
   name: string;
   /** What GET_ID returns (the disk's serial number); cut to 20 bytes. */
   serial: string;
+}
+
+/** A header that arrived split over buffers, copied out so it reads like one in guest memory. */
+function headerCopy(bytes: Uint8Array): Pick<GuestMemory, 'readU32'> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  return { readU32: (address) => view.getUint32(address, true) };
 }
 
 /** The configuration space (5.2.4): capacity in sectors, then the limits we announce. */
@@ -99,9 +106,15 @@ export class VirtioBlk implements VirtioDevice {
     if (chain.readableBytes < HEADER_SIZE) return refuse(`request header of ${chain.readableBytes} bytes`);
     if (chain.writableBytes < 1) return refuse('request without a status byte');
 
-    const header = new DataView(gather(context.memory, chain.readable, 0, HEADER_SIZE).buffer);
-    const type = header.getUint32(0, true);
-    const sector = header.getBigUint64(8, true);
+    // The header is almost always one buffer: read it in place, without a copy.
+    const memory = context.memory;
+    const first = chain.readable[0]!;
+    const header = first.length >= HEADER_SIZE
+      ? { address: first.address, memory }
+      : { address: 0, memory: headerCopy(gather(memory, chain.readable, 0, HEADER_SIZE)) };
+    const type = header.memory.readU32(header.address);
+    // A sector past 2^53 bytes is past any disk: it fails the range check below.
+    const sector = header.memory.readU32(header.address + 12) * 2 ** 32 + header.memory.readU32(header.address + 8);
     // The status byte is the last writable byte; the data sits between the header and it.
     const dataIn = chain.writableBytes - 1;
     const dataOut = chain.readableBytes - HEADER_SIZE;
@@ -139,34 +152,42 @@ export class VirtioBlk implements VirtioDevice {
       context.countError(`${this.info.name}: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (status === BlkStatus.IOERR) this.counts.ioErrors++;
-    forEachSpan(chain.writable, chain.writableBytes - 1, 1, (address) => context.memory.writeU8(address, status));
+    const last = chain.writable[chain.writable.length - 1]!;
+    memory.writeU8(last.address + last.length - 1, status);
     queue.pushUsed(chain.head, written + 1);
   }
 
-  /** Moves `length` bytes between the disk at `sector` and the chain's data buffers, span by span. */
-  private transfer(context: VirtioDeviceContext, chain: DescriptorChain, sector: bigint, length: number, direction: 'read' | 'write'): number {
+  /** Moves `length` bytes between the disk at `sector` and the chain's data buffers, buffer by buffer. */
+  private transfer(context: VirtioDeviceContext, chain: DescriptorChain, sector: number, length: number, direction: 'read' | 'write'): number {
     if (direction === 'write' && this.disk.readOnly) return BlkStatus.IOERR;
     if (length % SECTOR_SIZE !== 0) return BlkStatus.IOERR;
-    const start = sector * BigInt(SECTOR_SIZE);
-    if (start + BigInt(length) > BigInt(this.disk.size)) return BlkStatus.IOERR;
-    let offset = Number(start);
+    let offset = sector * SECTOR_SIZE;
+    if (offset + length > this.disk.size) return BlkStatus.IOERR;
     const memory = context.memory;
+    // Reads fill the writable buffers (all but the status byte); writes take
+    // the readable ones after the header.
+    const segments = direction === 'read' ? chain.writable : chain.readable;
+    let skip = direction === 'read' ? 0 : HEADER_SIZE;
+    let left = length;
+    for (let i = 0; i < segments.length && left > 0; i++) {
+      const segment = segments[i]!;
+      if (skip >= segment.length) {
+        skip -= segment.length;
+        continue;
+      }
+      const span = Math.min(segment.length - skip, left);
+      for (const view of memory.slices(segment.address + skip, span)) {
+        if (direction === 'read') this.disk.read(offset, view);
+        else this.disk.write(offset, view);
+        offset += view.length;
+      }
+      left -= span;
+      skip = 0;
+    }
     if (direction === 'read') {
-      forEachSpan(chain.writable, 0, length, (address, spanLength) => {
-        for (const view of memory.slices(address, spanLength)) {
-          this.disk.read(offset, view);
-          offset += view.length;
-        }
-      });
       this.counts.reads++;
       this.counts.bytesRead += length;
     } else {
-      forEachSpan(chain.readable, HEADER_SIZE, length, (address, spanLength) => {
-        for (const view of memory.slices(address, spanLength)) {
-          this.disk.write(offset, view);
-          offset += view.length;
-        }
-      });
       this.counts.writes++;
       this.counts.bytesWritten += length;
     }

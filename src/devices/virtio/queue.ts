@@ -177,7 +177,9 @@ export class Virtqueue {
     // A chain can visit each descriptor of its table at most once: any more is a loop.
     for (let visited = 0; visited < tableSize; visited++) {
       const at = table + DESCRIPTOR_SIZE * index;
-      const address = this.memory.readU64(at);
+      // Two 32-bit halves rather than a BigInt: this runs for every buffer of every request.
+      const addressHigh = this.memory.readU32(at + 4);
+      const address = addressHigh * 2 ** 32 + this.memory.readU32(at);
       const length = this.memory.readU32(at + 8);
       const flags = this.memory.readU16(at + 12);
       const next = this.memory.readU16(at + 14);
@@ -187,18 +189,18 @@ export class Virtqueue {
         if (!this.features.indirectDescriptors) return 'indirect descriptor without VIRTIO_F_INDIRECT_DESC';
         if (flags & DescriptorFlag.NEXT) return 'indirect descriptor with NEXT set';
         if (length === 0 || length % DESCRIPTOR_SIZE !== 0) return `indirect table of ${length} bytes`;
-        if (address > Number.MAX_SAFE_INTEGER || !this.memory.contains(Number(address), length)) {
+        if (!this.memory.contains(address, length)) {
           return `indirect table at 0x${address.toString(16)} (+${length}) is outside guest RAM`;
         }
         if (chain.readable.length + chain.writable.length > 0) return 'indirect descriptor after direct ones';
-        return this.walk(chain, Number(address), length / DESCRIPTOR_SIZE, 0, true);
+        return this.walk(chain, address, length / DESCRIPTOR_SIZE, 0, true);
       }
 
       if (length === 0) return `descriptor ${index} has length 0`;
-      if (address > Number.MAX_SAFE_INTEGER || !this.memory.contains(Number(address), length)) {
+      if (!this.memory.contains(address, length)) {
         return `descriptor ${index}: buffer at 0x${address.toString(16)} (+${length}) is outside guest RAM`;
       }
-      const segment = { address: Number(address), length };
+      const segment = { address, length };
       if (flags & DescriptorFlag.WRITE) {
         chain.writable.push(segment);
         chain.writableBytes += length;
