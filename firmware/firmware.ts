@@ -2,10 +2,10 @@
 // when they are missing or older than their sources.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../src/project-root.ts';
 
-export const FIRMWARE_SOURCE_DIR = dirname(fileURLToPath(import.meta.url));
+export const FIRMWARE_SOURCE_DIR = join(PROJECT_ROOT, 'firmware');
 export const FIRMWARE_BUILD_DIR = join(FIRMWARE_SOURCE_DIR, 'build');
 
 function newestSource(): number {

@@ -3,13 +3,13 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { buildFirmware, firmwarePath } from '../../firmware/firmware.ts';
+import { PROJECT_ROOT } from '../../src/project-root.ts';
 
 export { firmwarePath };
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const ROOT = PROJECT_ROOT;
 export const C_RUNNER = join(ROOT, 'bench', 'c', 'build', 'kvm-flat');
 
 let built = false;

@@ -21,12 +21,14 @@ import {
   chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { CpioWriter } from '../../src/boot/cpio.ts';
+import { PROJECT_ROOT } from '../../src/project-root.ts';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const CPIO_SOURCE = resolve(HERE, '../../src/boot/cpio.ts');
+// From the project root, so that the compiled copy in dist/ finds the same files.
+const HERE = join(PROJECT_ROOT, 'guests', 'default');
+const CPIO_SOURCE = join(PROJECT_ROOT, 'src', 'boot', 'cpio.ts');
 
 /** Bump when the way the kernel is built changes (not for comments or logging). */
 const KERNEL_STEPS = 1;

@@ -6,6 +6,7 @@ import { detectVirtualization } from '../kvm/index.ts';
 import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
+import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
 import { UsageError } from './errors.ts';
 import { TerminalConsole } from './terminal.ts';
@@ -91,6 +92,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   }
   const config = configFromOptions(options);
   let machine: Machine;
+  markTime('create-vm');
   try {
     machine = Machine.create(config);
   } catch (e) {
@@ -116,6 +118,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     },
   });
   terminal.start();
+  markTime('run');
   try {
     const result = await machine.run();
     terminal.stop();

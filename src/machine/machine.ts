@@ -18,6 +18,8 @@ import { StorageError } from '../storage/block-backend.ts';
 import { openVirtioDevice, virtioDeviceNames } from './virtio-devices.ts';
 import { planVirtioDevices, virtioMmioCmdline, type PlannedVirtioDevice } from './virtio-plan.ts';
 import type { VirtioThreadInit, VirtioThreadMessage } from './virtio-thread.ts';
+import { VCPU_THREAD, VCPU_THREAD_OPTIONS } from './thread-entries.ts';
+import { startWorker, workerUrl } from './worker-url.ts';
 
 export interface MachineResult {
   stop: VcpuStop;
@@ -32,8 +34,7 @@ export interface MachineResult {
   virtio: Record<string, unknown>[];
 }
 
-const VCPU_THREAD = new URL('./vcpu-thread.mjs', import.meta.url);
-const VIRTIO_THREAD = new URL('./virtio-thread.mjs', import.meta.url);
+const VIRTIO_THREAD = workerUrl(import.meta.url, 'virtio-thread');
 /** How long the virtio I/O thread may take to hand in its reports when the VM ends. */
 const VIRTIO_STOP_TIMEOUT_MS = 2000;
 const HALT_CHECK_INTERVAL_MS = 2000;
@@ -163,7 +164,7 @@ export class Machine {
     }, HALT_CHECK_INTERVAL_MS) : null;
     watchdog?.unref();
     const pumping = consoleReader.pump();
-    const worker = new Worker(VCPU_THREAD, { workerData: init, stdout: false, stderr: false });
+    const worker = startWorker(VCPU_THREAD, init, VCPU_THREAD_OPTIONS);
     this.worker = worker;
 
     let virtioReports: Record<string, unknown>[] = [];

@@ -1,7 +1,7 @@
 // The body of a vCPU thread: it sees the VM the main thread created (fds and
 // memory are process-wide), builds the devices that serve its exits, and runs
 // the loop until the guest or the main thread ends it.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { AddressSpace } from '../bus/index.ts';
 import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2, ThreadTimer, VcpuFd, VmFd, withoutSignal } from '../kvm/index.ts';
@@ -15,6 +15,8 @@ import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
 import { attachVirtioTransports } from './virtio-transports.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
+import { markTime } from './startup-timing.ts';
+import { workerInit } from './worker-url.ts';
 
 export interface VcpuThreadInit {
   config: MachineConfig;
@@ -41,6 +43,7 @@ function post(message: VcpuThreadMessage): void {
 }
 
 async function main(init: VcpuThreadInit): Promise<void> {
+  markTime('worker-main');
   const { config } = init;
   const control = new Int32Array(init.control);
   const memory = HostRam.attach(init.ram).memory;
@@ -97,6 +100,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   post({ kind: 'ready', threadId });
 
   const started = process.hrtime.bigint();
+  markTime('first-kvm-run', started);
   const stop = vcpu.runUntilStop();
   const runNs = Number(process.hrtime.bigint() - started);
   post({
@@ -110,7 +114,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   });
 }
 
-main(workerData as VcpuThreadInit).catch((e: unknown) => {
+workerInit<VcpuThreadInit>().then(main).catch((e: unknown) => {
   const error = e instanceof Error ? e : new Error(String(e));
   post({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
 });

@@ -1,0 +1,72 @@
+// Where a worker thread's entry module is, for code that runs both from the
+// TypeScript sources (tsx, vitest) and compiled into dist/ (the installed bin).
+//
+//   new Worker(workerUrl(import.meta.url, 'vcpu-thread'), { workerData })
+//
+// Compiled, the caller is a .js file and the entry is the .js beside it.
+// From sources, the caller is a .ts file; a worker does not inherit its
+// parent's TypeScript loader, so the entry is a two-line ES module (a data:
+// URL) that registers tsx in the worker and then imports the .ts beside the
+// caller. No per-worker shim file is needed.
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
+
+/** True when the module at `importMetaUrl` is compiled JavaScript. */
+export function isCompiled(importMetaUrl: string): boolean {
+  return importMetaUrl.endsWith('.js');
+}
+
+/** A module beside the caller, with the caller's extension: `siblingModule(import.meta.url, './devices/null-sink')`. */
+export function siblingModule(importMetaUrl: string, relativeName: string): URL {
+  return new URL(`${relativeName}${isCompiled(importMetaUrl) ? '.js' : '.ts'}`, importMetaUrl);
+}
+
+let tsxApi: string | null = null;
+
+/** The URL to start `new Worker()` with for the module `name` beside the caller (no extension). */
+export function workerUrl(importMetaUrl: string, name: string): URL {
+  const entry = siblingModule(importMetaUrl, `./${name}`);
+  if (isCompiled(importMetaUrl)) return entry;
+  tsxApi ??= pathToFileURL(createRequire(importMetaUrl).resolve('tsx/esm/api')).href;
+  // createRequire resolves the CommonJS build; the ESM one sits beside it.
+  const api = tsxApi.replace(/\.cjs$/, '.mjs');
+  const source = `import { register } from ${JSON.stringify(api)};\nregister();\nawait import(${JSON.stringify(entry.href)});\n`;
+  return new URL(`data:text/javascript,${encodeURIComponent(source)}`);
+}
+
+// ---- starting a worker before its data exists ----------------------------
+// A worker's own start-up (a fresh isolate, Node's internals, then its module
+// graph) costs tens of milliseconds here. The bin starts the vCPU worker first
+// thing for `tsvmm run`, so that this overlaps the main thread's loading and
+// VM creation; the machine later hands the waiting worker its data.
+
+const PRESTARTED = 'tsvmm: prestarted worker, init data follows as a message';
+const prestarted = new Map<string, { worker: Worker; options: string }>();
+
+/** Starts a worker for `url` now; startWorker() with the same URL takes it. Unused, it does not keep the process alive. */
+export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerData'> = {}): void {
+  if (prestarted.has(url.href)) return;
+  const worker = new Worker(url, { ...options, workerData: PRESTARTED });
+  worker.unref();
+  // Until taken, an error (the process is exiting) has no one to go to.
+  worker.on('error', () => {});
+  prestarted.set(url.href, { worker, options: JSON.stringify(options) });
+}
+
+/** A worker running `url` with `init` as its data: the prestarted one when there is one with the same options, else a new one. */
+export function startWorker(url: URL, init: unknown, options: Omit<WorkerOptions, 'workerData'> = {}): Worker {
+  const waiting = prestarted.get(url.href);
+  if (!waiting || waiting.options !== JSON.stringify(options)) return new Worker(url, { ...options, workerData: init });
+  prestarted.delete(url.href);
+  const { worker } = waiting;
+  worker.ref();
+  worker.postMessage({ init });
+  return worker;
+}
+
+/** In a worker: its data, given at start or, for a prestarted worker, in its first message. */
+export function workerInit<T>(): Promise<T> {
+  if (workerData !== PRESTARTED) return Promise.resolve(workerData as T);
+  return new Promise((resolve) => parentPort!.once('message', (message: { init: T }) => resolve(message.init)));
+}
