@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
-import { createEventFd, detectVirtualization, KvmSystem, openTap, signalEventFd, type VcpuFd, type VmFd } from '../kvm/index.ts';
+import { closeFd, createEventFd, detectVirtualization, KvmSystem, openTap, signalEventFd, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
@@ -300,6 +300,11 @@ export class Machine {
 
   /** Releases the VM's fds and memory (the process exiting does the same). */
   close(): void {
+    for (const device of this.virtio.devices) {
+      if (device.config.kind === 'net' && device.config.tapFd !== undefined) closeFd(device.config.tapFd);
+      for (const fd of [...device.notifyFds, ...(device.irqfd !== null ? [device.irqfd] : [])]) closeFd(fd);
+    }
+    if (this.virtio.controlFd >= 0) closeFd(this.virtio.controlFd);
     this.vcpu.close();
     this.vm.close();
     this.kvm.close();

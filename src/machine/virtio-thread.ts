@@ -5,6 +5,7 @@
 // other threads use to say "the driver changed status", "host input", "stop".
 // A device's interrupt is an irqfd write (or a KVM_IRQ_LINE pulse).
 import { parentPort, workerData } from 'node:worker_threads';
+import { VirtioConsole } from '../devices/virtio/console.ts';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
@@ -84,14 +85,13 @@ function main(init: VirtioThreadInit): void {
       drainEventFd(fd);
       runner.notify(queue);
     }));
-    for (const fd of device.pollFds ?? []) handlers.set(fd, () => device.onReadable!(fd));
+    for (const fd of device.pollFds ?? []) handlers.set(fd, () => runner.hostEvent((d) => d.onReadable!(fd)));
   }
   handlers.set(init.controlFd, () => {
     drainEventFd(init.controlFd);
     for (const runner of runners) {
       runner.sync();
-      const device = runner.device as VirtioDevice & { inputArrived?(): void };
-      device.inputArrived?.();
+      if (runner.device instanceof VirtioConsole) runner.hostEvent(() => (runner.device as VirtioConsole).inputArrived());
     }
   });
 

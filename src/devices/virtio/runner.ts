@@ -51,6 +51,22 @@ export class VirtioDeviceRunner {
     if (this.active) this.process(queue);
   }
 
+  /**
+   * A host event for the device (its TAP is readable, host input arrived),
+   * with the same protection as a notification: a ring the driver corrupted
+   * puts the device in NEEDS_RESET instead of ending the I/O thread.
+   */
+  hostEvent(handle: (device: VirtioDevice) => void): void {
+    this.sync();
+    if (!this.active) return;
+    try {
+      handle(this.device);
+    } catch (e) {
+      if (!(e instanceof VirtqueueError)) throw e;
+      this.breakDevice(e);
+    }
+  }
+
   private activate(): void {
     const features = this.state.driverFeatures;
     const queueFeatures = {
@@ -106,7 +122,11 @@ export class VirtioDeviceRunner {
   private breakQueue(queue: number, error: unknown): void {
     this.brokenQueues.add(queue);
     this.queues[queue] = null;
-    this.countError(`queue ${queue}: ${error instanceof Error ? error.message : String(error)}`);
+    this.breakDevice(error, `queue ${queue}: `);
+  }
+
+  private breakDevice(error: unknown, where = ''): void {
+    this.countError(`${where}${error instanceof Error ? error.message : String(error)}`);
     this.state.addStatus(Status.DEVICE_NEEDS_RESET);
     this.raise(InterruptCause.CONFIG_CHANGE);
   }
