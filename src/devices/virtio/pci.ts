@@ -233,6 +233,8 @@ export class VirtioPci implements PciFunction, BusDevice {
     const bar = this.config.u8(cap + CapField.BAR);
     const offset = this.config.u32(cap + CapField.OFFSET);
     const length = this.config.u32(cap + CapField.LENGTH);
+    // Never aimed: a dump of configuration space (lspci -xxx) reads the data bytes as they are.
+    if (length === 0) return null;
     if (bar !== VIRTIO_PCI_BAR || (length !== 1 && length !== 2 && length !== 4) || offset % length !== 0 || offset + length > VIRTIO_PCI_BAR_SIZE) {
       this.badAccesses++;
       return null;
