@@ -109,7 +109,8 @@ export class Qcow2Image implements BlockBackend {
     this.checkRange(offset, buffer.length);
     for (let done = 0; done < buffer.length;) {
       const position = offset + done;
-      const { mapping, length } = this.mappingRun(position, buffer.length - done);
+      const mapping = this.lookup(position);
+      const length = this.runLength(position, buffer.length - done, mapping);
       const out = buffer.subarray(done, done + length);
       const inCluster = position % this.clusterSize;
       switch (mapping.kind) {
@@ -127,15 +128,16 @@ export class Qcow2Image implements BlockBackend {
     this.checkRange(offset, data.length);
     for (let done = 0; done < data.length;) {
       const position = offset + done;
-      const { mapping, length } = this.mappingRun(position, data.length - done);
+      const mapping = this.lookup(position);
       if (mapping.kind === 'normal' && mapping.copied) {
         // The image's own clusters, contiguous on the host: one write in place.
+        const length = this.runLength(position, data.length - done, mapping);
         this.file.writeAt(data.subarray(done, done + length), mapping.hostOffset + (position % this.clusterSize));
         done += length;
       } else {
-        const inCluster = Math.min(this.clusterSize - (position % this.clusterSize), data.length - done);
-        this.writeToNewCluster(position, data.subarray(done, done + inCluster), mapping);
-        done += inCluster;
+        const length = Math.min(this.clusterSize - (position % this.clusterSize), data.length - done);
+        this.writeToNewCluster(position, data.subarray(done, done + length), mapping);
+        done += length;
       }
     }
   }
@@ -157,11 +159,6 @@ export class Qcow2Image implements BlockBackend {
       this.file.close();
       this.backing?.close();
     }
-  }
-
-  /** How guest cluster `clusterIndex` is mapped now (for tools; the I/O paths use mappingRun). */
-  mappingOf(clusterIndex: number): ClusterMapping {
-    return this.lookup(clusterIndex * this.clusterSize);
   }
 
   private checkRange(offset: number, length: number): void {
@@ -197,14 +194,13 @@ export class Qcow2Image implements BlockBackend {
   }
 
   /**
-   * The mapping at `position` and how many of the next `maxLength` bytes share
-   * it: following clusters of the same kind, and for allocated clusters only
-   * while they are contiguous on the host, so one system call serves the run.
+   * How many of the `maxLength` bytes from `position` share its `mapping`:
+   * following clusters of the same kind, and for allocated clusters only while
+   * they are contiguous on the host, so one system call serves the run.
    */
-  private mappingRun(position: number, maxLength: number): { mapping: ClusterMapping; length: number } {
-    const mapping = this.lookup(position);
+  private runLength(position: number, maxLength: number, mapping: ClusterMapping): number {
     let length = Math.min(this.clusterSize - (position % this.clusterSize), maxLength);
-    if (mapping.kind === 'compressed') return { mapping, length };
+    if (mapping.kind === 'compressed') return length;
     while (length < maxLength) {
       const next = this.lookup(position + length);
       if (next.kind !== mapping.kind) break;
@@ -212,7 +208,7 @@ export class Qcow2Image implements BlockBackend {
         && (next.hostOffset !== mapping.hostOffset + (position % this.clusterSize) + length || next.copied !== mapping.copied)) break;
       length += Math.min(this.clusterSize, maxLength - length);
     }
-    return { mapping, length };
+    return length;
   }
 
   /** Reads host bytes; past the end of the file (a cluster never fully written) they read as zeros, as in QEMU. */
