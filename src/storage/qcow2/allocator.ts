@@ -13,8 +13,11 @@
 import type { HostFile } from '../host-file.ts';
 import type { Refcounts } from './refcounts.ts';
 
+// Batches grow from 256 KiB to 2 MiB (or 256 clusters): a sync per 2 MiB
+// costs sequential writers little, and a crash leaks at most that much.
 const FIRST_BATCH_BYTES = 256 * 2 ** 10;
-const MAX_BATCH_BYTES = 32 * 2 ** 20;
+const MAX_BATCH_BYTES = 2 * 2 ** 20;
+const MAX_BATCH_CLUSTERS = 256;
 
 export class ClusterAllocator {
   /** Reserved, not yet used clusters: runs of consecutive cluster indices. */
@@ -25,8 +28,8 @@ export class ClusterAllocator {
 
   constructor(private readonly file: HostFile, private readonly refcounts: Refcounts) {
     const clusterSize = refcounts.clusterSize;
-    this.batchClusters = Math.max(1, FIRST_BATCH_BYTES / clusterSize);
-    this.maxBatchClusters = Math.max(8, MAX_BATCH_BYTES / clusterSize);
+    this.maxBatchClusters = Math.min(MAX_BATCH_CLUSTERS, Math.max(1, MAX_BATCH_BYTES / clusterSize));
+    this.batchClusters = Math.min(this.maxBatchClusters, Math.max(1, FIRST_BATCH_BYTES / clusterSize));
   }
 
   /** The host offset of a cluster whose refcount (1) is already durable. */

@@ -255,11 +255,10 @@ export function formatCheckReport(report: CheckReport): { problems: string; summ
   const { errors, leaks } = report;
   if (errors.length === 0 && leaks.length === 0) lines.push('No errors were found on the image.');
   if (errors.length > 0) {
-    lines.push(`${errors.length} errors were found on the image.`, 'Data may be corrupted, or further writes to the image may corrupt it.');
+    lines.push('', `${errors.length} errors were found on the image.`, 'Data may be corrupted, or further writes to the image may corrupt it.');
   }
   if (leaks.length > 0) {
-    if (errors.length > 0) lines.push('');
-    lines.push(`${leaks.length} leaked clusters were found on the image.`, 'This means waste of disk space, but no harm to data.');
+    lines.push('', `${leaks.length} leaked clusters were found on the image.`, 'This means waste of disk space, but no harm to data.');
   }
   const percent = (n: number) => (report.totalClusters ? (100 * n) / report.totalClusters : 0).toFixed(2);
   const ofAllocated = (n: number) => (report.allocatedClusters ? (100 * n) / report.allocatedClusters : 0).toFixed(2);
