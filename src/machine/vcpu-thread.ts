@@ -78,7 +78,10 @@ async function main(init: VcpuThreadInit): Promise<void> {
     clock,
     timers,
   });
-  attachVirtioTransports({ pio, mmio, vm }, init.virtio, { ioeventfd: config.ioeventfd !== false });
+  attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
+    ioeventfd: config.ioeventfd !== false,
+    ram: memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
+  });
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {
     const module = (await import(path)) as DeviceModule;
