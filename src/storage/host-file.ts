@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { StorageError } from './errors.ts';
 
 /** "ENOENT: no such file or directory" out of a Node fs error. */
-export function describeFsError(e: unknown): string {
+function describeFsError(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     const text = e.message.replace(/, \w+ .*$/, '');  // drop Node's ", open 'path'" tail

@@ -4,7 +4,7 @@ import type { BlockBackend } from './block-backend.ts';
 import { StorageError } from './errors.ts';
 import { HostFile } from './host-file.ts';
 
-export const SECTOR_SIZE = 512;
+const SECTOR_SIZE = 512;
 
 export class RawDisk implements BlockBackend {
   readonly size: number;

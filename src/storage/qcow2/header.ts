@@ -5,8 +5,8 @@ import { StorageError } from '../errors.ts';
 import type { HostFile } from '../host-file.ts';
 import { getU64, QCOW2_MAGIC, setU64 } from './layout.ts';
 
-export const V2_HEADER_LENGTH = 72;
-export const V3_HEADER_LENGTH = 112;  // through compression_type, padded to 8 bytes, as QEMU writes it
+const V2_HEADER_LENGTH = 72;
+const V3_HEADER_LENGTH = 112;  // through compression_type, padded to 8 bytes, as QEMU writes it
 const V3_MIN_HEADER_LENGTH = 104;
 export const MIN_CLUSTER_BITS = 9;
 export const MAX_CLUSTER_BITS = 21;  // QEMU cannot open larger clusters

@@ -10,7 +10,7 @@ import { StorageError } from '../errors.ts';
 export const QCOW2_MAGIC = 0x514649fb;  // "QFI\xfb"
 export const L1_ENTRY_SIZE = 8;
 export const L2_ENTRY_SIZE = 8;
-export const COMPRESSED_SECTOR_SIZE = 512;
+const COMPRESSED_SECTOR_SIZE = 512;
 
 const TWO_32 = 2 ** 32;
 const COPIED = 0x80000000;        // bit 63: refcount is exactly one, write in place

@@ -7,12 +7,15 @@
 //   1. the new cluster's refcount (durable before anything points at it),
 //   2. the whole cluster: the guest's bytes, and around them the old content
 //      (from the backing file, the compressed data or the shared cluster),
+//      synced when that old content is not all zeros,
 //   3. the L2 entry (in a new or copied L2 table that was written and synced
 //      before the L1 entry was pointed at it),
 //   4. at the next flush, the refcount of the cluster the entry used to name.
 // Each step is a write(2) that has completed before the next starts, so a
-// process killed at any point leaves at most leaked clusters; the syncs in
-// steps 1 and 3 keep the metadata consistent across a power loss too.
+// process killed at any point leaves at most leaked clusters. The syncs keep
+// it so across a power loss too: no entry reaches the disk before what it
+// points to, so data the guest did not write is never lost, and writes since
+// the last flush are either there or not.
 import { dirname, isAbsolute, join } from 'node:path';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import type { BlockBackend } from '../block-backend.ts';
@@ -38,6 +41,16 @@ export function resolveBackingPath(imagePath: string, backingFile: string): stri
   return isAbsolute(backingFile) ? backingFile : join(dirname(imagePath), backingFile);
 }
 
+function isAllZero(bytes: Uint8Array): boolean {
+  const zeros = ZERO_CHUNK.subarray(0, Math.min(bytes.length, ZERO_CHUNK.length));
+  for (let at = 0; at < bytes.length; at += zeros.length) {
+    const piece = bytes.subarray(at, at + zeros.length);
+    if (Buffer.compare(piece, zeros.subarray(0, piece.length)) !== 0) return false;
+  }
+  return true;
+}
+const ZERO_CHUNK = new Uint8Array(65536);
+
 export class Qcow2Image implements BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
@@ -52,7 +65,6 @@ export class Qcow2Image implements BlockBackend {
   private readonly allocator: ClusterAllocator | null = null;
   /** The old content of a cluster being partly rewritten. */
   private readonly cowBuffer: Uint8Array;
-  private readonly zeroCluster: Uint8Array;
   /** The last cluster decompressed: sequential small reads of it inflate it once. */
   private inflated: { hostOffset: number; data: Uint8Array } | null = null;
   private closed = false;
@@ -71,10 +83,10 @@ export class Qcow2Image implements BlockBackend {
       this.l1 = new DataView(l1Bytes.buffer);
       this.l2Cache = new TableCache(this.file, this.clusterSize, Math.max(MIN_L2_CACHE_TABLES, L2_CACHE_BYTES / this.clusterSize), 'L2 table');
       this.cowBuffer = new Uint8Array(this.clusterSize);
-      this.zeroCluster = new Uint8Array(this.clusterSize);
-      if (!this.readOnly) this.allocator = this.prepareForWriting();
       if (this.header.backingFile) this.backing = this.openBacking(path, this.header, options);
+      if (!this.readOnly) this.allocator = this.prepareForWriting();
     } catch (e) {
+      this.backing?.close();
       this.file.close();
       throw e;
     }
@@ -255,7 +267,11 @@ export class Qcow2Image implements BlockBackend {
     if (whole) {
       this.file.writeAt(data, target);
     } else {
-      this.file.writevAt([this.cowBuffer.subarray(0, inCluster), data, this.cowBuffer.subarray(inCluster + data.length)], target);
+      const head = this.cowBuffer.subarray(0, inCluster);
+      const tail = this.cowBuffer.subarray(inCluster + data.length);
+      this.file.writevAt([head, data, tail], target);
+      // The copy must be durable before the entry that makes the old location unused is.
+      if (!isAllZero(head) || !isAllZero(tail)) this.file.datasync();
     }
     this.setL2Entry(clusterStart / this.clusterSize, target);
 
@@ -271,7 +287,7 @@ export class Qcow2Image implements BlockBackend {
   private readOldContent(clusterStart: number, old: ClusterMapping, out: Uint8Array): void {
     switch (old.kind) {
       case 'unallocated': this.readBacking(clusterStart, out); break;
-      case 'zero': out.set(this.zeroCluster); break;
+      case 'zero': out.fill(0); break;
       case 'normal': this.readHost(old.hostOffset, out); break;
       case 'compressed': out.set(this.inflate(old)); break;
     }
