@@ -1,8 +1,14 @@
 // Crash consistency: a child process writing random clusters to a qcow2 image
 // is killed with SIGKILL mid-way, several times over the same image. After
-// each kill `qemu-img check` must find no corruption (exit status 0, or 3 for
-// leaked clusters), tsvmm's own check must say the same, and every sector must
+// each kill tsvmm's own check and `qemu-img check` must find no corruption
+// (exit status 0, or 3 for leaked clusters) and agree, and every sector must
 // read back as a whole sector written at that place.
+//
+// What qemu-img check prints after a kill: "N leaked clusters were found on
+// the image. This means waste of disk space, but no harm to data." with exit
+// status 3 (the unused rest of the allocator's reserved batch, up to 2 MiB),
+// or "No errors were found on the image." with 0 when those clusters lie past
+// the end of the file, where qemu-img check does not look.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -34,11 +40,13 @@ function killWhileWriting(image: string, seed: number, afterMs: number): Promise
 }
 
 function expectConsistent(image: string, round: string): void {
+  const ours = checkExitStatus(checkQcow2(image));
+  expect([0, 3]).toContain(ours);
+  if (!hasQemu) return;
   const qemu = qemuImg(['check', image], { allowFailure: true });
   const leakLines = qemu.stderr.split('\n').filter((line) => line.startsWith('Leaked cluster')).length;
   console.log(`qemu-img check after ${round}: exit ${qemu.status} (${leakLines} "Leaked cluster" lines on stderr)\n${qemu.stdout.trim()}`);
-  expect([0, 3]).toContain(qemu.status);
-  expect(checkExitStatus(checkQcow2(image))).toBe(qemu.status);
+  expect(qemu.status).toBe(ours);
 }
 
 function expectWholeSectors(image: string, allowZero: boolean): void {
@@ -49,7 +57,7 @@ function expectWholeSectors(image: string, allowZero: boolean): void {
   expect(findBadSector(bytes, 0, allowZero)).toBeNull();
 }
 
-describe.skipIf(!hasQemu)('qcow2 images killed with SIGKILL while writing', () => {
+describe('qcow2 images killed with SIGKILL while writing (checked by qemu-img check where it is installed)', () => {
   it('512-byte clusters (refcount blocks, L2 tables and the refcount table allocated all the time): at most leaks', async () => {
     const image = scratch.path('killed-512.qcow2');
     createQcow2(image, { size: 8 * MiB, clusterSize: 512 });
