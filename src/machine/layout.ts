@@ -8,3 +8,7 @@ export { ramLayout } from '../boot/ram.ts';
 export const TSS_ADDRESS = 0xfffb_d000;
 /** KVM_SET_IDENTITY_MAP_ADDR: one page, just below the TSS. */
 export const IDENTITY_MAP_ADDRESS = 0xfffb_c000;
+
+/** The in-kernel irqchip's IOAPIC and the local APIC window (KVM serves both). */
+export const IOAPIC_ADDRESS = 0xfec0_0000;
+export const LOCAL_APIC_ADDRESS = 0xfee0_0000;

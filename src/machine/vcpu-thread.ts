@@ -14,6 +14,7 @@ import type { MachineConfig } from './config.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
 import { attachVirtioTransports } from './virtio-transports.ts';
+import { IDENTITY_MAP_ADDRESS, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, TSS_ADDRESS } from './layout.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
 import { markTime } from './startup-timing.ts';
 import { workerInit } from './worker-url.ts';
@@ -80,7 +81,14 @@ async function main(init: VcpuThreadInit): Promise<void> {
   });
   attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
     ioeventfd: config.ioeventfd !== false,
-    ram: memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
+    // Where a guest may never map a BAR: its RAM, the in-kernel IOAPIC and
+    // local APIC, and the pages KVM keeps for its TSS and identity map.
+    forbidden: [
+      ...memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
+      { base: IOAPIC_ADDRESS, length: 0x1000 },
+      { base: LOCAL_APIC_ADDRESS, length: 0x10_0000 },
+      { base: IDENTITY_MAP_ADDRESS, length: TSS_ADDRESS + 0x3000 - IDENTITY_MAP_ADDRESS },
+    ],
   });
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {

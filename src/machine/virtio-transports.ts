@@ -18,14 +18,20 @@ export interface VirtioBuses {
   vm: VmFd;
 }
 
+export interface VirtioWiringCounts {
+  /** ioeventfds KVM refused when a BAR moved (those notifications take the exit path). */
+  refusedIoeventfds: number;
+}
+
 export function attachVirtioTransports(
   buses: VirtioBuses,
   virtio: { devices: PlannedVirtioDevice[]; controlFd: number },
-  options: { ioeventfd: boolean; ram: readonly ForbiddenRange[] },
-): VirtioTransport[] {
+  options: { ioeventfd: boolean; forbidden: readonly ForbiddenRange[] },
+): VirtioWiringCounts {
+  const counts: VirtioWiringCounts = { refusedIoeventfds: 0 };
   const bridge = virtio.devices.some((d) => d.transport === 'pci') ? new PciHostBridge() : null;
   bridge?.attach(buses.pio);
-  return virtio.devices.map((planned) => {
+  for (const planned of virtio.devices) {
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
     const transport = new VirtioTransport(planned.info, state, {
       notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
@@ -38,12 +44,12 @@ export function attachVirtioTransports(
         irq: planned.irq,
         mmio: buses.mmio,
         barAddress: planned.address,
-        forbidden: options.ram,
-        ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds) } : {}),
+        forbidden: options.forbidden,
+        ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds, counts) } : {}),
       }));
     }
-    return transport;
-  });
+  }
+  return counts;
 }
 
 /**
@@ -51,17 +57,23 @@ export function attachVirtioTransports(
  * guest maps the BAR: Linux writes the queue index there as 16 bits, and any
  * write to the address is the notification.
  */
-function notifyEventFds(vm: VmFd, fds: readonly number[]): (queue: number, address: number | null) => void {
+function notifyEventFds(vm: VmFd, fds: readonly number[], counts: VirtioWiringCounts): (queue: number, address: number | null) => void {
   const current: (number | null)[] = fds.map(() => null);
   return (queue, address) => {
     const fd = fds[queue]!;
     const old = current[queue];
     if (old === address) return;
-    if (old !== null && old !== undefined) vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true });
-    current[queue] = null;
-    if (address !== null) {
-      vm.ioeventfd({ address, length: 2, fd, pio: false });
-      current[queue] = address;
+    // A guest's BAR write must never throw out of the exit: should KVM refuse
+    // an ioeventfd, the notify write simply exits and still reaches the transport.
+    try {
+      if (old !== null && old !== undefined) vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true });
+      current[queue] = null;
+      if (address !== null) {
+        vm.ioeventfd({ address, length: 2, fd, pio: false });
+        current[queue] = address;
+      }
+    } catch {
+      counts.refusedIoeventfds++;
     }
   };
 }
