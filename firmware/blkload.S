@@ -5,7 +5,7 @@
 # The driver keeps `depth` requests in flight per batch: it fills that many
 # 3-descriptor chains (header, data, status), publishes them with one
 # avail.idx store, notifies once, and polls the used index until the batch
-# is back (interrupts stay off). Then it prints
+# is back. A polling driver needs no interrupts: it sets NO_INTERRUPT. Then it prints
 #   "blkload done errors=XXXXXXXX\n"
 # and exits with v = 0 (v = 1: the device did not come up; v = 2: bad parameters).
 #
@@ -74,6 +74,10 @@ user_main:
         call virtio_mmio_setup
         test rsi, rsi
         jnz no_device
+
+        # The driver polls the used ring, so it asks for no interrupts
+        # (VIRTQ_AVAIL_F_NO_INTERRUPT): each would only kick the vCPU.
+        mov word ptr [AVAIL], 1
 
         # Slot i uses descriptors 3i (header), 3i+1 (data), 3i+2 (status).
         xor ebx, ebx                            # slot
