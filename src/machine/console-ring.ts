@@ -8,6 +8,8 @@ const HEAD = 0; // bytes ever written (producer)
 const TAIL = 1; // bytes ever consumed (consumer)
 const CONSUMER_WAITING = 2;
 const HEADER_WORDS = 4;
+/** How long the reader lets streaming output gather before the next write(2). */
+const BATCH_MS = 1;
 
 export interface ConsoleRingBuffers {
   readonly header: SharedArrayBuffer;
@@ -58,27 +60,38 @@ export class ConsoleRingReader extends RingEnd {
     super(buffers);
   }
 
-  /** Writes out whatever is in the ring now. */
-  drain(): void {
+  /** Writes out whatever is in the ring now; returns how many bytes that was. */
+  drain(): number {
     const header = this.header;
+    let written = 0;
     for (;;) {
       const tail = header[TAIL]!;
       const head = Atomics.load(header, HEAD);
       const pending = (head - tail) | 0;
-      if (pending === 0) return;
+      if (pending === 0) return written;
       const start = tail & this.mask;
       const length = Math.min(pending, this.data.length - start);
       writeFully(this.fd, this.data.subarray(start, start + length));
       Atomics.store(header, TAIL, (tail + length) | 0);
       Atomics.notify(header, TAIL);
+      written += length;
     }
   }
 
-  /** Drains as output arrives until stop(); resolves when stopped. */
+  /**
+   * Drains as output arrives until stop(); resolves when stopped. After a
+   * drain that found bytes, more are likely on their way: it lets them
+   * gather for BATCH_MS instead of asking to be woken by the next byte, so a
+   * guest that streams output pays no wake-up per byte. An idle ring is
+   * drained as soon as its first byte arrives.
+   */
   async pump(): Promise<void> {
     const header = this.header;
     while (!this.stopped) {
-      this.drain();
+      if (this.drain() > 0) {
+        await new Promise((resolve) => setTimeout(resolve, BATCH_MS));
+        continue;
+      }
       Atomics.store(header, CONSUMER_WAITING, 1);
       const seen = Atomics.load(header, HEAD);
       if (seen !== header[TAIL]) continue;
