@@ -52,3 +52,28 @@ export function exitLoopImage(params: ExitLoopParams): string {
   writeFileSync(path, image);
   return path;
 }
+
+/** serial-flood's parameter block (firmware/serial-flood.S): at file offset 8. */
+export interface SerialFloodParams {
+  /** Bytes to write to COM1. */
+  count: number;
+  /** The byte (default '.'). */
+  byte?: number;
+  /** After the last byte: exit (default), or spin until killed. */
+  end?: 'exit' | 'spin';
+}
+
+/** A copy of serial-flood.bin with its parameter block set, written into `dir`; returns its path. */
+export function serialFloodImage(dir: string, params: SerialFloodParams): string {
+  const image = Buffer.from(readFileSync(firmwarePath('serial-flood')));
+  if (image.readUInt32LE(8) !== 0x53565354) throw new Error('serial-flood.bin: parameter block magic not found');
+  image.writeUInt32LE(params.count, 12);
+  image.writeUInt32LE(params.byte ?? 0x2e, 16);
+  image.writeUInt32LE(params.end === 'spin' ? 1 : 0, 20);
+  const path = join(dir, `serial-flood-${params.count}-${params.end ?? 'exit'}.bin`);
+  writeFileSync(path, image);
+  return path;
+}
+
+/** The tsvmm command as a user runs it: node and the bin (compiled when dist/ is current). */
+export const TSVMM_BIN = join(ROOT, 'src', 'cli', 'tsvmm.mjs');

@@ -9,6 +9,7 @@
 # Usage: bench/peers/build-kvmtool.sh SRC_DIR
 #   SRC_DIR  a kvmtool checkout, e.g.
 #            git clone https://git.kernel.org/pub/scm/linux/kernel/git/will/kvmtool.git
+#            (or an exported tree: then KVMTOOL_VERSION=<commit> names it)
 #
 # The one local change: kvmtool refuses to start unless the host CPU reports
 # VT-x or AMD-V (kvm__arch_cpu_supports_vm() looks at CPUID). PVM hosts run
@@ -31,8 +32,8 @@ trap 'rm -rf "$work"' EXIT
 
 # Copy the tree without its .git (the version is recorded separately).
 tar -C "$src" --exclude=.git -cf - . | tar -C "$work" -xf -
-version="unknown"
-if git -C "$src" rev-parse --short HEAD >/dev/null 2>&1; then
+version="${KVMTOOL_VERSION:-unknown}"
+if [ -z "${KVMTOOL_VERSION:-}" ] && git -C "$src" rev-parse --short HEAD >/dev/null 2>&1; then
     version="$(git -C "$src" rev-parse --short HEAD)"
 fi
 

@@ -1,9 +1,20 @@
-// `tsvmm bench`: runs benchmark suites from bench/ and prints their tables.
-import { writeFileSync, writeSync } from 'node:fs';
-import { benchExits, formatExits } from '../../bench/index.ts';
+// `tsvmm bench [suite...]`: runs benchmark suites from bench/ (the registry is
+// bench/index.ts), prints each one's table as it completes, and writes the
+// results as JSON (--json) and as an SVG chart (--chart).
+import { existsSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { SUITES, type ChartPanel } from '../../bench/index.ts';
+import { renderChart } from '../../bench/lib/chart.ts';
+import { describeMachine, machineInfo } from '../../bench/lib/machine-info.ts';
 import { UsageError } from './errors.ts';
 
-const SUITES = ['exits'];
+export interface BenchCommandOptions {
+  runs: string;
+  iterations: string;
+  bytes: string;
+  json?: string;
+  chart?: string;
+}
 
 function positiveInteger(flag: string, text: string): number {
   const n = Number(text);
@@ -11,18 +22,61 @@ function positiveInteger(flag: string, text: string): number {
   return n;
 }
 
-export async function benchCommand(suites: string[], options: { runs: string; iterations: string; json?: string }): Promise<number> {
-  for (const suite of suites) if (!SUITES.includes(suite)) throw new UsageError(`unknown bench suite "${suite}" (known: ${SUITES.join(', ')})`);
+/** An output file must be writable where it is going, checked before minutes of measuring. */
+function outputPath(flag: string, path: string): string {
+  const full = resolve(path);
+  const dir = dirname(full);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`${flag} ${path}: no directory ${dir}`);
+  if (existsSync(full) && statSync(full).isDirectory()) throw new UsageError(`${flag} ${path}: is a directory`);
+  return full;
+}
+
+/** The suites to run, in registry order; an unknown name is a usage error. */
+export function selectSuites(names: string[]): string[] {
+  const known = SUITES.map((s) => s.name);
+  for (const name of names) {
+    if (!known.includes(name)) throw new UsageError(`unknown bench suite "${name}" (known: ${known.join(', ')})`);
+  }
+  return names.length ? known.filter((n) => names.includes(n)) : known;
+}
+
+/** `tsvmm bench --list`. */
+export function listSuites(): number {
+  const width = Math.max(...SUITES.map((s) => s.name.length));
+  writeSync(1, `${SUITES.map((s) => `${s.name.padEnd(width)}  ${s.description}`).join('\n')}\n`);
+  return 0;
+}
+
+export async function benchCommand(names: string[], options: BenchCommandOptions): Promise<number> {
+  const selected = selectSuites(names);
   const runs = positiveInteger('--runs', options.runs);
   const iterations = positiveInteger('--iterations', options.iterations);
+  const bytes = positiveInteger('--bytes', options.bytes);
+  const jsonPath = options.json ? outputPath('--json', options.json) : null;
+  const chartPath = options.chart ? outputPath('--chart', options.chart) : null;
+
   const log = (line: string) => writeSync(2, `${line}\n`);
+  const machine = machineInfo();
+  const started = new Date();
+  log(`tsvmm bench ${selected.join(' ')}: ${runs} runs per figure (median, min–max)`);
+  log(`machine: ${describeMachine(machine)}`);
   const results: Record<string, unknown> = {};
-  if (suites.includes('exits')) {
-    log(`exits: ${iterations} guest loop iterations per run, ${runs} runs, C baseline and tsvmm alternating`);
-    const rows = await benchExits({ runs, iterations, log });
-    writeSync(1, `\n${formatExits(rows)}\n`);
-    results.exits = rows;
+  const panels: ChartPanel[] = [];
+  for (const name of selected) {
+    const suite = SUITES.find((s) => s.name === name)!;
+    log(`\n${suite.name}: ${suite.description}`);
+    const t0 = Date.now();
+    const result = await suite.run({ runs, iterations, bytes, log });
+    results[name] = result;
+    panels.push(...(suite.chart?.(result) ?? []));
+    writeSync(1, `\n## ${suite.name} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n\n${suite.format(result)}\n`);
   }
-  if (options.json) writeFileSync(options.json, `${JSON.stringify(results, null, 2)}\n`);
+
+  const report = { date: started.toISOString(), machine, options: { suites: selected, runs, iterations, bytes }, results };
+  if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  if (chartPath) {
+    const subtitle = [describeMachine(machine), `${started.toISOString().slice(0, 10)} · ${runs} runs per figure, alternating VMMs run by run · tsvmm bench ${selected.join(' ')}`];
+    writeFileSync(chartPath, renderChart(panels, { title: `tsvmm bench: ${selected.join(', ')}`, subtitle }));
+  }
   return 0;
 }

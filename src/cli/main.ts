@@ -8,6 +8,7 @@ import { checkHost, formatCheck } from './check.ts';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
 import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
+import type { BenchCommandOptions } from './bench.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',')];
@@ -65,14 +66,17 @@ function program(setStatus: (status: number) => void): Command {
   registerImgCommand(cli, setStatus);
 
   cli.command('bench')
-    .description('run the benchmark suites (exits)')
-    .argument('[suites...]', 'suites to run', ['exits'])
-    .option('--runs <n>', 'runs per measurement (median reported)', '5')
-    .option('--iterations <n>', 'guest loop iterations per run', '20000')
+    .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')
+    .argument('[suites...]', 'suites to run (default: all; --list names them)')
+    .option('--list', 'list the suites and what each measures')
+    .option('--runs <n>', 'runs per figure (the median is reported, with min and max)', '5')
+    .option('--iterations <n>', 'exits: guest loop iterations per run', '20000')
+    .option('--bytes <n>', 'serial-flood: bytes the guest writes per run', '20000')
     .option('--json <file>', 'also write the results as JSON')
-    .action(async (suites: string[], options: { runs: string; iterations: string; json?: string }) => {
-      const { benchCommand } = await import('./bench.ts');
-      setStatus(await benchCommand(suites, options));
+    .option('--chart <file.svg>', 'also draw the results as an SVG chart')
+    .action(async (suites: string[], options: BenchCommandOptions & { list?: boolean }) => {
+      const { benchCommand, listSuites } = await import('./bench.ts');
+      setStatus(options.list ? listSuites() : await benchCommand(suites, options));
     });
 
   return cli;

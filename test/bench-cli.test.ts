@@ -1,0 +1,84 @@
+// `tsvmm bench` from the command line: usage errors are one line and status 2
+// before anything runs; then small suite configurations through real KVM,
+// with kvmtool and QEMU hidden (their rows say "not installed").
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { selectSuites } from '../src/cli/bench.ts';
+import { UsageError } from '../src/cli/errors.ts';
+import { SUITES } from '../bench/index.ts';
+import { benchExits } from '../bench/exits.ts';
+import { hasKvm, TSVMM } from './helpers/kvm.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-bench-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function bench(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, [TSVMM, 'bench', ...args], {
+    encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('tsvmm bench: arguments', () => {
+  it('an unknown suite is one line on stderr and status 2', () => {
+    const r = bench(['exits', 'nope']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('tsvmm: unknown bench suite "nope" (known: exits, serial-flood, startup, memory, pit)\n');
+    expect(r.stdout).toBe('');
+  });
+
+  it('bad numbers and an output file in a missing directory are refused before anything runs', () => {
+    for (const args of [['pit', '--runs', '0'], ['pit', '--iterations', 'x'], ['pit', '--bytes', '-5'], ['pit', '--chart', join(scratch, 'no', 'such', 'c.svg')]]) {
+      const r = bench(args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+  });
+
+  it('--list names every suite of the registry', () => {
+    const r = bench(['--list']);
+    expect(r.status).toBe(0);
+    for (const suite of SUITES) expect(r.stdout).toContain(suite.name);
+  });
+
+  it('suites run in registry order whatever order they are named in; none named is all', () => {
+    expect(selectSuites(['memory', 'exits'])).toEqual(['exits', 'memory']);
+    expect(selectSuites([])).toEqual(SUITES.map((s) => s.name));
+    expect(() => selectSuites(['blkk'])).toThrow(UsageError);
+  });
+});
+
+describe.skipIf(!hasKvm)('tsvmm bench through real KVM', () => {
+  it('exit and ioeventfd loops in C and tsvmm count the same exits', async () => {
+    const rows = await benchExits({ runs: 1, iterations: 3000, ops: ['OUT8', 'IOEVENTFD'], cpls: [0] });
+    expect(rows.map((r) => r.op)).toEqual(['PIO out', 'PIO out → ioeventfd']);
+    for (const r of rows) {
+      expect(r.c.median).toBeGreaterThan(0);
+      expect(r.tsvmm.median).toBeGreaterThan(0);
+    }
+    // An ioeventfd write completes inside KVM: far cheaper than an exit to either loop.
+    expect(rows[1]!.tsvmm.median).toBeLessThan(rows[0]!.tsvmm.median);
+  });
+
+  it('serial-flood and pit with the peers absent: tables, JSON and a chart', () => {
+    const json = join(scratch, 'bench.json');
+    const chart = join(scratch, 'bench.svg');
+    const r = bench(['pit', 'serial-flood', '--runs', '1', '--bytes', '300', '--json', json, '--chart', chart], { TSVMM_KVMTOOL: 'none', TSVMM_QEMU: 'none' });
+    expect(r.stderr).not.toMatch(/internal error/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/## serial-flood/);
+    expect(r.stdout).toMatch(/kvmtool\s+not installed/);
+    expect(r.stdout).toMatch(/QEMU\s+not installed/);
+    expect(r.stdout).toMatch(/tsvmm \(TypeScript\)/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.options.suites).toEqual(['serial-flood', 'pit']);
+    expect(report.results['serial-flood'].rows.find((row: { vmm: string }) => row.vmm === 'tsvmm').bytesPerSecond.median).toBeGreaterThan(0);
+    expect(report.results.pit).toHaveLength(2);
+    const svg = readFileSync(chart, 'utf8');
+    expect(svg).toMatch(/^<svg /);
+    expect(svg).toContain('kvmtool: not installed');
+  });
+});
