@@ -15,10 +15,13 @@ const compiled = !process.env.TSVMM_SOURCES && compiledIsFresh();
 if (!compiled) (await import('tsx/esm/api')).register();
 // `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
 // worker overlaps the loading of everything else.
-if (process.argv[2] === 'run') {
-  const threads = await import(compiled ? '../../dist/src/machine/thread-entries.js' : '../machine/thread-entries.ts');
-  threads.prestartVcpuThread();
-}
+const threads = process.argv[2] === 'run'
+  ? await import(compiled ? '../../dist/src/machine/thread-entries.js' : '../machine/thread-entries.ts')
+  : null;
+threads?.prestartVcpuThread();
 const { main } = await import(compiled ? '../../dist/src/cli/main.js' : './main.ts');
 mark(compiled ? 'loaded-compiled' : 'loaded-sources');
-process.exitCode = await main(process.argv.slice(2));
+const status = await main(process.argv.slice(2));
+// A vCPU thread still starting when the command failed must not be cut off mid-way.
+await threads?.releasePrestartedThreads();
+process.exitCode = status;

@@ -41,17 +41,36 @@ export function workerUrl(importMetaUrl: string, name: string): URL {
 // thing for `tsvmm run`, so that this overlaps the main thread's loading and
 // VM creation; the machine later hands the waiting worker its data.
 
-const PRESTARTED = 'tsvmm: prestarted worker, init data follows as a message';
-const prestarted = new Map<string, { worker: Worker; options: string }>();
+/** A prestarted worker's data: a flag it raises once its modules are loaded and it waits for its real data. */
+interface PrestartMark {
+  tsvmmPrestarted: SharedArrayBuffer;
+}
+
+function isPrestartMark(data: unknown): data is PrestartMark {
+  return typeof data === 'object' && data !== null && (data as PrestartMark).tsvmmPrestarted instanceof SharedArrayBuffer;
+}
+
+interface Prestarted {
+  worker: Worker;
+  options: string;
+  /** Becomes 1 when the worker is waiting for its data. */
+  waiting: Int32Array;
+  exited: Promise<void>;
+}
+
+const prestarted = new Map<string, Prestarted>();
 
 /** Starts a worker for `url` now; startWorker() with the same URL takes it. Unused, it does not keep the process alive. */
 export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerData'> = {}): void {
   if (prestarted.has(url.href)) return;
-  const worker = new Worker(url, { ...options, workerData: PRESTARTED });
+  const waiting = new Int32Array(new SharedArrayBuffer(4));
+  const mark: PrestartMark = { tsvmmPrestarted: waiting.buffer as SharedArrayBuffer };
+  const worker = new Worker(url, { ...options, workerData: mark });
   worker.unref();
   // Until taken, an error (the process is exiting) has no one to go to.
   worker.on('error', () => {});
-  prestarted.set(url.href, { worker, options: JSON.stringify(options) });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  prestarted.set(url.href, { worker, options: JSON.stringify(options), waiting, exited });
 }
 
 /** A worker running `url` with `init` as its data: the prestarted one when there is one with the same options, else a new one. */
@@ -65,8 +84,29 @@ export function startWorker(url: URL, init: unknown, options: Omit<WorkerOptions
   return worker;
 }
 
+/**
+ * Ends the prestarted workers nobody took (the command failed before it
+ * started a VM). Each is first let reach the point where it waits for its
+ * data: ending a worker while it is still loading a native addon (koffi)
+ * aborts the whole process.
+ */
+export async function releasePrestartedWorkers(): Promise<void> {
+  for (const [href, p] of prestarted) {
+    prestarted.delete(href);
+    // Referenced again, it keeps the event loop (and this await) alive until it is done.
+    p.worker.ref();
+    const ready = Atomics.waitAsync(p.waiting, 0, 0, 10_000);
+    await Promise.race([ready.async ? ready.value : Promise.resolve(), p.exited]);
+    await p.worker.terminate();
+  }
+}
+
 /** In a worker: its data, given at start or, for a prestarted worker, in its first message. */
 export function workerInit<T>(): Promise<T> {
-  if (workerData !== PRESTARTED) return Promise.resolve(workerData as T);
-  return new Promise((resolve) => parentPort!.once('message', (message: { init: T }) => resolve(message.init)));
+  if (!isPrestartMark(workerData)) return Promise.resolve(workerData as T);
+  const message = new Promise<T>((resolve) => parentPort!.once('message', (m: { init: T }) => resolve(m.init)));
+  const waiting = new Int32Array(workerData.tsvmmPrestarted);
+  Atomics.store(waiting, 0, 1);
+  Atomics.notify(waiting, 0);
+  return message;
 }
