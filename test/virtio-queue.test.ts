@@ -53,12 +53,14 @@ describe('a split virtqueue', () => {
     expect(queue.pop()).toBeNull();
   });
 
-  it('returns a used element (id, length) and then advances used.idx', () => {
+  it('returns a used element (id, length); used.idx moves when the batch is published', () => {
     const { queue, descriptor, offer, usedIndex, usedElement } = setup();
     descriptor(3, BUF, 64, WRITE);
     offer(3);
     const chain = queue.pop()!;
     queue.pushUsed(chain.head, 64);
+    expect(usedIndex()).toBe(0);
+    queue.publishUsed();
     expect(usedIndex()).toBe(1);
     expect(usedElement(0)).toEqual({ id: 3, len: 64 });
   });
@@ -204,6 +206,7 @@ describe('a split virtqueue', () => {
       memory.writeU16(AVAIL + 2, (i + 1) & 0xffff);
       const chain = queue.pop()!;
       queue.pushUsed(chain.head, 8);
+      queue.publishUsed();
     }
     expect(usedIndex()).toBe(70_000 & 0xffff);
   });

@@ -118,8 +118,10 @@ export class Virtqueue {
   private readonly used: number;
   /** Index (free-running, mod 2^16) of the next available entry to take. */
   private nextAvailable = 0;
-  /** The used index we last published. */
+  /** The used index after the elements pushed so far. */
   private nextUsed = 0;
+  /** The used index the driver can see. */
+  private publishedUsed = 0;
   /** The used index when we last decided about an interrupt. */
   private usedAtLastSignal = 0;
 
@@ -218,14 +220,26 @@ export class Virtqueue {
     return `chain from descriptor ${first} loops (more than ${tableSize} descriptors)`;
   }
 
-  /** Returns a request to the driver with `written` bytes written into its writable buffers. */
+  /**
+   * Returns a request to the driver with `written` bytes written into its
+   * writable buffers. The driver sees it once publishUsed() moves used.idx.
+   */
   pushUsed(head: number, written: number): void {
     const slot = this.nextUsed % this.size;
     const element = this.used + 4 + 8 * slot;
     this.memory.writeU32(element, head);
     this.memory.writeU32(element + 4, written);
-    // x86 keeps stores in order: the element is visible before the index.
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
+  }
+
+  /**
+   * Makes the used elements pushed so far visible: one used.idx store per
+   * batch, not per request, since a polling driver reads that cache line all
+   * the time. x86 keeps stores in order, so the elements are visible first.
+   */
+  publishUsed(): void {
+    if (this.publishedUsed === this.nextUsed) return;
+    this.publishedUsed = this.nextUsed;
     this.memory.writeU16(this.used + 2, this.nextUsed);
   }
 
@@ -234,6 +248,7 @@ export class Virtqueue {
    * call: its used_event index (EVENT_IDX) or its NO_INTERRUPT flag.
    */
   needsInterrupt(): boolean {
+    this.publishUsed();
     if (this.nextUsed === this.usedAtLastSignal) return false;
     memoryBarrier();
     if (this.features.eventIndex) {
@@ -254,6 +269,7 @@ export class Virtqueue {
    * would wait for a notification the driver will not send).
    */
   rearm(): boolean {
+    this.publishUsed();
     if (this.features.eventIndex) {
       this.memory.writeU16(this.used + 4 + 8 * this.size, this.nextAvailable);
     } else {

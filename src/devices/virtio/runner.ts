@@ -64,6 +64,8 @@ export class VirtioDeviceRunner {
     } catch (e) {
       if (!(e instanceof VirtqueueError)) throw e;
       this.breakDevice(e);
+    } finally {
+      this.publishUsed();
     }
   }
 
@@ -112,7 +114,14 @@ export class VirtioDeviceRunner {
     } catch (e) {
       if (!(e instanceof VirtqueueError)) throw e;
       this.breakQueue(queue, e);
+    } finally {
+      this.publishUsed();
     }
+  }
+
+  /** Whatever a device returned, the driver gets to see (a device need not publish itself). */
+  private publishUsed(): void {
+    for (const queue of this.queues) queue?.publishUsed();
   }
 
   /**
