@@ -129,25 +129,19 @@ export class VirtioConsole implements VirtioDevice {
   /** Hands each transmit buffer's bytes to the host, straight from guest memory. */
   private transmit(): void {
     const context = this.context;
-    const queue = context?.queues[ConsoleQueue.TRANSMIT];
-    if (!context || !queue) return;
-    do {
-      let chain: DescriptorChain | null;
-      while ((chain = queue.pop())) {
-        const reason = chain.error ?? (chain.writable.length > 0 ? `transmit buffer with ${chain.writableBytes} device-writable bytes` : null);
-        if (reason !== null) {
-          context.countError(`${this.info.name}: ${reason}`);
-        } else {
-          forEachSpan(chain.readable, 0, chain.readableBytes, (address, length) => {
-            for (const view of context.memory.slices(address, length)) this.io.write(view);
-          });
-          this.counts.bytesOut += chain.readableBytes;
-        }
-        // Transmit buffers are only read: the used length is 0 either way.
-        queue.pushUsed(chain.head, 0);
+    context?.serve(ConsoleQueue.TRANSMIT, (chain, queue) => {
+      const reason = chain.error ?? (chain.writable.length > 0 ? `transmit buffer with ${chain.writableBytes} device-writable bytes` : null);
+      if (reason !== null) {
+        context.countError(`${this.info.name}: ${reason}`);
+      } else {
+        forEachSpan(chain.readable, 0, chain.readableBytes, (address, length) => {
+          for (const view of context.memory.slices(address, length)) this.io.write(view);
+        });
+        this.counts.bytesOut += chain.readableBytes;
       }
-      context.usedBuffers(ConsoleQueue.TRANSMIT);
-    } while (queue.rearm());
+      // Transmit buffers are only read: the used length is 0 either way.
+      queue.pushUsed(chain.head, 0);
+    });
   }
 
   report(): Record<string, unknown> {

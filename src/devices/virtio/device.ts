@@ -3,7 +3,7 @@
 // interrupt the driver; it never learns which transport (mmio or pci) or which
 // thread carries it.
 import type { GuestMemory } from '../../memory/index.ts';
-import type { Virtqueue } from './queue.ts';
+import type { DescriptorChain, Virtqueue } from './queue.ts';
 
 /**
  * What a transport needs to know about a device, as plain data: it crosses
@@ -32,6 +32,12 @@ export interface VirtioDeviceContext {
   readonly queues: readonly (Virtqueue | null)[];
   /** Call after returning buffers on `queue`: interrupts the driver if it wants one. */
   usedBuffers(queue: number): void;
+  /**
+   * Serves every request waiting on queue `index` with `complete` (which
+   * returns each with pushUsed), interrupting the driver after each batch and
+   * re-arming notifications: the loop of every request-driven queue.
+   */
+  serve(index: number, complete: (chain: DescriptorChain, queue: Virtqueue) => void): void;
   /** A request the device refused (malformed chain or request): counted for reports. */
   countError(reason: string): void;
 }

@@ -218,17 +218,11 @@ export class VirtioNet implements VirtioDevice {
   /** Writes each transmit chain (header and frame) to the TAP in one writev, straight from guest memory. */
   private transmit(): void {
     const context = this.context;
-    const queue = context?.queues[NetQueue.TRANSMIT];
-    if (!context || !queue) return;
-    do {
-      let chain: DescriptorChain | null;
-      while ((chain = queue.pop())) {
-        this.send(chain, context);
-        // Transmit buffers are only read: the used length is 0.
-        queue.pushUsed(chain.head, 0);
-      }
-      context.usedBuffers(NetQueue.TRANSMIT);
-    } while (queue.rearm());
+    context?.serve(NetQueue.TRANSMIT, (chain, queue) => {
+      this.send(chain, context);
+      // Transmit buffers are only read: the used length is 0.
+      queue.pushUsed(chain.head, 0);
+    });
   }
 
   private send(chain: DescriptorChain, context: VirtioDeviceContext): void {

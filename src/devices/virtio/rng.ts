@@ -43,13 +43,7 @@ export class VirtioRng implements VirtioDevice {
 
   processQueue(index: number): void {
     const context = this.context;
-    const queue = context?.queues[index];
-    if (!context || !queue) return;
-    do {
-      let chain: DescriptorChain | null;
-      while ((chain = queue.pop())) this.complete(queue, chain, context);
-      context.usedBuffers(index);
-    } while (queue.rearm());
+    context?.serve(index, (chain, queue) => this.complete(queue, chain, context));
   }
 
   private complete(queue: Virtqueue, chain: DescriptorChain, context: VirtioDeviceContext): void {

@@ -4,7 +4,7 @@
 // from taking the rest of the VM with it.
 import type { GuestMemory } from '../../memory/index.ts';
 import type { VirtioDevice, VirtioDeviceContext } from './device.ts';
-import { Virtqueue, VirtqueueError } from './queue.ts';
+import { Virtqueue, VirtqueueError, type DescriptorChain } from './queue.ts';
 import { QueueWord, type VirtioSharedState } from './shared-state.ts';
 import { Feature, featureBit, InterruptCause, Status } from './spec.ts';
 
@@ -101,6 +101,15 @@ export class VirtioDeviceRunner {
         if (q && q.needsInterrupt()) this.raise(InterruptCause.USED_BUFFER);
       },
       countError: (reason) => this.countError(reason),
+      serve: (index, complete) => {
+        const queue = this.queues[index];
+        if (!queue) return;
+        do {
+          let chain: DescriptorChain | null;
+          while ((chain = queue.pop())) complete(chain, queue);
+          context.usedBuffers(index);
+        } while (queue.rearm());
+      },
     };
     this.device.activate(context);
     // Buffers the driver made available before DRIVER_OK (receive queues) wait for this first look.
