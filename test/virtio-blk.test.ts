@@ -85,6 +85,15 @@ describe('virtio-blk', () => {
     expect(disk.flushes).toBe(1);
   });
 
+  it('answers GET_ID into an ID buffer split over descriptors', () => {
+    const { driver, queue } = setup();
+    const first = driver.writable(8);
+    const second = driver.writable(12);
+    const head = queue.submit([driver.readable(header(BlkRequest.GET_ID, 0)), first, second, driver.writable(1, 0xff)]);
+    expect(queue.takeUsed()).toEqual([{ id: head, len: ID_BYTES + 1 }]);
+    expect(new TextDecoder().decode(Buffer.concat([driver.bytes(first), driver.bytes(second)]))).toBe('tsvmm-serial-0123456');
+  });
+
   it('answers GET_ID with the serial, cut to 20 bytes', () => {
     const { driver, request } = setup();
     const id = driver.writable(ID_BYTES);

@@ -5,7 +5,7 @@
 import type { GuestMemory } from '../../memory/index.ts';
 import type { BlockBackend } from '../../storage/block-backend.ts';
 import type { VirtioDevice, VirtioDeviceContext, VirtioDeviceInfo } from './device.ts';
-import { forEachSpan, gather, type DescriptorChain, type Virtqueue } from './queue.ts';
+import { gather, scatter, type DescriptorChain, type Virtqueue } from './queue.ts';
 import { DeviceType, featureBit } from './spec.ts';
 
 export const SECTOR_SIZE = 512;
@@ -131,7 +131,7 @@ export class VirtioBlk implements VirtioDevice {
           const length = Math.min(dataIn, ID_BYTES);
           const id = new Uint8Array(length);
           id.set(this.serial.subarray(0, length));
-          forEachSpan(chain.writable, 0, length, (address, spanLength) => context.memory.write(address, id.subarray(0, spanLength)));
+          scatter(context.memory, chain.writable, 0, id);
           written = length;
           this.counts.getIds++;
           break;
