@@ -91,14 +91,16 @@ export class VirtioBlk implements VirtioDevice {
     context?.serve(index, (chain, queue) => this.complete(queue, chain, context));
   }
 
+  /** A request the device cannot even parse goes back with nothing written. */
+  private refuse(queue: Virtqueue, chain: DescriptorChain, context: VirtioDeviceContext, reason: string): void {
+    context.countError(`${this.info.name}: ${reason}`);
+    queue.pushUsed(chain.head, 0);
+  }
+
   private complete(queue: Virtqueue, chain: DescriptorChain, context: VirtioDeviceContext): void {
-    const refuse = (reason: string) => {
-      context.countError(`${this.info.name}: ${reason}`);
-      queue.pushUsed(chain.head, 0);
-    };
-    if (chain.error) return refuse(chain.error);
-    if (chain.readableBytes < HEADER_SIZE) return refuse(`request header of ${chain.readableBytes} bytes`);
-    if (chain.writableBytes < 1) return refuse('request without a status byte');
+    if (chain.error) return this.refuse(queue, chain, context, chain.error);
+    if (chain.readableBytes < HEADER_SIZE) return this.refuse(queue, chain, context, `request header of ${chain.readableBytes} bytes`);
+    if (chain.writableBytes < 1) return this.refuse(queue, chain, context, 'request without a status byte');
 
     // The header is almost always one buffer: read it in place, without a copy.
     const memory = context.memory;
