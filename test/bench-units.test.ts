@@ -38,9 +38,9 @@ describe('suite output', () => {
   const flood: FloodResult = {
     bytes: 1000, runs: 1,
     rows: [
-      { vmm: 'tsvmm', bytesPerSecond: s(120_000), tsvmmOver: 1, note: '' },
-      { vmm: 'kvmtool', bytesPerSecond: null, tsvmmOver: null, note: 'not installed (TSVMM_KVMTOOL=none)' },
-      { vmm: 'QEMU', bytesPerSecond: s(100_000), tsvmmOver: 1.2, note: 'QEMU 7.2' },
+      { vmm: 'tsvmm', console: 'pipe', bytesPerSecond: s(120_000), tsvmmOver: 1, note: '' },
+      { vmm: 'kvmtool', console: 'pipe', bytesPerSecond: null, tsvmmOver: null, note: 'not installed (TSVMM_KVMTOOL=none)' },
+      { vmm: 'QEMU', console: 'pipe', bytesPerSecond: s(100_000), tsvmmOver: 1.2, note: 'QEMU 7.2' },
     ],
   };
 
@@ -51,7 +51,7 @@ describe('suite output', () => {
   });
 
   it('an absent peer is a "not installed" row and a note in the chart, not a failure', () => {
-    expect(formatSerialFlood(flood)).toMatch(/kvmtool\s+not installed/);
+    expect(formatSerialFlood(flood)).toMatch(/kvmtool\s+pipe \(\| wc -c\)\s+not installed/);
     const bars = chartSerialFlood(flood)[0]!.groups[0]!.bars;
     expect(bars.find((b) => b.series === 'kvmtool')).toMatchObject({ missing: 'not installed' });
     expect(chartExits(exits).map((p) => p.title)).toEqual([expect.stringMatching(/ring 3/), expect.stringMatching(/ring 0/)]);
