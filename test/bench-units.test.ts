@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { escapeXml, formatTick, formatValue, niceStep, renderChart } from '../bench/lib/chart.ts';
 import { flatToRom, MAX_PAYLOAD, ROM_SIZE } from '../bench/lib/flat-rom.ts';
-import { summarize, table } from '../bench/lib/stats.ts';
+import { markdownTables, summarize, table } from '../bench/lib/stats.ts';
 import type { ChartPanel } from '../bench/lib/suite.ts';
 import { parseSmaps } from '../bench/memory.ts';
 import { parsePitLine } from '../bench/pit.ts';
@@ -25,6 +25,11 @@ describe('statistics', () => {
       'a           1',
       'longer  12345',
     ]);
+  });
+
+  it('text tables become Markdown tables, with the text around them kept', () => {
+    const text = `${table(['exit', 'note'], [['PIO out', 'a | b'], ['MMIO read', '']])}\n\ngoal met.`;
+    expect(markdownTables(text)).toBe('| exit | note |\n|---|---|\n| PIO out | a \\| b |\n| MMIO read |  |\n\ngoal met.');
   });
 });
 

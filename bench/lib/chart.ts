@@ -95,7 +95,9 @@ export function renderChart(panels: ChartPanel[], options: ChartOptions): string
     y += 16;
     text(MARGIN, y, `${panel.unit}, ${panel.better} is better; bar = median, whisker = min–max`, 'font-size="11" fill="#6b7280"');
     // Legend: the series of this panel.
-    const series = [...new Set(panel.groups.flatMap((g) => g.bars.filter((b) => !b.missing).map((b) => b.series)))];
+    // In the order of the fullest group's bars, so the legend reads like the bars.
+    const byFullness = [...panel.groups].sort((a, b) => b.bars.length - a.bars.length);
+    const series = [...new Set(byFullness.flatMap((g) => g.bars.filter((b) => !b.missing).map((b) => b.series)))];
     let lx = WIDTH - MARGIN;
     for (const name of [...series].reverse()) {
       const width = 18 + name.length * 6.2;

@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { SUITES, type ChartPanel } from '../../bench/index.ts';
 import { renderChart } from '../../bench/lib/chart.ts';
 import { describeMachine, machineInfo } from '../../bench/lib/machine-info.ts';
+import { markdownTables } from '../../bench/lib/stats.ts';
 import { UsageError } from './errors.ts';
 
 export interface BenchCommandOptions {
@@ -14,6 +15,7 @@ export interface BenchCommandOptions {
   bytes: string;
   json?: string;
   chart?: string;
+  markdown?: string;
 }
 
 function positiveInteger(flag: string, text: string): number {
@@ -54,6 +56,7 @@ export async function benchCommand(names: string[], options: BenchCommandOptions
   const bytes = positiveInteger('--bytes', options.bytes);
   const jsonPath = options.json ? outputPath('--json', options.json) : null;
   const chartPath = options.chart ? outputPath('--chart', options.chart) : null;
+  const markdownPath = options.markdown ? outputPath('--markdown', options.markdown) : null;
 
   const log = (line: string) => writeSync(2, `${line}\n`);
   const machine = machineInfo();
@@ -62,6 +65,7 @@ export async function benchCommand(names: string[], options: BenchCommandOptions
   log(`machine: ${describeMachine(machine)}`);
   const results: Record<string, unknown> = {};
   const panels: ChartPanel[] = [];
+  const tables: string[] = [];
   for (const name of selected) {
     const suite = SUITES.find((s) => s.name === name)!;
     log(`\n${suite.name}: ${suite.description}`);
@@ -69,11 +73,14 @@ export async function benchCommand(names: string[], options: BenchCommandOptions
     const result = await suite.run({ runs, iterations, bytes, log });
     results[name] = result;
     panels.push(...(suite.chart?.(result) ?? []));
-    writeSync(1, `\n## ${suite.name} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n\n${suite.format(result)}\n`);
+    const text = suite.format(result);
+    tables.push(`### ${suite.name}\n\n${markdownTables(text)}\n`);
+    writeSync(1, `\n## ${suite.name} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n\n${text}\n`);
   }
 
   const report = { date: started.toISOString(), machine, options: { suites: selected, runs, iterations, bytes }, results };
   if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  if (markdownPath) writeFileSync(markdownPath, `${describeMachine(machine)}; ${started.toISOString().slice(0, 10)}; ${runs} runs per figure\n\n${tables.join('\n')}`);
   if (chartPath) {
     const subtitle = [describeMachine(machine), `${started.toISOString().slice(0, 10)} · ${runs} runs per figure, alternating VMMs run by run · tsvmm bench ${selected.join(' ')}`];
     writeFileSync(chartPath, renderChart(panels, { title: `tsvmm bench: ${selected.join(', ')}`, subtitle }));

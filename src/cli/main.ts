@@ -74,6 +74,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--bytes <n>', 'serial-flood: bytes the guest writes per run', '20000')
     .option('--json <file>', 'also write the results as JSON')
     .option('--chart <file.svg>', 'also draw the results as an SVG chart')
+    .option('--markdown <file.md>', 'also write the tables as Markdown (for the README)')
     .action(async (suites: string[], options: BenchCommandOptions & { list?: boolean }) => {
       const { benchCommand, listSuites } = await import('./bench.ts');
       setStatus(options.list ? listSuites() : await benchCommand(suites, options));
