@@ -25,6 +25,7 @@ import { HostRam } from '../src/memory/host-ram.ts';
 import { openDisk } from '../src/storage/block-backend.ts';
 import { buildArtifacts, firmwarePath } from './lib/artifacts.ts';
 import { summarize, table, type Summary } from './lib/stats.ts';
+import type { ChartPanel } from './lib/suite.ts';
 
 export interface BlkOptions {
   runs: number;
@@ -254,6 +255,21 @@ export async function benchBlk(options: BlkOptions): Promise<{ throughput: BlkRo
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+export function chartBlk(result: { throughput: BlkRow[]; notify: NotifyRow[] }): ChartPanel[] {
+  return [{
+    title: 'blk: virtio-blk reads against pread(2)',
+    unit: 'MB/s',
+    better: 'higher',
+    groups: result.throughput.map((t) => ({
+      label: `${t.load} (${t.path})`,
+      bars: [
+        { series: 'pread', value: t.pread.median, min: t.pread.min, max: t.pread.max },
+        { series: 'tsvmm', value: t.tsvmm.median, min: t.tsvmm.min, max: t.tsvmm.max },
+      ],
+    })),
+  }];
 }
 
 export function formatBlk(result: { throughput: BlkRow[]; notify: NotifyRow[] }): string {

@@ -1,5 +1,6 @@
 // The benchmark suites of `tsvmm bench` and `npm run bench`, in the order they
 // run. Adding a suite is one entry here (see bench/lib/suite.ts for the shape).
+import { benchBlk, chartBlk, formatBlk } from './blk.ts';
 import { benchExits, chartExits, formatExits } from './exits.ts';
 import { benchMemory, chartMemory, formatMemory } from './memory.ts';
 import { benchPit, chartPit, formatPit } from './pit.ts';
@@ -43,7 +44,13 @@ export const SUITES: readonly Suite[] = [
     format: formatPit,
     chart: chartPit,
   }),
-  // blk (bench/blk.ts): virtio-blk throughput against pread(2) — one entry like the above.
+  defineSuite({
+    name: 'blk',
+    description: 'virtio-blk read throughput against pread(2) (in a VM and in-process), and the cost of a notify with and without ioeventfd',
+    run: (options) => benchBlk({ runs: options.runs, log: options.log }),
+    format: formatBlk,
+    chart: chartBlk,
+  }),
 ];
 
 export function findSuite(name: string): Suite | undefined {

@@ -65,6 +65,22 @@ describe.skipIf(!hasKvm)('virtio-blk from a firmware driver', () => {
     expect(missing.stderr).toMatch(/^tsvmm: .*nope\.img/);
   });
 
+  it('blkload (the benchmark load) keeps batches of requests in flight, sequential and random', async () => {
+    for (const random of [0, 1]) {
+      const image = Buffer.from(readFileSync(firmwarePath('blkload')));
+      image.writeUInt32LE(100, 12); // requests
+      image.writeUInt32LE(4096, 16); // bytes each
+      image.writeUInt32LE(16, 20); // depth
+      image.writeUInt32LE(random, 24);
+      const path = join(dir, `blkload-${random}.bin`);
+      writeFileSync(path, image);
+      const { result, console } = await runFirmware({ flat: { path }, virtio: [{ kind: 'blk', path: rawDisk(`load-${random}.img`, 2048) }] });
+      expect(console).toBe('blkload done errors=00000000\n');
+      // 7 batches of up to 16: a polling driver asked for no interrupts.
+      expect(result.virtio[0]).toMatchObject({ reads: 100, bytesRead: 100 * 4096, errors: 0, interrupts: 0 });
+    }
+  });
+
   it('refuses virtio on a flat guest without the interrupt controllers', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('virtio-blk'), '--disk', rawDisk('e.img')]);
     expect(r.status).toBe(2);
