@@ -263,7 +263,7 @@ export function chartBlk(result: { throughput: BlkRow[]; notify: NotifyRow[] }):
     unit: 'MB/s',
     better: 'higher',
     groups: result.throughput.map((t) => ({
-      label: `${t.load} (${t.path})`,
+      label: `${t.requestBytes / 1024} KiB ${t.load.includes('random') ? 'random' : 'seq.'}, ${t.path}`,
       bars: [
         { series: 'pread', value: t.pread.median, min: t.pread.min, max: t.pread.max },
         { series: 'tsvmm', value: t.tsvmm.median, min: t.tsvmm.min, max: t.tsvmm.max },

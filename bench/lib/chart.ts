@@ -87,7 +87,9 @@ export function renderChart(panels: ChartPanel[], options: ChartOptions): string
   }
   y += 14;
 
-  const plotX = MARGIN + LABEL_WIDTH;
+  // Wide enough for the longest group label (12 px text, ~7 px a character).
+  const longestLabel = Math.max(0, ...panels.flatMap((p) => p.groups.map((g) => g.label.length)));
+  const plotX = MARGIN + Math.max(LABEL_WIDTH, longestLabel * 7 + 16);
   const plotWidth = WIDTH - plotX - MARGIN - VALUE_WIDTH;
   for (const panel of panels) {
     y += 22;
