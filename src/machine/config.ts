@@ -33,7 +33,7 @@ export interface MachineConfig {
   virtioTransport?: VirtioTransportKind;
   /**
    * Queue notifications through KVM_IOEVENTFD and interrupts through
-   * KVM_IRQFD (default on). Off, a notification exits to the vCPU thread and
+   * KVM_IRQFD (default: on where KVM has them). Off, a notification exits to the vCPU thread and
    * an interrupt is a KVM_IRQ_LINE ioctl: slower, and what the benchmark compares.
    */
   ioeventfd?: boolean;

@@ -77,14 +77,21 @@ export class Machine {
   ) {}
 
   /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
-  static create(config: MachineConfig): Machine {
+  static create(requested: MachineConfig): Machine {
     // Read the guest files first: a bad path should fail before any KVM work.
-    const flatImage = config.flat ? readGuestFile(config.flat.path, 'flat image') : null;
-    const kernel = config.linux ? readGuestFile(config.linux.kernel, 'kernel') : null;
-    const initrd = config.linux?.initrd ? readGuestFile(config.linux.initrd, 'initrd') : undefined;
+    const flatImage = requested.flat ? readGuestFile(requested.flat.path, 'flat image') : null;
+    const kernel = requested.linux ? readGuestFile(requested.linux.kernel, 'kernel') : null;
+    const initrd = requested.linux?.initrd ? readGuestFile(requested.linux.initrd, 'initrd') : undefined;
     if (!flatImage && !kernel) throw new BootError('no guest given');
 
     const kvm = KvmSystem.open();
+    // ioeventfd and irqfd where this KVM has them; otherwise notifications
+    // exit and interrupts are KVM_IRQ_LINE, as with --no-ioeventfd/--no-irqfd.
+    const config: MachineConfig = {
+      ...requested,
+      ioeventfd: requested.ioeventfd !== false && kvm.checkExtension('KVM_CAP_IOEVENTFD') > 0,
+      irqfd: requested.irqfd !== false && kvm.checkExtension('KVM_CAP_IRQFD') > 0,
+    };
     const vm = kvm.createVm();
     vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
     vm.setTssAddress(TSS_ADDRESS);
@@ -342,12 +349,12 @@ function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean): { dev
   const devices = planVirtioDevices(described, {
     defaultTransport: config.virtioTransport ?? 'mmio',
     createEventFd,
-    useIrqfd: config.irqfd !== false,
+    useIrqfd: config.irqfd === true,
   });
   for (const device of devices) {
     if (device.irqfd !== null) vm.irqfd(device.irqfd, device.irq);
     // A virtio-mmio notify is a 32-bit write of the queue index to one register.
-    if (device.transport === 'mmio' && config.ioeventfd !== false) {
+    if (device.transport === 'mmio' && config.ioeventfd === true) {
       device.notifyFds.forEach((fd, queue) => vm.ioeventfd({
         address: device.address + MmioRegister.QUEUE_NOTIFY, length: 4, datamatch: queue, fd, pio: false,
       }));

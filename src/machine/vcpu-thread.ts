@@ -80,7 +80,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
     timers,
   });
   attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
-    ioeventfd: config.ioeventfd !== false,
+    ioeventfd: config.ioeventfd === true,
     // Where a guest may never map a BAR: its RAM, the in-kernel IOAPIC and
     // local APIC, and the pages KVM keeps for its TSS and identity map.
     forbidden: [
