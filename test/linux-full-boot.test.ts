@@ -7,7 +7,7 @@
 // over virtio-pci (read a known pattern, write one the host then verifies),
 // virtio-rng behind /dev/hwrng, virtio-console as hvc0, and virtio-net as
 // eth0 on a TAP device (when this host lets us create one).
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultLinuxGuest } from '../src/cli/guest.ts';
 import { openDisk } from '../src/storage/open-disk.ts';
 import { createQcow2 } from '../src/storage/qcow2/create.ts';
+import { GuestConsole as Console } from './helpers/guest-console.ts';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
 import { ipUnavailable, tapUnavailable } from './helpers/tap-host.ts';
 
@@ -52,35 +53,6 @@ function guestArgs(): string[] {
     '--device', 'virtio-console,transport=pci',
     ...(tap ? ['--net', `tap=${tap.name},transport=mmio`] : []),
   ];
-}
-
-class Console {
-  output = '';
-  private waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-
-  constructor(readonly child: ChildProcessWithoutNullStreams) {
-    child.stdout.on('data', (d: Buffer) => {
-      this.output += d.toString('latin1');
-      this.waiters = this.waiters.filter((w) => {
-        const m = this.output.match(w.pattern);
-        if (m) w.resolve(m);
-        return !m;
-      });
-    });
-  }
-
-  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-    const m = this.output.match(pattern);
-    if (m) return Promise.resolve(m);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; console so far:\n${this.output.slice(-2000)}`)), timeoutMs);
-      this.waiters.push({ pattern, resolve: (found) => { clearTimeout(timer); resolve(found); } });
-    });
-  }
-
-  type(text: string): void {
-    this.child.stdin.write(text);
-  }
 }
 
 describe.skipIf(!hasKvm)('the default guest', () => {
