@@ -31,8 +31,13 @@ const WRITE_SECTOR = 4096;
 const patterns = { raw: randomBytes(4096), qcow2: randomBytes(4096) };
 const md5 = (bytes: Uint8Array) => createHash('md5').update(bytes).digest('hex');
 
-/** A persistent TAP the host side configures before tsvmm attaches to it by name. */
-const tap = !tapUnavailable && !ipUnavailable ? { name: `tsvmmt${process.pid % 10000}`, host: '10.213.7.1', guest: '10.213.7.2' } : null;
+/**
+ * A persistent TAP the host side configures before tsvmm attaches to it by
+ * name, on a random 10.x.y.0/24: a TAP a killed run left behind keeps its
+ * address, and a second interface on the same subnet would take the replies.
+ */
+const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}`;
+const tap = !tapUnavailable && !ipUnavailable ? { name: `tsvmmt${process.pid % 10000}`, host: `${subnet}.1`, guest: `${subnet}.2` } : null;
 
 function makeDisks(): void {
   const raw = Buffer.alloc(RAW_SECTORS * 512);
