@@ -2,24 +2,21 @@
 // vCPUs), loads the guest, starts one worker thread per vCPU, carries the
 // console to stdout, and can stop a vCPU that is inside KVM_RUN.
 import { readFileSync, statSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
-import { closeFd, createEventFd, detectVirtualization, KvmSystem, openTap, signalEventFd, type VcpuFd, type VmFd } from '../kvm/index.ts';
+import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
-import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
+import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
-import { MmioRegister } from '../devices/virtio/mmio.ts';
-import { StorageError } from '../storage/block-backend.ts';
-import { openVirtioDevice, virtioDeviceNames } from './virtio-devices.ts';
-import { planVirtioDevices, virtioMmioCmdline, type PlannedVirtioDevice } from './virtio-plan.ts';
-import type { VirtioThreadInit, VirtioThreadMessage } from './virtio-thread.ts';
+import { closeVirtioWiring, VirtioIoThread, wireVirtio, type VirtioWiring } from './virtio-io.ts';
+import { virtioMmioCmdline } from './virtio-plan.ts';
 import { VCPU_THREAD, VCPU_THREAD_OPTIONS } from './thread-entries.ts';
-import { startWorker, workerUrl } from './worker-url.ts';
+import { startWorker } from './worker-url.ts';
 
 export interface MachineResult {
   stop: VcpuStop;
@@ -34,9 +31,6 @@ export interface MachineResult {
   virtio: Record<string, unknown>[];
 }
 
-const VIRTIO_THREAD = workerUrl(import.meta.url, 'virtio-thread');
-/** How long the virtio I/O thread may take to hand in its reports when the VM ends. */
-const VIRTIO_STOP_TIMEOUT_MS = 2000;
 const HALT_CHECK_INTERVAL_MS = 2000;
 
 // A vCPU kick is SIGUSR2 to the vCPU thread. The process needs a handler or
@@ -53,10 +47,7 @@ export class Machine {
   private readonly console: ConsoleRingBuffers = createConsoleRing();
   private readonly inputBuffers: ConsoleRingBuffers = createConsoleRing(4096);
   private readonly input = new InputRing(this.inputBuffers);
-  private readonly virtioConsoleOutput: ConsoleRingBuffers = createConsoleRing();
-  private readonly virtioConsoleInput: ConsoleRingBuffers = createConsoleRing(4096);
-  private readonly virtioInput = new InputRing(this.virtioConsoleInput);
-  private readonly virtioControl = new Int32Array(new SharedArrayBuffer(4));
+  private virtioThread: VirtioIoThread | null = null;
   private inputBacklog: Uint8Array[] = [];
   private inputRetry: NodeJS.Timeout | null = null;
   private worker: Worker | null = null;
@@ -73,7 +64,7 @@ export class Machine {
     /** How a Linux guest was loaded (null for flat guests). */
     readonly bootPlan: LinuxBootPlan | null,
     /** The virtio devices and their wiring. */
-    readonly virtio: { devices: PlannedVirtioDevice[]; controlFd: number },
+    readonly virtio: VirtioWiring,
   ) {}
 
   /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
@@ -147,7 +138,10 @@ export class Machine {
   async run(): Promise<MachineResult> {
     installKickHandler();
     const consoleFd = this.config.consoleFd ?? 1;
-    const virtioThread = this.virtio.devices.length ? await this.startVirtioThread() : null;
+    const virtioThread = this.virtio.devices.length
+      ? await VirtioIoThread.start({ ram: this.ram.descriptors, vmFd: this.vm.fd, wiring: this.virtio, consoleFd })
+      : null;
+    this.virtioThread = virtioThread;
     const init: VcpuThreadInit = {
       config: this.config,
       vcpuId: 0,
@@ -204,62 +198,8 @@ export class Machine {
       await worker.terminate();
       this.worker = null;
       if (virtioThread) await virtioThread.terminate();
+      this.virtioThread = null;
     }
-  }
-
-  /**
-   * Starts the virtio I/O thread and waits until it has opened its devices,
-   * so that the driver's first reset finds it listening.
-   */
-  private async startVirtioThread() {
-    const init: VirtioThreadInit = {
-      ram: [...this.ram.descriptors],
-      vmFd: this.vm.fd,
-      devices: this.virtio.devices,
-      controlFd: this.virtio.controlFd,
-      control: this.virtioControl.buffer as SharedArrayBuffer,
-      consoleOutput: this.virtioConsoleOutput,
-      consoleInput: this.virtioConsoleInput,
-    };
-    const worker = new Worker(VIRTIO_THREAD, { workerData: init, stdout: false, stderr: false });
-    const consoleReader = new ConsoleRingReader(this.virtioConsoleOutput, this.config.consoleFd ?? 1);
-    const pumping = consoleReader.pump();
-    let onStopped: (reports: Record<string, unknown>[]) => void = () => {};
-    const stopped = new Promise<Record<string, unknown>[]>((resolve) => (onStopped = resolve));
-    const failed = new Promise<never>((_, reject) => {
-      worker.on('message', (message: VirtioThreadMessage) => {
-        if (message.kind === 'stopped') onStopped(message.reports);
-        else if (message.kind === 'failed') reject(new Error(message.message));
-      });
-      worker.on('error', reject);
-    });
-    failed.catch(() => {});
-    await Promise.race([
-      new Promise<void>((resolve) => worker.on('message', (m: VirtioThreadMessage) => m.kind === 'ready' && resolve())),
-      failed,
-    ]);
-    return {
-      failed,
-      /** Asks the thread to finish and collects its reports. */
-      stop: async (): Promise<Record<string, unknown>[]> => {
-        Atomics.store(this.virtioControl, 0, 1);
-        signalEventFd(this.virtio.controlFd);
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<Record<string, unknown>[]>((resolve) => (timer = setTimeout(() => resolve([]), VIRTIO_STOP_TIMEOUT_MS)));
-        try {
-          return await Promise.race([stopped, timeout, failed]);
-        } finally {
-          clearTimeout(timer);
-        }
-      },
-      terminate: async () => {
-        Atomics.store(this.virtioControl, 0, 1);
-        signalEventFd(this.virtio.controlFd);
-        consoleReader.stop();
-        await pumping;
-        await worker.terminate();
-      },
-    };
   }
 
   /**
@@ -272,8 +212,8 @@ export class Machine {
   }
 
   private flushInput(): void {
-    const toVirtio = this.config.console === 'virtio';
-    const ring = toVirtio ? this.virtioInput : this.input;
+    const toVirtio = this.config.console === 'virtio' ? this.virtioThread : null;
+    const ring = toVirtio ? toVirtio.consoleInput : this.input;
     while (this.inputBacklog.length) {
       const next = this.inputBacklog[0]!;
       const taken = ring.offer(next);
@@ -283,7 +223,7 @@ export class Machine {
       }
       this.inputBacklog.shift();
     }
-    if (toVirtio) signalEventFd(this.virtio.controlFd);
+    if (toVirtio) toVirtio.inputArrived();
     else if (this.worker && this.threadId) this.kick();
     // A full ring drains as the guest reads: try again shortly.
     if (this.inputBacklog.length && !this.inputRetry) {
@@ -307,60 +247,11 @@ export class Machine {
 
   /** Releases the VM's fds and memory (the process exiting does the same). */
   close(): void {
-    for (const device of this.virtio.devices) {
-      if (device.config.kind === 'net' && device.config.tapFd !== undefined) closeFd(device.config.tapFd);
-      for (const fd of [...device.notifyFds, ...(device.irqfd !== null ? [device.irqfd] : [])]) closeFd(fd);
-    }
-    if (this.virtio.controlFd >= 0) closeFd(this.virtio.controlFd);
+    closeVirtioWiring(this.virtio);
     this.vcpu.close();
     this.vm.close();
     this.kvm.close();
   }
-}
-
-/**
- * Opens the virtio devices once here to learn their shape (and to fail before
- * the guest starts on a bad disk image or a missing TAP device), plans where
- * they sit, and connects their eventfds to KVM.
- */
-function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean): { devices: PlannedVirtioDevice[]; controlFd: number } {
-  const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
-  if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
-  if (configs.length === 0) return { devices: [], controlFd: -1 };
-  if (!hasIrqchip) throw new BootError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
-  const names = virtioDeviceNames(configs);
-  const noConsole = { write: () => {}, read: () => null };
-  const described = configs.map((deviceConfig, i) => {
-    if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
-      deviceConfig = { ...deviceConfig, tapFd: openTap(deviceConfig.tap).fd };
-    }
-    let device;
-    try {
-      device = openVirtioDevice(deviceConfig, names[i]!, { console: noConsole });
-    } catch (e) {
-      if (e instanceof StorageError) throw new BootError(e.message);
-      throw e;
-    }
-    const info = device.info;
-    // The TAP fd stays open for the I/O thread; a disk is opened again there.
-    if (deviceConfig.kind !== 'net') device.close?.();
-    return { config: deviceConfig, info };
-  });
-  const devices = planVirtioDevices(described, {
-    defaultTransport: config.virtioTransport ?? 'mmio',
-    createEventFd,
-    useIrqfd: config.irqfd === true,
-  });
-  for (const device of devices) {
-    if (device.irqfd !== null) vm.irqfd(device.irqfd, device.irq);
-    // A virtio-mmio notify is a 32-bit write of the queue index to one register.
-    if (device.transport === 'mmio' && config.ioeventfd === true) {
-      device.notifyFds.forEach((fd, queue) => vm.ioeventfd({
-        address: device.address + MmioRegister.QUEUE_NOTIFY, length: 4, datamatch: queue, fd, pio: false,
-      }));
-    }
-  }
-  return { devices, controlFd: createEventFd() };
 }
 
 function readGuestFile(path: string, what: string): Uint8Array {
