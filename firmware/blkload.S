@@ -184,23 +184,17 @@ check:
         jmp batch
 
 finished:
-        lea rsi, [rip + s_done]
-        call puts64
         mov eax, ebp
         mov ecx, 8
-        call puthex64
+        lea rsi, [rip + s_done]
+        call putfield64
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0
 
 no_device:
-        push rsi
-        lea rsi, [rip + s_fail]
-        call puts64
-        pop rsi
-        call puts64
-        lea rsi, [rip + s_nl]
-        call puts64
+        lea rdi, [rip + s_fail]
+        call putfail64
         EXIT_VM 1
 
 bad_params:

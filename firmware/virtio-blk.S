@@ -78,48 +78,37 @@ wait_used:
         EXIT_VM 2
 
 done:
-        lea rsi, [rip + s_id]
-        call puts64
         mov eax, r12d
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_status]
-        call puts64
+        lea rsi, [rip + s_id]
+        call putfield64
         movzx eax, byte ptr [STATUSB]
         mov ecx, 2
-        call puthex64
-        lea rsi, [rip + s_used]
-        call puts64
+        lea rsi, [rip + s_status]
+        call putfield64
         movzx eax, word ptr [USED + 2]
         mov ecx, 4
-        call puthex64
-        lea rsi, [rip + s_len]
-        call puts64
+        lea rsi, [rip + s_used]
+        call putfield64
         mov eax, [USED + 8]                             # used.ring[0].len
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_isr]
-        call puts64
+        lea rsi, [rip + s_len]
+        call putfield64
         mov eax, [rdi + VIO_ISR]
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_data]
-        call puts64
+        lea rsi, [rip + s_isr]
+        call putfield64
         mov rax, [DATA]
         mov ecx, 16
-        call puthex64
+        lea rsi, [rip + s_data]
+        call putfield64
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0
 
 fail:
-        push rsi
-        lea rsi, [rip + s_fail]
-        call puts64
-        pop rsi
-        call puts64
-        lea rsi, [rip + s_nl]
-        call puts64
+        lea rdi, [rip + s_fail]
+        call putfail64
         EXIT_VM 1
 
 s_id:       .asciz "virtio-blk id="

@@ -262,68 +262,53 @@ done:
         mov rax, [FOUND_ISR]
         movzx r9d, byte ptr [rax]                       # ISR: read and cleared
         movzx r10d, byte ptr [rax]                      # now 0
-        lea rsi, [rip + s_slot]
-        call puts64
         mov eax, r12d
         mov ecx, 2
-        call puthex64
-        lea rsi, [rip + s_bar]
-        call puts64
+        lea rsi, [rip + s_slot]
+        call putfield64
         mov eax, r13d
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_caps]
-        call puts64
+        lea rsi, [rip + s_bar]
+        call putfield64
         mov eax, r8d
         mov ecx, 5
-        call puthex64
-        lea rsi, [rip + s_notify]
-        call puts64
+        lea rsi, [rip + s_caps]
+        call putfield64
         mov rax, r15
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_status]
-        call puts64
+        lea rsi, [rip + s_notify]
+        call putfield64
         movzx eax, byte ptr [STATUSB]
         mov ecx, 2
-        call puthex64
-        lea rsi, [rip + s_used]
-        call puts64
+        lea rsi, [rip + s_status]
+        call putfield64
         movzx eax, word ptr [USED + 2]
         mov ecx, 4
-        call puthex64
-        lea rsi, [rip + s_len]
-        call puts64
+        lea rsi, [rip + s_used]
+        call putfield64
         mov eax, [USED + 8]
         mov ecx, 8
-        call puthex64
-        lea rsi, [rip + s_isr]
-        call puts64
+        lea rsi, [rip + s_len]
+        call putfield64
         mov eax, r9d
         mov ecx, 2
-        call puthex64
-        lea rsi, [rip + s_comma]
-        call puts64
+        lea rsi, [rip + s_isr]
+        call putfield64
         mov eax, r10d
         mov ecx, 2
-        call puthex64
-        lea rsi, [rip + s_data]
-        call puts64
+        lea rsi, [rip + s_comma]
+        call putfield64
         mov rax, [DATA]
         mov ecx, 16
-        call puthex64
+        lea rsi, [rip + s_data]
+        call putfield64
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0
 
 fail:
-        push rsi
-        lea rsi, [rip + s_fail]
-        call puts64
-        pop rsi
-        call puts64
-        lea rsi, [rip + s_nl]
-        call puts64
+        lea rdi, [rip + s_fail]
+        call putfail64
         EXIT_VM 1
 
 s_slot:     .asciz "virtio-pci slot="

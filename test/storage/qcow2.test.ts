@@ -10,22 +10,12 @@ import { createQcow2 } from '../../src/storage/qcow2/create.ts';
 import { readHeader } from '../../src/storage/qcow2/header.ts';
 import { Qcow2Image } from '../../src/storage/qcow2/qcow2-image.ts';
 import { createRaw } from '../../src/storage/raw.ts';
-import { filled, firstDifference, hasQemu, pattern, qemuImg, randomInt, scratchDir, seededRandom } from './helpers/images.ts';
+import { expectSame, filled, hasQemu, readAll, pattern, qemuImg, randomInt, scratchDir, seededRandom } from './helpers/images.ts';
 import { l2EntryOffset, readU64, refcountOffset, writeBytes, writeU16, writeU32, writeU64 } from './helpers/patch.ts';
 
 const scratch = scratchDir();
 afterAll(() => scratch.remove());
 const MiB = 2 ** 20;
-
-function readAll(disk: BlockBackend): Uint8Array {
-  const bytes = new Uint8Array(disk.size);
-  disk.read(0, bytes);
-  return bytes;
-}
-
-function expectSame(actual: Uint8Array, expected: Uint8Array): void {
-  expect(firstDifference(actual, expected), 'first differing byte').toBe(-1);
-}
 
 function expectClean(path: string): void {
   const report = checkQcow2(path);

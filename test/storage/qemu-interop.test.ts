@@ -5,22 +5,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { openDisk, type BlockBackend } from '../../src/storage/block-backend.ts';
 import { checkExitStatus, checkQcow2 } from '../../src/storage/qcow2/check.ts';
-import { filled, firstDifference, hasQemu, pattern, qemuImg, qemuIo, randomInt, scratchDir, seededRandom } from './helpers/images.ts';
+import { expectSame, filled, hasQemu, readAll, pattern, qemuImg, qemuIo, randomInt, scratchDir, seededRandom } from './helpers/images.ts';
 import { l2EntryOffset, readU64, writeU64 } from './helpers/patch.ts';
 
 const scratch = scratchDir();
 afterAll(() => scratch.remove());
 const MiB = 2 ** 20;
-
-function readAll(disk: BlockBackend): Uint8Array {
-  const bytes = new Uint8Array(disk.size);
-  disk.read(0, bytes);
-  return bytes;
-}
-
-function expectSame(actual: Uint8Array, expected: Uint8Array): void {
-  expect(firstDifference(actual, expected), 'first differing byte').toBe(-1);
-}
 
 /** qemu-io writes of a pattern byte; the same bytes go into `shadow`. */
 function qemuWrites(path: string, shadow: Uint8Array, writes: [offset: number, length: number, byte: number][], extra: string[] = []): void {

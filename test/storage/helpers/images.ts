@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
+import type { BlockBackend } from '../../../src/storage/block-backend.ts';
 
 function runs(command: string): boolean {
   return spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0;
@@ -75,6 +77,18 @@ export function pattern(length: number, seed: number): Uint8Array {
 }
 
 /** The first offset where two buffers differ, or -1: a readable failure instead of a megabyte diff. */
+/** The whole virtual disk, read through its backend. */
+export function readAll(disk: BlockBackend): Uint8Array {
+  const bytes = new Uint8Array(disk.size);
+  disk.read(0, bytes);
+  return bytes;
+}
+
+/** Asserts equal bytes, naming the first difference instead of dumping megabytes. */
+export function expectSame(actual: Uint8Array, expected: Uint8Array): void {
+  expect(firstDifference(actual, expected), 'first differing byte').toBe(-1);
+}
+
 export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   if (a.length !== b.length) return Math.min(a.length, b.length);
   if (Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))) return -1;
