@@ -81,6 +81,12 @@ describe.skipIf(!hasKvm)('virtio-blk from a firmware driver', () => {
     }
   });
 
+  it('refuses more virtio devices than there are free interrupt lines, in one line', () => {
+    const r = tsvmm(['run', '--flat', firmwarePath('virtio-blk'), '--irqchip', ...Array(9).fill(['--device', 'virtio-rng']).flat()]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('tsvmm: 9 virtio devices: a tsvmm PC has interrupt lines for 8\n');
+  });
+
   it('refuses virtio on a flat guest without the interrupt controllers', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('virtio-blk'), '--disk', rawDisk('e.img')]);
     expect(r.status).toBe(2);

@@ -102,6 +102,7 @@ describe('a split virtqueue', () => {
       ['an indirect table outside RAM', (d) => d(0, RAM - 16, 32, INDIRECT), /outside guest RAM/],
       ['an indirect table of a size that is not whole descriptors', (d) => d(0, INDIRECT_TABLE, 20, INDIRECT), /indirect table of 20 bytes/],
       ['an indirect descriptor with NEXT', (d) => d(0, INDIRECT_TABLE, 32, INDIRECT | NEXT, 1), /NEXT/],
+      ['an indirect table longer than the queue', (d) => d(0, INDIRECT_TABLE, 16 * (SIZE + 1), INDIRECT), /9 descriptors, more than the queue size 8/],
       ['an indirect table that loops', (d) => {
         d(0, BUF, 16, NEXT, 1, INDIRECT_TABLE);
         d(1, BUF, 16, NEXT, 0, INDIRECT_TABLE);

@@ -95,11 +95,11 @@ export class ReadableWaiter {
       this.buffer = new Uint8Array(fds.length * POLLFD_SIZE * 2);
       this.view = new DataView(this.buffer.buffer);
     }
-    fds.forEach((fd, i) => {
-      this.view.setInt32(i * POLLFD_SIZE, fd, true);
+    for (let i = 0; i < fds.length; i++) {
+      this.view.setInt32(i * POLLFD_SIZE, fds[i]!, true);
       this.view.setInt16(i * POLLFD_SIZE + 4, POLLIN, true);
       this.view.setInt16(i * POLLFD_SIZE + 6, 0, true);
-    });
+    }
     const count = libcCalls.poll(this.buffer, fds.length, timeoutMs);
     if (count < 0) {
       const errno = lastErrno();

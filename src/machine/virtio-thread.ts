@@ -98,12 +98,14 @@ function main(init: VirtioThreadInit): void {
   const notifyFds = [init.controlFd, ...init.devices.flatMap((d) => d.notifyFds)];
   const waiter = new ReadableWaiter();
   post({ kind: 'ready' });
+  // A device's own fds (a TAP) are watched only while it can take what they
+  // bring; without such devices the fd list never changes.
+  const hostFdDevices = runners.map((r) => r.device).filter((d) => d.pollFds);
   while (Atomics.load(control, 0) === 0) {
-    // A device's own fds are watched only while it can take what they bring.
-    const fds = [...notifyFds];
-    for (const runner of runners) {
-      const device = runner.device;
-      if (device.pollFds && device.wantsPoll?.() !== false) fds.push(...device.pollFds);
+    let fds = notifyFds;
+    if (hostFdDevices.length) {
+      fds = [...notifyFds];
+      for (const device of hostFdDevices) if (device.wantsPoll?.() !== false) fds.push(...device.pollFds!);
     }
     for (const fd of waiter.wait(fds, -1)) handlers.get(fd)!();
   }

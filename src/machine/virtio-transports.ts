@@ -18,17 +18,11 @@ export interface VirtioBuses {
   vm: VmFd;
 }
 
-export interface VirtioWiringCounts {
-  /** ioeventfds KVM refused when a BAR moved (those notifications take the exit path). */
-  refusedIoeventfds: number;
-}
-
 export function attachVirtioTransports(
   buses: VirtioBuses,
   virtio: { devices: PlannedVirtioDevice[]; controlFd: number },
   options: { ioeventfd: boolean; forbidden: readonly ForbiddenRange[] },
-): VirtioWiringCounts {
-  const counts: VirtioWiringCounts = { refusedIoeventfds: 0 };
+): void {
   const bridge = virtio.devices.some((d) => d.transport === 'pci') ? new PciHostBridge() : null;
   bridge?.attach(buses.pio);
   for (const planned of virtio.devices) {
@@ -45,11 +39,10 @@ export function attachVirtioTransports(
         mmio: buses.mmio,
         barAddress: planned.address,
         forbidden: options.forbidden,
-        ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds, counts) } : {}),
+        ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds) } : {}),
       }));
     }
   }
-  return counts;
 }
 
 /**
@@ -57,14 +50,14 @@ export function attachVirtioTransports(
  * guest maps the BAR: Linux writes the queue index there as 16 bits, and any
  * write to the address is the notification.
  */
-function notifyEventFds(vm: VmFd, fds: readonly number[], counts: VirtioWiringCounts): (queue: number, address: number | null) => void {
+function notifyEventFds(vm: VmFd, fds: readonly number[]): (queue: number, address: number | null) => void {
   const current: (number | null)[] = fds.map(() => null);
   return (queue, address) => {
     const fd = fds[queue]!;
     const old = current[queue];
     if (old === address) return;
     // A guest's BAR write must never throw out of the exit: should KVM refuse
-    // an ioeventfd, the notify write simply exits and still reaches the transport.
+    // an ioeventfd, the notify write exits and still reaches the transport.
     try {
       if (old !== null && old !== undefined) vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true });
       current[queue] = null;
@@ -73,7 +66,7 @@ function notifyEventFds(vm: VmFd, fds: readonly number[], counts: VirtioWiringCo
         current[queue] = address;
       }
     } catch {
-      counts.refusedIoeventfds++;
+      // Left without an ioeventfd, the queue's notifications take the exit path.
     }
   };
 }

@@ -106,7 +106,7 @@ export class VirtioMmio implements BusDevice {
       case MmioRegister.DRIVER_FEATURES: t.setDriverFeatureWord(value); return;
       case MmioRegister.DRIVER_FEATURES_SEL: t.state.driverFeatureSelect = value; return;
       case MmioRegister.QUEUE_SEL: t.selectQueue(value); return;
-      case MmioRegister.QUEUE_NUM: t.writeQueue('size', value); return;
+      case MmioRegister.QUEUE_NUM: t.writeQueueSize(value); return;
       case MmioRegister.QUEUE_READY: t.setQueueReady((value & 1) === 1); return;
       case MmioRegister.QUEUE_NOTIFY: t.notify(value & 0xffff); return;
       case MmioRegister.INTERRUPT_ACK: t.state.acknowledgeInterruptStatus(value); return;

@@ -312,7 +312,7 @@ export class VirtioPci implements PciFunction, BusDevice {
       case CommonCfg.QUEUE_SIZE: return t.readQueue('size') || t.queueMaxSize();
       case CommonCfg.QUEUE_MSIX_VECTOR: return VIRTIO_MSI_NO_VECTOR;
       case CommonCfg.QUEUE_ENABLE: return t.queueReady() ? 1 : 0;
-      case CommonCfg.QUEUE_NOTIFY_OFF: return state.queueSelect < t.queueCount ? state.queueSelect : 0;
+      case CommonCfg.QUEUE_NOTIFY_OFF: return Math.max(t.selectedQueue(), 0);
       default: {
         const [field, high] = QUEUE_ADDRESS_FIELDS[offset]!;
         const address = t.readQueue(field);
@@ -342,7 +342,7 @@ export class VirtioPci implements PciFunction, BusDevice {
       case CommonCfg.QUEUE_MSIX_VECTOR: return;
       case CommonCfg.DEVICE_STATUS: t.writeStatus(value); return;
       case CommonCfg.QUEUE_SELECT: t.selectQueue(value); return;
-      case CommonCfg.QUEUE_SIZE: t.writeQueue('size', value); return;
+      case CommonCfg.QUEUE_SIZE: t.writeQueueSize(value); return;
       case CommonCfg.QUEUE_ENABLE: this.enableQueue(value); return;
       default: this.bad(); // device_feature, num_queues, config_generation, queue_notify_off are read-only
     }
@@ -355,7 +355,7 @@ export class VirtioPci implements PciFunction, BusDevice {
       this.bad();
       return;
     }
-    if (t.readQueue('size') === 0) t.writeQueue('size', t.queueMaxSize());
+    if (t.readQueue('size') === 0) t.writeQueueSize(t.queueMaxSize());
     t.setQueueReady(true);
   }
 

@@ -191,6 +191,9 @@ export class Virtqueue {
         if (!this.features.indirectDescriptors) return 'indirect descriptor without VIRTIO_F_INDIRECT_DESC';
         if (flags & DescriptorFlag.NEXT) return 'indirect descriptor with NEXT set';
         if (length === 0 || length % DESCRIPTOR_SIZE !== 0) return `indirect table of ${length} bytes`;
+        // A chain may not be longer than the queue (2.7.5.3.1), indirect or not:
+        // this also bounds the walk of a table the size of guest RAM.
+        if (length / DESCRIPTOR_SIZE > this.size) return `indirect table of ${length / DESCRIPTOR_SIZE} descriptors, more than the queue size ${this.size}`;
         if (!this.memory.contains(address, length)) {
           return `indirect table at 0x${address.toString(16)} (+${length}) is outside guest RAM`;
         }

@@ -17,7 +17,6 @@ export const Feature = {
   RING_INDIRECT_DESC: 28n,
   RING_EVENT_IDX: 29n,
   VERSION_1: 32n,
-  ACCESS_PLATFORM: 33n,
 } as const;
 
 export function featureBit(bit: bigint): bigint {
@@ -32,12 +31,6 @@ export const DeviceType = {
   ENTROPY: 4,
 } as const;
 
-export const DEVICE_TYPE_NAMES: Record<number, string> = {
-  [DeviceType.NET]: 'net',
-  [DeviceType.BLOCK]: 'blk',
-  [DeviceType.CONSOLE]: 'console',
-  [DeviceType.ENTROPY]: 'rng',
-};
 
 /** Split virtqueue descriptor flags (2.7.5). */
 export const DescriptorFlag = {

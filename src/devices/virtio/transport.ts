@@ -48,18 +48,18 @@ export class VirtioTransport {
   }
 
   deviceFeatureWord(): number {
-    return this.featureWords[this.state.deviceFeatureSelect] ?? 0;
+    return this.featureWords[this.state.deviceFeatureSelect >>> 0] ?? 0;
   }
 
   driverFeatureWord(): number {
-    const select = this.state.driverFeatureSelect;
+    const select = this.state.driverFeatureSelect >>> 0;
     if (select > 1) return 0;
     return Number((this.state.driverFeatures >> BigInt(32 * select)) & 0xffff_ffffn);
   }
 
   /** The driver writes its features 32 bits at a time; only before FEATURES_OK counts. */
   setDriverFeatureWord(value: number): void {
-    const select = this.state.driverFeatureSelect;
+    const select = this.state.driverFeatureSelect >>> 0;
     if (select > 1 || this.state.status & Status.FEATURES_OK) return;
     const shift = BigInt(32 * select);
     const others = this.state.driverFeatures & ~(0xffff_ffffn << shift);
@@ -107,9 +107,9 @@ export class VirtioTransport {
     this.state.queueSelect = index;
   }
 
-  /** The selected queue, or -1 when the selector names no queue. */
-  private selectedQueue(): number {
-    const index = this.state.queueSelect;
+  /** The selected queue, or -1 when the selector (any 32-bit value the driver wrote) names no queue. */
+  selectedQueue(): number {
+    const index = this.state.queueSelect >>> 0;
     return index < this.queueCount ? index : -1;
   }
 
@@ -138,16 +138,10 @@ export class VirtioTransport {
   }
 
   /** Queue setup writes count only while the queue is not enabled (the driver must not change a live queue). */
-  writeQueue(field: QueueField, value: number): void {
+  writeQueueSize(value: number): void {
     const queue = this.selectedQueue();
     if (queue < 0 || this.state.queueWord(queue, QueueWord.READY)) return;
-    if (field === 'size') {
-      this.state.setQueueWord(queue, QueueWord.SIZE, value & 0xffff);
-      return;
-    }
-    const low = ADDRESS_WORD[field];
-    this.state.setQueueWord(queue, low, value % 2 ** 32);
-    this.state.setQueueWord(queue, low + 1, Math.floor(value / 2 ** 32));
+    this.state.setQueueWord(queue, QueueWord.SIZE, value & 0xffff);
   }
 
   /** One 32-bit half of a queue address (virtio-mmio writes them separately). */
