@@ -1,0 +1,89 @@
+// The DSDT (ACPI 6.5 §5.2.11.1): the AML that tells the guest how to power
+// off and where the power button is. In ASL it reads:
+//
+//   Name (_S0_, Package (4) { 0, 0, 0, 0 })     // SLP_TYP values of S0 (working)
+//   Name (_S5_, Package (4) { 5, 5, 0, 0 })     // ... and of S5 (soft off)
+//   Scope (_SB) {
+//     Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }
+//     Device (GED0) {
+//       Name (_HID, "ACPI0013")  Name (_UID, Zero)
+//       Name (_CRS, ResourceTemplate () { Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 23 } })
+//       OperationRegion (EREG, SystemMemory, 0xFEA00000, 4)
+//       Field (EREG, DWordAcc, NoLock, WriteAsZeros) { ESTS, 32 }
+//       Method (_EVT, 1, Serialized) {
+//         Local0 = ESTS                              // reading clears the events
+//         If (Local0 & 1) { Notify (\_SB.PWRB, 0x80) } // power button pressed
+//       }
+//     }
+//     Device (PMRS) {                               // motherboard resources:
+//       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
+//       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
+//     }
+//   }
+//
+// The GED's _CRS may hold interrupts only (Linux's evged rejects any other
+// resource), which is why its register window is claimed by PMRS instead.
+import { ACPI_GED_MMIO_SIZE, GedEvent } from '../../devices/acpi-ged.ts';
+import { SleepType } from '../../devices/acpi-sleep.ts';
+import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, local, method, name, notify, operationRegion, path, pkg, RegionSpace, scope, store, string, type Aml } from './aml.ts';
+import type { AcpiPlatform } from './platform.ts';
+import { interrupt, ioPorts, memory32Fixed, resourceTemplate } from './resources.ts';
+import { newTable, SDT_HEADER_SIZE, sealTable } from './sdt.ts';
+
+/** Notify value 0x80 on a power button device: "button pressed" (§4.8.3.1.1.2 / table 5.166). */
+const NOTIFY_BUTTON_PRESSED = 0x80;
+
+/** \_Sx_ (§7.4.2): SLP_TYPa, SLP_TYPb, two reserved. Hardware-reduced ACPI uses only SLP_TYPa. */
+function sleepState(stateName: string, sleepType: number): number[] {
+  return name(stateName, pkg([integer(sleepType), integer(sleepType), integer(0), integer(0)]));
+}
+
+function powerButton(): number[] {
+  return device('PWRB', [name('_HID', eisaId('PNP0C0C')), name('_UID', integer(0))]);
+}
+
+function genericEventDevice(platform: AcpiPlatform): number[] {
+  const status = 'ESTS';
+  return device('GED0', [
+    name('_HID', string('ACPI0013')),
+    name('_UID', integer(0)),
+    name('_CRS', resourceTemplate([interrupt(platform.gedGsi, { edge: true, activeLow: false, shared: false })])),
+    operationRegion('EREG', RegionSpace.SYSTEM_MEMORY, platform.gedMmioBase, ACPI_GED_MMIO_SIZE),
+    field('EREG', FieldAccess.DWORD, false, FieldUpdate.WRITE_AS_ZEROS, [{ name: status, bits: 32 }]),
+    method('_EVT', 1, true, [
+      store(path(status), local(0)),
+      ifThen(and(local(0), integer(GedEvent.POWER_BUTTON)), [
+        notify(path('\\_SB.PWRB'), integer(NOTIFY_BUTTON_PRESSED)),
+      ]),
+    ]),
+  ]);
+}
+
+function motherboardResources(platform: AcpiPlatform): number[] {
+  const ports = [...new Set([platform.sleepControlPort, platform.sleepStatusPort, platform.resetPort])].sort((a, b) => a - b);
+  return device('PMRS', [
+    name('_HID', eisaId('PNP0C02')),
+    name('_UID', integer(1)),
+    name('_CRS', resourceTemplate([
+      ...ports.map((port) => ioPorts(port, port, 1, 1)),
+      memory32Fixed(true, platform.gedMmioBase, ACPI_GED_MMIO_SIZE),
+    ])),
+  ]);
+}
+
+/** The DSDT's AML body (without the table header). */
+export function dsdtAml(platform: AcpiPlatform): Aml {
+  return [
+    ...sleepState('_S0_', SleepType.S0),
+    ...sleepState('_S5_', SleepType.S5),
+    ...scope('\\_SB', [powerButton(), genericEventDevice(platform), motherboardResources(platform)]),
+  ];
+}
+
+/** Revision 2: AML integers are 64 bits wide. */
+export function buildDsdt(platform: AcpiPlatform): Uint8Array {
+  const aml = dsdtAml(platform);
+  const t = newTable('DSDT', SDT_HEADER_SIZE + aml.length, 2, 'TSVMDSDT');
+  t.set(SDT_HEADER_SIZE, aml);
+  return sealTable(t);
+}

@@ -1,0 +1,163 @@
+// The fixed-format ACPI tables (ACPI 6.5 §5.2): RSDP, XSDT, FADT, MADT. The
+// DSDT, the one written in AML, is in dsdt.ts.
+import { checksum, ioPortByte, newTable, OEM_ID, SDT_HEADER_SIZE, sealTable, TableBytes, writeGenericAddress } from './sdt.ts';
+import { checkedApicIds, type AcpiPlatform, type IsaInterruptOverride } from './platform.ts';
+
+/** RSDP (§5.2.5.3), revision 2: 36 bytes, found by its signature. */
+export const RSDP_SIZE = 36;
+const RsdpField = {
+  SIGNATURE: 0,
+  CHECKSUM: 8, // over the first 20 bytes (the ACPI 1.0 structure)
+  OEM_ID: 9,
+  REVISION: 15,
+  RSDT_ADDRESS: 16,
+  LENGTH: 20,
+  XSDT_ADDRESS: 24,
+  EXTENDED_CHECKSUM: 32, // over all 36 bytes
+} as const;
+const RSDP_V1_SIZE = 20;
+
+/** The RSDP of an ACPI 2.0+ machine: no RSDT, only the XSDT. */
+export function buildRsdp(xsdtAddress: number): Uint8Array {
+  const t = new TableBytes(RSDP_SIZE);
+  t.ascii(RsdpField.SIGNATURE, 'RSD PTR ', 8);
+  t.ascii(RsdpField.OEM_ID, OEM_ID, 6);
+  t.u8(RsdpField.REVISION, 2);
+  t.u32(RsdpField.RSDT_ADDRESS, 0);
+  t.u32(RsdpField.LENGTH, RSDP_SIZE);
+  t.u64(RsdpField.XSDT_ADDRESS, xsdtAddress);
+  t.u8(RsdpField.CHECKSUM, checksum(t.bytes.subarray(0, RSDP_V1_SIZE)));
+  t.u8(RsdpField.EXTENDED_CHECKSUM, checksum(t.bytes));
+  return t.bytes;
+}
+
+/** XSDT (§5.2.8): the 64-bit addresses of every table but the DSDT (the FADT points at that). */
+export function buildXsdt(tableAddresses: readonly number[]): Uint8Array {
+  const t = newTable('XSDT', SDT_HEADER_SIZE + 8 * tableAddresses.length, 1, 'TSVMXSDT');
+  tableAddresses.forEach((address, i) => t.u64(SDT_HEADER_SIZE + 8 * i, address));
+  return sealTable(t);
+}
+
+/** FADT (§5.2.9, table 5.9): revision 6.5, 276 bytes. The offsets of the fields tsvmm sets. */
+export const FADT_SIZE = 276;
+export const FadtField = {
+  FIRMWARE_CTRL: 36,
+  DSDT: 40,
+  PREFERRED_PM_PROFILE: 45,
+  SCI_INT: 46,
+  IAPC_BOOT_ARCH: 109,
+  FLAGS: 112,
+  RESET_REG: 116,
+  RESET_VALUE: 128,
+  MINOR_VERSION: 131,
+  X_FIRMWARE_CTRL: 132,
+  X_DSDT: 140,
+  SLEEP_CONTROL_REG: 244,
+  SLEEP_STATUS_REG: 256,
+  HYPERVISOR_VENDOR_ID: 268,
+} as const;
+
+/** FADT Flags (table 5.10). */
+export const FadtFlags = {
+  /** The power button is a control-method device (ours: PNP0C0C), not fixed hardware. */
+  PWR_BUTTON: 1 << 4,
+  /** No fixed sleep button either. */
+  SLP_BUTTON: 1 << 5,
+  RESET_REG_SUP: 1 << 10,
+  /** No PM1/GPE blocks, no SCI, no FACS: sleep and reset through the registers above. */
+  HW_REDUCED_ACPI: 1 << 20,
+} as const;
+
+/** IA-PC Boot Architecture Flags (table 5.11). */
+export const IapcBootArch = {
+  LEGACY_DEVICES: 1 << 0,
+  I8042: 1 << 1,
+  VGA_NOT_PRESENT: 1 << 2,
+  CMOS_RTC_NOT_PRESENT: 1 << 5,
+} as const;
+
+export function buildFadt(platform: AcpiPlatform, dsdtAddress: number): Uint8Array {
+  const t = newTable('FACP', FADT_SIZE, 6, 'TSVMFACP');
+  // No FACS (FIRMWARE_CTRL = X_FIRMWARE_CTRL = 0: allowed when HW_REDUCED_ACPI),
+  // the DSDT only through its 64-bit pointer, no SCI.
+  t.u64(FadtField.X_DSDT, dsdtAddress);
+  t.u16(FadtField.IAPC_BOOT_ARCH,
+    IapcBootArch.LEGACY_DEVICES | IapcBootArch.VGA_NOT_PRESENT
+    | (platform.i8042 ? IapcBootArch.I8042 : 0) | (platform.cmosRtc ? 0 : IapcBootArch.CMOS_RTC_NOT_PRESENT));
+  t.u32(FadtField.FLAGS, FadtFlags.HW_REDUCED_ACPI | FadtFlags.RESET_REG_SUP | FadtFlags.PWR_BUTTON | FadtFlags.SLP_BUTTON);
+  writeGenericAddress(t, FadtField.RESET_REG, ioPortByte(platform.resetPort));
+  t.u8(FadtField.RESET_VALUE, platform.resetValue);
+  t.u8(FadtField.MINOR_VERSION, 5);
+  writeGenericAddress(t, FadtField.SLEEP_CONTROL_REG, ioPortByte(platform.sleepControlPort));
+  writeGenericAddress(t, FadtField.SLEEP_STATUS_REG, ioPortByte(platform.sleepStatusPort));
+  t.ascii(FadtField.HYPERVISOR_VENDOR_ID, 'TSVMM   ', 8);
+  return sealTable(t);
+}
+
+/** MADT (§5.2.12): the local APIC address and flags, then one entry per interrupt controller. */
+const MADT_HEADER_SIZE = SDT_HEADER_SIZE + 8;
+const PCAT_COMPAT = 1 << 0; // the machine also has the dual 8259 PIC (KVM's irqchip does)
+
+/** MADT entry types (table 5.21) and their lengths. */
+export const MadtEntry = {
+  LOCAL_APIC: { type: 0, length: 8 },
+  IO_APIC: { type: 1, length: 12 },
+  INTERRUPT_SOURCE_OVERRIDE: { type: 2, length: 10 },
+  LOCAL_APIC_NMI: { type: 4, length: 6 },
+} as const;
+
+const LOCAL_APIC_ENABLED = 1 << 0;
+/** Local APIC NMI: ACPI processor UID 0xff means every processor. */
+const ALL_PROCESSORS = 0xff;
+
+// MPS INTI flags (table 5.26): polarity bits 1:0, trigger mode bits 3:2.
+const POLARITY = { conforms: 0b00, high: 0b01, low: 0b11 } as const;
+const TRIGGER = { conforms: 0b00, edge: 0b01, level: 0b11 } as const;
+
+function intiFlags(o: Pick<IsaInterruptOverride, 'polarity' | 'trigger'>): number {
+  return POLARITY[o.polarity] | (TRIGGER[o.trigger] << 2);
+}
+
+export function buildMadt(platform: AcpiPlatform): Uint8Array {
+  const apicIds = checkedApicIds(platform);
+  const overrides = platform.isaInterruptOverrides;
+  const length = MADT_HEADER_SIZE
+    + apicIds.length * MadtEntry.LOCAL_APIC.length
+    + MadtEntry.IO_APIC.length
+    + overrides.length * MadtEntry.INTERRUPT_SOURCE_OVERRIDE.length
+    + MadtEntry.LOCAL_APIC_NMI.length;
+  const t = newTable('APIC', length, 5, 'TSVMAPIC');
+  t.u32(SDT_HEADER_SIZE, platform.localApicAddress);
+  t.u32(SDT_HEADER_SIZE + 4, PCAT_COMPAT);
+  let at = MADT_HEADER_SIZE;
+  const entry = (kind: { type: number; length: number }) => {
+    t.u8(at, kind.type);
+    t.u8(at + 1, kind.length);
+    const body = at + 2;
+    at += kind.length;
+    return body;
+  };
+  apicIds.forEach((apicId, cpu) => {
+    const e = entry(MadtEntry.LOCAL_APIC);
+    t.u8(e, cpu); // ACPI processor UID: the vCPU's index
+    t.u8(e + 1, apicId);
+    t.u32(e + 2, LOCAL_APIC_ENABLED);
+  });
+  const io = entry(MadtEntry.IO_APIC);
+  t.u8(io, platform.ioapic.id);
+  t.u32(io + 2, platform.ioapic.address);
+  t.u32(io + 6, platform.ioapic.gsiBase);
+  for (const o of overrides) {
+    const e = entry(MadtEntry.INTERRUPT_SOURCE_OVERRIDE);
+    t.u8(e, 0); // bus 0: ISA
+    t.u8(e + 1, o.irq);
+    t.u32(e + 2, o.gsi);
+    t.u16(e + 6, intiFlags(o));
+  }
+  // LINT1 of every local APIC is the NMI input, as a PC's BIOS wires it.
+  const nmi = entry(MadtEntry.LOCAL_APIC_NMI);
+  t.u8(nmi, ALL_PROCESSORS);
+  t.u16(nmi + 1, intiFlags({ polarity: 'conforms', trigger: 'conforms' }));
+  t.u8(nmi + 3, 1); // LINT1
+  return sealTable(t);
+}
