@@ -1,18 +1,22 @@
 // Every struct layout and ioctl number in src/kvm against the machine's
-// <linux/kvm.h>: a C program prints sizeof/offsetof for each, and each must
-// equal the TypeScript definition.
+// <linux/kvm.h> (and struct flock and the OFD lock commands against <fcntl.h>):
+// a C program prints sizeof/offsetof for each, and each must equal the
+// TypeScript definition.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Capability, ExitReason, InternalError, Ioctl, IoDirection, Layouts, MpState, SystemEvent } from '../src/kvm/index.ts';
+import { FcntlCommand, FlockLayout, FlockType } from '../src/kvm/libc.ts';
 
-const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent, ...MpState };
+const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent, ...MpState, ...FcntlCommand, ...FlockType };
+/** libc structs (image locking's struct flock), checked like the KVM ones. */
+const libcLayouts = { flock: FlockLayout };
 
 function cProgram(): string {
   const lines: string[] = [];
-  for (const [struct, layout] of Object.entries(Layouts)) {
+  for (const [struct, layout] of Object.entries({ ...Layouts, ...libcLayouts })) {
     lines.push(`  printf("size %s %zu\\n", "${struct}", sizeof(struct ${struct}));`);
     for (const [field, { size }] of Object.entries(layout.fields)) {
       lines.push(`  printf("offset %s.%s %zu\\n", "${struct}", "${field}", offsetof(struct ${struct}, ${field}));`);
@@ -22,7 +26,7 @@ function cProgram(): string {
   }
   for (const name of Object.keys(Ioctl)) lines.push(`  printf("ioctl %s %lu\\n", "${name}", (unsigned long)${name});`);
   for (const name of Object.keys(constants)) lines.push(`  printf("const %s %d\\n", "${name}", ${name});`);
-  return `#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n#include <linux/if_tun.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
+  return `#define _GNU_SOURCE\n#include <fcntl.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n#include <linux/if_tun.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
 }
 
 function cFacts(): Map<string, number> {
@@ -37,10 +41,10 @@ function cFacts(): Map<string, number> {
   return facts;
 }
 
-describe('src/kvm matches <linux/kvm.h>', () => {
+describe('src/kvm matches <linux/kvm.h> and <fcntl.h>', () => {
   const facts = cFacts();
 
-  for (const [struct, layout] of Object.entries(Layouts)) {
+  for (const [struct, layout] of Object.entries({ ...Layouts, ...libcLayouts })) {
     it(`struct ${struct}`, () => {
       expect({ size: layout.size }).toEqual({ size: facts.get(`size ${struct}`) });
       for (const [field, { offset, size }] of Object.entries(layout.fields)) {
@@ -56,7 +60,7 @@ describe('src/kvm matches <linux/kvm.h>', () => {
     }
   });
 
-  it('capabilities, exit reasons and their sub-codes', () => {
+  it('capabilities, exit reasons and their sub-codes, fcntl lock commands and types', () => {
     for (const [name, value] of Object.entries(constants)) {
       expect({ name, value }).toEqual({ name, value: facts.get(`const ${name}`) });
     }

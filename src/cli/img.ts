@@ -3,13 +3,15 @@
 //
 //   tsvmm img create [-f raw|qcow2] [-b BACKING [-F fmt]] [-o cluster_size=N,compat=1.1] FILE [SIZE]
 //   tsvmm img info [-f fmt] [--output json] FILE
-//   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] SRC DST
+//   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] [-U] SRC DST
 //   tsvmm img check [-f fmt] FILE       exit 0 clean, 2 corruption, 3 leaked clusters only
 import type { Command } from 'commander';
-import { writeSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { openDisk, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
+import { realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { ofdByteLocks } from '../kvm/index.ts';
+import { openDisk, StorageError, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
 import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
+import { ImageLock, identityOf, lockImageChain, type ByteLocks } from '../storage/image-lock.ts';
 import { probeFormat } from '../storage/open-disk.ts';
 import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
 import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
@@ -100,17 +102,23 @@ export function imgCreate(file: string, sizeText: string | undefined, options: C
   if (size === undefined) throw new UsageError('img create needs a SIZE (e.g. 64M), or a backing file (-b) to take it from');
 
   let details = `fmt=${format}`;
-  if (format === 'raw') {
-    createRaw(file, size);
-  } else {
-    createQcow2(file, {
-      size,
-      clusterSize: settings.clusterSize,
-      version: settings.version,
-      ...(options.backing ? { backingFile: options.backing, backingFormat: backingFormat! } : {}),
-    });
-    details += ` cluster_size=${settings.clusterSize} compat=${settings.version === 3 ? '1.1' : '0.10'}`;
-    if (options.backing) details += ` backing_file=${options.backing} backing_fmt=${backingFormat}`;
+  // An image in use (by a VM here or in QEMU) is not emptied under its user.
+  const lock = identityOf(file) === null ? null : ImageLock.acquire(file, 'write', ofdByteLocks);
+  try {
+    if (format === 'raw') {
+      createRaw(file, size);
+    } else {
+      createQcow2(file, {
+        size,
+        clusterSize: settings.clusterSize,
+        version: settings.version,
+        ...(options.backing ? { backingFile: options.backing, backingFormat: backingFormat! } : {}),
+      });
+      details += ` cluster_size=${settings.clusterSize} compat=${settings.version === 3 ? '1.1' : '0.10'}`;
+      if (options.backing) details += ` backing_file=${options.backing} backing_fmt=${backingFormat}`;
+    }
+  } finally {
+    lock?.release();
   }
   return done(`Formatting '${file}', ${details} size=${size}\n`);
 }
@@ -153,13 +161,35 @@ export function imgInfo(file: string, options: { format?: string; output?: strin
   return done(output === 'json' ? `${JSON.stringify(info, null, 4)}\n` : formatImageInfo(info));
 }
 
-/** Copies the virtual disk `src` into `dst`, leaving all-zero grains out: they stay holes or unallocated clusters. */
-function copyDisk(src: BlockBackend, dst: BlockBackend, grain: number): void {
-  const chunkSize = Math.max(grain, 2 ** 20);
+const COPY_CHUNK = 2 ** 20;
+/** Chunks copied between two looks at the event loop (for SIGINT and SIGTERM). */
+const CHUNKS_PER_YIELD = 16;
+
+/**
+ * Copies the virtual disk `src` into the new, empty image `dst`. Only what
+ * the source's block status calls data is read (a backend without block
+ * status is all data); all-zero grains in it are left out too, so zeros stay
+ * holes in a raw file and unallocated clusters in a qcow2 one. `unallocatedIsZero`
+ * is false when the source's "unallocated" may still come from a backing file.
+ */
+export async function copyDisk(src: BlockBackend, dst: BlockBackend, options: { grain: number; unallocatedIsZero: boolean; interrupted?: () => boolean }): Promise<void> {
+  const { grain } = options;
+  const chunkSize = Math.max(grain, COPY_CHUNK);
   const chunk = new Uint8Array(chunkSize);
   const zeros = Buffer.alloc(grain);
-  for (let offset = 0; offset < src.size; offset += chunkSize) {
-    const length = Math.min(chunkSize, src.size - offset);
+  let chunks = 0;
+  for (let offset = 0; offset < src.size;) {
+    if (++chunks % CHUNKS_PER_YIELD === 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (options.interrupted?.()) throw new ConvertInterrupted();
+    }
+    const status = src.blockStatus?.(offset, src.size - offset) ?? { kind: 'data', length: src.size - offset };
+    const extent = Math.min(Math.max(status.length, 1), src.size - offset);
+    if (status.kind === 'zero' || (status.kind === 'unallocated' && options.unallocatedIsZero)) {
+      offset += extent;
+      continue;
+    }
+    const length = Math.min(chunkSize, extent);
     src.read(offset, chunk.subarray(0, length));
     // Consecutive grains with data go out in one write.
     let run: { start: number; end: number } | null = null;
@@ -174,33 +204,106 @@ function copyDisk(src: BlockBackend, dst: BlockBackend, grain: number): void {
       run = null;
     }
     if (run) dst.write(offset + run.start, chunk.subarray(run.start, run.end));
+    offset += length;
   }
 }
+
+class ConvertInterrupted extends Error {}
 
 export interface ConvertOptions {
   format?: string;
   outputFormat?: string;
   options?: string;
+  /** -U: read the source even while a VM writes it (what it reads may be inconsistent). */
+  forceShare?: boolean;
 }
 
-export function imgConvert(srcPath: string, dstPath: string, options: ConvertOptions): ImgOutput {
+/** Catches SIGINT and SIGTERM while installed, so a convert can remove its half-written file. */
+function catchStopSignals(): { caught: () => NodeJS.Signals | null; remove: () => void } {
+  let caught: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => { caught ??= signal; };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    caught: () => caught,
+    remove: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+const SIGNAL_STATUS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * qemu-img convert: the source (and its backing chain) locked for reading,
+ * the destination written under a temporary name beside it and renamed over
+ * it at the end, so a failed or interrupted convert leaves the user's file
+ * as it was and no half-written one.
+ */
+export async function imgConvert(srcPath: string, dstPath: string, options: ConvertOptions, locks: ByteLocks = ofdByteLocks): Promise<ImgOutput> {
   const outputFormat = parseFormat(options.outputFormat ?? 'raw', '-O')!;
   const settings = parseCreateOptions(options.options, outputFormat);
-  if (resolve(srcPath) === resolve(dstPath)) throw new UsageError('convert: the source and the destination are the same file');
-  const src = openDisk(srcPath, { format: parseFormat(options.format, '-f'), readOnly: true });
+  const format = parseFormat(options.format, '-f');
+  const sourceLocks = lockImageChain(srcPath, { ...(format ? { format } : {}), readOnly: true, locks, forceShare: options.forceShare ?? false });
+  let src: BlockBackend | null = null;
+  let dstLock: ImageLock | null = null;
+  let temporary: string | null = null;
+  const signals = catchStopSignals();
   try {
-    if (outputFormat === 'raw') createRaw(dstPath, src.size);
-    else createQcow2(dstPath, { size: src.size, clusterSize: settings.clusterSize, version: settings.version });
-    const dst = openDisk(dstPath, { format: outputFormat });
+    src = openDisk(srcPath, { ...(format ? { format } : {}), readOnly: true });
+    const chain = sourceLocks.files;
+    // Compared by device and inode: a symlink or a hard link is the same file.
+    const dstIdentity = identityOf(dstPath);
+    const same = chain.find((file) => file.identity === dstIdentity);
+    if (same) {
+      throw new UsageError(same === chain[0]
+        ? `convert: ${dstPath} is the source image ${srcPath} itself`
+        : `convert: ${dstPath} is ${same.path}, a backing file of ${srcPath}`);
+    }
+    // Through a symlink, the file it points to is replaced; while another user has it open, nothing is.
+    const target = dstIdentity === null ? dstPath : realpathSync(dstPath);
+    if (dstIdentity !== null) {
+      if (!statSync(target).isFile()) throw new UsageError(`convert: ${dstPath} exists and is not a regular file`);
+      dstLock = ImageLock.acquire(target, 'write', locks);
+    }
+    temporary = join(dirname(target), `.${basename(target)}.tsvmm-convert-${process.pid}`);
+    if (outputFormat === 'raw') createRaw(temporary, src.size);
+    else createQcow2(temporary, { size: src.size, clusterSize: settings.clusterSize, version: settings.version });
+    const dst = openDisk(temporary, { format: outputFormat });
     try {
-      copyDisk(src, dst, outputFormat === 'qcow2' ? settings.clusterSize : 4096);
+      await copyDisk(src, dst, {
+        grain: outputFormat === 'qcow2' ? settings.clusterSize : 4096,
+        unallocatedIsZero: chain.length === 1,
+        interrupted: () => signals.caught() !== null,
+      });
+      dst.flush();
     } finally {
       dst.close();
     }
+    if (signals.caught()) throw new ConvertInterrupted();
+    renameSync(temporary, target);
+    temporary = null;
+  } catch (e) {
+    if (!(e instanceof ConvertInterrupted)) throw e;
+    const signal = signals.caught()!;
+    return done('', SIGNAL_STATUS[signal] ?? 1, `tsvmm: img convert: stopped by ${signal}; ${dstPath} was not written\n`);
   } finally {
-    src.close();
+    signals.remove();
+    if (temporary !== null) removeQuietly(temporary);
+    dstLock?.release();
+    src?.close();
+    sourceLocks.release();
   }
   return done();
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`${path}: cannot remove the unfinished image: ${(e as Error).message}`);
+  }
 }
 
 export function imgCheck(file: string, options: { format?: string }): ImgOutput {
@@ -243,7 +346,8 @@ export function registerImgCommand(cli: Command, setStatus: (status: number) => 
     .option('-f, --format <fmt>', 'the source format (probed when not given)')
     .option('-O, --output-format <fmt>', 'raw (default) or qcow2')
     .option('-o, --options <list>', 'qcow2 options: cluster_size=SIZE, compat=0.10|1.1')
-    .action((src: string, dst: string, options: ConvertOptions) => print(imgConvert(src, dst, options)));
+    .option('-U, --force-share', 'read the source even while a VM writes it (the copy may be inconsistent)')
+    .action(async (src: string, dst: string, options: ConvertOptions) => print(await imgConvert(src, dst, options)));
 
   img.command('check')
     .description('check a qcow2 image\'s refcounts against its references (exit 0 clean, 2 corruption, 3 leaks only)')

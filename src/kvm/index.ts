@@ -14,3 +14,4 @@ export {
 export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';
 export { blockSignalInThisThread, consumePendingSignal, withoutSignal, ThreadTimer } from './thread-signals.ts';
 export { openTap, TapError, type Tap } from './tap.ts';
+export { ofdByteLocks } from './file-locks.ts';

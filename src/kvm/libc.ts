@@ -31,9 +31,29 @@ export const libcCalls = {
   timerCreate: libc.func('int timer_create(int clockid, void *sevp, void *timerid)'),
   timerSettime: libc.func('int timer_settime(void *timerid, int flags, const void *newValue, void *oldValue)'),
   timerDelete: libc.func('int timer_delete(void *timerid)'),
+  // fcntl(2) is variadic too; tsvmm only passes it a struct flock.
+  fcntlWithBuffer: libc.func('int fcntl(int fd, int cmd, void *arg)') as (fd: number, cmd: number, arg: Uint8Array) => number,
   ioctlWithValue: ioctlWithValue as (fd: number, request: number, value: number | bigint) => number,
   ioctlWithBuffer: ioctlWithBuffer as (fd: number, request: number, buf: Uint8Array | null) => number,
 };
+
+/** fcntl(2) commands for open file description locks (<fcntl.h> with _GNU_SOURCE). */
+export const FcntlCommand = { F_OFD_GETLK: 36, F_OFD_SETLK: 37 } as const;
+
+/** struct flock's l_type values. */
+export const FlockType = { F_RDLCK: 0, F_WRLCK: 1, F_UNLCK: 2 } as const;
+
+/** struct flock on x86-64 (off_t is 64-bit); test/kvm-abi.test.ts checks it against <fcntl.h>. */
+export const FlockLayout = {
+  size: 32,
+  fields: {
+    l_type: { offset: 0, size: 2 },
+    l_whence: { offset: 2, size: 2 },
+    l_start: { offset: 8, size: 8 },
+    l_len: { offset: 16, size: 8 },
+    l_pid: { offset: 24, size: 4 },
+  },
+} as const;
 
 /** errno of the last failed libc call on this thread. */
 export function lastErrno(): number {

@@ -5,9 +5,10 @@
 import { Worker } from 'node:worker_threads';
 import { BootError } from '../boot/errors.ts';
 import { MmioRegister } from '../devices/virtio/mmio.ts';
-import { closeFd, createEventFd, openTap, signalEventFd, type VmFd } from '../kvm/index.ts';
+import { closeFd, createEventFd, ofdByteLocks, openTap, signalEventFd, type VmFd } from '../kvm/index.ts';
 import type { RamDescriptor } from '../memory/host-ram.ts';
 import { StorageError } from '../storage/block-backend.ts';
+import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing } from './console-ring.ts';
 import { openVirtioDevice, virtioDeviceNames } from './virtio-devices.ts';
@@ -26,6 +27,49 @@ export interface VirtioWiring {
 }
 
 /**
+ * The disk images' locks, held by the main thread for the VM's lifetime: the
+ * I/O thread opens the images again on descriptors of its own and takes no
+ * locks (OFD locks on those would conflict with these). Kept beside the
+ * wiring, not in it, because the wiring is copied to the threads.
+ */
+const heldImageLocks = new WeakMap<VirtioWiring, ImageLocks[]>();
+
+/** Two --disk options naming one file (under any names) where either may write it. */
+function refuseSharedWritableImages(configs: readonly VirtioDeviceConfig[]): void {
+  const seen = new Map<string, Extract<VirtioDeviceConfig, { kind: 'blk' }>>();
+  for (const config of configs) {
+    if (config.kind !== 'blk') continue;
+    const identity = identityOf(config.path);
+    if (identity === null) continue;
+    const earlier = seen.get(identity);
+    if (earlier && !(earlier.readOnly && config.readOnly)) {
+      throw new BootError(`${config.path}: the same image is given twice (--disk ${earlier.path} and --disk ${config.path}); add readonly to both to share it`);
+    }
+    seen.set(identity, config);
+  }
+}
+
+/** Locks each disk image and its backing files as QEMU does, so no other tsvmm or QEMU writes them meanwhile. */
+function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
+  const held: ImageLocks[] = [];
+  try {
+    for (const config of configs) {
+      if (config.kind !== 'blk') continue;
+      held.push(lockImageChain(config.path, {
+        ...(config.format ? { format: config.format } : {}),
+        readOnly: config.readOnly ?? false,
+        locks: ofdByteLocks,
+      }));
+    }
+  } catch (e) {
+    for (const locks of held) locks.release();
+    if (e instanceof StorageError) throw new BootError(e.message);
+    throw e;
+  }
+  return held;
+}
+
+/**
  * Opens the virtio devices once here to learn their shape (and to fail before
  * the guest starts on a bad disk image or a missing TAP device), plans where
  * they sit, and connects their eventfds to KVM.
@@ -35,6 +79,19 @@ export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean)
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
   if (configs.length === 0) return { devices: [], controlFd: -1 };
   if (!hasIrqchip) throw new BootError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
+  refuseSharedWritableImages(configs);
+  const imageLocks = lockDiskImages(configs);
+  try {
+    const wiring = wireLockedVirtio(vm, config, configs);
+    heldImageLocks.set(wiring, imageLocks);
+    return wiring;
+  } catch (e) {
+    for (const locks of imageLocks) locks.release();
+    throw e;
+  }
+}
+
+function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDeviceConfig[]): VirtioWiring {
   const names = virtioDeviceNames(configs);
   const noConsole = { write: () => {}, read: () => null };
   const described = configs.map((deviceConfig, i) => {
@@ -70,13 +127,15 @@ export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean)
   return { devices, controlFd: createEventFd() };
 }
 
-/** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd. */
+/** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd, the image locks. */
 export function closeVirtioWiring(wiring: VirtioWiring): void {
   for (const device of wiring.devices) {
     if (device.config.kind === 'net' && device.config.tapFd !== undefined) closeFd(device.config.tapFd);
     for (const fd of [...device.notifyFds, ...(device.irqfd !== null ? [device.irqfd] : [])]) closeFd(fd);
   }
   if (wiring.controlFd >= 0) closeFd(wiring.controlFd);
+  for (const locks of heldImageLocks.get(wiring) ?? []) locks.release();
+  heldImageLocks.delete(wiring);
 }
 
 type Reports = Record<string, unknown>[];

@@ -6,13 +6,52 @@ import * as fs from 'node:fs';
 import { StorageError } from './errors.ts';
 
 /** "ENOENT: no such file or directory" out of a Node fs error. */
-function describeFsError(e: unknown): string {
+export function describeFsError(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     const text = e.message.replace(/, \w+ .*$/, '');  // drop Node's ", open 'path'" tail
     return code && !text.startsWith(code) ? `${code}: ${text}` : text;
   }
   return String(e);
+}
+
+/**
+ * Opens an image file with O_NONBLOCK, so that a FIFO (or a character device)
+ * given by mistake is refused instead of blocking open(2) until a writer
+ * comes; regular files and block devices ignore the flag.
+ */
+export function openNonBlocking(path: string, flags: number, description = 'open'): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, flags | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    throw new StorageError(`${path}: cannot ${description}: ${describeFsError(e)}`);
+  }
+  let stats: fs.Stats;
+  try {
+    stats = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw new StorageError(`${path}: fstat failed: ${describeFsError(e)}`);
+  }
+  if (!stats.isFile() && !stats.isBlockDevice()) {
+    fs.closeSync(fd);
+    throw new StorageError(`${path}: not a regular file or block device`);
+  }
+  return fd;
+}
+
+/** A block device's size: st_size is 0 for one, sysfs has it in 512-byte sectors. */
+function blockDeviceSize(path: string, rdev: number): number {
+  // glibc's major()/minor() for a 64-bit dev_t (rdev fits in a double's integer range).
+  const dev = BigInt(rdev);
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  try {
+    return Number(fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+  } catch (e) {
+    throw new StorageError(`${path}: cannot read the block device's size: ${describeFsError(e)}`);
+  }
 }
 
 export class HostFile {
@@ -22,20 +61,10 @@ export class HostFile {
     this.fd = fd;
   }
 
-  /** Opens an existing regular file, O_RDONLY when `readOnly`. */
+  /** Opens an existing regular file or block device, O_RDONLY when `readOnly`. */
   static open(path: string, readOnly: boolean): HostFile {
-    let fd: number;
-    try {
-      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
-    } catch (e) {
-      throw new StorageError(`${path}: cannot open${readOnly ? '' : ' for writing'}: ${describeFsError(e)}`);
-    }
-    const file = new HostFile(path, fd, readOnly);
-    if (!fs.fstatSync(fd).isFile()) {
-      file.close();
-      throw new StorageError(`${path}: not a regular file`);
-    }
-    return file;
+    const { O_RDONLY, O_RDWR } = fs.constants;
+    return new HostFile(path, openNonBlocking(path, readOnly ? O_RDONLY : O_RDWR, readOnly ? 'open' : 'open for writing'), readOnly);
   }
 
   /** Creates `path` (or empties it), read/write. */
@@ -47,9 +76,10 @@ export class HostFile {
     }
   }
 
-  /** The file's length in bytes. */
+  /** The file's length in bytes (a block device's size). */
   size(): number {
-    return this.stat().size;
+    const stats = this.stat();
+    return stats.isBlockDevice() ? blockDeviceSize(this.path, stats.rdev) : stats.size;
   }
 
   /** Bytes the file occupies on the host (st_blocks), as `qemu-img info` shows "disk size". */

@@ -2,9 +2,23 @@
 // json`'s field names. Only the image's own header is read: a missing
 // backing file does not stop it.
 import { HostFile } from './host-file.ts';
-import { probeFormat, type DiskFormat } from './open-disk.ts';
+import { QCOW2_MAGIC } from './qcow2/layout.ts';
 import { clusterSizeOf, COMPATIBLE_LAZY_REFCOUNTS, INCOMPATIBLE, readHeader } from './qcow2/header.ts';
 import { resolveBackingPath } from './qcow2/qcow2-image.ts';
+
+export type DiskFormat = 'raw' | 'qcow2';
+
+/** "qcow2" when the file starts with the qcow2 magic, else "raw". */
+export function probeFormat(path: string): DiskFormat {
+  const file = HostFile.open(path, true);
+  try {
+    const magic = new Uint8Array(4);
+    const got = file.readAt(magic, 0);
+    return got === 4 && new DataView(magic.buffer).getUint32(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
+  } finally {
+    file.close();
+  }
+}
 
 export interface Qcow2SpecificInfo {
   compat: '0.10' | '1.1';

@@ -1,38 +1,41 @@
 // Opens a disk image as a BlockBackend, raw or qcow2, with its chain of
-// backing files (opened read-only).
+// backing files (opened read-only), each file locked when locking is given.
 import { realpathSync } from 'node:fs';
-import type { BlockBackend } from './block-backend.ts';
+import type { BlockBackend, BlockStatus } from './block-backend.ts';
 import { StorageError } from './errors.ts';
-import { HostFile } from './host-file.ts';
-import { QCOW2_MAGIC } from './qcow2/layout.ts';
+import { probeFormat, type DiskFormat } from './image-info.ts';
+import { lockImageChain, type ByteLocks, type ImageLocks } from './image-lock.ts';
 import { Qcow2Image } from './qcow2/qcow2-image.ts';
 import { RawDisk } from './raw.ts';
 
-export type DiskFormat = 'raw' | 'qcow2';
+export { probeFormat, type DiskFormat };
 
 export interface OpenDiskOptions {
   /** The image's format; probed from its first bytes when absent. */
   format?: DiskFormat;
   readOnly?: boolean;
+  /**
+   * Locks the image and every backing file as QEMU does (image-lock.ts), for
+   * as long as the disk is open. Without it nothing is locked: for a caller
+   * that holds the locks itself (the machine's main thread, for its I/O thread).
+   */
+  locking?: { locks: ByteLocks; forceShare?: boolean };
 }
 
 /** Longer chains are almost certainly a loop the realpath check missed (or a mistake). */
-const MAX_BACKING_CHAIN = 64;
-
-/** "qcow2" when the file starts with the qcow2 magic, else "raw". */
-export function probeFormat(path: string): DiskFormat {
-  const file = HostFile.open(path, true);
-  try {
-    const magic = new Uint8Array(4);
-    const got = file.readAt(magic, 0);
-    return got === 4 && new DataView(magic.buffer).getUint32(0) === QCOW2_MAGIC ? 'qcow2' : 'raw';
-  } finally {
-    file.close();
-  }
-}
+export const MAX_BACKING_CHAIN = 64;
 
 export function openDisk(path: string, options: OpenDiskOptions = {}): BlockBackend {
-  return openChainMember(path, options.format, options.readOnly ?? false, []);
+  const readOnly = options.readOnly ?? false;
+  if (!options.locking) return openChainMember(path, options.format, readOnly, []);
+  // Every file is locked before its first byte is read: a writer elsewhere may be changing it.
+  const locks = lockImageChain(path, { ...(options.format ? { format: options.format } : {}), readOnly, ...options.locking });
+  try {
+    return new LockedDisk(openChainMember(path, options.format, readOnly, []), locks);
+  } catch (e) {
+    locks.release();
+    throw e;
+  }
 }
 
 function openChainMember(path: string, format: DiskFormat | undefined, readOnly: boolean, chain: string[]): BlockBackend {
@@ -52,6 +55,41 @@ function openChainMember(path: string, format: DiskFormat | undefined, readOnly:
       }
     },
   });
+}
+
+/** A disk and the locks on its files, dropped when the disk is closed. */
+class LockedDisk implements BlockBackend {
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly description: string;
+  readonly blockStatus?: (offset: number, length: number) => BlockStatus;
+
+  constructor(private readonly disk: BlockBackend, private readonly locks: ImageLocks) {
+    this.size = disk.size;
+    this.readOnly = disk.readOnly;
+    this.description = disk.description;
+    if (disk.blockStatus) this.blockStatus = disk.blockStatus.bind(disk);
+  }
+
+  read(offset: number, buffer: Uint8Array): void {
+    this.disk.read(offset, buffer);
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.disk.write(offset, data);
+  }
+
+  flush(): void {
+    this.disk.flush();
+  }
+
+  close(): void {
+    try {
+      this.disk.close();
+    } finally {
+      this.locks.release();
+    }
+  }
 }
 
 function realPathOf(path: string): string {
