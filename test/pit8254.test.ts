@@ -603,13 +603,14 @@ describe('IRQ0: counter 0 OUT on an edge-triggered PIC input', () => {
     return s;
   }
 
-  it('a 1000 Hz mode-2 counter gives 10 pulses after 10 ms', () => {
+  it('10 ms of a 1000 Hz mode-2 counter seen at once: 10 ticks, one pulse, 9 coalesced', () => {
     const { irq, pit, clock } = periodic();
     clock.advance(10_000_000);
     pit.pollTimer();
-    expect(irq.risingEdges).toBe(10);
-    expect(irq.levels.length).toBe(20); // each a pulse: high, then low
-    expect(irq.level).toBe(false);
+    // The guest ran no code between those edges: the PIC could only have taken one.
+    expect(irq.risingEdges).toBe(1);
+    expect(irq.levels).toEqual([true, false]); // a pulse: high, then low
+    expect(pit.irq0Ticks).toEqual({ ticks: 10, delivered: 1, coalesced: 9, ignored: 0 });
   });
 
   it('a timer that sleeps until nextEventNs gets exactly one pulse per wake-up', () => {
@@ -620,7 +621,7 @@ describe('IRQ0: counter 0 OUT on an edge-triggered PIC input', () => {
       expect(irq.risingEdges).toBe(i);
     }
     expect(clock.nowNs()).toBe(pitTickNs(1 + 100 * HZ_1000)); // 99.985 ms: 1193 CLKs is 999.85 us
-    expect(pit.lostTicks).toBe(0);
+    expect(pit.irq0Ticks).toEqual({ ticks: 100, delivered: 100, coalesced: 0, ignored: 0 });
   });
 
   it('nextEventNs is the first ns at or after the CLK edge where OUT rises', () => {
@@ -645,31 +646,66 @@ describe('IRQ0: counter 0 OUT on an edge-triggered PIC input', () => {
     expect(pit.nextEventNs()).toBe(pitTickNs(1 + HZ_1000));
   });
 
-  it('after a long stall the pulses are bounded and the rest counted as lost', () => {
-    const { irq, pit, clock } = periodic({ maxCatchUpPulses: 4 });
+  it('after a long stall: one pulse, the rest coalesced, and the schedule goes on from now', () => {
+    const { irq, pit, clock } = periodic();
     clock.advance(1_000_000_000); // one second late: 1000 edges
     pit.pollTimer();
-    expect(irq.risingEdges).toBe(4);
-    expect(pit.lostTicks).toBe(Math.floor((PIT_HZ - 1) / HZ_1000) - 4);
-    // and the schedule continues from now, not from the stall
+    expect(irq.risingEdges).toBe(1);
+    expect(pit.irq0Ticks).toEqual({ ticks: 1000, delivered: 1, coalesced: 999, ignored: 0 });
     expect(pit.nextEventNs()).toBeGreaterThan(clock.nowNs());
     expect(pit.nextEventNs()! - clock.nowNs()).toBeLessThanOrEqual(1_000_000);
   });
 
-  it('the default bound is 16 pulses', () => {
+  it('a tick the PIC reports as coalesced (IRQ0 still pending: not acknowledged) is counted, not queued', () => {
     const { irq, pit, clock } = periodic();
-    clock.advance(60_000_000_000);
+    clock.setNs(pit.nextEventNs()!);
     pit.pollTimer();
-    expect(irq.risingEdges).toBe(16);
+    irq.outcome = 'coalesced'; // the guest has not acknowledged that one yet
+    for (let i = 0; i < 5; i++) {
+      clock.setNs(pit.nextEventNs()!);
+      pit.pollTimer();
+    }
+    expect(pit.irq0Ticks).toEqual({ ticks: 6, delivered: 1, coalesced: 5, ignored: 0 });
+    irq.outcome = 'new'; // acknowledged: the next tick is a new request, and nothing was saved up
+    clock.setNs(pit.nextEventNs()!);
+    pit.pollTimer();
+    expect(pit.irq0Ticks).toEqual({ ticks: 7, delivered: 2, coalesced: 5, ignored: 0 });
+    expect(irq.risingEdges).toBe(7);
+  });
+
+  it('a masked IRQ0 counts its ticks as ignored', () => {
+    const { irq, pit, clock } = periodic();
+    irq.outcome = 'ignored';
+    clock.setNs(pit.nextEventNs()!);
+    pit.pollTimer();
+    expect(pit.irq0Ticks).toEqual({ ticks: 1, delivered: 0, coalesced: 0, ignored: 1 });
+  });
+
+  it('count 2 in mode 2 (a tick every 1.7 us): a poll costs one pulse however many ticks passed', () => {
+    const { irq, pit, clock, control, load } = setup();
+    control(0, RW_WORD, 2);
+    load(0, 2);
+    for (let i = 1; i <= 50; i++) {
+      clock.advance(200_000); // the machine's minimum timer period
+      pit.pollTimer();
+      expect(irq.risingEdges).toBe(i);
+    }
+    const { ticks, delivered, coalesced } = pit.irq0Ticks;
+    expect(ticks).toBe(Math.floor((pitTicksAt(10_000_000) - 1) / 2));
+    expect(delivered).toBe(50);
+    expect(coalesced).toBe(ticks - 50);
   });
 
   it('mode 3 at 1000 Hz also pulses once per period', () => {
     const { irq, pit, clock, control, load } = setup();
     control(0, RW_WORD, 3);
     load(0, HZ_1000);
-    clock.advance(10_000_000);
-    pit.pollTimer();
+    for (let i = 1; i <= 10; i++) {
+      clock.setNs(pit.nextEventNs()!);
+      pit.pollTimer();
+    }
     expect(irq.risingEdges).toBe(10);
+    expect(clock.nowNs()).toBe(pitTickNs(1 + 10 * HZ_1000));
   });
 
   it('a control word that raises OUT (mode 0, before terminal count, to mode 2) is an edge', () => {
@@ -695,7 +731,8 @@ describe('IRQ0: counter 0 OUT on an edge-triggered PIC input', () => {
     expect(pit.nextEventNs()).toBe(pitTickNs(111));
     at(131);
     pit.pollTimer();
-    expect(irq.risingEdges).toBe(4);
+    expect(pit.irq0Ticks.ticks).toBe(4); // 101, 111, 121, 131
+    expect(irq.risingEdges).toBe(2); // the last three in one poll: one pulse
   });
 
   it('a stopped counter has no next event', () => {

@@ -42,12 +42,6 @@ export const PIT_PORT_COUNT = 4;
 export const PIT_IRQ = 0;
 /** Offsets from PIT_PORT_BASE. */
 export const PitReg = { COUNTER0: 0, COUNTER1: 1, COUNTER2: 2, CONTROL: 3 } as const;
-/**
- * Rising edges of IRQ0 delivered by one pollTimer() call at most; the rest are
- * dropped (counted in `lostTicks`). See pollTimer().
- */
-export const DEFAULT_MAX_CATCH_UP_PULSES = 16;
-
 const NS_PER_S = 1_000_000_000;
 
 /**
@@ -440,31 +434,44 @@ class Counter {
 }
 
 export interface Pit8254Options {
-  /** Bound on the IRQ0 pulses one pollTimer() call delivers (default 16). */
-  maxCatchUpPulses?: number;
+  /** Called after the guest programmed a counter: counter 0's next IRQ0 edge may have moved. */
+  onReprogrammed?: () => void;
+}
+
+/** What became of counter 0's rising edges (IRQ0 ticks). */
+export interface Irq0Counts {
+  /** Rising edges of OUT0 so far. */
+  ticks: number;
+  /** Edges that reached the interrupt controller as a new request. */
+  delivered: number;
+  /** Edges merged into a request the guest had not acknowledged yet (see pollTimer). */
+  coalesced: number;
+  /** Edges the controller ignored: IRQ0 masked, or no controller. */
+  ignored: number;
 }
 
 export class Pit8254 implements BusDevice {
   readonly name = 'pit';
   private readonly counters: readonly [Counter, Counter, Counter];
-  private readonly maxCatchUpPulses: number;
-  private lost = 0;
+  private readonly onReprogrammed: (() => void) | undefined;
+  private readonly irq0Counts: Irq0Counts = { ticks: 0, delivered: 0, coalesced: 0, ignored: 0 };
 
   /** `irq0` receives counter 0's OUT as pulses on an edge-triggered input. */
   constructor(private readonly clock: Clock, private readonly irq0: InterruptLine, options: Pit8254Options = {}) {
-    this.maxCatchUpPulses = options.maxCatchUpPulses ?? DEFAULT_MAX_CATCH_UP_PULSES;
-    if (!Number.isInteger(this.maxCatchUpPulses) || this.maxCatchUpPulses < 1) {
-      throw new RangeError(`Pit8254: maxCatchUpPulses must be a whole number >= 1, not ${this.maxCatchUpPulses}`);
-    }
+    this.onReprogrammed = options.onReprogrammed;
     const tick = this.tick();
     // Counters 0 and 1 have GATE tied high on a PC; counter 2's GATE is port 0x61 bit 0.
     this.counters = [new Counter(true, tick), new Counter(true, tick), new Counter(false, tick)];
     for (const c of this.counters) c.reset(tick);
   }
 
-  /** IRQ0 rising edges dropped because pollTimer() came too late (see pollTimer). */
-  get lostTicks(): number {
-    return this.lost;
+  /** IRQ0 ticks so far and what became of them (a copy). */
+  get irq0Ticks(): Irq0Counts {
+    return { ...this.irq0Counts };
+  }
+
+  report(): Record<string, unknown> {
+    return { irq0: this.irq0Ticks };
   }
 
   private tick(): number {
@@ -510,6 +517,7 @@ export class Pit8254 implements BusDevice {
       c.noteChange(out, tick);
     }
     this.deliver(tick); // programming may have raised counter 0's OUT
+    this.onReprogrammed?.();
   }
 
   private writeControl(byte: number, tick: number): void {
@@ -543,7 +551,10 @@ export class Pit8254 implements BusDevice {
     const out = c.outAt(tick);
     c.setGate(high, tick);
     c.noteChange(out, tick);
-    if (channel === 0) this.deliver(tick);
+    if (channel === 0) {
+      this.deliver(tick);
+      this.onReprogrammed?.();
+    }
   }
 
   gate(channel: number): boolean {
@@ -572,18 +583,21 @@ export class Pit8254 implements BusDevice {
   }
 
   /**
-   * Delivers IRQ0 for every rising edge of counter 0's OUT up to now, each as
-   * setLevel(true) + setLevel(false) (the PIC input is edge-triggered): one per
-   * period in modes 2 and 3, one at terminal count in mode 0, one at the end of
-   * the pulse or strobe in modes 1, 4 and 5, and one for OUT rising because of
-   * programming.
+   * Delivers IRQ0 for the rising edges of counter 0's OUT up to now: one at
+   * each period in modes 2 and 3, one at terminal count in mode 0, one at the
+   * end of the pulse or strobe in modes 1, 4 and 5, and one for OUT rising
+   * because of programming.
    *
-   * Coalescing: a late caller gets at most `maxCatchUpPulses` pulses; edges
-   * beyond that are dropped and counted in `lostTicks` (QEMU's "discard"
-   * lost-tick policy with a small catch-up allowance). The pulses of one call
-   * reach the PIC back to back, so a guest usually sees them as one interrupt:
-   * the bound limits the work of a very late call, and a guest that keeps time
-   * by counting ticks should use a clocksource instead (Linux does: TSC/kvm-clock).
+   * Coalescing, as KVM's PIT without reinjection and QEMU's
+   * lost_tick_policy=discard do: ticks the guest cannot have acknowledged are
+   * dropped, never queued. All edges since the last call reach the PIC as one
+   * pulse (the guest ran no code between them to acknowledge one), and that
+   * pulse too is dropped by the PIC when IRQ0 is still pending there (the
+   * line reports it as coalesced: KVM_IRQ_LINE_STATUS). How often this runs
+   * is the caller's choice: the machine bounds it (device-timers.ts), so a
+   * tiny count cannot turn into a storm of host timer signals. Counter values
+   * and OUT stay exact whatever the call rate; a guest that keeps time by
+   * counting ticks should use a clocksource instead (Linux does: TSC/kvm-clock).
    */
   pollTimer(): void {
     this.deliver(this.tick());
@@ -594,11 +608,12 @@ export class Pit8254 implements BusDevice {
     c.sync(tick);
     const edges = c.takeEdges();
     if (edges === 0) return;
-    const pulses = Math.min(edges, this.maxCatchUpPulses);
-    this.lost += edges - pulses;
-    for (let i = 0; i < pulses; i++) {
-      this.irq0.setLevel(true);
-      this.irq0.setLevel(false);
-    }
+    const counts = this.irq0Counts;
+    counts.ticks += edges;
+    counts.coalesced += edges - 1;
+    const outcome = this.irq0.pulse();
+    if (outcome === 'new') counts.delivered++;
+    else if (outcome === 'coalesced') counts.coalesced++;
+    else counts.ignored++;
   }
 }

@@ -160,6 +160,20 @@ export class VmFd {
   }
 
   /**
+   * setIrqLine that also says what the interrupt controllers made of it
+   * (KVM_IRQ_LINE_STATUS, KVM_CAP_IRQ_INJECT_STATUS): > 0 a new request,
+   * delivered to that many CPUs; 0 coalesced (the line's previous request is
+   * still pending, not yet acknowledged by the guest); < 0 ignored (masked).
+   */
+  setIrqLineStatus(irq: number, level: boolean): number {
+    this.irqLevelView.setUint32(0, irq, true);
+    this.irqLevelView.setUint32(4, level ? 1 : 0, true);
+    ioctlBuffer(this.fd, 'KVM_IRQ_LINE_STATUS', this.irqLevel, `irq ${irq}`);
+    // The kernel writes the status over the irq number (a union).
+    return this.irqLevelView.getInt32(0, true);
+  }
+
+  /**
    * KVM's in-kernel i8254. KVM_PIT_SPEAKER_DUMMY, despite its name, is what
    * makes KVM also serve port 0x61 (channel 2's gate and OUT): without it a
    * guest could not time anything with channel 2.

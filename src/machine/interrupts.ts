@@ -1,7 +1,7 @@
 // Interrupt lines from devices to the in-kernel PIC/IOAPIC (KVM_IRQ_LINE on
 // the VM fd). KVM takes the ioctl from any thread and wakes a halted vCPU.
 import type { VmFd } from '../kvm/index.ts';
-import type { InterruptLine } from '../devices/interrupt-line.ts';
+import type { EdgeOutcome, InterruptLine } from '../devices/interrupt-line.ts';
 
 export class KvmInterruptLine implements InterruptLine {
   private level = false;
@@ -13,10 +13,18 @@ export class KvmInterruptLine implements InterruptLine {
     this.level = high;
     this.vm.setIrqLine(this.irq, high);
   }
+
+  /** The rising edge goes through KVM_IRQ_LINE_STATUS, which says whether the PIC/IOAPIC took it as new. */
+  pulse(): EdgeOutcome {
+    this.setLevel(false);
+    const status = this.vm.setIrqLineStatus(this.irq, true);
+    this.vm.setIrqLine(this.irq, false);
+    return status > 0 ? 'new' : status === 0 ? 'coalesced' : 'ignored';
+  }
 }
 
 /** Without an interrupt controller (flat guests) a line goes nowhere. */
-export const disconnectedLine: InterruptLine = { setLevel() {} };
+export const disconnectedLine: InterruptLine = { setLevel() {}, pulse: () => 'ignored' };
 
 // Local APIC LVT registers and delivery modes (Intel SDM vol. 3, 10.5.1).
 const APIC_LVT_LINT0 = 0x350;

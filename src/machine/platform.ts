@@ -1,7 +1,7 @@
 // The devices of a tsvmm PC and where they sit on the buses. This runs in the
 // thread that handles exits; it wires devices to sinks, interrupt lines and
 // timers, and the devices never learn which thread that is.
-import type { AddressSpace, BusDevice } from '../bus/index.ts';
+import type { AddressSpace } from '../bus/index.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_BASE, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
@@ -43,18 +43,6 @@ export interface Platform {
   feedInput(): void;
 }
 
-/** Calls `after` once a write reached `device` (a reprogrammed timer needs rescheduling). */
-function afterWrites(device: BusDevice, after: () => void): BusDevice {
-  return {
-    name: device.name,
-    read: (offset, size) => device.read(offset, size),
-    write: (offset, size, value) => {
-      device.write(offset, size, value);
-      after();
-    },
-  };
-}
-
 export function buildPlatform(context: PlatformContext, options: PlatformOptions): Platform {
   const { pio } = context;
   const com1Port = COM_PORTS[0];
@@ -69,9 +57,9 @@ export function buildPlatform(context: PlatformContext, options: PlatformOptions
   pio.register(com1Port.base, UART_PORT_COUNT, com1);
 
   if (options.pit === 'tsvmm') {
-    const pit = new Pit8254(options.clock, context.irqLine(PIT_IRQ));
     const timers = options.timers;
-    pio.register(PIT_PORT_BASE, PIT_PORT_COUNT, timers ? afterWrites(pit, () => timers.reschedule()) : pit);
+    const pit = new Pit8254(options.clock, context.irqLine(PIT_IRQ), { onReprogrammed: timers ? () => timers.reschedule() : undefined });
+    pio.register(PIT_PORT_BASE, PIT_PORT_COUNT, pit);
     pio.register(SYSTEM_CONTROL_PORT, 1, new SystemControlPort(pit));
     timers?.add(pit);
   }

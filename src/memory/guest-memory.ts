@@ -14,8 +14,9 @@ export interface RamRange {
 
 /**
  * Host views are cut into chunks of at most this size: V8 cannot hold an
- * ArrayBuffer over native memory larger than 4 GiB, and a power of two keeps
- * the chunk lookup a shift.
+ * ArrayBuffer over native memory larger than 4 GiB. The cut is invisible to
+ * the guest: every accessor takes any range inside RAM, chunk boundaries
+ * included.
  */
 export const CHUNK_SHIFT = 30;
 export const CHUNK_SIZE = 2 ** CHUNK_SHIFT;
@@ -34,6 +35,8 @@ function hex(n: number): string {
 interface Chunk {
   readonly start: number;
   readonly end: number;
+  /** end - start, kept so the fast path compares against one field. */
+  readonly length: number;
   readonly bytes: Uint8Array;
   readonly view: DataView;
 }
@@ -41,10 +44,15 @@ interface Chunk {
 /**
  * Guest-physical memory. Every access is checked: an address or length that
  * is not entirely inside guest RAM throws GuestMemoryError, never wraps and
- * never touches host memory outside the guest's.
+ * never touches host memory outside the guest's. Any range inside RAM works,
+ * wherever the host chunks meet; only slices() shows the chunks, as one view
+ * per chunk for zero-copy I/O.
  */
 export class GuestMemory {
   private readonly chunks: Chunk[] = [];
+  /** Where a value that straddles two chunks is put together (at most 8 bytes). */
+  private readonly scratch = new Uint8Array(8);
+  private readonly scratchView = new DataView(this.scratch.buffer);
   /** Total bytes of RAM. */
   readonly size: number;
   /** One past the highest RAM address. */
@@ -57,7 +65,7 @@ export class GuestMemory {
       let covered = 0;
       for (const bytes of range.chunks) {
         if (bytes.length === 0 || bytes.length > CHUNK_SIZE) throw new GuestMemoryError(`RAM chunk of ${bytes.length} bytes`);
-        this.chunks.push({ start: at, end: at + bytes.length, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.length) });
+        this.chunks.push({ start: at, end: at + bytes.length, length: bytes.length, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.length) });
         at += bytes.length;
         covered += bytes.length;
       }
@@ -71,11 +79,14 @@ export class GuestMemory {
     this.end = this.chunks.length ? this.chunks[this.chunks.length - 1]!.end : 0;
   }
 
-  /** Plain JS memory (tests, and devices exercised without KVM). */
-  static ofArrayBuffers(layout: readonly { guestAddress: number; size: number }[]): GuestMemory {
+  /**
+   * Plain JS memory (tests, and devices exercised without KVM). A smaller
+   * `chunkSize` puts host chunk boundaries into small test memories.
+   */
+  static ofArrayBuffers(layout: readonly { guestAddress: number; size: number }[], chunkSize = CHUNK_SIZE): GuestMemory {
     return new GuestMemory(layout.map(({ guestAddress, size }) => {
       const chunks: Uint8Array[] = [];
-      for (let off = 0; off < size; off += CHUNK_SIZE) chunks.push(new Uint8Array(Math.min(CHUNK_SIZE, size - off)));
+      for (let off = 0; off < size; off += chunkSize) chunks.push(new Uint8Array(Math.min(chunkSize, size - off)));
       return { guestAddress, size, chunks };
     }));
   }
@@ -93,54 +104,64 @@ export class GuestMemory {
     return length > 0 || this.chunkAt(address) !== undefined;
   }
 
+  // Scalar accessors. The fast path is one chunk lookup and one compare (does
+  // the value end inside that chunk?); a value that straddles two host chunks
+  // is the rare case and goes byte by byte through a scratch buffer, so no
+  // access ever allocates.
+
   readU8(address: number): number {
-    const c = this.chunkFor(address, 1);
-    return c.view.getUint8(address - c.start);
+    const c = this.chunkHolding(address);
+    return c.bytes[address - c.start]!;
   }
 
   readU16(address: number): number {
-    const c = this.chunkFor(address, 2);
-    return c.view.getUint16(address - c.start, true);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 2 <= c.length) return c.view.getUint16(offset, true);
+    return this.gatherScratch(address, 2).getUint16(0, true);
   }
 
   readU32(address: number): number {
-    const c = this.chunkFor(address, 4);
-    return c.view.getUint32(address - c.start, true);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 4 <= c.length) return c.view.getUint32(offset, true);
+    return this.gatherScratch(address, 4).getUint32(0, true);
   }
 
   readU64(address: number): bigint {
-    const c = this.chunkFor(address, 8);
-    return c.view.getBigUint64(address - c.start, true);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 8 <= c.length) return c.view.getBigUint64(offset, true);
+    return this.gatherScratch(address, 8).getBigUint64(0, true);
   }
 
   writeU8(address: number, value: number): void {
-    const c = this.chunkFor(address, 1);
-    c.view.setUint8(address - c.start, value);
+    const c = this.chunkHolding(address);
+    c.bytes[address - c.start] = value;
   }
 
   writeU16(address: number, value: number): void {
-    const c = this.chunkFor(address, 2);
-    c.view.setUint16(address - c.start, value, true);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 2 <= c.length) return c.view.setUint16(offset, value, true);
+    this.scratchView.setUint16(0, value, true);
+    this.scatterScratch(address, 2);
   }
 
   writeU32(address: number, value: number): void {
-    const c = this.chunkFor(address, 4);
-    c.view.setUint32(address - c.start, value >>> 0, true);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 4 <= c.length) return c.view.setUint32(offset, value >>> 0, true);
+    this.scratchView.setUint32(0, value >>> 0, true);
+    this.scatterScratch(address, 4);
   }
 
   writeU64(address: number, value: bigint): void {
-    const c = this.chunkFor(address, 8);
-    c.view.setBigUint64(address - c.start, BigInt.asUintN(64, value), true);
-  }
-
-  /**
-   * The guest bytes [address, address + length) themselves, not a copy: for
-   * zero-copy I/O (fs.readSync straight into guest RAM). The range must lie
-   * in one host chunk; `slices` handles any range.
-   */
-  slice(address: number, length: number): Uint8Array {
-    const c = this.chunkFor(address, length);
-    return c.bytes.subarray(address - c.start, address - c.start + length);
+    const c = this.chunkHolding(address);
+    const offset = address - c.start;
+    if (offset + 8 <= c.length) return c.view.setBigUint64(offset, BigInt.asUintN(64, value), true);
+    this.scratchView.setBigUint64(0, BigInt.asUintN(64, value), true);
+    this.scatterScratch(address, 8);
   }
 
   /** The guest bytes of any RAM range, as one view per host chunk it spans. */
@@ -188,12 +209,31 @@ export class GuestMemory {
     return undefined;
   }
 
-  /** The chunk holding all of [address, address + length), or a GuestMemoryError. */
-  private chunkFor(address: number, length: number): Chunk {
-    const c = Number.isSafeInteger(address) && address >= 0 ? this.chunkAt(address) : undefined;
-    if (c && Number.isSafeInteger(length) && length >= 0 && address + length <= c.end) return c;
+  /** The chunk holding the byte at `address`, or a GuestMemoryError. */
+  private chunkHolding(address: number): Chunk {
+    // A fraction would be truncated by the DataView: a different byte than asked for.
+    const c = Number.isSafeInteger(address) ? this.chunkAt(address) : undefined;
+    if (c === undefined) this.check(address, 1);
+    return c!;
+  }
+
+  /** Copies the `length` (<= 8) guest bytes at `address` into the scratch buffer. */
+  private gatherScratch(address: number, length: number): DataView {
     this.check(address, length);
-    throw new GuestMemoryError(`guest access at ${hex(address)}+${length} crosses a host chunk boundary; use slices()`);
+    for (let i = 0; i < length; i++) {
+      const c = this.chunkAt(address + i)!;
+      this.scratch[i] = c.bytes[address + i - c.start]!;
+    }
+    return this.scratchView;
+  }
+
+  /** Copies the first `length` bytes of the scratch buffer to guest `address`. */
+  private scatterScratch(address: number, length: number): void {
+    this.check(address, length);
+    for (let i = 0; i < length; i++) {
+      const c = this.chunkAt(address + i)!;
+      c.bytes[address + i - c.start] = this.scratch[i]!;
+    }
   }
 
   private check(address: number, length: number): void {
