@@ -1,14 +1,16 @@
 // virtio-net (virtio 1.2, 5.1) through the virtio-mmio registers, over a
-// real TAP interface: the device sends an ARP request from guest memory, the
-// host kernel answers, and the reply lands in a posted receive buffer.
+// real TAP interface in a network namespace of the test's own: the device
+// sends an ARP request from guest memory, the namespace's kernel answers, and
+// the reply lands in a posted receive buffer.
 import { openSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { closeFd, openTap, ReadableWaiter } from '../src/kvm/index.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closeFd, ReadableWaiter } from '../src/kvm/index.ts';
 import { MmioRegister } from '../src/devices/virtio/mmio.ts';
 import { NET_HEADER_SIZE, NetFeature, NetQueue, VIRTIO_NET_S_LINK_UP, VirtioNet } from '../src/devices/virtio/net.ts';
 import { DeviceType, Feature, featureBit } from '../src/devices/virtio/spec.ts';
 import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
-import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, ipUnavailable, openAddressedTap, parseArp, tapUnavailable, type AddressedTap } from './helpers/tap-host.ts';
+import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, parseArp } from './helpers/arp-frames.ts';
+import { netnsUnavailable, TestNetns, type AddressedTap } from './helpers/netns.ts';
 
 const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 /** A receive buffer as Linux posts it without MRG_RXBUF: header and a full Ethernet frame. */
@@ -98,13 +100,23 @@ describe('virtio-net', () => {
     }
   });
 
-  describe.skipIf(tapUnavailable !== null)('over a TAP interface', () => {
-    const taps: AddressedTap[] = [];
+  describe.skipIf(netnsUnavailable !== null)('over a TAP interface', () => {
+    // A namespace per test: its TAP and address go with it.
+    let ns: TestNetns;
+    beforeEach(() => {
+      ns = TestNetns.create();
+    });
     afterEach(() => {
-      for (const tap of taps.splice(0)) closeFd(tap.fd);
+      for (const fd of fds.splice(0)) closeFd(fd);
+      ns.remove();
     });
     const downTap = () => {
-      const tap = openTap();
+      const tap = ns.openTap();
+      fds.push(tap.fd);
+      return tap;
+    };
+    const addressedTap = (): AddressedTap => {
+      const tap = ns.openAddressedTap();
       fds.push(tap.fd);
       return tap;
     };
@@ -153,9 +165,8 @@ describe('virtio-net', () => {
       }
     });
 
-    it.skipIf(ipUnavailable !== null)('sends an ARP request from guest memory and receives the host\'s reply into a posted buffer', () => {
-      const tap = openAddressedTap();
-      taps.push(tap);
+    it('sends an ARP request from guest memory and receives the namespace\'s reply into a posted buffer', () => {
+      const tap = addressedTap();
       const { device, driver, rx, tx } = setup(tap.fd);
 
       // Receive buffers in the layouts a driver may use: one descriptor, header apart from the data, an indirect table.
@@ -201,9 +212,8 @@ describe('virtio-net', () => {
       expect(driver.errors).toBe(0);
     });
 
-    it.skipIf(ipUnavailable !== null)('drops and counts a frame longer than the receive buffer; the buffer waits for the next frame', () => {
-      const tap = openAddressedTap();
-      taps.push(tap);
+    it('drops and counts a frame longer than the receive buffer; the buffer waits for the next frame', () => {
+      const tap = addressedTap();
       const { device, driver, rx, tx } = setup(tap.fd);
       const small = driver.writable(NET_HEADER_SIZE + 20);
       rx.submit([small]);
