@@ -1,14 +1,13 @@
-// virtio-net (virtio 1.2, 5.1) through the virtio-mmio registers, over a
-// real TAP interface in a network namespace of the test's own: the device
-// sends an ARP request from guest memory, the namespace's kernel answers, and
-// the reply lands in a posted receive buffer.
+// virtio-net (virtio 1.2, 5.1) through each transport (virtio-mmio and
+// virtio-pci), over a real TAP interface in a network namespace of the test's
+// own: the device sends an ARP request from guest memory, the namespace's
+// kernel answers, and the reply lands in a posted receive buffer.
 import { openSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeFd, ReadableWaiter } from '../src/kvm/index.ts';
-import { MmioRegister } from '../src/devices/virtio/mmio.ts';
 import { NET_HEADER_SIZE, NetFeature, NetQueue, VIRTIO_NET_S_LINK_UP, VirtioNet } from '../src/devices/virtio/net.ts';
 import { DeviceType, Feature, featureBit } from '../src/devices/virtio/spec.ts';
-import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
+import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
 import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, parseArp } from './helpers/arp-frames.ts';
 import { netnsUnavailable, TestNetns, type AddressedTap } from './helpers/netns.ts';
 
@@ -21,9 +20,9 @@ afterEach(() => {
   for (const fd of fds.splice(0)) closeFd(fd);
 });
 
-function setup(tapFd: number) {
+function setupOver(transport: TransportKind, tapFd: number) {
   const device = new VirtioNet({ name: 'net0', tapFd, mac: MAC });
-  const driver = new VirtioTestDriver(device).start();
+  const driver = new VirtioTestDriver(device, { transport }).start();
   return { device, driver, rx: driver.queue(NetQueue.RECEIVE), tx: driver.queue(NetQueue.TRANSMIT) };
 }
 
@@ -47,12 +46,14 @@ function reasons(driver: VirtioTestDriver): string {
   return [...driver.errorReasons.keys()].join('\n');
 }
 
-describe('virtio-net', () => {
+describe.each(TRANSPORTS)('virtio-net over virtio-%s', (transport) => {
+  const setup = (tapFd: number) => setupOver(transport, tapFd);
+
   it('is a network device (ID 1) offering MAC and STATUS, with the MAC and LINK_UP in its configuration', () => {
     const fd = devNull();
     const device = new VirtioNet({ name: 'net0', tapFd: fd, mac: MAC });
-    const driver = new VirtioTestDriver(device);
-    expect(driver.read(MmioRegister.DEVICE_ID)).toBe(DeviceType.NET);
+    const driver = new VirtioTestDriver(device, { transport });
+    expect(driver.deviceType()).toBe(DeviceType.NET);
     expect(driver.offeredFeatures()).toBe(
       featureBit(NetFeature.MAC) | featureBit(NetFeature.STATUS)
         | featureBit(Feature.VERSION_1) | featureBit(Feature.RING_INDIRECT_DESC) | featureBit(Feature.RING_EVENT_IDX),
@@ -64,11 +65,8 @@ describe('virtio-net', () => {
   });
 
   it('has receiveq (0) and transmitq (1) and no control queue', () => {
-    const driver = new VirtioTestDriver(new VirtioNet({ name: 'net0', tapFd: devNull(), mac: MAC }));
-    const maxSizes = [0, 1, 2].map((q) => {
-      driver.write(MmioRegister.QUEUE_SEL, q);
-      return driver.read(MmioRegister.QUEUE_NUM_MAX);
-    });
+    const driver = new VirtioTestDriver(new VirtioNet({ name: 'net0', tapFd: devNull(), mac: MAC }), { transport });
+    const maxSizes = [0, 1, 2].map((q) => driver.queueMaxSize(q));
     expect(maxSizes[NetQueue.RECEIVE]).toBeGreaterThan(0);
     expect(maxSizes[NetQueue.TRANSMIT]).toBeGreaterThan(0);
     expect(maxSizes[2]).toBe(0);
@@ -124,7 +122,7 @@ describe('virtio-net', () => {
     it('watches the TAP only while the guest has a receive buffer posted', () => {
       const tap = downTap();
       const device = new VirtioNet({ name: 'net0', tapFd: tap.fd, mac: MAC });
-      const driver = new VirtioTestDriver(device);
+      const driver = new VirtioTestDriver(device, { transport });
       expect(device.wantsPoll()).toBe(false);
       driver.start();
       expect(device.wantsPoll()).toBe(false);
