@@ -2,11 +2,12 @@
 // virtio-pci), over a real TAP interface in a network namespace of the test's
 // own: the device sends an ARP request from guest memory, the namespace's
 // kernel answers, and the reply lands in a posted receive buffer.
+import { spawnSync } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeFd, ReadableWaiter } from '../src/kvm/index.ts';
 import { NET_HEADER_SIZE, NetFeature, NetQueue, VIRTIO_NET_S_LINK_UP, VirtioNet } from '../src/devices/virtio/net.ts';
-import { DeviceType, Feature, featureBit } from '../src/devices/virtio/spec.ts';
+import { DeviceType, Feature, featureBit, Status } from '../src/devices/virtio/spec.ts';
 import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
 import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, parseArp } from './helpers/arp-frames.ts';
 import { netnsUnavailable, TestNetns, type AddressedTap } from './helpers/netns.ts';
@@ -221,6 +222,105 @@ describe.each(TRANSPORTS)('virtio-net over virtio-%s', (transport) => {
       expect(reasons(driver)).toMatch(/a frame longer than its receive buffer, dropped/);
       expect(rx.takeUsed()).toEqual([]);
       expect(device.wantsPoll()).toBe(true);
+    });
+
+    describe('malformed frames and headers: dropped and counted, never thrown, and the next good frame goes through', () => {
+      /** struct virtio_net_hdr_v1 with the given fields (little-endian), the rest 0. */
+      const netHeader = (fields: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number; numBuffers?: number } = {}) => {
+        const bytes = new Uint8Array(NET_HEADER_SIZE);
+        const view = new DataView(bytes.buffer);
+        view.setUint8(0, fields.flags ?? 0);
+        view.setUint8(1, fields.gsoType ?? 0);
+        view.setUint16(2, fields.hdrLen ?? 0, true);
+        view.setUint16(4, fields.gsoSize ?? 0, true);
+        view.setUint16(6, fields.csumStart ?? 0, true);
+        view.setUint16(8, fields.csumOffset ?? 0, true);
+        view.setUint16(10, fields.numBuffers ?? 0, true);
+        return bytes;
+      };
+      const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+
+      /** The guest sends an ARP request and gets the namespace's reply: the device works. */
+      function expectArpExchange(context: ReturnType<typeof setup>, tap: AddressedTap, header = netHeader()): void {
+        const { device, driver, rx, tx } = context;
+        const buffer = driver.writable(RX_BUFFER, 0xff);
+        const head = rx.submit([buffer]);
+        const framesBefore = device.counts.txFrames;
+        tx.submit([driver.readable(header), driver.readable(arpRequest(MAC, tap.guestIp, tap.hostIp))]);
+        expect(device.counts.txFrames).toBe(framesBefore + 1);
+        let used: { id: number; len: number } | undefined;
+        pump(device, () => (used = rx.takeUsed().find((u) => u.id === head)) !== undefined);
+        expect(used?.len).toBe(NET_HEADER_SIZE + ARP_FRAME_SIZE);
+        const bytes = driver.bytes(buffer, used!.len);
+        expect(parseArp(bytes.subarray(NET_HEADER_SIZE))).toMatchObject({ operation: ARP_REPLY, senderIp: tap.hostIp, targetIp: tap.guestIp });
+        // The device's header: no offloads, and num_buffers 1 whatever the buffer held before (0xffff here).
+        expect([...bytes.subarray(0, NET_HEADER_SIZE)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+      }
+
+      const transmitCases: [string, (d: VirtioTestDriver) => DriverBuffer[], RegExp][] = [
+        ['a header shorter than 12 bytes', (d) => [d.readable(new Uint8Array(10))], /10 bytes, shorter than the header/],
+        ['a header and no frame (a zero-length frame)', (d) => [d.readable(netHeader())], /writing to the TAP device: EINVAL/],
+        ['a frame longer than 64 KiB plus its Ethernet header', (d) => [d.readable(netHeader()), d.readable(new Uint8Array(65536 + 14 + 1))], /a frame of 65551 bytes/],
+        ['gso_type garbage', (d) => [d.readable(netHeader({ gsoType: 0x55, gsoSize: 1000, hdrLen: 54 })), d.readable(new Uint8Array(60))], /writing to the TAP device: EINVAL/],
+        ['NEEDS_CSUM with the checksum past the frame', (d) => [d.readable(netHeader({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: 4000, csumOffset: 16 })), d.readable(new Uint8Array(60))], /writing to the TAP device: EINVAL/],
+        ['a transmit chain the device can only write', (d) => [d.writable(NET_HEADER_SIZE + 60)], /72 device-writable bytes/],
+      ];
+      for (const [what, chain, reason] of transmitCases) {
+        it(`transmit: ${what}`, () => {
+          const tap = addressedTap();
+          const context = setup(tap.fd);
+          const { driver, tx, device } = context;
+          const head = tx.submit(chain(driver));
+          expect(tx.takeUsed()).toEqual([{ id: head, len: 0 }]);
+          expect(reasons(driver)).toMatch(reason);
+          expect(driver.errors).toBe(1);
+          expect(device.counts.txFrames).toBe(0);
+          expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(0);
+          expectArpExchange(context, tap);
+        });
+      }
+
+      it('transmit: a frame of 65536 bytes, over the largest IP packet, is the TAP\'s to take or refuse', () => {
+        const tap = addressedTap();
+        const context = setup(tap.fd);
+        const { driver, tx, device } = context;
+        const head = tx.submit([driver.readable(netHeader()), driver.readable(new Uint8Array(65536).fill(0xee))]);
+        expect(tx.takeUsed()).toEqual([{ id: head, len: 0 }]);
+        expect(device.counts.txFrames + device.counts.txErrors).toBe(1);
+        expectArpExchange(context, tap);
+      });
+
+      it('transmit: num_buffers nonsense in the guest\'s header is ignored', () => {
+        const tap = addressedTap();
+        expectArpExchange(setup(tap.fd), tap, netHeader({ numBuffers: 0xffff }));
+      });
+
+      it('receive: a frame from the TAP larger than the guest\'s buffer is dropped without writing past the buffer; the buffer takes the next frame', () => {
+        const tap = addressedTap();
+        const context = setup(tap.fd);
+        const { device, driver, rx } = context;
+        const small = driver.writable(NET_HEADER_SIZE + 200, 0xff);
+        const guard = driver.writable(4096, 0xa5);
+        const head = rx.submit([small]);
+        // A 1442-byte frame from the namespace's kernel: a UDP datagram to the guest's address, its MAC given so no ARP is needed.
+        ns.ip('neigh', 'replace', tap.guestIp.join('.'), 'lladdr', [...MAC].map((b) => b.toString(16).padStart(2, '0')).join(':'), 'dev', tap.name);
+        const [file, args] = ns.wrap([process.execPath, '-e', `
+          const s = require('node:dgram').createSocket('udp4');
+          s.send(Buffer.alloc(1400, 0x42), 9, '${tap.guestIp.join('.')}', (e) => { if (e) throw e; s.close(); });`]);
+        expect(spawnSync(file, args, { encoding: 'utf8', timeout: 30_000 }).status).toBe(0);
+        pump(device, () => device.counts.rxTruncated > 0);
+        expect(device.counts.rxTruncated).toBe(1);
+        expect(reasons(driver)).toMatch(/a frame longer than its receive buffer, dropped/);
+        expect(rx.takeUsed()).toEqual([]);
+        expect([...new Set(driver.bytes(guard))]).toEqual([0xa5]);
+        // The same buffer, still held, takes the ARP reply that follows.
+        const { tx } = context;
+        tx.submit([driver.readable(netHeader()), driver.readable(arpRequest(MAC, tap.guestIp, tap.hostIp))]);
+        pump(device, () => device.counts.rxFrames > 0);
+        expect(rx.takeUsed()).toEqual([{ id: head, len: NET_HEADER_SIZE + ARP_FRAME_SIZE }]);
+        expect(parseArp(driver.bytes(small).subarray(NET_HEADER_SIZE))).toMatchObject({ operation: ARP_REPLY });
+        expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(0);
+      });
     });
   });
 
