@@ -154,7 +154,7 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     await console_.waitFor(/hvc0 says 42/, 30_000);
   }, 60_000);
 
-  it.skipIf(!tap)('virtio-net: eth0 comes up on the TAP device and reaches the host', async () => {
+  it.skipIf(!tap)('virtio-net: eth0 comes up on the TAP device and reaches the test\'s network namespace', async () => {
     const out = await guestRun(`ip link set eth0 up && ip addr add ${tap!.guest}/24 dev eth0 && ping -c 1 -W 10 ${tap!.host}`, 90_000);
     expect(out).toMatch(/1 packets transmitted, 1 packets received/);
   }, 120_000);

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closeFd, ReadableWaiter, TapError, type Tap } from '../src/kvm/index.ts';
 import { ROOT } from '../bench/lib/artifacts.ts';
 import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, parseArp } from './helpers/arp-frames.ts';
-import { netnsUnavailable, TestNetns } from './helpers/netns.ts';
+import { netnsUnavailable, removeStaleNamespaces, TestNetns } from './helpers/netns.ts';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -121,6 +121,23 @@ describe.skipIf(netnsUnavailable !== null)('openTap', () => {
       expect(result.stdout).toMatch(/TapError: (open: EACCES .*mode 0666|TUNSETIFF: EPERM .*CAP_NET_ADMIN)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('removes the namespace a killed test run left behind, and leaves those of live runs alone', () => {
+    // A pid that has just ended stands for the killed run.
+    const ended = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const deadPid = Number(ended.stdout.trim());
+    const stale = `tsvmm-test-${deadPid}-0badf00d`;
+    spawnSync('ip', ['netns', 'add', stale]);
+    try {
+      expect(spawnSync('ip', ['netns', 'exec', stale, 'true']).status).toBe(0);
+      removeStaleNamespaces();
+      expect(spawnSync('ip', ['netns', 'exec', stale, 'true']).status).not.toBe(0);
+      // This run's own namespace is still there.
+      expect(ns.exec(['true'])).toBe('');
+    } finally {
+      spawnSync('ip', ['netns', 'del', stale]);
     }
   });
 

@@ -105,6 +105,7 @@ const BAD_CHAINS: [string, ChainBuilder, RegExp][] = [
 /** Queue setups the device must refuse when the driver sets DRIVER_OK. */
 const BAD_QUEUES: [string, (driver: VirtioTestDriver) => { size: number; descriptors: number; available: number; used: number }, RegExp][] = [
   ['a queue size that is not a power of 2', (d) => ({ size: 6, descriptors: d.alloc(96), available: d.alloc(32), used: d.alloc(64, 4) }), /power of 2/],
+  ['a queue size above the device\'s maximum', (d) => ({ size: 32768, descriptors: d.alloc(16 * 32768), available: d.alloc(6 + 2 * 32768), used: d.alloc(6 + 8 * 32768, 4) }), /queue size 32768 is above the maximum/],
   ['a descriptor table outside guest RAM', (d) => ({ size: QUEUE_SIZE, descriptors: d.memory.end - 64, available: d.alloc(32), used: d.alloc(128, 4) }), /descriptor table .* outside guest RAM/],
   ['an available ring past 4 GiB', (d) => ({ size: QUEUE_SIZE, descriptors: d.alloc(128), available: 2 ** 40, used: d.alloc(128, 4) }), /available ring .* outside guest RAM/],
   ['a used ring that runs off the end of RAM', (d) => ({ size: QUEUE_SIZE, descriptors: d.alloc(128), available: d.alloc(32), used: d.memory.end - 8 }), /used ring .* outside guest RAM/],
@@ -112,7 +113,7 @@ const BAD_QUEUES: [string, (driver: VirtioTestDriver) => { size: number; descrip
 ];
 
 function setup(device: DeviceUnderAttack, transport: TransportKind): VirtioTestDriver {
-  return new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 1 << 20 }).start();
+  return new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 2 << 20 }).start();
 }
 
 /** Sends the device's well-formed request on `queue` and checks it comes back served. */
@@ -176,7 +177,7 @@ describe.each(TRANSPORTS)('hostile queues over virtio-%s', (transport) => {
       });
 
       it.each(BAD_QUEUES)('enabling a queue with %s', (_what, layout, reason) => {
-        const driver = new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 1 << 20 });
+        const driver = new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 2 << 20 });
         expect(driver.negotiate()).toBe(true);
         for (let q = 0; q < driver.device.info.queueMaxSizes.length; q++) {
           if (q === device.queue) driver.programQueue(q, layout(driver));
@@ -191,7 +192,7 @@ describe.each(TRANSPORTS)('hostile queues over virtio-%s', (transport) => {
     });
 
     it('a notification for a queue that is not enabled, or that does not exist, does nothing', () => {
-      const driver = new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 1 << 20 });
+      const driver = new VirtioTestDriver(device.make(), { transport, queueSize: QUEUE_SIZE, memory: 2 << 20 });
       expect(driver.negotiate()).toBe(true);
       const queueCount = driver.device.info.queueMaxSizes.length;
       for (let q = 0; q < queueCount; q++) if (q !== device.queue) driver.setupQueue(q);

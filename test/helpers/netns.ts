@@ -25,7 +25,7 @@ const setns = koffi.load('libc.so.6').func('int setns(int fd, int nstype)');
  * process no longer exists is left over. Those of live runs (other worktrees'
  * tests, in parallel) are left alone.
  */
-function removeStaleNamespaces(): void {
+export function removeStaleNamespaces(): void {
   let names: string[];
   try {
     names = readdirSync('/run/netns');
