@@ -6,8 +6,10 @@
 // drivers on both transports: a raw disk over virtio-mmio and a qcow2 disk
 // over virtio-pci (read a known pattern, write one the host then verifies),
 // virtio-rng behind /dev/hwrng, virtio-console as hvc0, and virtio-net as
-// eth0 on a TAP device (when this host lets us create one).
-import { execFileSync, spawn } from 'node:child_process';
+// eth0 on a TAP device (when this host lets us create one). With a TAP, tsvmm
+// runs inside a network namespace the test creates (helpers/netns.ts), and the
+// guest's ping stays in it.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +20,7 @@ import { openDisk } from '../src/storage/open-disk.ts';
 import { createQcow2 } from '../src/storage/qcow2/create.ts';
 import { GuestConsole as Console } from './helpers/guest-console.ts';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
-import { ipUnavailable, tapUnavailable } from './helpers/tap-host.ts';
+import { netnsUnavailable, TestNetns } from './helpers/netns.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-linux-'));
 const RAW = join(dir, 'raw.img');
@@ -32,12 +34,13 @@ const patterns = { raw: randomBytes(4096), qcow2: randomBytes(4096) };
 const md5 = (bytes: Uint8Array) => createHash('md5').update(bytes).digest('hex');
 
 /**
- * A persistent TAP the host side configures before tsvmm attaches to it by
- * name, on a random 10.x.y.0/24: a TAP a killed run left behind keeps its
- * address, and a second interface on the same subnet would take the replies.
+ * A persistent TAP, made and addressed inside the test's namespace before
+ * tsvmm (started in the same namespace) attaches to it by name. The namespace
+ * holds nothing else, so its name and subnet need not be unique.
  */
-const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}`;
-const tap = !tapUnavailable && !ipUnavailable ? { name: `tsvmmt${process.pid % 10000}`, host: `${subnet}.1`, guest: `${subnet}.2` } : null;
+const tap = netnsUnavailable === null ? { name: 'tsvmm0', host: '10.0.2.1', guest: '10.0.2.2' } : null;
+let ns: TestNetns | null = null;
+let tsvmmProcess: ChildProcess | null = null;
 
 function makeDisks(): void {
   const raw = Buffer.alloc(RAW_SECTORS * 512);
@@ -69,14 +72,17 @@ describe.skipIf(!hasKvm)('the default guest', () => {
   beforeAll(async () => {
     await defaultLinuxGuest({ quiet: true });
     makeDisks();
+    const command = [process.execPath, TSVMM, 'run', ...guestArgs()];
     if (tap) {
-      execFileSync('ip', ['tuntap', 'add', 'dev', tap.name, 'mode', 'tap']);
-      execFileSync('ip', ['addr', 'add', `${tap.host}/24`, 'dev', tap.name]);
-      execFileSync('ip', ['link', 'set', 'dev', tap.name, 'up']);
+      ns = TestNetns.create();
+      ns.ip('tuntap', 'add', 'dev', tap.name, 'mode', 'tap');
+      ns.ip('addr', 'add', `${tap.host}/24`, 'dev', tap.name);
+      ns.ip('link', 'set', 'dev', tap.name, 'up');
     } else {
-      console.warn(`linux-full-boot: no virtio-net check: ${tapUnavailable ?? ipUnavailable}`);
+      console.warn(`linux-full-boot: no virtio-net check: ${netnsUnavailable}`);
     }
-    const child = spawn(process.execPath, [TSVMM, 'run', ...guestArgs()], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [file, args] = ns ? ns.wrap(command) : [command[0]!, command.slice(1)];
+    const child = tsvmmProcess = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stderr.on('data', (d) => (stderr += d));
     exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
     console_ = new Console(child);
@@ -148,7 +154,7 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     await console_.waitFor(/hvc0 says 42/, 30_000);
   }, 60_000);
 
-  it.skipIf(!tap)('virtio-net: eth0 comes up on the TAP device and reaches the host', async () => {
+  it.skipIf(!tap)('virtio-net: eth0 comes up on the TAP device and reaches the test\'s network namespace', async () => {
     const out = await guestRun(`ip link set eth0 up && ip addr add ${tap!.guest}/24 dev eth0 && ping -c 1 -W 10 ${tap!.host}`, 90_000);
     expect(out).toMatch(/1 packets transmitted, 1 packets received/);
   }, 120_000);
@@ -177,5 +183,7 @@ describe.skipIf(!hasKvm)('the default guest', () => {
 });
 
 afterAll(() => {
-  if (tap) execFileSync('ip', ['link', 'del', tap.name]);
+  // A failed test may leave the guest running; the namespace (and the TAP in it) goes either way.
+  if (tsvmmProcess && tsvmmProcess.exitCode === null && tsvmmProcess.signalCode === null) tsvmmProcess.kill('SIGKILL');
+  ns?.remove();
 });

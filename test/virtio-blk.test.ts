@@ -1,11 +1,11 @@
-// virtio-blk (virtio 1.2, 5.2) through the virtio-mmio registers and a split
-// virtqueue laid out by the test driver, over an in-memory disk.
+// virtio-blk (virtio 1.2, 5.2) through each transport (virtio-mmio and
+// virtio-pci) and a split virtqueue laid out by the test driver, over an
+// in-memory disk.
 import { describe, expect, it } from 'vitest';
 import { BlkFeature, BlkRequest, BlkStatus, VirtioBlk, ID_BYTES } from '../src/devices/virtio/blk.ts';
-import { MmioRegister } from '../src/devices/virtio/mmio.ts';
 import { DeviceType, featureBit, InterruptCause, Status } from '../src/devices/virtio/spec.ts';
 import type { BlockBackend } from '../src/storage/block-backend.ts';
-import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
+import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
 
 const SECTORS = 64;
 
@@ -36,8 +36,8 @@ function header(type: number, sector: number): Uint8Array {
   return bytes;
 }
 
-function setup(disk = new MemoryDisk()) {
-  const driver = new VirtioTestDriver(new VirtioBlk(disk, { name: 'blk0', serial: 'tsvmm-serial-0123456789' })).start();
+function setupOver(transport: TransportKind, disk = new MemoryDisk()) {
+  const driver = new VirtioTestDriver(new VirtioBlk(disk, { name: 'blk0', serial: 'tsvmm-serial-0123456789' }), { transport }).start();
   const queue = driver.queue(0);
   /** Sends one request; returns the used length and the status byte. */
   const request = (buffers: DriverBuffer[], status = driver.writable(1, 0xff)) => {
@@ -49,10 +49,12 @@ function setup(disk = new MemoryDisk()) {
   return { driver, disk, queue, request };
 }
 
-describe('virtio-blk', () => {
+describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
+  const setup = (disk?: MemoryDisk) => setupOver(transport, disk);
+
   it('is a block device (ID 2) with one queue; its configuration starts with the capacity in sectors', () => {
     const { driver } = setup();
-    expect(driver.read(MmioRegister.DEVICE_ID)).toBe(DeviceType.BLOCK);
+    expect(driver.deviceType()).toBe(DeviceType.BLOCK);
     expect(driver.readConfig(0, 4)).toBe(SECTORS);
     expect(driver.readConfig(4, 4)).toBe(0);
     expect(driver.readConfig(20, 4)).toBe(512); // blk_size

@@ -1,11 +1,10 @@
 // virtio-console (virtio 1.2, 5.3) with one port and no MULTIPORT, through
-// the virtio-mmio registers: receiveq0 brings host input, transmitq0 takes
+// each transport (virtio-mmio and virtio-pci): receiveq0 brings host input, transmitq0 takes
 // the guest's output.
 import { describe, expect, it } from 'vitest';
 import { CONSOLE_CONFIG_SIZE, ConsoleQueue, VirtioConsole, type ConsoleHostIo } from '../src/devices/virtio/console.ts';
-import { MmioRegister } from '../src/devices/virtio/mmio.ts';
 import { DeviceType, Feature, featureBit } from '../src/devices/virtio/spec.ts';
-import { VirtioTestDriver } from './helpers/virtio-driver.ts';
+import { TRANSPORTS, VirtioTestDriver, type TransportKind } from './helpers/virtio-driver.ts';
 
 const text = (s: string) => new TextEncoder().encode(s);
 const string = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -32,25 +31,24 @@ class HostIo implements ConsoleHostIo {
   }
 }
 
-function setup(start = true) {
+function setupOver(transport: TransportKind, start = true) {
   const io = new HostIo();
   const device = new VirtioConsole({ name: 'console0', io });
-  const driver = new VirtioTestDriver(device);
+  const driver = new VirtioTestDriver(device, { transport });
   if (start) driver.start();
   return { io, device, driver };
 }
 
-describe('virtio-console', () => {
+describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
+  const setup = (start?: boolean) => setupOver(transport, start);
+
   it('is a console (ID 3) with receiveq0 and transmitq0, no device features, and a 12-byte configuration of zeros', () => {
     const { driver } = setup(false);
-    expect(driver.read(MmioRegister.DEVICE_ID)).toBe(DeviceType.CONSOLE);
+    expect(driver.deviceType()).toBe(DeviceType.CONSOLE);
     expect(driver.offeredFeatures()).toBe(
       featureBit(Feature.VERSION_1) | featureBit(Feature.RING_INDIRECT_DESC) | featureBit(Feature.RING_EVENT_IDX),
     );
-    const maxSizes = [0, 1, 2].map((q) => {
-      driver.write(MmioRegister.QUEUE_SEL, q);
-      return driver.read(MmioRegister.QUEUE_NUM_MAX);
-    });
+    const maxSizes = [0, 1, 2].map((q) => driver.queueMaxSize(q));
     expect(maxSizes[ConsoleQueue.RECEIVE]).toBeGreaterThan(0);
     expect(maxSizes[ConsoleQueue.TRANSMIT]).toBeGreaterThan(0);
     expect(maxSizes[2]).toBe(0);

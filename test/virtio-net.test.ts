@@ -1,14 +1,16 @@
-// virtio-net (virtio 1.2, 5.1) through the virtio-mmio registers, over a
-// real TAP interface: the device sends an ARP request from guest memory, the
-// host kernel answers, and the reply lands in a posted receive buffer.
+// virtio-net (virtio 1.2, 5.1) through each transport (virtio-mmio and
+// virtio-pci), over a real TAP interface in a network namespace of the test's
+// own: the device sends an ARP request from guest memory, the namespace's
+// kernel answers, and the reply lands in a posted receive buffer.
+import { spawnSync } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { closeFd, openTap, ReadableWaiter } from '../src/kvm/index.ts';
-import { MmioRegister } from '../src/devices/virtio/mmio.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closeFd, ReadableWaiter } from '../src/kvm/index.ts';
 import { NET_HEADER_SIZE, NetFeature, NetQueue, VIRTIO_NET_S_LINK_UP, VirtioNet } from '../src/devices/virtio/net.ts';
-import { DeviceType, Feature, featureBit } from '../src/devices/virtio/spec.ts';
-import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
-import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, ipUnavailable, openAddressedTap, parseArp, tapUnavailable, type AddressedTap } from './helpers/tap-host.ts';
+import { DeviceType, Feature, featureBit, Status } from '../src/devices/virtio/spec.ts';
+import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
+import { ARP_FRAME_SIZE, ARP_REPLY, arpRequest, parseArp } from './helpers/arp-frames.ts';
+import { netnsUnavailable, TestNetns, type AddressedTap } from './helpers/netns.ts';
 
 const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 /** A receive buffer as Linux posts it without MRG_RXBUF: header and a full Ethernet frame. */
@@ -19,9 +21,9 @@ afterEach(() => {
   for (const fd of fds.splice(0)) closeFd(fd);
 });
 
-function setup(tapFd: number) {
+function setupOver(transport: TransportKind, tapFd: number) {
   const device = new VirtioNet({ name: 'net0', tapFd, mac: MAC });
-  const driver = new VirtioTestDriver(device).start();
+  const driver = new VirtioTestDriver(device, { transport }).start();
   return { device, driver, rx: driver.queue(NetQueue.RECEIVE), tx: driver.queue(NetQueue.TRANSMIT) };
 }
 
@@ -45,12 +47,14 @@ function reasons(driver: VirtioTestDriver): string {
   return [...driver.errorReasons.keys()].join('\n');
 }
 
-describe('virtio-net', () => {
+describe.each(TRANSPORTS)('virtio-net over virtio-%s', (transport) => {
+  const setup = (tapFd: number) => setupOver(transport, tapFd);
+
   it('is a network device (ID 1) offering MAC and STATUS, with the MAC and LINK_UP in its configuration', () => {
     const fd = devNull();
     const device = new VirtioNet({ name: 'net0', tapFd: fd, mac: MAC });
-    const driver = new VirtioTestDriver(device);
-    expect(driver.read(MmioRegister.DEVICE_ID)).toBe(DeviceType.NET);
+    const driver = new VirtioTestDriver(device, { transport });
+    expect(driver.deviceType()).toBe(DeviceType.NET);
     expect(driver.offeredFeatures()).toBe(
       featureBit(NetFeature.MAC) | featureBit(NetFeature.STATUS)
         | featureBit(Feature.VERSION_1) | featureBit(Feature.RING_INDIRECT_DESC) | featureBit(Feature.RING_EVENT_IDX),
@@ -62,11 +66,8 @@ describe('virtio-net', () => {
   });
 
   it('has receiveq (0) and transmitq (1) and no control queue', () => {
-    const driver = new VirtioTestDriver(new VirtioNet({ name: 'net0', tapFd: devNull(), mac: MAC }));
-    const maxSizes = [0, 1, 2].map((q) => {
-      driver.write(MmioRegister.QUEUE_SEL, q);
-      return driver.read(MmioRegister.QUEUE_NUM_MAX);
-    });
+    const driver = new VirtioTestDriver(new VirtioNet({ name: 'net0', tapFd: devNull(), mac: MAC }), { transport });
+    const maxSizes = [0, 1, 2].map((q) => driver.queueMaxSize(q));
     expect(maxSizes[NetQueue.RECEIVE]).toBeGreaterThan(0);
     expect(maxSizes[NetQueue.TRANSMIT]).toBeGreaterThan(0);
     expect(maxSizes[2]).toBe(0);
@@ -98,13 +99,23 @@ describe('virtio-net', () => {
     }
   });
 
-  describe.skipIf(tapUnavailable !== null)('over a TAP interface', () => {
-    const taps: AddressedTap[] = [];
+  describe.skipIf(netnsUnavailable !== null)('over a TAP interface', () => {
+    // A namespace per test: its TAP and address go with it.
+    let ns: TestNetns;
+    beforeEach(() => {
+      ns = TestNetns.create();
+    });
     afterEach(() => {
-      for (const tap of taps.splice(0)) closeFd(tap.fd);
+      for (const fd of fds.splice(0)) closeFd(fd);
+      ns.remove();
     });
     const downTap = () => {
-      const tap = openTap();
+      const tap = ns.openTap();
+      fds.push(tap.fd);
+      return tap;
+    };
+    const addressedTap = (): AddressedTap => {
+      const tap = ns.openAddressedTap();
       fds.push(tap.fd);
       return tap;
     };
@@ -112,7 +123,7 @@ describe('virtio-net', () => {
     it('watches the TAP only while the guest has a receive buffer posted', () => {
       const tap = downTap();
       const device = new VirtioNet({ name: 'net0', tapFd: tap.fd, mac: MAC });
-      const driver = new VirtioTestDriver(device);
+      const driver = new VirtioTestDriver(device, { transport });
       expect(device.wantsPoll()).toBe(false);
       driver.start();
       expect(device.wantsPoll()).toBe(false);
@@ -153,9 +164,8 @@ describe('virtio-net', () => {
       }
     });
 
-    it.skipIf(ipUnavailable !== null)('sends an ARP request from guest memory and receives the host\'s reply into a posted buffer', () => {
-      const tap = openAddressedTap();
-      taps.push(tap);
+    it('sends an ARP request from guest memory and receives the namespace\'s reply into a posted buffer', () => {
+      const tap = addressedTap();
       const { device, driver, rx, tx } = setup(tap.fd);
 
       // Receive buffers in the layouts a driver may use: one descriptor, header apart from the data, an indirect table.
@@ -201,9 +211,8 @@ describe('virtio-net', () => {
       expect(driver.errors).toBe(0);
     });
 
-    it.skipIf(ipUnavailable !== null)('drops and counts a frame longer than the receive buffer; the buffer waits for the next frame', () => {
-      const tap = openAddressedTap();
-      taps.push(tap);
+    it('drops and counts a frame longer than the receive buffer; the buffer waits for the next frame', () => {
+      const tap = addressedTap();
       const { device, driver, rx, tx } = setup(tap.fd);
       const small = driver.writable(NET_HEADER_SIZE + 20);
       rx.submit([small]);
@@ -213,6 +222,105 @@ describe('virtio-net', () => {
       expect(reasons(driver)).toMatch(/a frame longer than its receive buffer, dropped/);
       expect(rx.takeUsed()).toEqual([]);
       expect(device.wantsPoll()).toBe(true);
+    });
+
+    describe('malformed frames and headers: dropped and counted, never thrown, and the next good frame goes through', () => {
+      /** struct virtio_net_hdr_v1 with the given fields (little-endian), the rest 0. */
+      const netHeader = (fields: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number; numBuffers?: number } = {}) => {
+        const bytes = new Uint8Array(NET_HEADER_SIZE);
+        const view = new DataView(bytes.buffer);
+        view.setUint8(0, fields.flags ?? 0);
+        view.setUint8(1, fields.gsoType ?? 0);
+        view.setUint16(2, fields.hdrLen ?? 0, true);
+        view.setUint16(4, fields.gsoSize ?? 0, true);
+        view.setUint16(6, fields.csumStart ?? 0, true);
+        view.setUint16(8, fields.csumOffset ?? 0, true);
+        view.setUint16(10, fields.numBuffers ?? 0, true);
+        return bytes;
+      };
+      const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+
+      /** The guest sends an ARP request and gets the namespace's reply: the device works. */
+      function expectArpExchange(context: ReturnType<typeof setup>, tap: AddressedTap, header = netHeader()): void {
+        const { device, driver, rx, tx } = context;
+        const buffer = driver.writable(RX_BUFFER, 0xff);
+        const head = rx.submit([buffer]);
+        const framesBefore = device.counts.txFrames;
+        tx.submit([driver.readable(header), driver.readable(arpRequest(MAC, tap.guestIp, tap.hostIp))]);
+        expect(device.counts.txFrames).toBe(framesBefore + 1);
+        let used: { id: number; len: number } | undefined;
+        pump(device, () => (used = rx.takeUsed().find((u) => u.id === head)) !== undefined);
+        expect(used?.len).toBe(NET_HEADER_SIZE + ARP_FRAME_SIZE);
+        const bytes = driver.bytes(buffer, used!.len);
+        expect(parseArp(bytes.subarray(NET_HEADER_SIZE))).toMatchObject({ operation: ARP_REPLY, senderIp: tap.hostIp, targetIp: tap.guestIp });
+        // The device's header: no offloads, and num_buffers 1 whatever the buffer held before (0xffff here).
+        expect([...bytes.subarray(0, NET_HEADER_SIZE)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+      }
+
+      const transmitCases: [string, (d: VirtioTestDriver) => DriverBuffer[], RegExp][] = [
+        ['a header shorter than 12 bytes', (d) => [d.readable(new Uint8Array(10))], /10 bytes, shorter than the header/],
+        ['a header and no frame (a zero-length frame)', (d) => [d.readable(netHeader())], /writing to the TAP device: EINVAL/],
+        ['a frame longer than 64 KiB plus its Ethernet header', (d) => [d.readable(netHeader()), d.readable(new Uint8Array(65536 + 14 + 1))], /a frame of 65551 bytes/],
+        ['gso_type garbage', (d) => [d.readable(netHeader({ gsoType: 0x55, gsoSize: 1000, hdrLen: 54 })), d.readable(new Uint8Array(60))], /writing to the TAP device: EINVAL/],
+        ['NEEDS_CSUM with the checksum past the frame', (d) => [d.readable(netHeader({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: 4000, csumOffset: 16 })), d.readable(new Uint8Array(60))], /writing to the TAP device: EINVAL/],
+        ['a transmit chain the device can only write', (d) => [d.writable(NET_HEADER_SIZE + 60)], /72 device-writable bytes/],
+      ];
+      for (const [what, chain, reason] of transmitCases) {
+        it(`transmit: ${what}`, () => {
+          const tap = addressedTap();
+          const context = setup(tap.fd);
+          const { driver, tx, device } = context;
+          const head = tx.submit(chain(driver));
+          expect(tx.takeUsed()).toEqual([{ id: head, len: 0 }]);
+          expect(reasons(driver)).toMatch(reason);
+          expect(driver.errors).toBe(1);
+          expect(device.counts.txFrames).toBe(0);
+          expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(0);
+          expectArpExchange(context, tap);
+        });
+      }
+
+      it('transmit: a frame of 65536 bytes, over the largest IP packet, is the TAP\'s to take or refuse', () => {
+        const tap = addressedTap();
+        const context = setup(tap.fd);
+        const { driver, tx, device } = context;
+        const head = tx.submit([driver.readable(netHeader()), driver.readable(new Uint8Array(65536).fill(0xee))]);
+        expect(tx.takeUsed()).toEqual([{ id: head, len: 0 }]);
+        expect(device.counts.txFrames + device.counts.txErrors).toBe(1);
+        expectArpExchange(context, tap);
+      });
+
+      it('transmit: num_buffers nonsense in the guest\'s header is ignored', () => {
+        const tap = addressedTap();
+        expectArpExchange(setup(tap.fd), tap, netHeader({ numBuffers: 0xffff }));
+      });
+
+      it('receive: a frame from the TAP larger than the guest\'s buffer is dropped without writing past the buffer; the buffer takes the next frame', () => {
+        const tap = addressedTap();
+        const context = setup(tap.fd);
+        const { device, driver, rx } = context;
+        const small = driver.writable(NET_HEADER_SIZE + 200, 0xff);
+        const guard = driver.writable(4096, 0xa5);
+        const head = rx.submit([small]);
+        // A 1442-byte frame from the namespace's kernel: a UDP datagram to the guest's address, its MAC given so no ARP is needed.
+        ns.ip('neigh', 'replace', tap.guestIp.join('.'), 'lladdr', [...MAC].map((b) => b.toString(16).padStart(2, '0')).join(':'), 'dev', tap.name);
+        const [file, args] = ns.wrap([process.execPath, '-e', `
+          const s = require('node:dgram').createSocket('udp4');
+          s.send(Buffer.alloc(1400, 0x42), 9, '${tap.guestIp.join('.')}', (e) => { if (e) throw e; s.close(); });`]);
+        expect(spawnSync(file, args, { encoding: 'utf8', timeout: 30_000 }).status).toBe(0);
+        pump(device, () => device.counts.rxTruncated > 0);
+        expect(device.counts.rxTruncated).toBe(1);
+        expect(reasons(driver)).toMatch(/a frame longer than its receive buffer, dropped/);
+        expect(rx.takeUsed()).toEqual([]);
+        expect([...new Set(driver.bytes(guard))]).toEqual([0xa5]);
+        // The same buffer, still held, takes the ARP reply that follows.
+        const { tx } = context;
+        tx.submit([driver.readable(netHeader()), driver.readable(arpRequest(MAC, tap.guestIp, tap.hostIp))]);
+        pump(device, () => device.counts.rxFrames > 0);
+        expect(rx.takeUsed()).toEqual([{ id: head, len: NET_HEADER_SIZE + ARP_FRAME_SIZE }]);
+        expect(parseArp(driver.bytes(small).subarray(NET_HEADER_SIZE))).toMatchObject({ operation: ARP_REPLY });
+        expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(0);
+      });
     });
   });
 

@@ -1,17 +1,25 @@
-// A tiny virtio driver for tests: it plays the guest's side of a virtio-mmio
-// device in plain JS memory. It drives the handshake through the mmio
-// registers (status, features, FEATURES_OK, queue setup, DRIVER_OK), lays
-// out split virtqueues, posts descriptor chains (direct or through an
-// indirect table), notifies, and reads the used ring back. The device runs
-// under a VirtioDeviceRunner in the same thread; notifications reach it
-// synchronously, and interrupts are counted.
+// A tiny virtio driver for tests: it plays the guest's side of a virtio
+// device in plain JS memory, over either transport (virtio-mmio registers, or
+// the virtio-pci common configuration, ISR and notify structures of BAR 0).
+// It drives the handshake (status, features, FEATURES_OK, queue setup,
+// DRIVER_OK), lays out split virtqueues, posts descriptor chains (direct or
+// through an indirect table), notifies, and reads the used ring back. The
+// device runs under a VirtioDeviceRunner in the same thread; notifications
+// reach it synchronously, and interrupts are counted.
+import { AddressSpace } from '../../src/bus/index.ts';
 import { GuestMemory } from '../../src/memory/index.ts';
 import type { VirtioDevice } from '../../src/devices/virtio/device.ts';
 import { MmioRegister, VirtioMmio } from '../../src/devices/virtio/mmio.ts';
+import { CommonCfg, NOTIFY_OFF_MULTIPLIER, VIRTIO_PCI_DEVICE_BASE, VirtioPci, VirtioPciRegion } from '../../src/devices/virtio/pci.ts';
+import { PciConfig } from '../../src/devices/pci/index.ts';
 import { VirtioDeviceRunner } from '../../src/devices/virtio/runner.ts';
 import { VirtioSharedState } from '../../src/devices/virtio/shared-state.ts';
 import { DescriptorFlag, Feature, featureBit, Status } from '../../src/devices/virtio/spec.ts';
 import { VirtioTransport } from '../../src/devices/virtio/transport.ts';
+
+/** The two ways a driver reaches a virtio device; device tests run over both. */
+export type TransportKind = 'mmio' | 'pci';
+export const TRANSPORTS: readonly TransportKind[] = ['mmio', 'pci'];
 
 /** A guest buffer; `write`: device-writable (the device fills it). */
 export interface DriverBuffer {
@@ -28,6 +36,8 @@ export interface UsedElement {
 }
 
 export interface VirtioTestDriverOptions {
+  /** Which transport carries the device (default virtio-mmio). */
+  transport?: TransportKind;
   /** Guest RAM: a size in bytes for one range at 0 (default 4 MiB), or a memory of your own. */
   memory?: number | GuestMemory;
   /** Where alloc() starts (default: 4 KiB into the first range). */
@@ -38,16 +48,137 @@ export interface VirtioTestDriverOptions {
   acceptFeatures?: (offered: bigint) => bigint;
 }
 
+/** Where a queue's three parts are. */
+export interface QueueLayout {
+  size: number;
+  descriptors: number;
+  available: number;
+  used: number;
+}
+
+/** The driver-visible operations, each mapped onto one transport's register layout. */
+interface TransportRegisters {
+  deviceType(): number;
+  status(): number;
+  setStatus(value: number): void;
+  deviceFeatureWord(select: number): number;
+  setDriverFeatureWord(select: number, value: number): void;
+  selectQueue(index: number): void;
+  /** Largest size of the selected queue; 0 when the device has no such queue. */
+  queueMaxSize(): number;
+  /** Size, addresses and enable of the selected queue, in the order a driver writes them. */
+  programQueue(layout: QueueLayout): void;
+  queueReady(): boolean;
+  notify(queue: number): void;
+  readConfig(offset: number, size: number): number;
+  /** Interrupt status; on virtio-pci reading ISR also acknowledges it. */
+  interruptStatus(): number;
+  acknowledgeInterrupt(bits: number): void;
+}
+
+const halves = (address: number): [number, number] => [address % 2 ** 32, Math.floor(address / 2 ** 32)];
+
+class MmioRegisters implements TransportRegisters {
+  constructor(readonly mmio: VirtioMmio) {}
+  private read(register: number): number {
+    return this.mmio.read(register, 4);
+  }
+  private write(register: number, value: number): void {
+    this.mmio.write(register, 4, value);
+  }
+  deviceType(): number { return this.read(MmioRegister.DEVICE_ID); }
+  status(): number { return this.read(MmioRegister.STATUS); }
+  setStatus(value: number): void { this.write(MmioRegister.STATUS, value); }
+  deviceFeatureWord(select: number): number {
+    this.write(MmioRegister.DEVICE_FEATURES_SEL, select);
+    return this.read(MmioRegister.DEVICE_FEATURES) >>> 0;
+  }
+  setDriverFeatureWord(select: number, value: number): void {
+    this.write(MmioRegister.DRIVER_FEATURES_SEL, select);
+    this.write(MmioRegister.DRIVER_FEATURES, value);
+  }
+  selectQueue(index: number): void { this.write(MmioRegister.QUEUE_SEL, index); }
+  queueMaxSize(): number { return this.read(MmioRegister.QUEUE_NUM_MAX); }
+  programQueue({ size, descriptors, available, used }: QueueLayout): void {
+    this.write(MmioRegister.QUEUE_NUM, size);
+    const fields: [number, number, number][] = [
+      [MmioRegister.QUEUE_DESC_LOW, MmioRegister.QUEUE_DESC_HIGH, descriptors],
+      [MmioRegister.QUEUE_DRIVER_LOW, MmioRegister.QUEUE_DRIVER_HIGH, available],
+      [MmioRegister.QUEUE_DEVICE_LOW, MmioRegister.QUEUE_DEVICE_HIGH, used],
+    ];
+    for (const [low, high, address] of fields) {
+      const [lowHalf, highHalf] = halves(address);
+      this.write(low, lowHalf);
+      this.write(high, highHalf);
+    }
+    this.write(MmioRegister.QUEUE_READY, 1);
+  }
+  queueReady(): boolean { return this.read(MmioRegister.QUEUE_READY) === 1; }
+  notify(queue: number): void { this.write(MmioRegister.QUEUE_NOTIFY, queue); }
+  readConfig(offset: number, size: number): number { return this.mmio.read(MmioRegister.CONFIG + offset, size); }
+  interruptStatus(): number { return this.read(MmioRegister.INTERRUPT_STATUS); }
+  acknowledgeInterrupt(bits: number): void { this.write(MmioRegister.INTERRUPT_ACK, bits); }
+}
+
+/** BAR 0 of a virtio-pci function, accessed at its offsets (where the BAR is mapped does not matter here). */
+class PciRegisters implements TransportRegisters {
+  constructor(readonly pci: VirtioPci) {}
+  private common(offset: number, size: number): number {
+    return this.pci.read(VirtioPciRegion.COMMON + offset, size);
+  }
+  private setCommon(offset: number, size: number, value: number): void {
+    this.pci.write(VirtioPciRegion.COMMON + offset, size, value);
+  }
+  deviceType(): number { return this.pci.readConfig(PciConfig.DEVICE_ID, 2) - VIRTIO_PCI_DEVICE_BASE; }
+  status(): number { return this.common(CommonCfg.DEVICE_STATUS, 1); }
+  setStatus(value: number): void { this.setCommon(CommonCfg.DEVICE_STATUS, 1, value); }
+  deviceFeatureWord(select: number): number {
+    this.setCommon(CommonCfg.DEVICE_FEATURE_SELECT, 4, select);
+    return this.common(CommonCfg.DEVICE_FEATURE, 4) >>> 0;
+  }
+  setDriverFeatureWord(select: number, value: number): void {
+    this.setCommon(CommonCfg.DRIVER_FEATURE_SELECT, 4, select);
+    this.setCommon(CommonCfg.DRIVER_FEATURE, 4, value);
+  }
+  selectQueue(index: number): void { this.setCommon(CommonCfg.QUEUE_SELECT, 2, index); }
+  /** queue_size reads the largest size until the driver writes one (4.1.4.3); the driver asks right after a reset. */
+  queueMaxSize(): number { return this.common(CommonCfg.QUEUE_SIZE, 2); }
+  programQueue({ size, descriptors, available, used }: QueueLayout): void {
+    this.setCommon(CommonCfg.QUEUE_SIZE, 2, size);
+    const fields: [number, number, number][] = [
+      [CommonCfg.QUEUE_DESC_LO, CommonCfg.QUEUE_DESC_HI, descriptors],
+      [CommonCfg.QUEUE_DRIVER_LO, CommonCfg.QUEUE_DRIVER_HI, available],
+      [CommonCfg.QUEUE_DEVICE_LO, CommonCfg.QUEUE_DEVICE_HI, used],
+    ];
+    for (const [low, high, address] of fields) {
+      const [lowHalf, highHalf] = halves(address);
+      this.setCommon(low, 4, lowHalf);
+      this.setCommon(high, 4, highHalf);
+    }
+    this.setCommon(CommonCfg.QUEUE_ENABLE, 2, 1);
+  }
+  queueReady(): boolean { return this.common(CommonCfg.QUEUE_ENABLE, 2) === 1; }
+  /** vp_notify: a 16-bit write of the queue index at its notify address. */
+  notify(queue: number): void { this.pci.write(VirtioPciRegion.NOTIFY + queue * NOTIFY_OFF_MULTIPLIER, 2, queue); }
+  readConfig(offset: number, size: number): number { return this.pci.read(VirtioPciRegion.DEVICE + offset, size); }
+  interruptStatus(): number { return this.pci.read(VirtioPciRegion.ISR, 1); }
+  acknowledgeInterrupt(): void {}
+}
+
 export class VirtioTestDriver {
   readonly memory: GuestMemory;
   readonly state: VirtioSharedState;
   readonly transport: VirtioTransport;
-  readonly mmio: VirtioMmio;
+  readonly transportKind: TransportKind;
+  /** The virtio-mmio or virtio-pci front of the device, for tests that poke its registers directly. */
+  readonly mmio: VirtioMmio | null;
+  readonly pci: VirtioPci | null;
   readonly runner: VirtioDeviceRunner;
   /** Interrupts the device raised (InterruptTrigger.trigger calls). */
   interrupts = 0;
   /** The features the driver wrote, after negotiate(). */
   features = 0n;
+  private readonly registers: TransportRegisters;
   private readonly queues: (DriverQueue | undefined)[] = [];
   private nextFree: number;
   private readonly queueSize: number;
@@ -67,45 +198,77 @@ export class VirtioTestDriver {
       notify: (queue) => runner!.notify(queue),
       statusChanged: () => runner!.sync(),
     });
-    this.mmio = new VirtioMmio(this.transport);
+    this.transportKind = options.transport ?? 'mmio';
+    if (this.transportKind === 'pci') {
+      this.mmio = null;
+      this.pci = new VirtioPci(this.transport, { irq: 5, mmio: AddressSpace.memory() });
+      this.registers = new PciRegisters(this.pci);
+    } else {
+      this.pci = null;
+      this.mmio = new VirtioMmio(this.transport);
+      this.registers = new MmioRegisters(this.mmio);
+    }
     this.runner = runner = new VirtioDeviceRunner(device, this.state, this.memory, { trigger: () => this.interrupts++ });
   }
 
   // --- registers -----------------------------------------------------------
 
-  read(register: number): number {
-    return this.mmio.read(register, 4);
-  }
-
-  write(register: number, value: number): void {
-    this.mmio.write(register, 4, value);
+  /** The virtio device ID, as the transport presents it. */
+  deviceType(): number {
+    return this.registers.deviceType();
   }
 
   /** The device configuration space, `size` bytes (1, 2 or 4) at `offset`. */
   readConfig(offset: number, size: number): number {
-    return this.mmio.read(MmioRegister.CONFIG + offset, size);
+    return this.registers.readConfig(offset, size);
   }
 
   get status(): number {
-    return this.read(MmioRegister.STATUS);
+    return this.registers.status();
+  }
+
+  /** Writes the device status register as given (a hostile driver may skip steps). */
+  writeStatus(value: number): void {
+    this.registers.setStatus(value);
   }
 
   /** The 64 feature bits the device offers, read through the selector. */
   offeredFeatures(): bigint {
-    this.write(MmioRegister.DEVICE_FEATURES_SEL, 0);
-    const low = this.read(MmioRegister.DEVICE_FEATURES);
-    this.write(MmioRegister.DEVICE_FEATURES_SEL, 1);
-    const high = this.read(MmioRegister.DEVICE_FEATURES);
-    return (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0);
+    const low = this.registers.deviceFeatureWord(0);
+    const high = this.registers.deviceFeatureWord(1);
+    return (BigInt(high) << 32n) | BigInt(low);
   }
 
-  /** Interrupt status (ISR): 1 used buffer, 2 configuration change. */
+  /** Largest size of queue `index`; 0 for a queue the device does not have. */
+  queueMaxSize(index: number): number {
+    this.registers.selectQueue(index);
+    return this.registers.queueMaxSize();
+  }
+
+  /** Whether queue `index` reads as enabled. */
+  queueReady(index: number): boolean {
+    this.registers.selectQueue(index);
+    return this.registers.queueReady();
+  }
+
+  /** Programs queue `index` with any layout, valid or not, and enables it (a hostile driver's setup). */
+  programQueue(index: number, layout: QueueLayout): void {
+    this.registers.selectQueue(index);
+    this.registers.programQueue(layout);
+  }
+
+  /** QueueNotify for `index`, whatever state the queue is in. */
+  notify(index: number): void {
+    this.registers.notify(index);
+  }
+
+  /** Interrupt status (ISR): 1 used buffer, 2 configuration change. On virtio-pci the read acknowledges it. */
   interruptStatus(): number {
-    return this.read(MmioRegister.INTERRUPT_STATUS);
+    return this.registers.interruptStatus();
   }
 
   acknowledgeInterrupt(bits = this.interruptStatus()): void {
-    this.write(MmioRegister.INTERRUPT_ACK, bits);
+    this.registers.acknowledgeInterrupt(bits);
   }
 
   // --- the handshake (3.1.1) -------------------------------------------------
@@ -116,21 +279,18 @@ export class VirtioTestDriver {
    */
   negotiate(accept: (offered: bigint) => bigint = this.acceptFeatures): boolean {
     this.reset();
-    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE);
-    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE | Status.DRIVER);
+    this.writeStatus(Status.ACKNOWLEDGE);
+    this.writeStatus(Status.ACKNOWLEDGE | Status.DRIVER);
     this.features = accept(this.offeredFeatures());
-    this.write(MmioRegister.DRIVER_FEATURES_SEL, 0);
-    this.write(MmioRegister.DRIVER_FEATURES, Number(this.features & 0xffff_ffffn));
-    this.write(MmioRegister.DRIVER_FEATURES_SEL, 1);
-    this.write(MmioRegister.DRIVER_FEATURES, Number((this.features >> 32n) & 0xffff_ffffn));
-    this.write(MmioRegister.STATUS, Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    this.registers.setDriverFeatureWord(0, Number(this.features & 0xffff_ffffn));
+    this.registers.setDriverFeatureWord(1, Number((this.features >> 32n) & 0xffff_ffffn));
+    this.writeStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
     return (this.status & Status.FEATURES_OK) !== 0;
   }
 
   /** Lays out queue `index` in guest memory and enables it. */
   setupQueue(index: number, size = this.queueSize): DriverQueue {
-    this.write(MmioRegister.QUEUE_SEL, index);
-    const max = this.read(MmioRegister.QUEUE_NUM_MAX);
+    const max = this.queueMaxSize(index);
     if (max === 0) throw new Error(`the device has no queue ${index}`);
     size = Math.min(size, max);
     const queue = new DriverQueue(this, index, size, {
@@ -138,17 +298,7 @@ export class VirtioTestDriver {
       available: this.alloc(6 + 2 * size, 2),
       used: this.alloc(6 + 8 * size, 4),
     });
-    this.write(MmioRegister.QUEUE_NUM, size);
-    const halves: [number, number, number][] = [
-      [MmioRegister.QUEUE_DESC_LOW, MmioRegister.QUEUE_DESC_HIGH, queue.descriptors],
-      [MmioRegister.QUEUE_DRIVER_LOW, MmioRegister.QUEUE_DRIVER_HIGH, queue.available],
-      [MmioRegister.QUEUE_DEVICE_LOW, MmioRegister.QUEUE_DEVICE_HIGH, queue.used],
-    ];
-    for (const [low, high, address] of halves) {
-      this.write(low, address % 2 ** 32);
-      this.write(high, Math.floor(address / 2 ** 32));
-    }
-    this.write(MmioRegister.QUEUE_READY, 1);
+    this.programQueue(index, queue);
     this.queues[index] = queue;
     return queue;
   }
@@ -159,7 +309,7 @@ export class VirtioTestDriver {
   }
 
   driverOk(): void {
-    this.write(MmioRegister.STATUS, this.status | Status.DRIVER_OK);
+    this.writeStatus(this.status | Status.DRIVER_OK);
   }
 
   /** The whole handshake: negotiate, set up every queue, DRIVER_OK. Throws when the device refuses the features. */
@@ -172,7 +322,7 @@ export class VirtioTestDriver {
 
   /** Writes 0 to status: the device drops its queues. The driver's queues are forgotten too. */
   reset(): void {
-    this.write(MmioRegister.STATUS, 0);
+    this.writeStatus(0);
     this.queues.length = 0;
   }
 
@@ -319,7 +469,7 @@ export class DriverQueue {
 
   /** QueueNotify: the device processes the queue before this returns. */
   notify(): void {
-    this.driver.write(MmioRegister.QUEUE_NOTIFY, this.index);
+    this.driver.notify(this.index);
   }
 
   /** post() then notify(). */
