@@ -62,13 +62,19 @@ type Random = ReturnType<typeof random>;
  * Guest memory that notes every access the device attempts: one outside RAM
  * is a defect even though the bounds check would stop it.
  */
+/** Two host chunks per range, so chains and rings also cross a chunk boundary (issue 10, item 5). */
+function splitInTwo(bytes: Uint8Array): Uint8Array[] {
+  const half = (bytes.length >> 1) + 3;  // off any natural alignment: values straddle the cut
+  return [bytes.subarray(0, half), bytes.subarray(half)];
+}
+
 class RecordingMemory extends GuestMemory {
   outside: string[] = [];
   private readonly hosts: Uint8Array[];
 
   constructor() {
     const hosts = RAM_LAYOUT.map(({ size }) => new Uint8Array(GUARD + size + GUARD).fill(GUARD_BYTE));
-    const ranges: RamRange[] = RAM_LAYOUT.map(({ guestAddress, size }, i) => ({ guestAddress, size, chunks: [hosts[i]!.subarray(GUARD, GUARD + size)] }));
+    const ranges: RamRange[] = RAM_LAYOUT.map(({ guestAddress, size }, i) => ({ guestAddress, size, chunks: splitInTwo(hosts[i]!.subarray(GUARD, GUARD + size)) }));
     super(ranges);
     this.hosts = hosts;
   }
@@ -93,7 +99,6 @@ class RecordingMemory extends GuestMemory {
   override writeU16(a: number, v: number): void { this.note('writeU16', a, 2); super.writeU16(a, v); }
   override writeU32(a: number, v: number): void { this.note('writeU32', a, 4); super.writeU32(a, v); }
   override writeU64(a: number, v: bigint): void { this.note('writeU64', a, 8); super.writeU64(a, v); }
-  override slice(a: number, l: number): Uint8Array { this.note('slice', a, l); return super.slice(a, l); }
   override slices(a: number, l: number): Uint8Array[] { this.note('slices', a, l); return super.slices(a, l); }
   override read(a: number, l: number): Uint8Array { this.note('read', a, l); return super.read(a, l); }
   override write(a: number, d: Uint8Array): void { this.note('write', a, d.length); super.write(a, d); }
