@@ -22,6 +22,9 @@ class MemoryDisk implements BlockBackend {
   write(offset: number, data: Uint8Array): void {
     this.bytes.set(data, offset);
   }
+  blockStatus(_offset: number, length: number) {
+    return { kind: 'data' as const, length };
+  }
   flush(): void {
     this.flushes++;
   }

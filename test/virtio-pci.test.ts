@@ -34,6 +34,7 @@ function memoryDisk(sectors: number): BlockBackend & { bytes: Uint8Array } {
     description: 'memory disk',
     read: (offset, buffer) => buffer.set(bytes.subarray(offset, offset + buffer.length)),
     write: (offset, data) => bytes.set(data, offset),
+    blockStatus: (_offset, length) => ({ kind: 'data', length }),
     flush: () => {},
     close: () => {},
   };
