@@ -4,7 +4,8 @@
 //   tsvmm img create [-f raw|qcow2] [-b BACKING [-F fmt]] [-o cluster_size=N,compat=1.1] FILE [SIZE]
 //   tsvmm img info [-f fmt] [--output json] FILE
 //   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] SRC DST
-//   tsvmm img check [-f fmt] FILE       exit 0 clean, 2 corruption, 3 leaked clusters only
+//   tsvmm img check [-f fmt] [-r leaks|all] FILE
+//                                       exit 0 clean, 2 corruption, 3 leaked clusters only (after any repair)
 import type { Command } from 'commander';
 import { writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -12,6 +13,7 @@ import { openDisk, type BlockBackend, type DiskFormat } from '../storage/block-b
 import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
 import { probeFormat } from '../storage/open-disk.ts';
 import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
+import { repairQcow2, type RepairMode } from '../storage/qcow2/repair.ts';
 import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
 import { createRaw } from '../storage/raw.ts';
 import { UsageError } from './errors.ts';
@@ -203,12 +205,36 @@ export function imgConvert(srcPath: string, dstPath: string, options: ConvertOpt
   return done();
 }
 
-export function imgCheck(file: string, options: { format?: string }): ImgOutput {
+export function imgCheck(file: string, options: { format?: string; repair?: string }): ImgOutput {
+  const repair = options.repair;
+  if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`-r ${repair}: use leaks or all`);
   const format = parseFormat(options.format, '-f') ?? probeFormat(file);
   if (format === 'raw') return done(`${file} is a raw image: it has no metadata to check.\n`);
+  if (repair !== undefined) return imgRepair(file, repair);
   const report = checkQcow2(file);
   const { problems, summary } = formatCheckReport(report);
   return done(summary, checkExitStatus(report), problems);
+}
+
+/** qemu-img check -r: the problems and the repairs on stderr; what was repaired and the double check on stdout. */
+function imgRepair(file: string, mode: RepairMode): ImgOutput {
+  const result = repairQcow2(file, mode);
+  const first = formatCheckReport(result.before);
+  const stderr = first.problems + result.actions.map((line) => `${line}\n`).join('');
+  const after = formatCheckReport(result.after);
+  if (result.leaksFixed + result.corruptionsFixed === 0) {
+    return done(after.summary, checkExitStatus(result.after), stderr + after.problems);
+  }
+  const repaired = [
+    'The following inconsistencies were found and repaired:',
+    '',
+    `    ${result.leaksFixed} leaked clusters`,
+    `    ${result.corruptionsFixed} corruptions`,
+    '',
+    'Double checking the fixed image now...',
+    '',
+  ].join('\n');
+  return done(repaired + after.summary, checkExitStatus(result.after), stderr + after.problems);
 }
 
 export function registerImgCommand(cli: Command, setStatus: (status: number) => void): void {
@@ -249,5 +275,6 @@ export function registerImgCommand(cli: Command, setStatus: (status: number) => 
     .description('check a qcow2 image\'s refcounts against its references (exit 0 clean, 2 corruption, 3 leaks only)')
     .argument('<file>')
     .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
-    .action((file: string, options: { format?: string }) => print(imgCheck(file, options)));
+    .option('-r, --repair <leaks|all>', 'repair leaked clusters, or all refcount errors too (then clears the corrupt bit)')
+    .action((file: string, options: { format?: string; repair?: string }) => print(imgCheck(file, options)));
 }

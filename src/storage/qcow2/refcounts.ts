@@ -150,18 +150,7 @@ export class Refcounts {
   }
 
   private writeEntry(block: DataView, index: number, value: number): void {
-    switch (this.bits) {
-      case 8: block.setUint8(index, value); break;
-      case 16: block.setUint16(index * 2, value); break;
-      case 32: block.setUint32(index * 4, value); break;
-      case 64: setU64(block, index * 8, value); break;
-      default: {
-        const bit = index * this.bits;
-        const shift = bit & 7;
-        const byte = block.getUint8(bit >> 3) & ~(this.maxRefcount << shift);
-        block.setUint8(bit >> 3, byte | (value << shift));
-      }
-    }
+    writeRefcountEntry(block, index, value, this.bits);
   }
 
   /** The first cluster at or after the hint whose refcount is 0; scans whole blocks at a time. */
@@ -292,5 +281,22 @@ export class Refcounts {
     this.tableClusters = tableClusters;
     this.endCluster = end;
     for (let c = oldFirst; c < oldFirst + oldClusters; c++) this.decrement(c);
+  }
+}
+
+/** Stores refcount `value` as entry `index` of a refcount block of `bits`-bit entries. */
+export function writeRefcountEntry(block: DataView, index: number, value: number, bits: number): void {
+  switch (bits) {
+    case 8: block.setUint8(index, value); break;
+    case 16: block.setUint16(index * 2, value); break;
+    case 32: block.setUint32(index * 4, value); break;
+    case 64: setU64(block, index * 8, value); break;
+    default: {  // 1, 2 or 4 bits: entry 0 in the least significant bits of byte 0
+      const bit = index * bits;
+      const shift = bit & 7;
+      const mask = 2 ** bits - 1;
+      const byte = block.getUint8(bit >> 3) & ~(mask << shift);
+      block.setUint8(bit >> 3, byte | (value << shift));
+    }
   }
 }
