@@ -67,14 +67,14 @@ function repair(file: HostFile, mode: RepairMode): RepairResult {
     leaksFixed = tooHigh.length;
     corruptionsFixed = tooLow.length;
     header = readHeader(file);
-  } else if (tooHigh.length > 0 && !first.refcountStructureBroken) {
+  } else if (!first.refcountStructureBroken) {
     // (Blocks that lie on other metadata are never written in place: only a rebuild, with "all", fixes them.)
     const refcounts = new Refcounts(file, header);
     for (const c of tooHigh) {
       actions.push(`Repairing cluster ${c} refcount=${first.storedRefcount(c)} reference=${first.references[c]}`);
       refcounts.setRun(c, 1, first.references[c]!);
     }
-    leaksFixed = tooHigh.length;
+    leaksFixed = tooHigh.length + releasePastEnd(refcounts, clusters, actions);
   }
   file.datasync();
 
@@ -96,6 +96,27 @@ function repair(file: HostFile, mode: RepairMode): RepairResult {
   const after = analyzeQcow2(file, header).report;
   if (after.errors.length === 0) markConsistent(file, header);
   return { before, after, actions, leaksFixed, corruptionsFixed };
+}
+
+/**
+ * Refcounts of clusters past the end of the file (batches reserved when a
+ * crash or a corruption stopped the writer) are leaks no check reports, as
+ * the file does not reach them yet; they would be as soon as it grew.
+ */
+function releasePastEnd(refcounts: Refcounts, fileClusters: number, actions: string[]): number {
+  let released = 0;
+  refcounts.blockOffsets().forEach((offset, index) => {
+    if (!offset) return;
+    const end = (index + 1) * refcounts.entriesPerBlock;
+    for (let c = Math.max(fileClusters, index * refcounts.entriesPerBlock); c < end; c++) {
+      const stored = refcounts.get(c);
+      if (stored === 0) continue;
+      actions.push(`Repairing cluster ${c} refcount=${stored} reference=0 (past the end of the file)`);
+      refcounts.setRun(c, 1, 0);
+      released++;
+    }
+  });
+  return released;
 }
 
 /**
