@@ -50,23 +50,28 @@ export class MetadataMap {
     this.refcountTable = { offset, length: clusters * this.clusterSize, kind: 'refcount table' };
   }
 
-  /** The first kind of metadata (other than `ignore`) under [offset, offset+length), or null. */
+  /**
+   * The first kind of metadata (other than `ignore`) in the clusters that
+   * [offset, offset+length) touches, or null. Whole clusters, as in QEMU: a
+   * cluster that holds any metadata is no place for anything else.
+   */
   overlap(offset: number, length: number, ignore?: MetadataKind): MetadataKind | null {
     if (length <= 0) return null;
-    const end = offset + length;
-    for (const range of [...this.ranges, this.refcountTable]) {
-      if (range.kind !== ignore && range.length > 0 && offset < range.offset + range.length && range.offset < end) return range.kind;
-    }
     const first = Math.floor(offset / this.clusterSize);
-    const last = Math.floor((end - 1) / this.clusterSize);
+    const last = Math.floor((offset + length - 1) / this.clusterSize);
+    const start = first * this.clusterSize;
+    const end = (last + 1) * this.clusterSize;
+    const overlaps = (range: Range) => range.kind !== ignore && range.length > 0 && start < range.offset + range.length && range.offset < end;
+    for (const range of this.ranges) if (overlaps(range)) return range.kind;
+    if (overlaps(this.refcountTable)) return 'refcount table';
     const clusters = [[this.activeL2, 'active L2 table'], [this.refcountBlocks, 'refcount block']] as const;
-    for (const [set, kind] of clusters) {
-      if (kind === ignore || set.size === 0) continue;
+    for (const [tables, kind] of clusters) {
+      if (kind === ignore || tables.size === 0) continue;
       // Whichever is smaller: the clusters written, or the tables there are.
-      if (last - first + 1 <= set.size) {
-        for (let c = first; c <= last; c++) if (set.has(c * this.clusterSize)) return kind;
+      if (last - first + 1 <= tables.size) {
+        for (let c = first; c <= last; c++) if (tables.has(c * this.clusterSize)) return kind;
       } else {
-        for (const table of set) if (table < end && table + this.clusterSize > offset) return kind;
+        for (const table of tables) if (table < end && table + this.clusterSize > start) return kind;
       }
     }
     return null;
