@@ -4,29 +4,12 @@
 import { describe, expect, it } from 'vitest';
 import { BlkFeature, BlkRequest, BlkStatus, VirtioBlk, ID_BYTES } from '../src/devices/virtio/blk.ts';
 import { DeviceType, featureBit, InterruptCause, Status } from '../src/devices/virtio/spec.ts';
-import type { BlockBackend } from '../src/storage/block-backend.ts';
+import { MemoryDisk } from './helpers/memory-disk.ts';
 import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
 
 const SECTORS = 64;
 
-class MemoryDisk implements BlockBackend {
-  readonly bytes = new Uint8Array(SECTORS * 512).map((_, i) => (i * 7) & 0xff);
-  readonly description = 'memory disk';
-  flushes = 0;
-  failReads = false;
-  constructor(readonly readOnly = false, readonly size = SECTORS * 512) {}
-  read(offset: number, buffer: Uint8Array): void {
-    if (this.failReads) throw new Error('host disk on fire');
-    buffer.set(this.bytes.subarray(offset, offset + buffer.length));
-  }
-  write(offset: number, data: Uint8Array): void {
-    this.bytes.set(data, offset);
-  }
-  flush(): void {
-    this.flushes++;
-  }
-  close(): void {}
-}
+const newDisk = (options: { readOnly?: boolean } = {}) => MemoryDisk.filled(SECTORS, (i) => i * 7, options);
 
 function header(type: number, sector: number): Uint8Array {
   const bytes = new Uint8Array(16);
@@ -36,7 +19,7 @@ function header(type: number, sector: number): Uint8Array {
   return bytes;
 }
 
-function setupOver(transport: TransportKind, disk = new MemoryDisk()) {
+function setupOver(transport: TransportKind, disk = newDisk()) {
   const driver = new VirtioTestDriver(new VirtioBlk(disk, { name: 'blk0', serial: 'tsvmm-serial-0123456789' }), { transport }).start();
   const queue = driver.queue(0);
   /** Sends one request; returns the used length and the status byte. */
@@ -104,7 +87,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
   });
 
   it('a read-only disk offers VIRTIO_BLK_F_RO and fails writes with IOERR, leaving the disk alone', () => {
-    const disk = new MemoryDisk(true);
+    const disk = newDisk({ readOnly: true });
     const before = disk.bytes.slice();
     const { driver, request } = setup(disk);
     expect(driver.offeredFeatures() & featureBit(BlkFeature.RO)).toBeTruthy();
@@ -128,7 +111,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
   });
 
   it('a failing host disk is the guest\'s IOERR, counted, not an exception', () => {
-    const disk = new MemoryDisk();
+    const disk = newDisk();
     disk.failReads = true;
     const { driver, request } = setup(disk);
     expect(request([driver.readable(header(BlkRequest.IN, 0)), driver.writable(512)])).toEqual({ len: 1, status: BlkStatus.IOERR });

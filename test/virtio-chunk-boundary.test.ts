@@ -12,27 +12,12 @@ import { BlkRequest, BlkStatus, VirtioBlk } from '../src/devices/virtio/blk.ts';
 import { VirtioRng } from '../src/devices/virtio/rng.ts';
 import { DescriptorFlag } from '../src/devices/virtio/spec.ts';
 import { GuestMemory } from '../src/memory/index.ts';
-import type { BlockBackend } from '../src/storage/block-backend.ts';
 import { hasKvm } from './helpers/kvm.ts';
+import { MemoryDisk } from './helpers/memory-disk.ts';
 import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
 
 const CHUNK = 0x1_0000;
 const SECTORS = 16;
-
-class MemoryDisk implements BlockBackend {
-  readonly bytes = new Uint8Array(SECTORS * 512).map((_, i) => (i * 13 + 7) & 0xff);
-  readonly description = 'memory disk';
-  readonly readOnly = false;
-  readonly size = SECTORS * 512;
-  read(offset: number, buffer: Uint8Array): void {
-    buffer.set(this.bytes.subarray(offset, offset + buffer.length));
-  }
-  write(offset: number, data: Uint8Array): void {
-    this.bytes.set(data, offset);
-  }
-  flush(): void {}
-  close(): void {}
-}
 
 function chunkedMemory(): GuestMemory {
   const chunks = Array.from({ length: 8 }, () => new Uint8Array(CHUNK));
@@ -48,7 +33,7 @@ function header(type: number, sector: number): Uint8Array {
 }
 
 function blk() {
-  const disk = new MemoryDisk();
+  const disk = MemoryDisk.filled(SECTORS, (i) => i * 13 + 7);
   const driver = new VirtioTestDriver(new VirtioBlk(disk, { name: 'blk0', serial: 's' }), { memory: chunkedMemory() }).start();
   const place = (address: number, data: Uint8Array): DriverBuffer => {
     driver.memory.write(address, data);

@@ -12,7 +12,7 @@ import type { VirtioDevice } from '../src/devices/virtio/device.ts';
 import { NET_HEADER_SIZE, NetQueue, VirtioNet } from '../src/devices/virtio/net.ts';
 import { VirtioRng } from '../src/devices/virtio/rng.ts';
 import { DescriptorFlag, InterruptCause, Status } from '../src/devices/virtio/spec.ts';
-import type { BlockBackend } from '../src/storage/block-backend.ts';
+import { MemoryDisk } from './helpers/memory-disk.ts';
 import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type DriverQueue, type TransportKind } from './helpers/virtio-driver.ts';
 
 const { NEXT, WRITE, INDIRECT } = DescriptorFlag;
@@ -21,17 +21,6 @@ const QUEUE_SIZE = 8;
 /** /dev/null stands in for the TAP: it takes every frame and never has one to read. */
 const devNull = openSync('/dev/null', 'r+');
 afterAll(() => closeSync(devNull));
-
-function memoryDisk(): BlockBackend {
-  const bytes = new Uint8Array(64 * 512).map((_, i) => i & 0xff);
-  return {
-    size: bytes.length, readOnly: false, description: 'memory disk',
-    read: (offset, buffer) => buffer.set(bytes.subarray(offset, offset + buffer.length)),
-    write: (offset, data) => bytes.set(data, offset),
-    flush: () => {},
-    close: () => {},
-  };
-}
 
 const hostIo: ConsoleHostIo = { write: () => {}, read: () => null };
 
@@ -53,7 +42,7 @@ const blkHeader = () => {
 const DEVICES: DeviceUnderAttack[] = [
   {
     name: 'virtio-blk',
-    make: () => new VirtioBlk(memoryDisk(), { name: 'blk0', serial: 'hostile' }),
+    make: () => new VirtioBlk(MemoryDisk.filled(64, (i) => i), { name: 'blk0', serial: 'hostile' }),
     queue: 0,
     goodRequest: (d) => ({ buffers: [d.readable(blkHeader()), d.writable(512), d.writable(1, 0xff)], usedLength: 513 }),
   },

@@ -17,27 +17,12 @@ import { VirtioDeviceRunner } from '../src/devices/virtio/runner.ts';
 import { VirtioSharedState } from '../src/devices/virtio/shared-state.ts';
 import { DescriptorFlag, DeviceType, Feature, InterruptCause, Status } from '../src/devices/virtio/spec.ts';
 import { VirtioTransport } from '../src/devices/virtio/transport.ts';
-import type { BlockBackend } from '../src/storage/block-backend.ts';
+import { MemoryDisk } from './helpers/memory-disk.ts';
 
 const RAM = 1 << 20;
 const BAR = 0xd000_0000;
 const IRQ = 11;
 const PCI_CAP_ID_VNDR = 0x09;
-
-function memoryDisk(sectors: number): BlockBackend & { bytes: Uint8Array } {
-  const bytes = new Uint8Array(sectors * SECTOR_SIZE);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >> 9)) & 0xff;
-  return {
-    bytes,
-    size: bytes.length,
-    readOnly: false,
-    description: 'memory disk',
-    read: (offset, buffer) => buffer.set(bytes.subarray(offset, offset + buffer.length)),
-    write: (offset, data) => bytes.set(data, offset),
-    flush: () => {},
-    close: () => {},
-  };
-}
 
 /** Configuration accesses through ports 0xCF8/0xCFC, as a driver makes them. */
 function configPorts(pio: AddressSpace, slot: number) {
@@ -99,7 +84,7 @@ function checkMappable(cap: FoundCapability, minLength: number, align: number, b
 
 function blkSetup(options: Partial<VirtioPciOptions> = {}) {
   const memory = GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: RAM }]);
-  const disk = memoryDisk(16);
+  const disk = MemoryDisk.filled(16, (i) => i * 7 + (i >> 9));
   const blk = new VirtioBlk(disk, { name: 'blk0', serial: 'tsvmm-pci' });
   const state = VirtioSharedState.create(blk.info.queueMaxSizes.length);
   const interrupts = { count: 0 };

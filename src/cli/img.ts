@@ -4,7 +4,8 @@
 //   tsvmm img create [-f raw|qcow2] [-b BACKING [-F fmt]] [-o cluster_size=N,compat=1.1] FILE [SIZE]
 //   tsvmm img info [-f fmt] [--output json] FILE
 //   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] [-U] SRC DST
-//   tsvmm img check [-f fmt] FILE       exit 0 clean, 2 corruption, 3 leaked clusters only
+//   tsvmm img check [-f fmt] [-r leaks|all] FILE
+//                                       exit 0 clean, 2 corruption, 3 leaked clusters only (after any repair)
 import type { Command } from 'commander';
 import { realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -14,6 +15,7 @@ import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
 import { ImageLock, identityOf, lockImageChain, type ByteLocks } from '../storage/image-lock.ts';
 import { probeFormat } from '../storage/open-disk.ts';
 import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
+import { repairQcow2, type RepairMode } from '../storage/qcow2/repair.ts';
 import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
 import { createRaw } from '../storage/raw.ts';
 import { UsageError } from './errors.ts';
@@ -169,10 +171,9 @@ const CHUNKS_PER_YIELD = 16;
  * Copies the virtual disk `src` into the new, empty image `dst`. Only what
  * the source's block status calls data is read (a backend without block
  * status is all data); all-zero grains in it are left out too, so zeros stay
- * holes in a raw file and unallocated clusters in a qcow2 one. `unallocatedIsZero`
- * is false when the source's "unallocated" may still come from a backing file.
+ * holes in a raw file and unallocated clusters in a qcow2 one.
  */
-export async function copyDisk(src: BlockBackend, dst: BlockBackend, options: { grain: number; unallocatedIsZero: boolean; interrupted?: () => boolean }): Promise<void> {
+export async function copyDisk(src: BlockBackend, dst: BlockBackend, options: { grain: number; interrupted?: () => boolean }): Promise<void> {
   const { grain } = options;
   const chunkSize = Math.max(grain, COPY_CHUNK);
   const chunk = new Uint8Array(chunkSize);
@@ -183,9 +184,9 @@ export async function copyDisk(src: BlockBackend, dst: BlockBackend, options: { 
       await new Promise((resolve) => setImmediate(resolve));
       if (options.interrupted?.()) throw new ConvertInterrupted();
     }
-    const status = src.blockStatus?.(offset, src.size - offset) ?? { kind: 'data', length: src.size - offset };
+    const status = src.blockStatus(offset, src.size - offset);
     const extent = Math.min(Math.max(status.length, 1), src.size - offset);
-    if (status.kind === 'zero' || (status.kind === 'unallocated' && options.unallocatedIsZero)) {
+    if (status.kind === 'zero') {
       offset += extent;
       continue;
     }
@@ -274,7 +275,6 @@ export async function imgConvert(srcPath: string, dstPath: string, options: Conv
     try {
       await copyDisk(src, dst, {
         grain: outputFormat === 'qcow2' ? settings.clusterSize : 4096,
-        unallocatedIsZero: chain.length === 1,
         interrupted: () => signals.caught() !== null,
       });
       dst.flush();
@@ -306,12 +306,36 @@ function removeQuietly(path: string): void {
   }
 }
 
-export function imgCheck(file: string, options: { format?: string }): ImgOutput {
+export function imgCheck(file: string, options: { format?: string; repair?: string }): ImgOutput {
+  const repair = options.repair;
+  if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`-r ${repair}: use leaks or all`);
   const format = parseFormat(options.format, '-f') ?? probeFormat(file);
   if (format === 'raw') return done(`${file} is a raw image: it has no metadata to check.\n`);
+  if (repair !== undefined) return imgRepair(file, repair);
   const report = checkQcow2(file);
   const { problems, summary } = formatCheckReport(report);
   return done(summary, checkExitStatus(report), problems);
+}
+
+/** qemu-img check -r: the problems and the repairs on stderr; what was repaired and the double check on stdout. */
+function imgRepair(file: string, mode: RepairMode): ImgOutput {
+  const result = repairQcow2(file, mode);
+  const first = formatCheckReport(result.before);
+  const stderr = first.problems + result.actions.map((line) => `${line}\n`).join('');
+  const after = formatCheckReport(result.after);
+  if (result.leaksFixed + result.corruptionsFixed === 0) {
+    return done(after.summary, checkExitStatus(result.after), stderr + after.problems);
+  }
+  const repaired = [
+    'The following inconsistencies were found and repaired:',
+    '',
+    `    ${result.leaksFixed} leaked clusters`,
+    `    ${result.corruptionsFixed} corruptions`,
+    '',
+    'Double checking the fixed image now...',
+    '',
+  ].join('\n');
+  return done(repaired + after.summary, checkExitStatus(result.after), stderr + after.problems);
 }
 
 export function registerImgCommand(cli: Command, setStatus: (status: number) => void): void {
@@ -353,5 +377,6 @@ export function registerImgCommand(cli: Command, setStatus: (status: number) => 
     .description('check a qcow2 image\'s refcounts against its references (exit 0 clean, 2 corruption, 3 leaks only)')
     .argument('<file>')
     .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
-    .action((file: string, options: { format?: string }) => print(imgCheck(file, options)));
+    .option('-r, --repair <leaks|all>', 'repair leaked clusters, or all refcount errors too (then clears the corrupt bit)')
+    .action((file: string, options: { format?: string; repair?: string }) => print(imgCheck(file, options)));
 }

@@ -4,9 +4,15 @@
 export { StorageError } from './errors.ts';
 export { openDisk, type DiskFormat, type OpenDiskOptions } from './open-disk.ts';
 
-/** What a range of the virtual disk holds, from its start: `length` bytes of one kind. */
+/**
+ * What a range of the virtual disk holds, from its start: `length` bytes of
+ * one kind. 'data': bytes to read. 'zero': reads as zeros without reading
+ * (qcow2 zero clusters, and clusters allocated in no layer of the chain).
+ * 'unallocated': this layer cannot tell, or defers to a layer below: read it
+ * as data. Neither qcow2 nor raw images answer it (qcow2 asks its backing
+ * chain in turn), but a consumer must accept it.
+ */
 export interface BlockStatus {
-  /** data: read it; zero: reads as zeros; unallocated: neither this image nor its backing chain has it (reads as zeros). */
   kind: 'data' | 'zero' | 'unallocated';
   length: number;
 }
@@ -22,11 +28,11 @@ export interface BlockBackend {
   /** Writes `data` at virtual offset `offset`. Throws StorageError if readOnly or on an I/O error. */
   write(offset: number, data: Uint8Array): void;
   /**
-   * What the disk holds from `offset` (at most `length` bytes, at least one
-   * byte): lets a copy skip what reads as zeros without reading it. Optional:
-   * a backend without it is all data.
+   * What the disk holds from `offset`: one kind of content over its first
+   * `length` bytes at most (length > 0; offset+length <= size). Lets a copy
+   * skip what reads as zeros at a cost that follows the allocated data.
    */
-  blockStatus?(offset: number, length: number): BlockStatus;
+  blockStatus(offset: number, length: number): BlockStatus;
   /** Makes every completed write durable (fdatasync of the file(s), after metadata is written). */
   flush(): void;
   close(): void;

@@ -62,13 +62,15 @@ class LockedDisk implements BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly description: string;
-  readonly blockStatus?: (offset: number, length: number) => BlockStatus;
 
   constructor(private readonly disk: BlockBackend, private readonly locks: ImageLocks) {
     this.size = disk.size;
     this.readOnly = disk.readOnly;
     this.description = disk.description;
-    if (disk.blockStatus) this.blockStatus = disk.blockStatus.bind(disk);
+  }
+
+  blockStatus(offset: number, length: number): BlockStatus {
+    return this.disk.blockStatus(offset, length);
   }
 
   read(offset: number, buffer: Uint8Array): void {

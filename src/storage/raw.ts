@@ -1,6 +1,6 @@
 // A raw image: the virtual disk is the file, byte for byte. Reads and writes
 // go straight between the caller's buffer and the file.
-import type { BlockBackend } from './block-backend.ts';
+import type { BlockBackend, BlockStatus } from './block-backend.ts';
 import { StorageError } from './errors.ts';
 import { HostFile } from './host-file.ts';
 
@@ -31,6 +31,18 @@ export class RawDisk implements BlockBackend {
   write(offset: number, data: Uint8Array): void {
     if (this.readOnly) throw new StorageError(`${this.description}: the disk is read-only`);
     this.file.writeAt(data, offset);
+  }
+
+  /**
+   * All data: Node has no lseek(SEEK_DATA/SEEK_HOLE), so the holes of a
+   * sparse file cannot be found without reading them. A copy that skips
+   * zeros finds them by reading, as it does now.
+   */
+  blockStatus(offset: number, length: number): BlockStatus {
+    if (offset < 0 || length <= 0 || offset + length > this.size) {
+      throw new StorageError(`${this.description}: block status of ${length} bytes at ${offset} is outside the disk (${this.size} bytes)`);
+    }
+    return { kind: 'data', length };
   }
 
   flush(): void {

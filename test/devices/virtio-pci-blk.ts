@@ -23,6 +23,7 @@ export function attach(platform: PlatformContext) {
     description: 'memory disk',
     read: (offset, buffer) => buffer.set(bytes.subarray(offset, offset + buffer.length)),
     write: () => { throw new Error('read-only'); },
+    blockStatus: (_offset, length) => ({ kind: 'data', length }),
     flush: () => {},
     close: () => {},
   };

@@ -10,7 +10,11 @@
 // - A cluster that lost its last reference (a compressed cluster rewritten,
 //   an L2 table copied) is freed only at the next flush, after the entries
 //   that stopped pointing to it are durable.
+// - A cluster that holds metadata is never handed out, whatever its refcount
+//   says: a refcount of 0 there means the refcounts are corrupt.
 import type { HostFile } from '../host-file.ts';
+import { Qcow2CorruptionError } from './corruption.ts';
+import type { MetadataMap } from './overlap.ts';
 import type { Refcounts } from './refcounts.ts';
 
 // Batches grow from 256 KiB to 2 MiB (or 256 clusters): a sync per 2 MiB
@@ -26,7 +30,7 @@ export class ClusterAllocator {
   private batchClusters: number;
   private readonly maxBatchClusters: number;
 
-  constructor(private readonly file: HostFile, private readonly refcounts: Refcounts) {
+  constructor(private readonly file: HostFile, private readonly refcounts: Refcounts, private readonly metadata: MetadataMap) {
     const clusterSize = refcounts.clusterSize;
     this.maxBatchClusters = Math.min(MAX_BATCH_CLUSTERS, Math.max(1, MAX_BATCH_BYTES / clusterSize));
     this.batchClusters = Math.min(this.maxBatchClusters, Math.max(1, FIRST_BATCH_BYTES / clusterSize));
@@ -39,7 +43,10 @@ export class ClusterAllocator {
     const cluster = run.first;
     run.first++;
     if (--run.count === 0) this.reserved.shift();
-    return cluster * this.refcounts.clusterSize;
+    const offset = cluster * this.refcounts.clusterSize;
+    const holds = this.metadata.overlap(offset, this.refcounts.clusterSize);
+    if (holds) throw new Qcow2CorruptionError(this.file.path, `the refcounts say cluster ${cluster} is free, but it holds the ${holds}`);
+    return offset;
   }
 
   /** Frees the host clusters under [offset, offset+length) at the next flush. */

@@ -33,10 +33,37 @@ export function checkExitStatus(report: CheckReport): number {
 export function checkQcow2(path: string): CheckReport {
   const file = HostFile.open(path, true);
   try {
-    return new Checker(file, readHeader(file)).run();
+    return analyzeQcow2(file, readHeader(file)).report;
   } finally {
     file.close();
   }
+}
+
+/** An entry whose copied flag must say whether its cluster's refcount is exactly one. */
+export interface CopiedFlag {
+  /** Where the L1 or L2 entry is in the file. */
+  entryOffset: number;
+  cluster: number;
+  copied: boolean;
+  describe: (refcount: number) => string;
+}
+
+/** What the check found, with what a repair needs to know beyond the report. */
+export interface Qcow2Analysis {
+  report: CheckReport;
+  /** References to each host cluster of the file, the refcount structures' own included. */
+  references: Uint32Array;
+  /** The clusters of the refcount table and blocks (each counted once in references). */
+  refcountStructure: number[];
+  /** The refcount structures are unusable as they are: a block outside the image or used twice. */
+  refcountStructureBroken: boolean;
+  copiedFlags: CopiedFlag[];
+  /** The stored refcount of a cluster, 0 where its block is missing or unreadable. */
+  storedRefcount: (cluster: number) => number;
+}
+
+export function analyzeQcow2(file: HostFile, header: Qcow2Header): Qcow2Analysis {
+  return new Checker(file, header).run();
 }
 
 const hex = (n: number | bigint) => n.toString(16);
@@ -48,7 +75,10 @@ class Checker {
   private readonly refcounts: Refcounts;
   private readonly report: CheckReport;
   /** Active L1 entries and data clusters whose copied flag is checked against the refcount. */
-  private readonly copiedFlags: { cluster: number; copied: boolean; describe: (refcount: number) => string }[] = [];
+  private readonly copiedFlags: CopiedFlag[] = [];
+  private readonly refcountStructure: number[] = [];
+  private refcountStructureBroken = false;
+  private storedOf: (cluster: number) => number = () => 0;
   private lastDataCluster = -1;
 
   constructor(private readonly file: HostFile, private readonly header: Qcow2Header) {
@@ -67,17 +97,27 @@ class Checker {
     };
   }
 
-  run(): CheckReport {
+  run(): Qcow2Analysis {
     const { header } = this;
     this.reference(0, this.clusterSize);
     this.walkL1(header.l1TableOffset, header.l1Size, true);
     const { offset, clusters } = this.refcounts.tableLocation();
     this.reference(offset, clusters * this.clusterSize);
+    for (let c = 0; c < clusters; c++) this.refcountStructure.push(offset / this.clusterSize + c);
     const storedValid = this.referenceRefcountBlocks();
     if (header.snapshotCount > 0) this.walkSnapshots();
     if (header.bitmaps) this.walkBitmaps(header.bitmaps.directoryOffset, header.bitmaps.directorySize);
+    // A refcount block that is also other metadata counts garbage, whatever the numbers say.
+    if (this.refcountStructure.some((c) => c >= this.fileClusters || this.references[c]! > 1)) this.refcountStructureBroken = true;
     this.compare(storedValid);
-    return this.report;
+    return {
+      report: this.report,
+      references: this.references,
+      refcountStructure: this.refcountStructure,
+      refcountStructureBroken: this.refcountStructureBroken,
+      copiedFlags: this.copiedFlags,
+      storedRefcount: this.storedOf,
+    };
   }
 
   /** Counts one reference to each cluster under [offset, offset+length). */
@@ -121,17 +161,18 @@ class Checker {
       if (active) {
         const entry = l1.getBigUint64(i * L1_ENTRY_SIZE);
         this.copiedFlags.push({
+          entryOffset: l1Offset + i * L1_ENTRY_SIZE,
           cluster: l2Offset / this.clusterSize,
           copied,
           describe: (refcount) => `ERROR OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex(entry)} refcount=${refcount}`,
         });
       }
       const table = this.readCluster(l2Offset, 'L2 table');
-      if (table) this.walkL2(table, active);
+      if (table) this.walkL2(l2Offset, table, active);
     }
   }
 
-  private walkL2(table: DataView, active: boolean): void {
+  private walkL2(tableOffset: number, table: DataView, active: boolean): void {
     const entries = l2EntriesOf(this.header);
     for (let i = 0; i < entries; i++) {
       const mapping = readL2Entry(table, i * 8, this.header.clusterBits, this.header.version, this.file.path);
@@ -149,6 +190,7 @@ class Checker {
       if (!active) continue;
       const entry = table.getBigUint64(i * 8);
       this.copiedFlags.push({
+        entryOffset: tableOffset + i * 8,
         cluster: mapping.hostOffset / this.clusterSize,
         copied: mapping.copied,
         describe: (refcount) => `ERROR OFLAG_COPIED data cluster: l2_entry=${hex(entry)} refcount=${refcount}`,
@@ -174,9 +216,11 @@ class Checker {
       if (offset === 0) return false;
       if (offset + this.clusterSize > this.fileClusters * this.clusterSize) {
         this.report.errors.push(`ERROR refcount block ${index} is outside image`);
+        this.refcountStructureBroken = true;
         return false;
       }
       this.reference(offset, this.clusterSize);
+      this.refcountStructure.push(offset / this.clusterSize);
       return true;
     });
   }
@@ -231,6 +275,7 @@ class Checker {
   private compare(blockReadable: boolean[]): void {
     const perBlock = this.refcounts.entriesPerBlock;
     const storedOf = (cluster: number) => (blockReadable[Math.floor(cluster / perBlock)] ? this.refcounts.get(cluster) : 0);
+    this.storedOf = storedOf;
     let lastInUse = -1;
     for (let cluster = 0; cluster < this.fileClusters; cluster++) {
       const stored = storedOf(cluster);

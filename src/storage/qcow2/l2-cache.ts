@@ -4,7 +4,10 @@
 // It is write-through: whoever changes an entry in a cached table writes those
 // bytes to the file at once (writeThrough), so evicting a table never loses a
 // change and the order of metadata writes stays the order the code makes them.
+// With a metadata map, each write is first checked not to land on metadata of
+// another kind (a table the image's own pointers put in the wrong place).
 import type { HostFile } from '../host-file.ts';
+import type { MetadataKind, MetadataMap } from './overlap.ts';
 
 export class TableCache {
   // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
@@ -15,6 +18,7 @@ export class TableCache {
     private readonly tableSize: number,
     private readonly capacity: number,
     private readonly what: string,
+    private readonly guard?: { map: MetadataMap; kind: MetadataKind },
   ) {}
 
   /** The table at host offset `offset`, read from the file if it is not cached. */
@@ -43,6 +47,7 @@ export class TableCache {
 
   /** Writes bytes [start, end) of `table`, the table at host offset `offset`, to the file. */
   writeThrough(offset: number, table: DataView, start: number, end: number): void {
+    this.guard?.map.checkWrite(offset + start, end - start, this.guard.kind);
     this.file.writeAt(new Uint8Array(table.buffer, table.byteOffset + start, end - start), offset + start);
   }
 

@@ -8,8 +8,13 @@
 // Each new structure is written and fdatasync'd before anything points to it,
 // so the image on disk is consistent after a crash at any point: at worst a
 // cluster is counted that nothing references (a leak), never the reverse.
+//
+// Given a metadata map, every write is checked against it first, and the map
+// follows the blocks and the table as they are created and moved.
 import { StorageError } from '../errors.ts';
 import type { HostFile } from '../host-file.ts';
+import { Qcow2CorruptionError } from './corruption.ts';
+import type { MetadataMap } from './overlap.ts';
 import { clusterSizeOf, FIELD, type Qcow2Header } from './header.ts';
 import { TableCache } from './l2-cache.ts';
 import { getU64, readRefcountTableEntry, setU64 } from './layout.ts';
@@ -32,15 +37,17 @@ export class Refcounts {
   /** One past the highest cluster in use: the file's end, or beyond it for clusters allocated but not yet written. */
   private endCluster: number;
 
-  constructor(private readonly file: HostFile, header: Qcow2Header) {
+  constructor(private readonly file: HostFile, header: Qcow2Header, private readonly map?: MetadataMap) {
     this.clusterSize = clusterSizeOf(header);
     this.bits = 2 ** header.refcountOrder;
     this.entriesPerBlock = (this.clusterSize * 8) / this.bits;
     this.maxRefcount = this.bits === 64 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
-    this.blocks = new TableCache(file, this.clusterSize, Math.max(4, BLOCK_CACHE_BYTES / this.clusterSize), 'refcount block');
+    this.blocks = new TableCache(file, this.clusterSize, Math.max(4, BLOCK_CACHE_BYTES / this.clusterSize), 'refcount block',
+      map && { map, kind: 'refcount block' });
     this.tableOffset = header.refcountTableOffset;
     this.tableClusters = header.refcountTableClusters;
     this.table = this.readTable();
+    for (const offset of this.table) if (offset) map?.addRefcountBlock(offset);
     this.endCluster = Math.ceil(file.size() / this.clusterSize);
   }
 
@@ -83,7 +90,7 @@ export class Refcounts {
 
   decrement(cluster: number): void {
     const count = this.get(cluster);
-    if (count === 0) throw new StorageError(`${this.file.path}: corrupt qcow2 image: freeing cluster ${cluster}, whose refcount is already 0`);
+    if (count === 0) throw new Qcow2CorruptionError(this.file.path, `freeing cluster ${cluster}, whose refcount is already 0`);
     this.setRun(cluster, 1, count - 1);
     if (count === 1) this.freeHint = Math.min(this.freeHint, cluster);
   }
@@ -143,18 +150,7 @@ export class Refcounts {
   }
 
   private writeEntry(block: DataView, index: number, value: number): void {
-    switch (this.bits) {
-      case 8: block.setUint8(index, value); break;
-      case 16: block.setUint16(index * 2, value); break;
-      case 32: block.setUint32(index * 4, value); break;
-      case 64: setU64(block, index * 8, value); break;
-      default: {
-        const bit = index * this.bits;
-        const shift = bit & 7;
-        const byte = block.getUint8(bit >> 3) & ~(this.maxRefcount << shift);
-        block.setUint8(bit >> 3, byte | (value << shift));
-      }
-    }
+    writeRefcountEntry(block, index, value, this.bits);
   }
 
   /** The first cluster at or after the hint whose refcount is 0; scans whole blocks at a time. */
@@ -188,16 +184,19 @@ export class Refcounts {
     const block = new DataView(bytes.buffer);
     this.writeEntry(block, cluster % this.entriesPerBlock, 1);
     const offset = cluster * this.clusterSize;
+    this.map?.checkWrite(offset, this.clusterSize);
     this.file.writeAt(bytes, offset);
     this.file.datasync();  // the block is on disk before the table points at it
     this.writeTableEntry(blockIndex, offset);
     this.blocks.put(offset, bytes);
+    this.map?.addRefcountBlock(offset);
     this.endCluster = Math.max(this.endCluster, cluster + 1);
   }
 
   private writeTableEntry(index: number, blockOffset: number): void {
     const entry = new Uint8Array(8);
     setU64(new DataView(entry.buffer), 0, blockOffset);
+    this.map?.checkWrite(this.tableOffset + index * 8, 8, 'refcount table');
     this.file.writeAt(entry, this.tableOffset + index * 8);
     this.table[index] = blockOffset;
   }
@@ -240,6 +239,7 @@ export class Refcounts {
       }
     }
 
+    this.map?.checkWrite(start * this.clusterSize, total * this.clusterSize);
     const tableBytes = new Uint8Array(tableClusters * this.clusterSize);
     const tableView = new DataView(tableBytes.buffer);
     this.table.forEach((offset, i) => setU64(tableView, i * 8, offset));
@@ -263,8 +263,10 @@ export class Refcounts {
     const locationView = new DataView(location.buffer);
     setU64(locationView, 0, start * this.clusterSize);
     locationView.setUint32(8, tableClusters);
+    this.map?.checkWrite(FIELD.refcountTableOffset, location.length, 'qcow2_header');
     this.file.writeAt(location, FIELD.refcountTableOffset);
     this.file.datasync();
+    this.map?.setRefcountTable(start * this.clusterSize, tableClusters);
 
     const oldFirst = this.tableOffset / this.clusterSize;
     const oldClusters = this.tableClusters;
@@ -273,10 +275,28 @@ export class Refcounts {
       const offset = (start + tableClusters + i) * this.clusterSize;
       this.table[b] = offset;
       this.blocks.put(offset, blockBytes.get(b)!);
+      this.map?.addRefcountBlock(offset);
     });
     this.tableOffset = start * this.clusterSize;
     this.tableClusters = tableClusters;
     this.endCluster = end;
     for (let c = oldFirst; c < oldFirst + oldClusters; c++) this.decrement(c);
+  }
+}
+
+/** Stores refcount `value` as entry `index` of a refcount block of `bits`-bit entries. */
+export function writeRefcountEntry(block: DataView, index: number, value: number, bits: number): void {
+  switch (bits) {
+    case 8: block.setUint8(index, value); break;
+    case 16: block.setUint16(index * 2, value); break;
+    case 32: block.setUint32(index * 4, value); break;
+    case 64: setU64(block, index * 8, value); break;
+    default: {  // 1, 2 or 4 bits: entry 0 in the least significant bits of byte 0
+      const bit = index * bits;
+      const shift = bit & 7;
+      const mask = 2 ** bits - 1;
+      const byte = block.getUint8(bit >> 3) & ~(mask << shift);
+      block.setUint8(bit >> 3, byte | (value << shift));
+    }
   }
 }
