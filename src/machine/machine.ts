@@ -172,7 +172,14 @@ export class Machine {
       this.kick();
     }, options.haltCheckIntervalMs ?? HALT_CHECK_INTERVAL_MS) : null;
     this.haltWatchdog?.unref();
-    const pumping = consoleReader.pump();
+    // Console output with nowhere to go (stdout closed: `tsvmm run ... | head`)
+    // ends the VM with that as its reason.
+    let consoleLost: VcpuStop | null = null;
+    const pumping = consoleReader.pump().catch((e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+      consoleLost = { cause: 'console-closed', status: 1, message: `the console's output (fd ${consoleFd}) can no longer be written (${code}): guest stopped` };
+      this.stop();
+    });
     const worker = startWorker(VCPU_THREAD, init, VCPU_THREAD_OPTIONS);
 
     let vcpuEnded: () => void = () => {};
@@ -212,7 +219,7 @@ export class Machine {
         });
       });
       const virtioReports = virtioThread ? await virtioThread.stop() : [];
-      return { ...result, virtio: virtioReports };
+      return { ...result, ...(consoleLost ? { stop: consoleLost } : {}), virtio: virtioReports };
     } finally {
       // Timers first: a watchdog or input retry firing during the teardown
       // below would signal a thread that is going away.

@@ -1,17 +1,19 @@
-// How tsvmm ends on a signal: SIGINT with 130 and SIGTERM with 143 (128 + the
-// signal's number, as a shell reports a process killed by it), one line on
-// stderr, and a terminal put back out of raw mode. The guest (uart-echo, with
-// the in-kernel irqchip) prints "ready" and then sleeps in HLT waiting for
-// input, so the signal finds the vCPU inside KVM_RUN.
+// How tsvmm ends when the guest does not end it: on a signal, SIGINT with 130
+// and SIGTERM with 143 (128 + the signal's number, as a shell reports a
+// process killed by it), one line on stderr, and a terminal put back out of
+// raw mode; when its console output is closed, with one line and status 1.
+// Never with a stack trace.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { firmwarePath } from '../bench/lib/artifacts.ts';
+import { firmwarePath, serialFloodImage } from '../bench/lib/artifacts.ts';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-run-signals-'));
+// uart-echo with the in-kernel irqchip prints "ready" and then sleeps in HLT
+// waiting for input, so a signal finds the vCPU inside KVM_RUN.
 const GUEST = ['run', '--flat', firmwarePath('uart-echo'), '--irqchip'];
 /** Bound on each wait: the guest's "ready", and tsvmm's end after the signal. */
 const WAIT_MS = 60_000;
@@ -85,4 +87,20 @@ describe.skipIf(!hasKvm)('run: ended by a signal', () => {
       expect(settings).toMatch(/(^|\s)isig(\s|$)/m);
     });
   }
+});
+
+describe.skipIf(!hasKvm)('run: the console output closed under a running guest', () => {
+  it('stdout closed by its reader (`tsvmm run ... | head -c 10`): one line, status 1', async () => {
+    // A guest that writes to COM1 without end.
+    const flood = serialFloodImage(scratch, { count: 0xffffffff, end: 'spin' });
+    const child = spawn(process.execPath, [TSVMM, 'run', '--flat', flood], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const giveUp = setTimeout(() => child.kill('SIGKILL'), WAIT_MS);
+    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    clearTimeout(giveUp);
+    expect(stderr).toMatch(/^tsvmm: the console's output \(fd 1\) can no longer be written \(EPIPE\): guest stopped\n$/);
+    expect(status).toBe(1);
+  });
 });
