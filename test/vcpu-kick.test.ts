@@ -1,6 +1,7 @@
 // Stopping a VM never throws: a kick that finds its vCPU thread gone has
 // nothing left to do, and the stop sequence silences its timers before it
 // lets the threads go.
+import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it, vi } from 'vitest';
@@ -71,4 +72,37 @@ describe.skipIf(!hasKvm)('stopping a machine', () => {
       slowStop.mockRestore();
     }
   });
+
+  it('an I/O thread that fails while the guest sleeps in KVM_RUN ends the run with its error (the vCPU is stopped, not left blocking terminate())', async () => {
+    // uart-echo with the irqchip halts inside KVM_RUN waiting for input that
+    // never comes; with KVM's PIT no device timer of tsvmm's interrupts it
+    // either. The I/O thread then fails (here: is made to report failure).
+    // Before the fix, worker.terminate() waited forever for that KVM_RUN.
+    const startIoThread = VirtioIoThread.start;
+    const failingStart = vi.spyOn(VirtioIoThread, 'start').mockImplementation(async (options) => {
+      const thread = await startIoThread.call(VirtioIoThread, options);
+      thread.failed = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('virtio I/O thread failed (test)')), 1000));
+      thread.failed.catch(() => {});
+      return thread;
+    });
+    const devNull = openSync('/dev/null', 'w');
+    try {
+      const machine = Machine.create({
+        memoryBytes: 16 << 20,
+        flat: { path: firmwarePath('uart-echo') },
+        irqchip: true,
+        pit: 'kernel',
+        virtio: [{ kind: 'rng' }],
+        consoleFd: devNull,
+      });
+      try {
+        await expect(machine.run()).rejects.toThrow('virtio I/O thread failed (test)');
+      } finally {
+        machine.close();
+      }
+    } finally {
+      failingStart.mockRestore();
+      closeSync(devNull);
+    }
+  }, 20_000);
 });
