@@ -41,6 +41,15 @@ describe('System.map lookup', () => {
     expect(symbols.lookup(0xffffffff81003000n)).toBe('text_poke');
   });
 
+  it('reaches the vCPU thread whole: the transferable form (one typed array, one string) gives the same names', () => {
+    const copy = KernelSymbols.fromTransferable(structuredClone(symbols.toTransferable()));
+    expect(copy.size).toBe(symbols.size);
+    for (const address of [0xffffffff81000000n, 0xffffffff8100102an, 0xffffffff81003000n, 0x1000n]) {
+      expect(copy.lookup(address)).toBe(symbols.lookup(address));
+    }
+    expect(KernelSymbols.fromTransferable(KernelSymbols.parse('').toTransferable()).size).toBe(0);
+  });
+
   it('has no name for addresses outside the kernel', () => {
     expect(symbols.lookup(0x1000n)).toBeNull();
     expect(symbols.lookup(0xffffffffa0000000n)).toBeNull();

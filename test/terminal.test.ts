@@ -1,6 +1,7 @@
 // The console's escape keys, as QEMU's -nographic users know them.
 import { describe, expect, it } from 'vitest';
-import { EscapeParser } from '../src/cli/terminal.ts';
+import { PassThrough } from 'node:stream';
+import { EscapeParser, TerminalConsole } from '../src/cli/terminal.ts';
 
 function parser() {
   const sent: number[] = [];
@@ -31,5 +32,31 @@ describe('terminal escapes', () => {
     expect(said.join('')).toMatch(/Ctrl-A x +quit tsvmm/);
     p.feed(Buffer.from('\x01\x01z'));
     expect(sent).toEqual([0x01, 0x7a]);
+  });
+});
+
+describe('the terminal as a console, when it fails', () => {
+  const target = { sendInput: () => {}, quit: () => {} };
+
+  it('a read error on stdin (a terminal gone: EIO) ends the input without throwing', () => {
+    const stdin = new PassThrough() as unknown as NodeJS.ReadStream;
+    const terminal = new TerminalConsole(target, stdin);
+    terminal.start();
+    expect(() => stdin.emit('error', Object.assign(new Error('read EIO'), { code: 'EIO' }))).not.toThrow();
+    expect(stdin.listenerCount('data')).toBe(0);
+    terminal.stop();
+  });
+
+  it('a terminal whose mode can no longer be set does not make stop() throw', () => {
+    const stdin = Object.assign(new PassThrough(), {
+      isTTY: true,
+      setRawMode(raw: boolean) {
+        if (!raw) throw new Error('setRawMode EIO');
+        return this;
+      },
+    }) as unknown as NodeJS.ReadStream;
+    const terminal = new TerminalConsole(target, stdin);
+    terminal.start();
+    expect(() => terminal.stop()).not.toThrow();
   });
 });

@@ -1,6 +1,6 @@
 // `tsvmm run`: build a machine from the command line and run it to its end.
-import { freemem, totalmem } from 'node:os';
-import { existsSync, writeSync } from 'node:fs';
+import { constants, freemem, totalmem } from 'node:os';
+import { writeSync } from 'node:fs';
 import { BootError } from '../boot/errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
 import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
@@ -8,7 +8,7 @@ import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/confi
 import { Machine } from '../machine/machine.ts';
 import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
-import { UsageError } from './errors.ts';
+import { EXIT_FAILURE, UsageError } from './errors.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
@@ -37,6 +37,36 @@ export const BASE_CMDLINE = 'console=ttyS0 reboot=k panic=-1 i8042.direct=1 i804
 
 const TRACE_KINDS = ['exits'];
 
+/**
+ * Every `run` option that takes a value, by its attribute and its flag. An
+ * empty value (a script's unset variable) is a mistake, never "not given":
+ * `--flat ''` must not boot the default guest.
+ */
+const VALUE_OPTIONS: [keyof RunOptions, string][] = [
+  ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
+  ['pit', '--pit'], ['mem', '--mem'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'],
+];
+
+/**
+ * Checks what can be checked before anything is built or started: empty
+ * values, and options that belong to a kernel given without one.
+ */
+export function checkRunOptions(options: RunOptions): void {
+  for (const [key, flag] of VALUE_OPTIONS) {
+    const value = options[key];
+    const values = Array.isArray(value) ? value : [value];
+    if (values.some((v) => v === '')) throw new UsageError(`${flag}: empty value`);
+  }
+  if (options.flat !== undefined && options.kernel !== undefined) throw new UsageError('give either --flat or --kernel, not both');
+  // Without -k, tsvmm boots the default guest with its own initrd and
+  // System.map: the user's would be dropped without a word.
+  for (const [key, flag] of [['initrd', '--initrd'], ['systemMap', '--system-map']] as const) {
+    if (options[key] !== undefined && options.kernel === undefined) throw new UsageError(`${flag} needs --kernel`);
+  }
+  if (options.append !== undefined && options.flat !== undefined) throw new UsageError('--append needs --kernel (a flat guest has no command line)');
+}
+
 export function parseMemory(text: string | undefined): number {
   if (text === undefined) return DEFAULT_MEMORY;
   const bytes = parseSize(text);
@@ -48,9 +78,8 @@ export function parseMemory(text: string | undefined): number {
 }
 
 export function configFromOptions(options: RunOptions): MachineConfig {
-  if (!options.flat && !options.kernel) throw new UsageError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
-  if (options.flat && options.kernel) throw new UsageError('give either --flat or --kernel, not both');
-  if (!options.kernel && (options.initrd || options.append)) throw new UsageError(`${options.initrd ? '--initrd' : '--append'} needs --kernel`);
+  checkRunOptions(options);
+  if (options.flat === undefined && options.kernel === undefined) throw new UsageError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
   if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
     throw new UsageError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
   }
@@ -70,13 +99,12 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.
     const base = detectVirtualization().kind === 'pvm' ? `${BASE_CMDLINE} ${PVM_KERNEL_PARAMETERS}` : BASE_CMDLINE;
     const cmdline = options.append ? `${base} ${options.append}` : base;
-    if (options.systemMap && !existsSync(options.systemMap)) throw new UsageError(`--system-map ${options.systemMap}: no such file`);
     return {
       ...common,
       linux: {
         kernel: options.kernel, cmdline,
-        ...(options.initrd ? { initrd: options.initrd } : {}),
-        ...(options.systemMap ? { systemMap: options.systemMap } : {}),
+        ...(options.initrd !== undefined ? { initrd: options.initrd } : {}),
+        ...(options.systemMap !== undefined ? { systemMap: options.systemMap } : {}),
       },
     };
   }
@@ -85,7 +113,8 @@ export function configFromOptions(options: RunOptions): MachineConfig {
 
 /** Runs the guest; returns the process exit status. */
 export async function runCommand(options: RunOptions): Promise<number> {
-  if (!options.flat && !options.kernel) {
+  checkRunOptions(options);
+  if (options.flat === undefined && options.kernel === undefined) {
     // The default guest: Linux from guests/default, built on first use.
     const guest = await defaultLinuxGuest();
     options = { ...options, kernel: guest.kernel, initrd: guest.initrd, systemMap: guest.systemMap };
@@ -106,7 +135,12 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (config.linux && detectVirtualization().kind === 'pvm') {
     writeSync(2, 'tsvmm: note: this host is PVM (no VT-x/AMD-V): guest kernel code runs under KVM\'s instruction emulator (~1 µs per instruction), so a kernel boots in minutes, and a stock kernel stops at its first unemulated instruction; the default guest carries the changes that avoid them (guests/)\n');
   }
-  const onSignal = () => machine.stop();
+  // Ended by a signal, tsvmm's status says which, as a shell's would (128 + its number).
+  let stoppedBy: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+    machine.stop();
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let quit = false;
@@ -124,8 +158,12 @@ export async function runCommand(options: RunOptions): Promise<number> {
     terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
     if (result.stop.cause === 'stopped') {
-      writeSync(2, quit ? '\ntsvmm: quit (Ctrl-A x)\n' : 'tsvmm: stopped\n');
-      return quit ? 0 : 130;
+      if (quit) {
+        writeSync(2, '\ntsvmm: quit (Ctrl-A x)\n');
+        return 0;
+      }
+      writeSync(2, 'tsvmm: stopped\n');
+      return stoppedBy ? 128 + constants.signals[stoppedBy] : EXIT_FAILURE;
     }
     if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
     return result.stop.status;

@@ -51,6 +51,8 @@ export class EscapeParser {
 export class TerminalConsole {
   private readonly parser: EscapeParser;
   private readonly onData = (chunk: Buffer) => this.parser.feed(chunk);
+  // A terminal that went away (EIO) ends the input, not tsvmm: the guest runs on.
+  private readonly onError = () => this.stop();
   private rawMode = false;
   private started = false;
 
@@ -65,6 +67,7 @@ export class TerminalConsole {
       this.rawMode = true;
     }
     this.stdin.on('data', this.onData);
+    this.stdin.on('error', this.onError);
     this.stdin.resume();
   }
 
@@ -72,7 +75,15 @@ export class TerminalConsole {
     if (!this.started) return;
     this.started = false;
     this.stdin.off('data', this.onData);
-    if (this.rawMode) this.stdin.setRawMode(false);
+    // Stays listening: a late error from a closing stream must not go unhandled.
+    if (this.rawMode) {
+      this.rawMode = false;
+      try {
+        this.stdin.setRawMode(false);
+      } catch {
+        // A terminal that is gone has no mode left to restore.
+      }
+    }
     this.stdin.pause();
     // A pipe left open would keep the process alive after the guest ended.
     if (!this.stdin.isTTY) this.stdin.destroy();

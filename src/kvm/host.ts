@@ -125,9 +125,12 @@ export const SIGUSR2 = 12;
  * Sends `signal` to one thread of this process. A vCPU thread inside KVM_RUN
  * returns from it with EINTR; the signal needs a handler in the process
  * (process.on('SIGUSR2')) or the default action would kill tsvmm.
+ * Returns false when the thread has already exited (ESRCH): a signal meant to
+ * interrupt it has nothing left to do, so that is not an error.
  */
-export function signalThread(threadId: number, signal: number): void {
-  if (libcCalls.tgkill(libcCalls.getpid(), threadId, signal) < 0) {
-    throw new KvmError('tgkill', lastErrno(), `thread ${threadId}`);
-  }
+export function signalThread(threadId: number, signal: number): boolean {
+  if (libcCalls.tgkill(libcCalls.getpid(), threadId, signal) === 0) return true;
+  const errno = lastErrno();
+  if (errno === Errno.ESRCH) return false;
+  throw new KvmError('tgkill', errno, `thread ${threadId}`);
 }

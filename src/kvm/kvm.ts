@@ -240,11 +240,12 @@ export class VcpuFd {
   /**
    * Makes the vCPU leave KVM_RUN (or not enter it): set immediate_exit, then
    * signal its thread. Either alone has a race; together, the next or the
-   * current KVM_RUN returns EINTR. Callable from any thread.
+   * current KVM_RUN returns EINTR. Callable from any thread. Returns false
+   * when the vCPU thread has already exited (nothing left to interrupt).
    */
-  kick(threadId: number): void {
+  kick(threadId: number): boolean {
     this.run.setUint8(Layouts.kvm_run.fields.immediate_exit.offset, 1);
-    signalThread(threadId, SIGUSR2);
+    return signalThread(threadId, SIGUSR2);
   }
 
   /**

@@ -2,12 +2,11 @@
 // vCPUs), loads the guest, starts one worker thread per vCPU, carries the
 // console to stdout, and can stop a vCPU that is inside KVM_RUN.
 import { readFileSync, statSync } from 'node:fs';
-import type { Worker } from 'node:worker_threads';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
-import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
+import { Command, Control, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { wireLocalApicToPic } from './interrupts.ts';
@@ -32,6 +31,8 @@ export interface MachineResult {
 }
 
 const HALT_CHECK_INTERVAL_MS = 2000;
+/** How long a vCPU thread asked to stop may take to leave KVM_RUN before it is terminated anyway. */
+const VCPU_STOP_TIMEOUT_MS = 2000;
 
 // A vCPU kick is SIGUSR2 to the vCPU thread. The process needs a handler or
 // the signal's default action would end it; the handler itself has nothing to do.
@@ -50,7 +51,9 @@ export class Machine {
   private virtioThread: VirtioIoThread | null = null;
   private inputBacklog: Uint8Array[] = [];
   private inputRetry: NodeJS.Timeout | null = null;
-  private worker: Worker | null = null;
+  private haltWatchdog: NodeJS.Timeout | null = null;
+  /** Set once the vCPU thread has ended: no more input, no more kicks. */
+  private ended = false;
   private threadId = 0;
   private stopRequested = false;
 
@@ -65,6 +68,7 @@ export class Machine {
     readonly bootPlan: LinuxBootPlan | null,
     /** The virtio devices and their wiring. */
     readonly virtio: VirtioWiring,
+    private readonly symbols: TransferableSymbols | null,
   ) {}
 
   /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
@@ -73,6 +77,7 @@ export class Machine {
     const flatImage = requested.flat ? readGuestFile(requested.flat.path, 'flat image') : null;
     const kernel = requested.linux ? readGuestFile(requested.linux.kernel, 'kernel') : null;
     const initrd = requested.linux?.initrd ? readGuestFile(requested.linux.initrd, 'initrd') : undefined;
+    const symbols = requested.linux ? kernelSymbols(requested.linux) : null;
     if (!flatImage && !kernel) throw new BootError('no guest given');
 
     const kvm = KvmSystem.open();
@@ -127,15 +132,18 @@ export class Machine {
     }
     vcpu.setSpecialRegisters(entry.sregs);
     vcpu.setRegisters(entry.regs);
-    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan, virtio);
+    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan, virtio, symbols?.toTransferable() ?? null);
   }
 
   get memory() {
     return this.ram.memory;
   }
 
-  /** Runs the guest to its end. */
-  async run(): Promise<MachineResult> {
+  /**
+   * Runs the guest to its end. `haltCheckIntervalMs` sets how often a vCPU
+   * halted inside KVM (with an irqchip) is checked for a halt nothing can end.
+   */
+  async run(options: { haltCheckIntervalMs?: number } = {}): Promise<MachineResult> {
     installKickHandler();
     const consoleFd = this.config.consoleFd ?? 1;
     const virtioThread = this.virtio.devices.length
@@ -155,51 +163,88 @@ export class Machine {
       hasIrqchip: this.hasIrqchip,
       vmFd: this.vm.fd,
       virtio: this.virtio,
+      symbols: this.symbols,
     };
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
-    const watchdog = this.hasIrqchip ? setInterval(() => {
-      if (!this.threadId) return;
+    this.haltWatchdog = this.hasIrqchip ? setInterval(() => {
       Atomics.store(this.control, Control.CHECK_HALT, 1);
       this.kick();
-    }, HALT_CHECK_INTERVAL_MS) : null;
-    watchdog?.unref();
-    const pumping = consoleReader.pump();
+    }, options.haltCheckIntervalMs ?? HALT_CHECK_INTERVAL_MS) : null;
+    this.haltWatchdog?.unref();
+    // Console output with nowhere to go (stdout closed: `tsvmm run ... | head`)
+    // ends the VM with that as its reason.
+    let consoleLost: VcpuStop | null = null;
+    const pumping = consoleReader.pump().catch((e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+      consoleLost = { cause: 'console-closed', status: 1, message: `the console's output (fd ${consoleFd}) can no longer be written (${code}): guest stopped` };
+      this.stop();
+    });
     const worker = startWorker(VCPU_THREAD, init, VCPU_THREAD_OPTIONS);
-    this.worker = worker;
 
-    let virtioReports: Record<string, unknown>[] = [];
+    let vcpuEnded: () => void = () => {};
+    const vcpuEnd = new Promise<void>((resolve) => (vcpuEnded = resolve));
     try {
       const result = await new Promise<Omit<MachineResult, 'virtio'>>((resolve, reject) => {
         virtioThread?.failed.catch(reject);
+        const ended = (): void => {
+          // The thread is leaving: from now on nothing may signal it.
+          this.ended = true;
+          this.threadId = 0;
+          this.stopTimers();
+          vcpuEnded();
+        };
         worker.on('message', (message: VcpuThreadMessage) => {
           if (message.kind === 'ready') {
             this.threadId = message.threadId;
             if (this.stopRequested || this.inputBacklog.length || this.input.pending()) this.kick();
           } else if (message.kind === 'stopped') {
+            ended();
             resolve({
               stop: message.stop, exits: message.exits, runNs: message.runNs, unclaimed: message.unclaimed, reports: message.reports,
               ...(message.traceSummary ? { traceSummary: message.traceSummary } : {}),
             });
           } else {
+            ended();
             reject(new Error(`vCPU thread failed: ${message.message}`));
           }
         });
-        worker.on('error', reject);
-        worker.on('exit', (code) => reject(new Error(`vCPU thread exited (code ${code}) without reporting why`)));
+        worker.on('error', (error) => {
+          ended();
+          reject(error);
+        });
+        worker.on('exit', (code) => {
+          ended();
+          reject(new Error(`vCPU thread exited (code ${code}) without reporting why`));
+        });
       });
-      if (virtioThread) virtioReports = await virtioThread.stop();
-      return { ...result, virtio: virtioReports };
+      const virtioReports = virtioThread ? await virtioThread.stop() : [];
+      return { ...result, ...(consoleLost ? { stop: consoleLost } : {}), virtio: virtioReports };
     } finally {
-      if (watchdog) clearInterval(watchdog);
-      if (this.inputRetry) clearTimeout(this.inputRetry);
+      // Timers first: a watchdog or input retry firing during the teardown
+      // below would signal a thread that is going away.
+      this.stopTimers();
+      // Ended by the I/O thread's failure, the vCPU may still be inside
+      // KVM_RUN, where terminate() cannot reach it: stop it first.
+      if (!this.ended) {
+        this.stop();
+        await withTimeout(vcpuEnd, VCPU_STOP_TIMEOUT_MS);
+      }
       consoleReader.stop();
       await pumping;
       await worker.terminate();
-      this.worker = null;
+      this.ended = true;
+      this.threadId = 0;
       if (virtioThread) await virtioThread.terminate();
       this.virtioThread = null;
     }
+  }
+
+  private stopTimers(): void {
+    if (this.haltWatchdog) clearInterval(this.haltWatchdog);
+    this.haltWatchdog = null;
+    if (this.inputRetry) clearTimeout(this.inputRetry);
+    this.inputRetry = null;
   }
 
   /**
@@ -224,9 +269,9 @@ export class Machine {
       this.inputBacklog.shift();
     }
     if (toVirtio) toVirtio.inputArrived();
-    else if (this.worker && this.threadId) this.kick();
-    // A full ring drains as the guest reads: try again shortly.
-    if (this.inputBacklog.length && !this.inputRetry) {
+    else this.kick();
+    // A full ring drains as the guest reads: try again shortly (while there is a guest to read it).
+    if (this.inputBacklog.length && !this.inputRetry && !this.ended) {
       this.inputRetry = setTimeout(() => {
         this.inputRetry = null;
         this.flushInput();
@@ -238,11 +283,14 @@ export class Machine {
   stop(): void {
     this.stopRequested = true;
     Atomics.store(this.control, Control.COMMAND, Command.STOP);
-    if (this.worker && this.threadId) this.kick();
+    this.kick();
   }
 
+  /** Interrupts the vCPU thread's KVM_RUN; does nothing before the thread is ready or once it has ended. */
   private kick(): void {
-    this.vcpu.kick(this.threadId);
+    if (!this.threadId || this.ended) return;
+    // False: the thread has exited since (its stop message is on its way).
+    if (!this.vcpu.kick(this.threadId)) this.threadId = 0;
   }
 
   /** Releases the VM's fds and memory (the process exiting does the same). */
@@ -251,6 +299,36 @@ export class Machine {
     this.vcpu.close();
     this.vm.close();
     this.kvm.close();
+  }
+}
+
+/** Waits for `promise`, but no longer than `ms`. */
+async function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+/**
+ * The kernel symbols that name where a Linux guest stopped. A --system-map
+ * the user gave must be a System.map; one found beside the kernel is only
+ * used when it is one.
+ */
+function kernelSymbols(linux: NonNullable<MachineConfig['linux']>): KernelSymbols | null {
+  if (linux.systemMap !== undefined) {
+    const symbols = KernelSymbols.parse(new TextDecoder().decode(readGuestFile(linux.systemMap, 'System.map')));
+    if (symbols.size === 0) {
+      throw new BootError(`System.map ${linux.systemMap}: no kernel text symbols in it (expected lines like "ffffffff81000000 T _stext")`);
+    }
+    return symbols;
+  }
+  const beside = findSystemMap(linux.kernel);
+  if (!beside) return null;
+  try {
+    const symbols = KernelSymbols.parse(readFileSync(beside, 'utf8'));
+    return symbols.size > 0 ? symbols : null;
+  } catch {
+    return null;
   }
 }
 

@@ -9,7 +9,7 @@ import { MonotonicClock } from '../devices/clock.ts';
 import { DeviceTimers } from './device-timers.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
-import { Control, ExitTracer, findSystemMap, KernelSymbols, Vcpu, type VcpuStop } from '../vcpu/index.ts';
+import { Control, ExitTracer, KernelSymbols, Vcpu, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
@@ -32,6 +32,8 @@ export interface VcpuThreadInit {
   hasIrqchip: boolean;
   vmFd: number;
   virtio: { devices: PlannedVirtioDevice[]; controlFd: number };
+  /** A Linux guest's kernel symbols, read and checked by the main thread (null: none). */
+  symbols: TransferableSymbols | null;
 }
 
 export type VcpuThreadMessage =
@@ -97,8 +99,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
     if (attached) reporters.push(attached);
   }
 
-  const systemMap = config.linux ? config.linux.systemMap ?? findSystemMap(config.linux.kernel) : null;
-  const symbols = systemMap ? KernelSymbols.load(systemMap) : null;
+  const symbols = init.symbols ? KernelSymbols.fromTransferable(init.symbols) : null;
   vcpu = new Vcpu({
     id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip, symbols,
     onKick: () => {

@@ -1,7 +1,13 @@
 // Kernel symbols from a System.map, so a report can say where in the kernel
 // the guest stopped ("fpu__drop+0x2a") rather than only a raw address.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+
+/** KernelSymbols in the form a worker thread is handed (see toTransferable). */
+export interface TransferableSymbols {
+  addresses: BigUint64Array;
+  names: string;
+}
 
 export class KernelSymbols {
   private constructor(private readonly addresses: bigint[], private readonly names: string[]) {}
@@ -16,8 +22,16 @@ export class KernelSymbols {
     return new KernelSymbols(entries.map((e) => e[0]), entries.map((e) => e[1]));
   }
 
-  static load(path: string): KernelSymbols {
-    return KernelSymbols.parse(readFileSync(path, 'utf8'));
+  /**
+   * The table as another thread receives it: addresses in one typed array and
+   * the names in one string, so it is cloned in two copies, not one per symbol.
+   */
+  toTransferable(): TransferableSymbols {
+    return { addresses: BigUint64Array.from(this.addresses), names: this.names.join('\n') };
+  }
+
+  static fromTransferable(data: TransferableSymbols): KernelSymbols {
+    return new KernelSymbols([...data.addresses], data.addresses.length ? data.names.split('\n') : []);
   }
 
   get size(): number {
