@@ -4,20 +4,12 @@
 import { describe, expect, it } from 'vitest';
 import { BlkFeature, BlkRequest, BlkStatus, VirtioBlk, ID_BYTES } from '../src/devices/virtio/blk.ts';
 import { DeviceType, featureBit, InterruptCause, Status } from '../src/devices/virtio/spec.ts';
-import { MemoryDisk } from './helpers/memory-disk.ts';
+import { blkRequestHeader, MemoryDisk } from './helpers/memory-disk.ts';
 import { TRANSPORTS, VirtioTestDriver, type DriverBuffer, type TransportKind } from './helpers/virtio-driver.ts';
 
 const SECTORS = 64;
 
 const newDisk = (options: { readOnly?: boolean } = {}) => MemoryDisk.filled(SECTORS, (i) => i * 7, options);
-
-function header(type: number, sector: number): Uint8Array {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, type, true);
-  view.setBigUint64(8, BigInt(sector), true);
-  return bytes;
-}
 
 function setupOver(transport: TransportKind, disk = newDisk()) {
   const driver = new VirtioTestDriver(new VirtioBlk(disk, { name: 'blk0', serial: 'tsvmm-serial-0123456789' }), { transport }).start();
@@ -49,7 +41,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
   it('reads sectors into the device-writable buffers and reports data + status as the used length', () => {
     const { driver, disk, request } = setup();
     const data = driver.writable(1024);
-    expect(request([driver.readable(header(BlkRequest.IN, 3)), data])).toEqual({ len: 1025, status: BlkStatus.OK });
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.IN, 3)), data])).toEqual({ len: 1025, status: BlkStatus.OK });
     expect(driver.bytes(data)).toEqual(disk.bytes.subarray(3 * 512, 5 * 512));
     expect(driver.interruptStatus() & InterruptCause.USED_BUFFER).toBeTruthy();
   });
@@ -58,7 +50,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
     const { driver, disk, request } = setup();
     const first = new Uint8Array(512).fill(0xa5);
     const second = new Uint8Array(512).fill(0x5a);
-    expect(request([driver.readable(header(BlkRequest.OUT, 10)), driver.readable(first), driver.readable(second)]))
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.OUT, 10)), driver.readable(first), driver.readable(second)]))
       .toEqual({ len: 1, status: BlkStatus.OK });
     expect(disk.bytes.subarray(10 * 512, 11 * 512)).toEqual(first);
     expect(disk.bytes.subarray(11 * 512, 12 * 512)).toEqual(second);
@@ -66,7 +58,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
 
   it('flushes the disk on VIRTIO_BLK_T_FLUSH', () => {
     const { driver, disk, request } = setup();
-    expect(request([driver.readable(header(BlkRequest.FLUSH, 0))])).toEqual({ len: 1, status: BlkStatus.OK });
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.FLUSH, 0))])).toEqual({ len: 1, status: BlkStatus.OK });
     expect(disk.flushes).toBe(1);
   });
 
@@ -74,7 +66,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
     const { driver, queue } = setup();
     const first = driver.writable(8);
     const second = driver.writable(12);
-    const head = queue.submit([driver.readable(header(BlkRequest.GET_ID, 0)), first, second, driver.writable(1, 0xff)]);
+    const head = queue.submit([driver.readable(blkRequestHeader(BlkRequest.GET_ID, 0)), first, second, driver.writable(1, 0xff)]);
     expect(queue.takeUsed()).toEqual([{ id: head, len: ID_BYTES + 1 }]);
     expect(new TextDecoder().decode(Buffer.concat([driver.bytes(first), driver.bytes(second)]))).toBe('tsvmm-serial-0123456');
   });
@@ -82,7 +74,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
   it('answers GET_ID with the serial, cut to 20 bytes', () => {
     const { driver, request } = setup();
     const id = driver.writable(ID_BYTES);
-    expect(request([driver.readable(header(BlkRequest.GET_ID, 0)), id])).toEqual({ len: ID_BYTES + 1, status: BlkStatus.OK });
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.GET_ID, 0)), id])).toEqual({ len: ID_BYTES + 1, status: BlkStatus.OK });
     expect(new TextDecoder().decode(driver.bytes(id))).toBe('tsvmm-serial-0123456');
   });
 
@@ -91,15 +83,15 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
     const before = disk.bytes.slice();
     const { driver, request } = setup(disk);
     expect(driver.offeredFeatures() & featureBit(BlkFeature.RO)).toBeTruthy();
-    expect(request([driver.readable(header(BlkRequest.OUT, 0)), driver.readable(new Uint8Array(512))]))
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.OUT, 0)), driver.readable(new Uint8Array(512))]))
       .toEqual({ len: 1, status: BlkStatus.IOERR });
     expect(disk.bytes).toEqual(before);
   });
 
   it.each([
-    ['past the end of the disk', header(BlkRequest.IN, SECTORS - 1), 1024],
-    ['at a sector past 2^53 bytes', header(BlkRequest.IN, 2 ** 52), 512],
-    ['of a length that is not whole sectors', header(BlkRequest.IN, 0), 100],
+    ['past the end of the disk', blkRequestHeader(BlkRequest.IN, SECTORS - 1), 1024],
+    ['at a sector past 2^53 bytes', blkRequestHeader(BlkRequest.IN, 2 ** 52), 512],
+    ['of a length that is not whole sectors', blkRequestHeader(BlkRequest.IN, 0), 100],
   ])('a read %s fails with IOERR and nothing read', (_what, requestHeader, length) => {
     const { driver, request } = setup();
     expect(request([driver.readable(requestHeader), driver.writable(length, 0xee)])).toEqual({ len: 1, status: BlkStatus.IOERR });
@@ -107,20 +99,20 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
 
   it('an unknown request type is UNSUPP', () => {
     const { driver, request } = setup();
-    expect(request([driver.readable(header(99, 0)), driver.writable(512)])).toEqual({ len: 1, status: BlkStatus.UNSUPP });
+    expect(request([driver.readable(blkRequestHeader(99, 0)), driver.writable(512)])).toEqual({ len: 1, status: BlkStatus.UNSUPP });
   });
 
   it('a failing host disk is the guest\'s IOERR, counted, not an exception', () => {
     const disk = newDisk();
     disk.failReads = true;
     const { driver, request } = setup(disk);
-    expect(request([driver.readable(header(BlkRequest.IN, 0)), driver.writable(512)])).toEqual({ len: 1, status: BlkStatus.IOERR });
+    expect(request([driver.readable(blkRequestHeader(BlkRequest.IN, 0)), driver.writable(512)])).toEqual({ len: 1, status: BlkStatus.IOERR });
     expect([...driver.errorReasons.keys()].join()).toMatch(/host disk on fire/);
   });
 
   it('a malformed request (no status byte, short header) completes with nothing written and is counted', () => {
     const { driver, queue } = setup();
-    const noStatus = queue.submit([driver.readable(header(BlkRequest.IN, 0))]);
+    const noStatus = queue.submit([driver.readable(blkRequestHeader(BlkRequest.IN, 0))]);
     const shortHeader = queue.submit([driver.readable(new Uint8Array(8)), driver.writable(1)]);
     expect(queue.takeUsed()).toEqual([{ id: noStatus, len: 0 }, { id: shortHeader, len: 0 }]);
     expect(driver.errors).toBe(2);
@@ -138,7 +130,7 @@ describe.each(TRANSPORTS)('virtio-blk over virtio-%s', (transport) => {
     driver.start();
     const fresh = driver.queue(0);
     const data = driver.writable(512);
-    const head = fresh.submit([driver.readable(header(BlkRequest.IN, 0)), data, driver.writable(1, 0xff)]);
+    const head = fresh.submit([driver.readable(blkRequestHeader(BlkRequest.IN, 0)), data, driver.writable(1, 0xff)]);
     expect(fresh.takeUsed()).toEqual([{ id: head, len: 513 }]);
   });
 });

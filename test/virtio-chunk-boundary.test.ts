@@ -13,7 +13,7 @@ import { VirtioRng } from '../src/devices/virtio/rng.ts';
 import { DescriptorFlag } from '../src/devices/virtio/spec.ts';
 import { GuestMemory } from '../src/memory/index.ts';
 import { hasKvm } from './helpers/kvm.ts';
-import { MemoryDisk } from './helpers/memory-disk.ts';
+import { blkRequestHeader, MemoryDisk } from './helpers/memory-disk.ts';
 import { VirtioTestDriver, type DriverBuffer } from './helpers/virtio-driver.ts';
 
 const CHUNK = 0x1_0000;
@@ -22,14 +22,6 @@ const SECTORS = 16;
 function chunkedMemory(): GuestMemory {
   const chunks = Array.from({ length: 8 }, () => new Uint8Array(CHUNK));
   return new GuestMemory([{ guestAddress: 0, size: 8 * CHUNK, chunks }]);
-}
-
-function header(type: number, sector: number): Uint8Array {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, type, true);
-  view.setBigUint64(8, BigInt(sector), true);
-  return bytes;
 }
 
 function blk() {
@@ -49,7 +41,7 @@ function blk() {
 describe('virtio requests across a host chunk boundary', () => {
   it('virtio-blk: a header 2 bytes before a boundary, data across the next one (read)', () => {
     const { disk, driver, queue, place, writable } = blk();
-    const head = place(CHUNK - 2, header(BlkRequest.IN, 3));
+    const head = place(CHUNK - 2, blkRequestHeader(BlkRequest.IN, 3));
     const data = writable(2 * CHUNK - 300, 1024);
     const status = writable(3 * CHUNK - 1, 1);
     const id = queue.submit([head, data, status]);
@@ -62,7 +54,7 @@ describe('virtio requests across a host chunk boundary', () => {
   it('virtio-blk: a write whose header and data straddle boundaries', () => {
     const { disk, driver, queue, place, writable } = blk();
     const payload = Uint8Array.from({ length: 512 }, (_, i) => (i * 31) & 0xff);
-    const head = place(4 * CHUNK - 9, header(BlkRequest.OUT, 7));
+    const head = place(4 * CHUNK - 9, blkRequestHeader(BlkRequest.OUT, 7));
     const data = place(5 * CHUNK - 100, payload);
     const status = writable(0x9000, 1);
     const id = queue.submit([head, data, status]);
@@ -74,7 +66,7 @@ describe('virtio requests across a host chunk boundary', () => {
 
   it('virtio-blk: an indirect table with a descriptor split by a boundary, and a header split in it', () => {
     const { disk, driver, queue, place, writable } = blk();
-    const head = place(6 * CHUNK - 10, header(BlkRequest.IN, 1)); // the sector's low word straddles
+    const head = place(6 * CHUNK - 10, blkRequestHeader(BlkRequest.IN, 1)); // the sector's low word straddles
     const data = writable(0xa000, 512);
     const status = writable(0xb000, 1);
     // Not 16-byte aligned (the spec asks for no alignment): descriptor 1 spans the boundary at 7 * CHUNK.

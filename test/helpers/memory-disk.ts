@@ -41,3 +41,12 @@ export class MemoryDisk implements BlockBackend {
 
   close(): void {}
 }
+
+/** A virtio-blk request header (virtio 1.2, 5.2.6): type, reserved, sector, little-endian. */
+export function blkRequestHeader(type: number, sector: number): Uint8Array {
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, type, true);
+  view.setBigUint64(8, BigInt(sector), true);
+  return bytes;
+}

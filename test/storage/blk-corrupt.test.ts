@@ -4,20 +4,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlkRequest, BlkStatus, VirtioBlk } from '../../src/devices/virtio/blk.ts';
 import { Qcow2Image } from '../../src/storage/qcow2/qcow2-image.ts';
+import { blkRequestHeader } from '../helpers/memory-disk.ts';
 import { VirtioTestDriver } from '../helpers/virtio-driver.ts';
 import { DAMAGES, isMarkedCorrupt, makeBaseImage, sharedBeyondRefcounts } from './helpers/corrupt-images.ts';
 import { hasQemu, scratchDir } from './helpers/images.ts';
 
 const scratch = scratchDir();
 afterAll(() => scratch.remove());
-
-function header(type: number, sector: number): Uint8Array {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, type, true);
-  view.setBigUint64(8, BigInt(sector), true);
-  return bytes;
-}
 
 function device(path: string) {
   const reports: string[] = [];
@@ -26,7 +19,7 @@ function device(path: string) {
   const queue = driver.queue(0);
   const request = (type: number, sector: number, data: ReturnType<typeof driver.readable>[]) => {
     const status = driver.writable(1, 0xff);
-    queue.submit([driver.readable(header(type, sector)), ...data, status]);
+    queue.submit([driver.readable(blkRequestHeader(type, sector)), ...data, status]);
     queue.takeUsed();
     return driver.bytes(status)[0];
   };
