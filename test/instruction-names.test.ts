@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { instructionName, KernelSymbols } from '../src/vcpu/index.ts';
 
-describe('names of the instructions PVM cannot emulate (HOST.md)', () => {
+describe('names of the instructions PVM cannot emulate (docs/pvm.md)', () => {
   it.each([
     ['f0 48 0f c7 0e', 'lock cmpxchg16b'],
     ['48 0f ae 2f', 'xrstor64'],

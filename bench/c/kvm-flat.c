@@ -7,7 +7,7 @@
  *   - one vCPU in real mode, every segment selector 0x1000 (base 0x10000),
  *     IP = 0, SP = 0xFFF0, RFLAGS = 2 (interrupts off);
  *   - CPUID = KVM_GET_SUPPORTED_CPUID minus CX16 (cmpxchg16b is not emulated on
- *     PVM hosts, see HOST.md).
+ *     PVM hosts, see docs/pvm.md).
  * No in-kernel irqchip, so a guest `hlt` comes back as KVM_EXIT_HLT.
  *
  * Devices, all handled inline in the run loop:

@@ -4,8 +4,9 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PROJECT_ROOT } from '../../src/project-root.ts';
+import type * as Dist from '../../src/cli/dist.mjs';
 
-type DistModule = typeof import('../../src/cli/dist.mjs');
+type DistModule = typeof Dist;
 
 /** src/cli/dist.mjs, found from the project root: this module may itself run from dist/, where no .mjs is copied. */
 async function distModule(): Promise<DistModule> {

@@ -9,7 +9,7 @@ export interface MachineInfo {
   cpus: number;
   memoryGiB: number;
   kernel: string;
-  /** vmx / svm: hardware KVM; pvm: software KVM (HOST.md). */
+  /** vmx / svm: hardware KVM; pvm: software KVM (docs/pvm.md). */
   kvm: string;
   node: string;
   peers: Record<string, string>;

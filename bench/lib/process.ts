@@ -65,7 +65,7 @@ export function runProcess(command: string, args: string[], options: ProcessOpti
       if (sampling || !options.whileRunning || child.pid === undefined) return;
       sampling = options.whileRunning(child.pid).then(
         (value) => { sample = value; child.kill('SIGKILL'); },
-        (error: unknown) => { child.kill('SIGKILL'); reject(error); },
+        (error: unknown) => { child.kill('SIGKILL'); reject(error instanceof Error ? error : new Error(String(error))); },
       );
     };
     const sampleTimer = options.whileRunningAfterMs !== undefined ? setTimeout(startSampling, options.whileRunningAfterMs) : null;
@@ -81,18 +81,22 @@ export function runProcess(command: string, args: string[], options: ProcessOpti
     });
     if (options.timing) (child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) => (timingText += chunk.toString('utf8')));
     child.on('error', reject);
-    child.on('close', async (status, signal) => {
+    child.on('close', (status, signal) => {
       const exitNs = since(process.hrtime.bigint());
       if (timer) clearTimeout(timer);
       if (sampleTimer) clearTimeout(sampleTimer);
-      if (sampling) await sampling;
-      if (options.stdoutFile) stdoutBytes = statSync(options.stdoutFile).size;
-      const marks: Record<string, number> = {};
-      for (const line of timingText.split('\n')) {
-        const m = /^tsvmm-timing (\S+) (\d+)$/.exec(line);
-        if (m && !(m[1]! in marks)) marks[m[1]!] = since(BigInt(m[2]!));
-      }
-      resolve({ exitNs, firstByteNs, stdoutBytes, status, signal, marks, stderr, ...(sample !== undefined ? { sample } : {}) });
+      const finish = () => {
+        if (options.stdoutFile) stdoutBytes = statSync(options.stdoutFile).size;
+        const marks: Record<string, number> = {};
+        for (const line of timingText.split('\n')) {
+          const m = /^tsvmm-timing (\S+) (\d+)$/.exec(line);
+          if (m && !(m[1]! in marks)) marks[m[1]!] = since(BigInt(m[2]!));
+        }
+        resolve({ exitNs, firstByteNs, stdoutBytes, status, signal, marks, stderr, ...(sample !== undefined ? { sample } : {}) });
+      };
+      // Wait for a running sampler so its sample is in the result; a failure in
+      // either (a missing stdout file) rejects the run instead of leaving it pending.
+      (sampling ?? Promise.resolve()).then(finish).catch(reject);
     });
   });
 }

@@ -7,34 +7,56 @@ const libc = koffi.load('libc.so.6');
 /** A native address, as koffi represents pointers. */
 export type Address = bigint;
 
-// ioctl(2) is variadic in C. Declaring its third argument with a fixed type is
-// the usual FFI practice on x86-64 (integers and pointers travel in the same
-// registers) and keeps koffi's fast path: no per-call type parsing.
-const ioctlWithValue = libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']);
-const ioctlWithBuffer = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']);
+/**
+ * Binds a libc function and gives it its TypeScript signature: koffi's calls are
+ * untyped, so each binding below states once what it takes and returns.
+ */
+function bind<Signature>(declaration: string): Signature;
+function bind<Signature>(name: string, result: string, parameters: string[]): Signature;
+function bind<Signature>(nameOrDeclaration: string, result?: string, parameters?: string[]): Signature {
+  const func = result === undefined ? libc.func(nameOrDeclaration) : libc.func(nameOrDeclaration, result, parameters ?? []);
+  return func as Signature;
+}
+
+type Fd = number;
+/** A libc call's int result: -1 (or an errno, for pthread calls) on failure. */
+type Status = number;
 
 export const libcCalls = {
-  open: libc.func('int open(const char *path, int flags, int mode)'),
-  close: libc.func('int close(int fd)'),
-  read: libc.func('long read(int fd, void *buf, unsigned long count)'),
-  write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
-  mmap: libc.func('void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)'),
-  munmap: libc.func('int munmap(void *addr, unsigned long len)'),
-  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
-  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
-  gettid: libc.func('int gettid(void)'),
-  getpid: libc.func('int getpid(void)'),
-  tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
-  strerror: libc.func('const char *strerror(int errnum)'),
-  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
-  sigtimedwait: libc.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
-  timerCreate: libc.func('int timer_create(int clockid, void *sevp, void *timerid)'),
-  timerSettime: libc.func('int timer_settime(void *timerid, int flags, const void *newValue, void *oldValue)'),
-  timerDelete: libc.func('int timer_delete(void *timerid)'),
-  // fcntl(2) is variadic too; tsvmm only passes it a struct flock.
-  fcntlWithBuffer: libc.func('int fcntl(int fd, int cmd, void *arg)') as (fd: number, cmd: number, arg: Uint8Array) => number,
-  ioctlWithValue: ioctlWithValue as (fd: number, request: number, value: number | bigint) => number,
-  ioctlWithBuffer: ioctlWithBuffer as (fd: number, request: number, buf: Uint8Array | null) => number,
+  open: bind<(path: string, flags: number, mode: number) => Fd>('int open(const char *path, int flags, int mode)'),
+  close: bind<(fd: Fd) => Status>('int close(int fd)'),
+  read: bind<(fd: Fd, buf: Uint8Array, count: number) => number>('long read(int fd, void *buf, unsigned long count)'),
+  write: bind<(fd: Fd, buf: Uint8Array, count: number) => number>('long write(int fd, const void *buf, unsigned long count)'),
+  mmap: bind<(addr: Address | null, len: number, prot: number, flags: number, fd: Fd, offset: number) => Address>(
+    'void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)',
+  ),
+  munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
+  eventfd: bind<(initval: number, flags: number) => Fd>('int eventfd(unsigned int initval, int flags)'),
+  poll: bind<(fds: Uint8Array, nfds: number, timeout: number) => number>('int poll(void *fds, unsigned long nfds, int timeout)'),
+  gettid: bind<() => number>('int gettid(void)'),
+  getpid: bind<() => number>('int getpid(void)'),
+  tgkill: bind<(tgid: number, tid: number, sig: number) => Status>('int tgkill(int tgid, int tid, int sig)'),
+  strerror: bind<(errnum: number) => string>('const char *strerror(int errnum)'),
+  pthreadSigmask: bind<(how: number, set: Uint8Array | null, oldset: Uint8Array | null) => Status>(
+    'int pthread_sigmask(int how, const void *set, void *oldset)',
+  ),
+  sigtimedwait: bind<(set: Uint8Array, info: Uint8Array | null, timeout: Uint8Array | null) => number>(
+    'int sigtimedwait(const void *set, void *info, const void *timeout)',
+  ),
+  timerCreate: bind<(clockid: number, sevp: Uint8Array, timerid: Uint8Array) => Status>(
+    'int timer_create(int clockid, void *sevp, void *timerid)',
+  ),
+  timerSettime: bind<(timerid: bigint, flags: number, newValue: Uint8Array, oldValue: Uint8Array | null) => Status>(
+    'int timer_settime(void *timerid, int flags, const void *newValue, void *oldValue)',
+  ),
+  timerDelete: bind<(timerid: bigint) => Status>('int timer_delete(void *timerid)'),
+  // fcntl(2) is variadic in C; tsvmm only passes it a struct flock.
+  fcntlWithBuffer: bind<(fd: Fd, cmd: number, arg: Uint8Array) => Status>('int fcntl(int fd, int cmd, void *arg)'),
+  // So is ioctl(2). Declaring its third argument with a fixed type is the usual
+  // FFI practice on x86-64 (integers and pointers travel in the same registers)
+  // and keeps koffi's fast path: no per-call type parsing.
+  ioctlWithValue: bind<(fd: Fd, request: number, value: number | bigint) => number>('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
+  ioctlWithBuffer: bind<(fd: Fd, request: number, buf: Uint8Array | null) => number>('ioctl', 'int', ['int', 'unsigned long', 'void *']),
 };
 
 /** fcntl(2) commands for open file description locks (<fcntl.h> with _GNU_SOURCE). */

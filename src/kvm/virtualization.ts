@@ -1,5 +1,5 @@
 // What kind of KVM this host has. The same ioctls work on all three, but on
-// PVM guest kernel code runs under KVM's instruction emulator (see HOST.md),
+// PVM guest kernel code runs under KVM's instruction emulator (docs/pvm.md),
 // which changes what a guest can be shown and how fast it runs.
 import { existsSync, readFileSync } from 'node:fs';
 

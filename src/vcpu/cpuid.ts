@@ -4,7 +4,7 @@ import type { CpuidEntry, HostVirtualization } from '../kvm/index.ts';
 
 const bit = (n: number) => (1 << n) >>> 0;
 
-/** Features PVM's emulator fails on when guest ring-0 code uses them (HOST.md). */
+/** Features PVM's emulator fails on when guest ring-0 code uses them (docs/pvm.md). */
 export const PVM_HIDDEN = {
   /** CPUID.1:ECX — lock cmpxchg16b (SLUB), popcnt, xsave/xrstor (FPU init). */
   leaf1Ecx: { CX16: 13, POPCNT: 23, XSAVE: 26, OSXSAVE: 27 },

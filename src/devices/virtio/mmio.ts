@@ -2,7 +2,7 @@
 // a 0x200-byte register window per device, announced to Linux on the kernel
 // command line as virtio_mmio.device=<size>@<base>:<irq>.
 import type { BusDevice } from '../../bus/index.ts';
-import { VirtioTransport, type QueueField } from './transport.ts';
+import type { VirtioTransport, QueueField } from './transport.ts';
 import { VIRTIO_MMIO_VENDOR } from './spec.ts';
 
 export const VIRTIO_MMIO_SIZE = 0x200;

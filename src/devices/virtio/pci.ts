@@ -137,7 +137,7 @@ export interface VirtioPciOptions {
    * nothing). The machine re-registers its ioeventfds (2 bytes, no datamatch),
    * dropping the ones it had for the old address.
    */
-  onNotifyMoved?(queue: number, address: number | null): void;
+  onNotifyMoved?: (queue: number, address: number | null) => void;
 }
 
 export class VirtioPci implements PciFunction, BusDevice {

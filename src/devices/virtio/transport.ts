@@ -5,7 +5,7 @@
 // It runs in the thread that handles exits; the queues themselves are
 // processed elsewhere, which is why every value lands in VirtioSharedState.
 import type { VirtioDeviceInfo } from './device.ts';
-import { QueueWord, VirtioSharedState } from './shared-state.ts';
+import { QueueWord, type VirtioSharedState } from './shared-state.ts';
 import { Feature, featureBit, Status } from './spec.ts';
 
 /** What the transport asks of whoever runs the device's queues. */
