@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { selectSuites } from '../src/cli/bench.ts';
+import { selectSuites } from '../bench/command.ts';
 import { UsageError } from '../src/cli/errors.ts';
 import { SUITES } from '../bench/index.ts';
 import { benchExits } from '../bench/exits.ts';

@@ -48,6 +48,8 @@ describe.skipIf(!hasKvm)('stopping a machine', () => {
     // virtio device (so the teardown waits for the I/O thread). The I/O thread
     // takes 200 ms to hand in its reports, as under load: long enough for the
     // vCPU thread to be gone while the watchdog keeps firing.
+    // The original, called with the spied instance as `this` below.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     const stopIoThread = VirtioIoThread.prototype.stop;
     const slowStop = vi.spyOn(VirtioIoThread.prototype, 'stop').mockImplementation(async function (this: VirtioIoThread) {
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -78,6 +80,8 @@ describe.skipIf(!hasKvm)('stopping a machine', () => {
     // never comes; with KVM's PIT no device timer of tsvmm's interrupts it
     // either. The I/O thread then fails (here: is made to report failure).
     // Before the fix, worker.terminate() waited forever for that KVM_RUN.
+    // The original, called with the class as `this` below.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     const startIoThread = VirtioIoThread.start;
     const failingStart = vi.spyOn(VirtioIoThread, 'start').mockImplementation(async (options) => {
       const thread = await startIoThread.call(VirtioIoThread, options);

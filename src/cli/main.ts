@@ -8,7 +8,38 @@ import { checkHost, formatCheck } from './check.ts';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
 import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
-import type { BenchCommandOptions } from './bench.ts';
+
+interface BenchOptions {
+  runs: string;
+  iterations: string;
+  bytes: string;
+  json?: string;
+  chart?: string;
+  markdown?: string;
+  list?: boolean;
+}
+
+/** What bench/command.ts exports. */
+interface BenchModule {
+  benchCommand: (suites: string[], options: BenchOptions) => Promise<number>;
+  listSuites: () => number;
+}
+
+/**
+ * `tsvmm bench` runs the suites in bench/, beside src/ in a checkout (and
+ * beside dist/src once compiled). Product code does not import bench/: the
+ * command finds it at run time, as git finds an external subcommand.
+ */
+async function benchModule(): Promise<BenchModule> {
+  const compiled = import.meta.url.endsWith('.js');
+  const url = new URL(compiled ? '../../bench/command.js' : '../../bench/command.ts', import.meta.url);
+  try {
+    return await import(url.href) as BenchModule;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new UsageError('tsvmm bench needs the bench/ folder of a tsvmm source checkout');
+    throw e;
+  }
+}
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',')];
@@ -75,8 +106,8 @@ function program(setStatus: (status: number) => void): Command {
     .option('--json <file>', 'also write the results as JSON')
     .option('--chart <file.svg>', 'also draw the results as an SVG chart')
     .option('--markdown <file.md>', 'also write the tables as Markdown (for the README)')
-    .action(async (suites: string[], options: BenchCommandOptions & { list?: boolean }) => {
-      const { benchCommand, listSuites } = await import('./bench.ts');
+    .action(async (suites: string[], options: BenchOptions) => {
+      const { benchCommand, listSuites } = await benchModule();
       setStatus(options.list ? listSuites() : await benchCommand(suites, options));
     });
 

@@ -136,9 +136,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
     writeSync(2, 'tsvmm: note: this host is PVM (no VT-x/AMD-V): guest kernel code runs under KVM\'s instruction emulator (~1 µs per instruction), so a kernel boots in minutes, and a stock kernel stops at its first unemulated instruction; the default guest carries the changes that avoid them (guests/)\n');
   }
   // Ended by a signal, tsvmm's status says which, as a shell's would (128 + its number).
-  let stoppedBy: NodeJS.Signals | null = null;
+  const stoppedBy: { signal: NodeJS.Signals | null } = { signal: null };
   const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy ??= signal;
+    stoppedBy.signal ??= signal;
     machine.stop();
   };
   process.on('SIGINT', onSignal);
@@ -163,7 +163,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
         return 0;
       }
       writeSync(2, 'tsvmm: stopped\n');
-      return stoppedBy ? 128 + constants.signals[stoppedBy] : EXIT_FAILURE;
+      return stoppedBy.signal ? 128 + constants.signals[stoppedBy.signal] : EXIT_FAILURE;
     }
     if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
     return result.stop.status;

@@ -240,7 +240,7 @@ export class Qcow2Image implements BlockBackend {
         this.file.datasync();
         marked = '; marked corrupt: it opens only read-only until repaired';
       } catch (e) {
-        marked = `; marking it corrupt failed too (${e instanceof Error ? e.message : e})`;
+        marked = `; marking it corrupt failed too (${e instanceof Error ? e.message : String(e)})`;
       }
     }
     this.onCorruption(`${error.message}${marked}; further requests fail; ${REPAIR_HINT}`);
@@ -399,7 +399,7 @@ export class Qcow2Image implements BlockBackend {
     try {
       data = inflateRawSync(compressed.subarray(0, got), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: this.clusterSize });
     } catch (e) {
-      throw this.corrupt(`the compressed cluster at 0x${mapping.hostOffset.toString(16)} does not inflate: ${e instanceof Error ? e.message : e}`);
+      throw this.corrupt(`the compressed cluster at 0x${mapping.hostOffset.toString(16)} does not inflate: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (data.length !== this.clusterSize) {
       throw this.corrupt(`the compressed cluster at 0x${mapping.hostOffset.toString(16)} inflates to ${data.length} bytes, not ${this.clusterSize}`);

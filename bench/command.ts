@@ -1,13 +1,15 @@
 // `tsvmm bench [suite...]`: runs benchmark suites from bench/ (the registry is
 // bench/index.ts), prints each one's table as it completes, and writes the
-// results as JSON (--json) and as an SVG chart (--chart).
+// results as JSON (--json) and as an SVG chart (--chart). src/cli declares the
+// command and loads this module when it runs (see benchModule in main.ts):
+// the product does not depend on bench/.
 import { existsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { SUITES, type ChartPanel } from '../../bench/index.ts';
-import { renderChart } from '../../bench/lib/chart.ts';
-import { describeMachine, machineInfo } from '../../bench/lib/machine-info.ts';
-import { markdownTables } from '../../bench/lib/stats.ts';
-import { UsageError } from './errors.ts';
+import { SUITES, type ChartPanel } from './index.ts';
+import { renderChart } from './lib/chart.ts';
+import { describeMachine, machineInfo } from './lib/machine-info.ts';
+import { markdownTables } from './lib/stats.ts';
+import { UsageError } from '../src/cli/errors.ts';
 
 export interface BenchCommandOptions {
   runs: string;
