@@ -9,7 +9,7 @@ import { SUITES, type ChartPanel } from './index.ts';
 import { renderChart } from './lib/chart.ts';
 import { describeMachine, machineInfo } from './lib/machine-info.ts';
 import { markdownTables } from './lib/stats.ts';
-import { UsageError } from '../src/cli/errors.ts';
+import { InputError } from '../src/errors.ts';
 
 export interface BenchCommandOptions {
   runs: string;
@@ -22,7 +22,7 @@ export interface BenchCommandOptions {
 
 function positiveInteger(flag: string, text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} ${text}: expected a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0) throw new InputError(`${flag} ${text}: expected a positive whole number`);
   return n;
 }
 
@@ -30,8 +30,8 @@ function positiveInteger(flag: string, text: string): number {
 function outputPath(flag: string, path: string): string {
   const full = resolve(path);
   const dir = dirname(full);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`${flag} ${path}: no directory ${dir}`);
-  if (existsSync(full) && statSync(full).isDirectory()) throw new UsageError(`${flag} ${path}: is a directory`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InputError(`${flag} ${path}: no directory ${dir}`);
+  if (existsSync(full) && statSync(full).isDirectory()) throw new InputError(`${flag} ${path}: is a directory`);
   return full;
 }
 
@@ -39,7 +39,7 @@ function outputPath(flag: string, path: string): string {
 export function selectSuites(names: string[]): string[] {
   const known = SUITES.map((s) => s.name);
   for (const name of names) {
-    if (!known.includes(name)) throw new UsageError(`unknown bench suite "${name}" (known: ${known.join(', ')})`);
+    if (!known.includes(name)) throw new InputError(`unknown bench suite "${name}" (known: ${known.join(', ')})`);
   }
   return names.length ? known.filter((n) => names.includes(n)) : known;
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { selectSuites } from '../bench/command.ts';
-import { UsageError } from '../src/cli/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { SUITES } from '../bench/index.ts';
 import { benchExits } from '../bench/exits.ts';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
@@ -47,7 +47,7 @@ describe('tsvmm bench: arguments', () => {
   it('suites run in registry order whatever order they are named in; none named is all', () => {
     expect(selectSuites(['memory', 'exits'])).toEqual(['exits', 'memory']);
     expect(selectSuites([])).toEqual(SUITES.map((s) => s.name));
-    expect(() => selectSuites(['blkk'])).toThrow(UsageError);
+    expect(() => selectSuites(['blkk'])).toThrow(InputError);
   });
 });
 

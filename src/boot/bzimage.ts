@@ -2,7 +2,7 @@
 // A real-mode setup part with the setup header at 0x1f1, then the
 // protected-mode kernel. tsvmm skips the real-mode part and enters the kernel
 // through its 64-bit entry point.
-import { BootError } from './errors.ts';
+import { InputError } from '../errors.ts';
 
 /** Offsets in the image (and in boot_params, which embeds the same header). */
 export const SetupHeader = {
@@ -58,20 +58,20 @@ export function looksLikeBzImage(image: Uint8Array): boolean {
 
 export function parseBzImage(image: Uint8Array, source: string): BzImage {
   const b = Buffer.from(image.buffer, image.byteOffset, image.length);
-  if (b.length < 0x270) throw new BootError(`${source}: truncated bzImage (${b.length} bytes, smaller than its setup header)`);
-  if (b.readUInt32LE(SetupHeader.HEADER) !== HDRS_MAGIC) throw new BootError(`${source}: not a bzImage (no "HdrS" setup header)`);
-  if (b.readUInt16LE(SetupHeader.BOOT_FLAG) !== 0xaa55) throw new BootError(`${source}: bzImage boot flag is not 0xAA55`);
+  if (b.length < 0x270) throw new InputError(`${source}: truncated bzImage (${b.length} bytes, smaller than its setup header)`);
+  if (b.readUInt32LE(SetupHeader.HEADER) !== HDRS_MAGIC) throw new InputError(`${source}: not a bzImage (no "HdrS" setup header)`);
+  if (b.readUInt16LE(SetupHeader.BOOT_FLAG) !== 0xaa55) throw new InputError(`${source}: bzImage boot flag is not 0xAA55`);
   const version = b.readUInt16LE(SetupHeader.VERSION);
-  if (version < MIN_VERSION) throw new BootError(`${source}: boot protocol ${versionText(version)} is too old (tsvmm needs 2.06 or later)`);
-  if (!(b[SetupHeader.LOADFLAGS]! & LOADED_HIGH)) throw new BootError(`${source}: a zImage (loads low); tsvmm boots only bzImage kernels`);
+  if (version < MIN_VERSION) throw new InputError(`${source}: boot protocol ${versionText(version)} is too old (tsvmm needs 2.06 or later)`);
+  if (!(b[SetupHeader.LOADFLAGS]! & LOADED_HIGH)) throw new InputError(`${source}: a zImage (loads low); tsvmm boots only bzImage kernels`);
   if (version < 0x020c || !(b.readUInt16LE(SetupHeader.XLOADFLAGS) & XLF_KERNEL_64)) {
-    throw new BootError(`${source}: the kernel has no 64-bit entry point (not an x86-64 kernel, or boot protocol ${versionText(version)} < 2.12)`);
+    throw new InputError(`${source}: the kernel has no 64-bit entry point (not an x86-64 kernel, or boot protocol ${versionText(version)} < 2.12)`);
   }
   const setupSectors = b[SetupHeader.SETUP_SECTS] || 4;
   const protectedStart = (setupSectors + 1) * 512;
   const protectedSize = b.readUInt32LE(SetupHeader.SYSSIZE) * 16;
   if (protectedStart + protectedSize > b.length) {
-    throw new BootError(`${source}: truncated bzImage (${b.length} bytes, the header says ${protectedStart + protectedSize})`);
+    throw new InputError(`${source}: truncated bzImage (${b.length} bytes, the header says ${protectedStart + protectedSize})`);
   }
   const headerEnd = 0x202 + b[0x201]!;
   return {

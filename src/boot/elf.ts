@@ -1,7 +1,7 @@
 // vmlinux: the kernel as an ELF64 executable. Its PT_LOAD segments carry their
 // physical load addresses; a PVH note (XEN_ELFNOTE_PHYS32_ENTRY) gives the
 // 32-bit entry of the x86/HVM direct boot ABI, which tsvmm prefers when present.
-import { BootError } from './errors.ts';
+import { InputError } from '../errors.ts';
 
 const PT_LOAD = 1;
 const PT_NOTE = 4;
@@ -28,10 +28,10 @@ export function looksLikeElf(image: Uint8Array): boolean {
 
 export function parseElfKernel(image: Uint8Array, source: string): ElfKernel {
   const b = Buffer.from(image.buffer, image.byteOffset, image.length);
-  const truncated = (what: string) => new BootError(`${source}: truncated ELF file (${what} lies past its ${b.length} bytes)`);
+  const truncated = (what: string) => new InputError(`${source}: truncated ELF file (${what} lies past its ${b.length} bytes)`);
   if (b.length < 64) throw truncated('the ELF header');
-  if (b[4] !== 2 || b[5] !== 1) throw new BootError(`${source}: not a 64-bit little-endian ELF file`);
-  if (b.readUInt16LE(18) !== EM_X86_64) throw new BootError(`${source}: ELF file for machine ${b.readUInt16LE(18)}, not x86-64`);
+  if (b[4] !== 2 || b[5] !== 1) throw new InputError(`${source}: not a 64-bit little-endian ELF file`);
+  if (b.readUInt16LE(18) !== EM_X86_64) throw new InputError(`${source}: ELF file for machine ${b.readUInt16LE(18)}, not x86-64`);
   const entry = b.readBigUInt64LE(24);
   const phoff = Number(b.readBigUInt64LE(32));
   const phentsize = b.readUInt16LE(54);
@@ -51,13 +51,13 @@ export function parseElfKernel(image: Uint8Array, source: string): ElfKernel {
     if (type !== PT_LOAD && type !== PT_NOTE) continue;
     if (offset + filesz > b.length) throw truncated(`segment ${i}`);
     if (type === PT_LOAD) {
-      if (memsz < filesz) throw new BootError(`${source}: segment ${i} has a memory size smaller than its file size`);
+      if (memsz < filesz) throw new InputError(`${source}: segment ${i} has a memory size smaller than its file size`);
       segments.push({ physicalAddress: paddr, virtualAddress: vaddr, data: image.subarray(offset, offset + filesz), memorySize: memsz });
     } else {
       pvhEntry ??= findPvhEntry(b.subarray(offset, offset + filesz));
     }
   }
-  if (segments.length === 0) throw new BootError(`${source}: ELF file has nothing to load (no PT_LOAD segment)`);
+  if (segments.length === 0) throw new InputError(`${source}: ELF file has nothing to load (no PT_LOAD segment)`);
   return { entry, segments, ...(pvhEntry !== undefined ? { pvhEntry } : {}) };
 }
 

@@ -3,19 +3,17 @@
 // CS:IP = 0x1000:0000 with every data segment at the same base.
 import type { GuestMemory } from '../memory/index.ts';
 import type { Registers, SpecialRegisters, Segment } from '../kvm/index.ts';
-import { BootError } from './errors.ts';
+import { InputError } from '../errors.ts';
 
 export const FLAT_LOAD_ADDRESS = 0x10000;
 export const FLAT_SEGMENT = FLAT_LOAD_ADDRESS >> 4;
 /** kvmtool's choice of stack for flat files: SS:SP = 0x1000:0x8000. */
 export const FLAT_STACK_POINTER = 0x8000;
 
-export { BootError };
-
 export function loadFlat(memory: GuestMemory, image: Uint8Array, source = 'flat image'): void {
-  if (image.length === 0) throw new BootError(`${source} is empty`);
+  if (image.length === 0) throw new InputError(`${source} is empty`);
   if (!memory.contains(FLAT_LOAD_ADDRESS, image.length)) {
-    throw new BootError(`${source} (${image.length} bytes) does not fit in guest RAM at 0x${FLAT_LOAD_ADDRESS.toString(16)}; give the guest more --mem`);
+    throw new InputError(`${source} (${image.length} bytes) does not fit in guest RAM at 0x${FLAT_LOAD_ADDRESS.toString(16)}; give the guest more --mem`);
   }
   memory.write(FLAT_LOAD_ADDRESS, image);
 }

@@ -9,8 +9,9 @@
 import type { Command } from 'commander';
 import { realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { InputError } from '../errors.ts';
 import { ofdByteLocks } from '../kvm/index.ts';
-import { openDisk, StorageError, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
+import { ImageIoError, openDisk, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
 import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
 import { ImageLock, identityOf, lockImageChain, type ByteLocks } from '../storage/image-lock.ts';
 import { probeFormat } from '../storage/open-disk.ts';
@@ -18,7 +19,6 @@ import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2
 import { repairQcow2, type RepairMode } from '../storage/qcow2/repair.ts';
 import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
 import { createRaw } from '../storage/raw.ts';
-import { UsageError } from './errors.ts';
 
 /** What a command prints and its exit status. */
 export interface ImgOutput {
@@ -36,14 +36,14 @@ export function parseImageSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text);
   const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]! : NaN;
   if (!Number.isFinite(bytes) || bytes > Number.MAX_SAFE_INTEGER) {
-    throw new UsageError(`"${text}" is not a disk size (bytes, or a number with K, M, G or T: 64M, 1.5G)`);
+    throw new InputError(`"${text}" is not a disk size (bytes, or a number with K, M, G or T: 64M, 1.5G)`);
   }
   return Math.floor(bytes);
 }
 
 function parseFormat(text: string | undefined, what: string): DiskFormat | undefined {
   if (text === undefined || text === 'raw' || text === 'qcow2') return text;
-  throw new UsageError(`${what} "${text}" is not a format tsvmm knows: raw or qcow2`);
+  throw new InputError(`${what} "${text}" is not a format tsvmm knows: raw or qcow2`);
 }
 
 interface CreateSettings {
@@ -56,20 +56,16 @@ function parseCreateOptions(list: string | undefined, format: DiskFormat): Creat
   const settings: CreateSettings = { clusterSize: DEFAULT_CLUSTER_SIZE, version: 3 };
   for (const item of list ? list.split(',') : []) {
     const [key, value] = item.split('=', 2) as [string, string | undefined];
-    if (format !== 'qcow2') throw new UsageError(`-o ${item}: raw images have no options`);
+    if (format !== 'qcow2') throw new InputError(`-o ${item}: raw images have no options`);
     if (key === 'cluster_size' && value) {
       settings.clusterSize = parseImageSize(value);
-      try {
-        checkClusterSize(settings.clusterSize);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
+      checkClusterSize(settings.clusterSize);
     } else if (key === 'compat' && value) {
       if (value === '1.1' || value === 'v3') settings.version = 3;
       else if (value === '0.10' || value === 'v2') settings.version = 2;
-      else throw new UsageError(`-o compat=${value}: use 0.10 (version 2) or 1.1 (version 3)`);
+      else throw new InputError(`-o compat=${value}: use 0.10 (version 2) or 1.1 (version 3)`);
     } else {
-      throw new UsageError(`-o ${item}: tsvmm knows cluster_size=SIZE and compat=0.10|1.1`);
+      throw new InputError(`-o ${item}: tsvmm knows cluster_size=SIZE and compat=0.10|1.1`);
     }
   }
   return settings;
@@ -90,18 +86,18 @@ export function imgCreate(file: string, sizeText: string | undefined, options: C
   const settings = parseCreateOptions(options.options, format);
   let size = sizeText === undefined ? undefined : roundToSector(parseImageSize(sizeText));
   let backingFormat = parseFormat(options.backingFormat, '-F');
-  if (options.backingFormat && !options.backing) throw new UsageError('-F names the format of a backing file: give one with -b');
+  if (options.backingFormat && !options.backing) throw new InputError('-F names the format of a backing file: give one with -b');
   if (options.backing) {
-    if (format !== 'qcow2') throw new UsageError('a backing file (-b) needs -f qcow2');
+    if (format !== 'qcow2') throw new InputError('a backing file (-b) needs -f qcow2');
     // The name is stored as given; relative names are relative to the new image's directory.
     const backingPath = isAbsolute(options.backing) ? options.backing : join(dirname(file), options.backing);
-    if (resolve(backingPath) === resolve(file)) throw new UsageError('an image cannot be its own backing file');
+    if (resolve(backingPath) === resolve(file)) throw new InputError('an image cannot be its own backing file');
     backingFormat ??= probeFormat(backingPath);
     const backing = openDisk(backingPath, { format: backingFormat, readOnly: true });
     size ??= backing.size;
     backing.close();
   }
-  if (size === undefined) throw new UsageError('img create needs a SIZE (e.g. 64M), or a backing file (-b) to take it from');
+  if (size === undefined) throw new InputError('img create needs a SIZE (e.g. 64M), or a backing file (-b) to take it from');
 
   let details = `fmt=${format}`;
   // An image in use (by a VM here or in QEMU) is not emptied under its user.
@@ -158,7 +154,7 @@ export function formatImageInfo(info: ImageInfo): string {
 
 export function imgInfo(file: string, options: { format?: string; output?: string }): ImgOutput {
   const output = options.output ?? 'human';
-  if (output !== 'human' && output !== 'json') throw new UsageError(`--output ${output}: use human or json`);
+  if (output !== 'human' && output !== 'json') throw new InputError(`--output ${output}: use human or json`);
   const info = imageInfo(file, parseFormat(options.format, '-f'));
   return done(output === 'json' ? `${JSON.stringify(info, null, 4)}\n` : formatImageInfo(info));
 }
@@ -258,14 +254,14 @@ export async function imgConvert(srcPath: string, dstPath: string, options: Conv
     const dstIdentity = identityOf(dstPath);
     const same = chain.find((file) => file.identity === dstIdentity);
     if (same) {
-      throw new UsageError(same === chain[0]
+      throw new InputError(same === chain[0]
         ? `convert: ${dstPath} is the source image ${srcPath} itself`
         : `convert: ${dstPath} is ${same.path}, a backing file of ${srcPath}`);
     }
     // Through a symlink, the file it points to is replaced; while another user has it open, nothing is.
     const target = dstIdentity === null ? dstPath : realpathSync(dstPath);
     if (dstIdentity !== null) {
-      if (!statSync(target).isFile()) throw new UsageError(`convert: ${dstPath} exists and is not a regular file`);
+      if (!statSync(target).isFile()) throw new InputError(`convert: ${dstPath} exists and is not a regular file`);
       dstLock = ImageLock.acquire(target, 'write', locks);
     }
     temporary = join(dirname(target), `.${basename(target)}.tsvmm-convert-${process.pid}`);
@@ -302,13 +298,13 @@ function removeQuietly(path: string): void {
   try {
     unlinkSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`${path}: cannot remove the unfinished image: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new ImageIoError(`${path}: cannot remove the unfinished image: ${(e as Error).message}`);
   }
 }
 
 export function imgCheck(file: string, options: { format?: string; repair?: string }): ImgOutput {
   const repair = options.repair;
-  if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`-r ${repair}: use leaks or all`);
+  if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new InputError(`-r ${repair}: use leaks or all`);
   const format = parseFormat(options.format, '-f') ?? probeFormat(file);
   if (format === 'raw') return done(`${file} is a raw image: it has no metadata to check.\n`);
   if (repair !== undefined) return imgRepair(file, repair);

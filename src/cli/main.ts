@@ -2,10 +2,9 @@
 // stderr and exit status 2; a VM or guest failure as one line and status 1.
 import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
-import { KvmError } from '../kvm/index.ts';
-import { StorageError } from '../storage/block-backend.ts';
+import { InputError } from '../errors.ts';
 import { checkHost, formatCheck } from './check.ts';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts';
+import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
@@ -36,7 +35,7 @@ async function benchModule(): Promise<BenchModule> {
   try {
     return await import(url.href) as BenchModule;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new UsageError('tsvmm bench needs the bench/ folder of a tsvmm source checkout');
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new InputError('tsvmm bench needs the bench/ folder of a tsvmm source checkout');
     throw e;
   }
 }
@@ -125,13 +124,10 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has printed its message (or the help/version text) already.
       return e.exitCode === 0 ? 0 : EXIT_USAGE;
     }
-    if (e instanceof UsageError || e instanceof StorageError) {
-      writeSync(2, `tsvmm: ${e.message}\n`);
-      return EXIT_USAGE;
-    }
-    if (e instanceof KvmError) {
-      writeSync(2, `tsvmm: ${e.message}\n`);
-      return EXIT_FAILURE;
+    const expected = exitStatusOf(e);
+    if (expected !== null) {
+      writeSync(2, `tsvmm: ${(e as Error).message}\n`);
+      return expected;
     }
     writeSync(2, `tsvmm: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
     if (process.env.TSVMM_DEBUG && e instanceof Error && e.stack) writeSync(2, `${e.stack}\n`);

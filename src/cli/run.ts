@@ -1,14 +1,14 @@
 // `tsvmm run`: build a machine from the command line and run it to its end.
 import { constants, freemem, totalmem } from 'node:os';
 import { writeSync } from 'node:fs';
-import { BootError } from '../boot/errors.ts';
+import { InputError } from '../errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
 import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { Machine } from '../machine/machine.ts';
 import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
-import { EXIT_FAILURE, UsageError } from './errors.ts';
+import { EXIT_FAILURE } from './errors.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
@@ -56,35 +56,35 @@ export function checkRunOptions(options: RunOptions): void {
   for (const [key, flag] of VALUE_OPTIONS) {
     const value = options[key];
     const values = Array.isArray(value) ? value : [value];
-    if (values.some((v) => v === '')) throw new UsageError(`${flag}: empty value`);
+    if (values.some((v) => v === '')) throw new InputError(`${flag}: empty value`);
   }
-  if (options.flat !== undefined && options.kernel !== undefined) throw new UsageError('give either --flat or --kernel, not both');
+  if (options.flat !== undefined && options.kernel !== undefined) throw new InputError('give either --flat or --kernel, not both');
   // Without -k, tsvmm boots the default guest with its own initrd and
   // System.map: the user's would be dropped without a word.
   for (const [key, flag] of [['initrd', '--initrd'], ['systemMap', '--system-map']] as const) {
-    if (options[key] !== undefined && options.kernel === undefined) throw new UsageError(`${flag} needs --kernel`);
+    if (options[key] !== undefined && options.kernel === undefined) throw new InputError(`${flag} needs --kernel`);
   }
-  if (options.append !== undefined && options.flat !== undefined) throw new UsageError('--append needs --kernel (a flat guest has no command line)');
+  if (options.append !== undefined && options.flat !== undefined) throw new InputError('--append needs --kernel (a flat guest has no command line)');
 }
 
 export function parseMemory(text: string | undefined): number {
   if (text === undefined) return DEFAULT_MEMORY;
   const bytes = parseSize(text);
-  if (bytes === null) throw new UsageError(`--mem ${text}: not a size (examples: 256M, 1G, 512 = MiB)`);
-  if (bytes < MIN_MEMORY) throw new UsageError(`--mem ${text}: a guest needs at least ${formatSize(MIN_MEMORY)}`);
-  if (bytes % 4096 !== 0) throw new UsageError(`--mem ${text}: must be a whole number of 4 KiB pages`);
-  if (bytes > totalmem()) throw new UsageError(`--mem ${text}: more than this host's ${formatSize(totalmem())} of RAM`);
+  if (bytes === null) throw new InputError(`--mem ${text}: not a size (examples: 256M, 1G, 512 = MiB)`);
+  if (bytes < MIN_MEMORY) throw new InputError(`--mem ${text}: a guest needs at least ${formatSize(MIN_MEMORY)}`);
+  if (bytes % 4096 !== 0) throw new InputError(`--mem ${text}: must be a whole number of 4 KiB pages`);
+  if (bytes > totalmem()) throw new InputError(`--mem ${text}: more than this host's ${formatSize(totalmem())} of RAM`);
   return bytes;
 }
 
 export function configFromOptions(options: RunOptions): MachineConfig {
   checkRunOptions(options);
-  if (options.flat === undefined && options.kernel === undefined) throw new UsageError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
+  if (options.flat === undefined && options.kernel === undefined) throw new InputError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
   if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
-    throw new UsageError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
+    throw new InputError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
   }
   for (const kind of options.trace ?? []) {
-    if (!TRACE_KINDS.includes(kind)) throw new UsageError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
+    if (!TRACE_KINDS.includes(kind)) throw new InputError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
   }
   const common = {
     memoryBytes: parseMemory(options.mem),
@@ -120,14 +120,8 @@ export async function runCommand(options: RunOptions): Promise<number> {
     options = { ...options, kernel: guest.kernel, initrd: guest.initrd, systemMap: guest.systemMap };
   }
   const config = configFromOptions(options);
-  let machine: Machine;
   markTime('create-vm');
-  try {
-    machine = Machine.create(config);
-  } catch (e) {
-    if (e instanceof BootError) throw new UsageError(e.message);
-    throw e;
-  }
+  const machine = Machine.create(config);
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
     writeSync(2, `tsvmm: note: --mem ${formatSize(config.memoryBytes)} is more than the ${formatSize(freemem())} free on this host\n`);

@@ -4,7 +4,7 @@
 //   --device virtio-rng|virtio-console[,transport=...]
 import type { VirtioDeviceConfig, VirtioTransportKind } from '../machine/config.ts';
 import { parseMac } from '../machine/virtio-devices.ts';
-import { UsageError } from './errors.ts';
+import { InputError } from '../errors.ts';
 
 export interface VirtioOptions {
   disk?: string[];
@@ -19,10 +19,10 @@ function splitSpec(flag: string, spec: string): { head: string; settings: Map<st
   const [head = '', ...rest] = spec.split(',');
   const settings = new Map<string, string | true>();
   for (const item of rest) {
-    if (!item) throw new UsageError(`${flag} ${spec}: empty setting`);
+    if (!item) throw new InputError(`${flag} ${spec}: empty setting`);
     const eq = item.indexOf('=');
     const key = eq < 0 ? item : item.slice(0, eq);
-    if (settings.has(key)) throw new UsageError(`${flag} ${spec}: "${key}" given twice`);
+    if (settings.has(key)) throw new InputError(`${flag} ${spec}: "${key}" given twice`);
     settings.set(key, eq < 0 ? true : item.slice(eq + 1));
   }
   return { head, settings };
@@ -32,32 +32,32 @@ function takeTransport(flag: string, spec: string, settings: Map<string, string 
   const value = settings.get('transport');
   settings.delete('transport');
   if (value === undefined) return {};
-  if (value !== 'mmio' && value !== 'pci') throw new UsageError(`${flag} ${spec}: transport must be mmio or pci`);
+  if (value !== 'mmio' && value !== 'pci') throw new InputError(`${flag} ${spec}: transport must be mmio or pci`);
   return { transport: value };
 }
 
 function rejectUnknown(flag: string, spec: string, settings: Map<string, string | true>, known: string[]): void {
   for (const key of settings.keys()) {
-    if (!known.includes(key)) throw new UsageError(`${flag} ${spec}: unknown setting "${key}" (known: ${[...known, 'transport'].join(', ')})`);
+    if (!known.includes(key)) throw new InputError(`${flag} ${spec}: unknown setting "${key}" (known: ${[...known, 'transport'].join(', ')})`);
   }
 }
 
 function stringSetting(flag: string, spec: string, settings: Map<string, string | true>, key: string): string | undefined {
   const value = settings.get(key);
-  if (value === true) throw new UsageError(`${flag} ${spec}: ${key} needs a value (${key}=...)`);
+  if (value === true) throw new InputError(`${flag} ${spec}: ${key} needs a value (${key}=...)`);
   return value;
 }
 
 export function parseDisk(spec: string): VirtioDeviceConfig {
   const { head: path, settings } = splitSpec('--disk', spec);
-  if (!path) throw new UsageError(`--disk ${spec}: no image path`);
+  if (!path) throw new InputError(`--disk ${spec}: no image path`);
   const transport = takeTransport('--disk', spec, settings);
   rejectUnknown('--disk', spec, settings, ['format', 'readonly', 'serial']);
   const format = stringSetting('--disk', spec, settings, 'format');
-  if (format !== undefined && format !== 'raw' && format !== 'qcow2') throw new UsageError(`--disk ${spec}: format must be raw or qcow2`);
+  if (format !== undefined && format !== 'raw' && format !== 'qcow2') throw new InputError(`--disk ${spec}: format must be raw or qcow2`);
   const readOnly = settings.get('readonly');
   if (readOnly !== undefined && readOnly !== true && readOnly !== 'on' && readOnly !== 'off') {
-    throw new UsageError(`--disk ${spec}: readonly takes no value (or on/off)`);
+    throw new InputError(`--disk ${spec}: readonly takes no value (or on/off)`);
   }
   const serial = stringSetting('--disk', spec, settings, 'serial');
   return {
@@ -71,12 +71,12 @@ export function parseDisk(spec: string): VirtioDeviceConfig {
 export function parseNet(spec: string): VirtioDeviceConfig {
   const { head, settings } = splitSpec('--net', spec);
   const [backend, name] = head.split('=', 2) as [string, string | undefined];
-  if (backend !== 'tap') throw new UsageError(`--net ${spec}: the only backend is tap (tap or tap=NAME)`);
-  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new UsageError(`--net ${spec}: "${name}" is not a valid interface name`);
+  if (backend !== 'tap') throw new InputError(`--net ${spec}: the only backend is tap (tap or tap=NAME)`);
+  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new InputError(`--net ${spec}: "${name}" is not a valid interface name`);
   const transport = takeTransport('--net', spec, settings);
   rejectUnknown('--net', spec, settings, ['mac']);
   const mac = stringSetting('--net', spec, settings, 'mac');
-  if (mac !== undefined && !parseMac(mac)) throw new UsageError(`--net ${spec}: mac must look like 52:54:00:12:34:56`);
+  if (mac !== undefined && !parseMac(mac)) throw new InputError(`--net ${spec}: mac must look like 52:54:00:12:34:56`);
   return { kind: 'net', ...transport, ...(name ? { tap: name } : {}), ...(mac ? { mac } : {}) };
 }
 
@@ -86,7 +86,7 @@ export function parseDevice(spec: string): VirtioDeviceConfig {
   rejectUnknown('--device', spec, settings, []);
   if (head === 'virtio-rng') return { kind: 'rng', ...transport };
   if (head === 'virtio-console') return { kind: 'console', ...transport };
-  throw new UsageError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console; disks and networks have --disk and --net)`);
+  throw new InputError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console; disks and networks have --disk and --net)`);
 }
 
 /** The machine's virtio settings from the command line. */
@@ -100,11 +100,11 @@ export function virtioConfigFromOptions(options: VirtioOptions): {
   ];
   const transport = options.virtioTransport;
   if (transport !== undefined && transport !== 'mmio' && transport !== 'pci') {
-    throw new UsageError(`--virtio-transport ${transport}: expected mmio or pci`);
+    throw new InputError(`--virtio-transport ${transport}: expected mmio or pci`);
   }
   const console = options.console;
   if (console !== undefined && console !== 'serial' && console !== 'virtio') {
-    throw new UsageError(`--console ${console}: expected serial or virtio`);
+    throw new InputError(`--console ${console}: expected serial or virtio`);
   }
   return {
     ...(devices.length ? { virtio: devices } : {}),

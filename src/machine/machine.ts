@@ -2,7 +2,8 @@
 // vCPUs), loads the guest, starts one worker thread per vCPU, carries the
 // console to stdout, and can stop a vCPU that is inside KVM_RUN.
 import { readFileSync, statSync } from 'node:fs';
-import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
+import { flatEntryState, loadFlat } from '../boot/flat.ts';
+import { InputError } from '../errors.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
@@ -71,14 +72,14 @@ export class Machine {
     private readonly symbols: TransferableSymbols | null,
   ) {}
 
-  /** Creates the VM and loads the guest; throws BootError for a bad guest image. */
+  /** Creates the VM and loads the guest; throws InputError for a bad guest image. */
   static create(requested: MachineConfig): Machine {
     // Read the guest files first: a bad path should fail before any KVM work.
     const flatImage = requested.flat ? readGuestFile(requested.flat.path, 'flat image') : null;
     const kernel = requested.linux ? readGuestFile(requested.linux.kernel, 'kernel') : null;
     const initrd = requested.linux?.initrd ? readGuestFile(requested.linux.initrd, 'initrd') : undefined;
     const symbols = requested.linux ? kernelSymbols(requested.linux) : null;
-    if (!flatImage && !kernel) throw new BootError('no guest given');
+    if (!flatImage && !kernel) throw new InputError('no guest given');
 
     const kvm = KvmSystem.open();
     // ioeventfd and irqfd where this KVM has them; otherwise notifications
@@ -318,7 +319,7 @@ function kernelSymbols(linux: NonNullable<MachineConfig['linux']>): KernelSymbol
   if (linux.systemMap !== undefined) {
     const symbols = KernelSymbols.parse(new TextDecoder().decode(readGuestFile(linux.systemMap, 'System.map')));
     if (symbols.size === 0) {
-      throw new BootError(`System.map ${linux.systemMap}: no kernel text symbols in it (expected lines like "ffffffff81000000 T _stext")`);
+      throw new InputError(`System.map ${linux.systemMap}: no kernel text symbols in it (expected lines like "ffffffff81000000 T _stext")`);
     }
     return symbols;
   }
@@ -336,13 +337,13 @@ function readGuestFile(path: string, what: string): Uint8Array {
   let size: number;
   try {
     const stat = statSync(path);
-    if (!stat.isFile()) throw new BootError(`${what} ${path} is not a file`);
+    if (!stat.isFile()) throw new InputError(`${what} ${path} is not a file`);
     size = stat.size;
   } catch (e) {
-    if (e instanceof BootError) throw e;
+    if (e instanceof InputError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new BootError(code === 'ENOENT' ? `${what} ${path}: no such file` : `${what} ${path}: cannot read (${code})`);
+    throw new InputError(code === 'ENOENT' ? `${what} ${path}: no such file` : `${what} ${path}: cannot read (${code})`);
   }
-  if (size === 0) throw new BootError(`${what} ${path} is empty`);
+  if (size === 0) throw new InputError(`${what} ${path} is empty`);
   return readFileSync(path);
 }

@@ -3,11 +3,10 @@
 // places it, and connects its eventfds to KVM; at run time it starts the virtio
 // I/O thread (virtio-thread.ts), carries the virtio console, and stops it.
 import { Worker } from 'node:worker_threads';
-import { BootError } from '../boot/errors.ts';
 import { MmioRegister } from '../devices/virtio/mmio.ts';
 import { closeFd, createEventFd, ofdByteLocks, openTap, signalEventFd, type VmFd } from '../kvm/index.ts';
+import { InputError } from '../errors.ts';
 import type { RamDescriptor } from '../memory/host-ram.ts';
-import { StorageError } from '../storage/block-backend.ts';
 import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing } from './console-ring.ts';
@@ -43,7 +42,7 @@ function refuseSharedWritableImages(configs: readonly VirtioDeviceConfig[]): voi
     if (identity === null) continue;
     const earlier = seen.get(identity);
     if (earlier && !(earlier.readOnly && config.readOnly)) {
-      throw new BootError(`${config.path}: the same image is given twice (--disk ${earlier.path} and --disk ${config.path}); add readonly to both to share it`);
+      throw new InputError(`${config.path}: the same image is given twice (--disk ${earlier.path} and --disk ${config.path}); add readonly to both to share it`);
     }
     seen.set(identity, config);
   }
@@ -63,7 +62,6 @@ function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
     }
   } catch (e) {
     for (const locks of held) locks.release();
-    if (e instanceof StorageError) throw new BootError(e.message);
     throw e;
   }
   return held;
@@ -78,7 +76,7 @@ export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean)
   const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
   if (configs.length === 0) return { devices: [], controlFd: -1 };
-  if (!hasIrqchip) throw new BootError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
+  if (!hasIrqchip) throw new InputError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
   refuseSharedWritableImages(configs);
   const imageLocks = lockDiskImages(configs);
   try {
@@ -98,13 +96,7 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
     if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
       deviceConfig = { ...deviceConfig, tapFd: openTap(deviceConfig.tap).fd };
     }
-    let device;
-    try {
-      device = openVirtioDevice(deviceConfig, names[i]!, { console: noConsole });
-    } catch (e) {
-      if (e instanceof StorageError) throw new BootError(e.message);
-      throw e;
-    }
+    const device = openVirtioDevice(deviceConfig, names[i]!, { console: noConsole });
     const info = device.info;
     // The TAP fd stays open for the I/O thread; a disk is opened again there.
     if (deviceConfig.kind !== 'net') device.close?.();

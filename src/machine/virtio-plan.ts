@@ -3,7 +3,7 @@
 // state its two threads use, one eventfd per queue for notifications, and one
 // for its interrupt. Both the vCPU thread and the virtio I/O thread receive
 // this plan as plain data.
-import { BootError } from '../boot/errors.ts';
+import { InputError } from '../errors.ts';
 import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
@@ -47,7 +47,7 @@ export function planVirtioDevices(
   options: { defaultTransport: VirtioTransportKind; createEventFd(): number; useIrqfd: boolean },
 ): PlannedVirtioDevice[] {
   if (devices.length > VIRTIO_IRQS.length) {
-    throw new BootError(`${devices.length} virtio devices: a tsvmm PC has interrupt lines for ${VIRTIO_IRQS.length}`);
+    throw new InputError(`${devices.length} virtio devices: a tsvmm PC has interrupt lines for ${VIRTIO_IRQS.length}`);
   }
   let mmioIndex = 0;
   let pciIndex = 0;

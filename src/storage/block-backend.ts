@@ -1,7 +1,7 @@
 // What a disk device sees of a disk image: synchronous, byte-addressed reads
 // and writes of the virtual disk. The device runs these in its I/O worker
 // thread, and the buffers it passes are often views straight into guest RAM.
-export { StorageError } from './errors.ts';
+export { ImageIoError } from './errors.ts';
 export { openDisk, type DiskFormat, type OpenDiskOptions } from './open-disk.ts';
 
 /**
@@ -23,9 +23,9 @@ export interface BlockBackend {
   readonly readOnly: boolean;
   /** Short description for messages: "disk.qcow2 (qcow2)". */
   readonly description: string;
-  /** Fills `buffer` with the bytes at virtual offset `offset`. Throws StorageError on an I/O error. offset+length <= size (the caller checks). */
+  /** Fills `buffer` with the bytes at virtual offset `offset`. Throws InputError on a corrupt image, ImageIoError on a failed read. offset+length <= size (the caller checks). */
   read(offset: number, buffer: Uint8Array): void;
-  /** Writes `data` at virtual offset `offset`. Throws StorageError if readOnly or on an I/O error. */
+  /** Writes `data` at virtual offset `offset`. Throws InputError if readOnly or on a corrupt image, ImageIoError on a failed write. */
   write(offset: number, data: Uint8Array): void;
   /**
    * What the disk holds from `offset`: one kind of content over its first

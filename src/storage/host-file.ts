@@ -1,9 +1,12 @@
 // One open image file: positioned, synchronous reads and writes that either
-// complete or throw a StorageError naming the file and what failed. The
+// complete or throw an error naming the file and what failed: an InputError
+// for a file that cannot be an image (missing, unreadable, a FIFO, truncated),
+// an ImageIoError for a system call the host refused on an open one. The
 // buffers go straight to the system calls, so a view into guest RAM is read
 // into or written from without a copy.
 import * as fs from 'node:fs';
-import { StorageError } from './errors.ts';
+import { InputError } from '../errors.ts';
+import { ImageIoError } from './errors.ts';
 
 /** "ENOENT: no such file or directory" out of a Node fs error. */
 export function describeFsError(e: unknown): string {
@@ -25,18 +28,18 @@ export function openNonBlocking(path: string, flags: number, description = 'open
   try {
     fd = fs.openSync(path, flags | fs.constants.O_NONBLOCK);
   } catch (e) {
-    throw new StorageError(`${path}: cannot ${description}: ${describeFsError(e)}`);
+    throw new InputError(`${path}: cannot ${description}: ${describeFsError(e)}`);
   }
   let stats: fs.Stats;
   try {
     stats = fs.fstatSync(fd);
   } catch (e) {
     fs.closeSync(fd);
-    throw new StorageError(`${path}: fstat failed: ${describeFsError(e)}`);
+    throw new ImageIoError(`${path}: fstat failed: ${describeFsError(e)}`);
   }
   if (!stats.isFile() && !stats.isBlockDevice()) {
     fs.closeSync(fd);
-    throw new StorageError(`${path}: not a regular file or block device`);
+    throw new InputError(`${path}: not a regular file or block device`);
   }
   return fd;
 }
@@ -50,7 +53,7 @@ function blockDeviceSize(path: string, rdev: number): number {
   try {
     return Number(fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
   } catch (e) {
-    throw new StorageError(`${path}: cannot read the block device's size: ${describeFsError(e)}`);
+    throw new ImageIoError(`${path}: cannot read the block device's size: ${describeFsError(e)}`);
   }
 }
 
@@ -72,7 +75,7 @@ export class HostFile {
     try {
       return new HostFile(path, fs.openSync(path, 'w+'), false);
     } catch (e) {
-      throw new StorageError(`${path}: cannot create: ${describeFsError(e)}`);
+      throw new InputError(`${path}: cannot create: ${describeFsError(e)}`);
     }
   }
 
@@ -97,7 +100,7 @@ export class HostFile {
         done += n;
       }
     } catch (e) {
-      throw new StorageError(`${this.path}: read of ${buffer.length} bytes at offset ${position} failed: ${describeFsError(e)}`);
+      throw new ImageIoError(`${this.path}: read of ${buffer.length} bytes at offset ${position} failed: ${describeFsError(e)}`);
     }
     return done;
   }
@@ -105,7 +108,7 @@ export class HostFile {
   /** Reads exactly `buffer.length` bytes; running into the end of the file means the image is truncated. */
   readExactAt(buffer: Uint8Array, position: number, what: string): void {
     if (this.readAt(buffer, position) < buffer.length) {
-      throw new StorageError(`${this.path}: ${what} at offset ${position} lies past the end of the file (truncated image?)`);
+      throw new InputError(`${this.path}: ${what} at offset ${position} lies past the end of the file (truncated image?)`);
     }
   }
 
@@ -115,7 +118,7 @@ export class HostFile {
 
   /** Writes the buffers back to back from `position` with as few system calls as the kernel allows. */
   writevAt(buffers: Uint8Array[], position: number): void {
-    if (this.readOnly) throw new StorageError(`${this.path}: the image is open read-only`);
+    if (this.readOnly) throw new InputError(`${this.path}: the image is open read-only`);
     const total = buffers.reduce((sum, b) => sum + b.length, 0);
     try {
       let done = fs.writevSync(this.fd, buffers, position);
@@ -132,7 +135,7 @@ export class HostFile {
       }
       if (done !== total) throw new Error(`wrote ${done} of ${total} bytes`);
     } catch (e) {
-      throw new StorageError(`${this.path}: write of ${total} bytes at offset ${position} failed: ${describeFsError(e)}`);
+      throw new ImageIoError(`${this.path}: write of ${total} bytes at offset ${position} failed: ${describeFsError(e)}`);
     }
   }
 
@@ -140,7 +143,7 @@ export class HostFile {
     try {
       fs.ftruncateSync(this.fd, length);
     } catch (e) {
-      throw new StorageError(`${this.path}: cannot set the length to ${length}: ${describeFsError(e)}`);
+      throw new ImageIoError(`${this.path}: cannot set the length to ${length}: ${describeFsError(e)}`);
     }
   }
 
@@ -149,7 +152,7 @@ export class HostFile {
     try {
       fs.fdatasyncSync(this.fd);
     } catch (e) {
-      throw new StorageError(`${this.path}: fdatasync failed: ${describeFsError(e)}`);
+      throw new ImageIoError(`${this.path}: fdatasync failed: ${describeFsError(e)}`);
     }
   }
 
@@ -164,7 +167,7 @@ export class HostFile {
     try {
       return fs.fstatSync(this.fd);
     } catch (e) {
-      throw new StorageError(`${this.path}: fstat failed: ${describeFsError(e)}`);
+      throw new ImageIoError(`${this.path}: fstat failed: ${describeFsError(e)}`);
     }
   }
 }

@@ -13,7 +13,7 @@
 // two opens of one file conflict inside one process too, and closing the
 // file descriptor drops its locks, also when the process is killed.
 import * as fs from 'node:fs';
-import { StorageError } from './errors.ts';
+import { InputError } from '../errors.ts';
 import { describeFsError, openNonBlocking } from './host-file.ts';
 import { imageInfo, type DiskFormat } from './image-info.ts';
 
@@ -64,7 +64,7 @@ export class ImageLock {
 
   /**
    * Locks `path` for `access` on a file descriptor of its own, or throws a
-   * StorageError in QEMU's words: `Failed to get "write" lock`.
+   * InputError in QEMU's words: `Failed to get "write" lock`.
    */
   static acquire(path: string, access: ImageAccess, locks: ByteLocks): ImageLock {
     const fd = openNonBlocking(path, fs.constants.O_RDONLY);
@@ -73,7 +73,7 @@ export class ImageLock {
       lock = new ImageLock(path, access, fileIdentity(fs.fstatSync(fd)), fd, locks);
     } catch (e) {
       fs.closeSync(fd);
-      throw new StorageError(`${path}: fstat failed: ${describeFsError(e)}`);
+      throw new InputError(`${path}: fstat failed: ${describeFsError(e)}`);
     }
     try {
       lock.take();
@@ -109,17 +109,17 @@ export class ImageLock {
     try {
       return syscall();
     } catch (e) {
-      throw new StorageError(`${this.path}: cannot lock the image: ${e instanceof Error ? e.message : String(e)}`);
+      throw new InputError(`${this.path}: cannot lock the image: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
   /** Names the holder where it can be known: OFD locks do not record a process (F_OFD_GETLK says l_pid -1). */
-  private conflict(what: string): StorageError {
+  private conflict(what: string): InputError {
     const mine = [...(heldHere.get(this.identity) ?? [])][0];
     const holder = mine
       ? `this tsvmm already has it open${mine.path === this.path ? '' : ` as ${mine.path}`} (${mine.access === 'write' ? 'writable' : 'read-only'})`
       : 'another process (tsvmm or QEMU) is using the image';
-    return new StorageError(`${this.path}: ${what}: ${holder}`);
+    return new InputError(`${this.path}: ${what}: ${holder}`);
   }
 
   /** Drops the locks (closing the descriptor drops them all at once). */
@@ -167,16 +167,16 @@ export function lockImageChain(path: string, options: { format?: DiskFormat; rea
       const parent = files.at(-1);
       const identity = identityOf(current);
       if (identity !== null && files.some((lock) => lock.identity === identity)) {
-        throw new StorageError(`${parent!.path}: the backing chain loops back to ${current}`);
+        throw new InputError(`${parent!.path}: the backing chain loops back to ${current}`);
       }
-      if (files.length >= MAX_CHAIN_LOCKS) throw new StorageError(`${path}: the backing chain is longer than ${MAX_CHAIN_LOCKS} images`);
+      if (files.length >= MAX_CHAIN_LOCKS) throw new InputError(`${path}: the backing chain is longer than ${MAX_CHAIN_LOCKS} images`);
       const access = parent === undefined && !options.readOnly ? 'write' : reading;
       let info;
       try {
         files.push(ImageLock.acquire(current, access, options.locks));
         info = imageInfo(current, format);
       } catch (e) {
-        if (parent && e instanceof StorageError) throw new StorageError(`${parent.path}: backing file: ${e.message}`);
+        if (parent && e instanceof InputError) throw new InputError(`${parent.path}: backing file: ${e.message}`);
         throw e;
       }
       current = info['full-backing-filename'];

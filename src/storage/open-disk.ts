@@ -2,7 +2,7 @@
 // backing files (opened read-only), each file locked when locking is given.
 import { realpathSync } from 'node:fs';
 import type { BlockBackend, BlockStatus } from './block-backend.ts';
-import { StorageError } from './errors.ts';
+import { InputError } from '../errors.ts';
 import { probeFormat, type DiskFormat } from './image-info.ts';
 import { lockImageChain, type ByteLocks, type ImageLocks } from './image-lock.ts';
 import { Qcow2Image } from './qcow2/qcow2-image.ts';
@@ -40,8 +40,8 @@ export function openDisk(path: string, options: OpenDiskOptions = {}): BlockBack
 
 function openChainMember(path: string, format: DiskFormat | undefined, readOnly: boolean, chain: string[]): BlockBackend {
   const realPath = realPathOf(path);
-  if (chain.includes(realPath)) throw new StorageError(`${path}: the backing chain loops back to this image`);
-  if (chain.length >= MAX_BACKING_CHAIN) throw new StorageError(`${path}: the backing chain is longer than ${MAX_BACKING_CHAIN} images`);
+  if (chain.includes(realPath)) throw new InputError(`${path}: the backing chain loops back to this image`);
+  if (chain.length >= MAX_BACKING_CHAIN) throw new InputError(`${path}: the backing chain is longer than ${MAX_BACKING_CHAIN} images`);
   const actualFormat = format ?? probeFormat(path);
   if (actualFormat === 'raw') return new RawDisk(path, { readOnly });
   return new Qcow2Image(path, {
@@ -50,7 +50,7 @@ function openChainMember(path: string, format: DiskFormat | undefined, readOnly:
       try {
         return openChainMember(backingPath, backingFormat, true, [...chain, realPath]);
       } catch (e) {
-        if (e instanceof StorageError) throw new StorageError(`${path}: backing file: ${e.message}`);
+        if (e instanceof InputError) throw new InputError(`${path}: backing file: ${e.message}`);
         throw e;
       }
     },

@@ -1,7 +1,7 @@
 // A raw image: the virtual disk is the file, byte for byte. Reads and writes
 // go straight between the caller's buffer and the file.
 import type { BlockBackend, BlockStatus } from './block-backend.ts';
-import { StorageError } from './errors.ts';
+import { InputError } from '../errors.ts';
 import { HostFile } from './host-file.ts';
 
 const SECTOR_SIZE = 512;
@@ -19,7 +19,7 @@ export class RawDisk implements BlockBackend {
     this.size = this.file.size();
     if (this.size % SECTOR_SIZE !== 0) {
       this.file.close();
-      throw new StorageError(`${path}: a raw image must be a whole number of 512-byte sectors; it is ${this.size} bytes`);
+      throw new InputError(`${path}: a raw image must be a whole number of 512-byte sectors; it is ${this.size} bytes`);
     }
   }
 
@@ -29,7 +29,7 @@ export class RawDisk implements BlockBackend {
   }
 
   write(offset: number, data: Uint8Array): void {
-    if (this.readOnly) throw new StorageError(`${this.description}: the disk is read-only`);
+    if (this.readOnly) throw new InputError(`${this.description}: the disk is read-only`);
     this.file.writeAt(data, offset);
   }
 
@@ -40,7 +40,7 @@ export class RawDisk implements BlockBackend {
    */
   blockStatus(offset: number, length: number): BlockStatus {
     if (offset < 0 || length <= 0 || offset + length > this.size) {
-      throw new StorageError(`${this.description}: block status of ${length} bytes at ${offset} is outside the disk (${this.size} bytes)`);
+      throw new InputError(`${this.description}: block status of ${length} bytes at ${offset} is outside the disk (${this.size} bytes)`);
     }
     return { kind: 'data', length };
   }

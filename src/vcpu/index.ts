@@ -1,6 +1,6 @@
 export { Vcpu, Control, Command, type VcpuOptions } from './vcpu.ts';
 export { ExitTracer, type TraceSink } from './exit-trace.ts';
 export { guestCpuid, PVM_HIDDEN, PVM_KERNEL_PARAMETERS, type CpuidOptions } from './cpuid.ts';
-export type { VcpuStop } from './stop.ts';
+export type { StopCause, VcpuStop } from './stop.ts';
 export { instructionName } from './instruction-names.ts';
 export { KernelSymbols, findSystemMap, type TransferableSymbols } from './kernel-symbols.ts';

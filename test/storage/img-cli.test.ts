@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { UsageError } from '../../src/cli/errors.ts';
+import { InputError } from '../../src/errors.ts';
 import { formatImageSize, imgCheck, imgConvert, imgCreate, imgInfo, parseImageSize } from '../../src/cli/img.ts';
 import { openDisk } from '../../src/storage/block-backend.ts';
 import { checkQcow2 } from '../../src/storage/qcow2/check.ts';
@@ -26,8 +26,8 @@ describe('img sizes', () => {
     expect(parseImageSize('1.5G')).toBe(1536 * MiB);
     expect(parseImageSize('64MiB')).toBe(64 * MiB);
     expect(parseImageSize('4096')).toBe(4096);
-    expect(() => parseImageSize('lots')).toThrow(UsageError);
-    expect(() => parseImageSize('-1M')).toThrow(UsageError);
+    expect(() => parseImageSize('lots')).toThrow(InputError);
+    expect(() => parseImageSize('-1M')).toThrow(InputError);
   });
 
   it('print like qemu-img\'s: three digits and a binary unit', () => {

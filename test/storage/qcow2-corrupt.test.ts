@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { firmwarePath } from '../../bench/lib/artifacts.ts';
 import { imgCheck } from '../../src/cli/img.ts';
-import { openDisk, StorageError } from '../../src/storage/block-backend.ts';
+import { InputError } from '../../src/errors.ts';
+import { openDisk } from '../../src/storage/block-backend.ts';
 import { imageInfo } from '../../src/storage/image-info.ts';
 import { checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { Qcow2CorruptionError } from '../../src/storage/qcow2/corruption.ts';
@@ -70,7 +71,7 @@ describe.skipIf(!hasQemu)('a corrupt image never has its metadata overwritten', 
       const errors = guestWrites(image);
       expect(errors.length).toBeGreaterThan(0);
       expect(errors[0]).toBeInstanceOf(Qcow2CorruptionError);
-      expect(errors.every((e) => e instanceof StorageError)).toBe(true);
+      expect(errors.every((e) => e instanceof InputError)).toBe(true);
       // Later requests fail too, reads included, as QEMU's do once it has found corruption.
       expect(() => image.read(4 * MiB, new Uint8Array(512))).toThrow(/was found corrupt/);
       expect(() => image.close()).not.toThrow();
@@ -108,7 +109,7 @@ describe.skipIf(!hasQemu)('a corrupt image never has its metadata overwritten', 
     const path = scratch.path('order.qcow2');
     makeBaseImage(path);
     refcountOrderOutOfRange(path);
-    expect(() => openDisk(path)).toThrow(StorageError);
+    expect(() => openDisk(path)).toThrow(InputError);
     expect(() => openDisk(path)).toThrow(/^[^\n]*refcount_order 7 is above 6$/);
   });
 
@@ -139,7 +140,7 @@ describe.skipIf(!hasQemu)('a corrupt image never has its metadata overwritten', 
     const { image, reports } = openCollecting(path);
     image.write(0, new Uint8Array(4096).fill(0x33));
     expect(() => image.flush()).toThrow(Qcow2CorruptionError);
-    expect(() => image.write(4096, new Uint8Array(512))).toThrow(StorageError);
+    expect(() => image.write(4096, new Uint8Array(512))).toThrow(InputError);
     image.close();
     expect(reports).toHaveLength(1);
   });

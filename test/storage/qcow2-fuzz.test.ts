@@ -53,7 +53,7 @@ function runFuzz(run: Omit<FuzzRun, 'progress'>): Promise<Outcome> {
 }
 
 describe('qcow2 fuzz', () => {
-  it(`${CASES} seeded cases from seed ${FIRST_SEED}: shadow-buffer I/O, and corrupt metadata that only ever yields StorageError`, async () => {
+  it(`${CASES} seeded cases from seed ${FIRST_SEED}: shadow-buffer I/O, and corrupt metadata that only ever yields tsvmm's own errors`, async () => {
     const outcome = await runFuzz({ firstSeed: FIRST_SEED, cases: CASES, qemuCheckEvery: hasQemu ? 200 : 0 });
     const replay = (seed: number) => `replay: TSVMM_FUZZ_SEED=${seed} TSVMM_FUZZ_CASES=1 npx vitest run test/storage/qcow2-fuzz.test.ts`;
     if (outcome.kind === 'failed') expect.fail(`seed ${outcome.seed} (${outcome.caseKind}): ${outcome.message}\n${replay(outcome.seed)}`);

@@ -3,7 +3,8 @@
 // every kind of damaged image it must refuse with one clear line.
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { openDisk, StorageError, type BlockBackend } from '../../src/storage/block-backend.ts';
+import { InputError } from '../../src/errors.ts';
+import { openDisk, type BlockBackend } from '../../src/storage/block-backend.ts';
 import { HostFile } from '../../src/storage/host-file.ts';
 import { checkExitStatus, checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
@@ -222,7 +223,7 @@ describe('damaged and unsupported qcow2 images', () => {
     try {
       openDisk(path, options).close();
     } catch (e) {
-      expect(e).toBeInstanceOf(StorageError);
+      expect(e).toBeInstanceOf(InputError);
       const message = (e as Error).message;
       expect(message.startsWith(path)).toBe(true);
       expect(message).not.toContain('\n');

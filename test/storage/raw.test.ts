@@ -1,7 +1,8 @@
 // The raw backend: the file is the disk.
 import { afterAll, describe, expect, it } from 'vitest';
 import { truncateSync, writeFileSync } from 'node:fs';
-import { openDisk, StorageError } from '../../src/storage/block-backend.ts';
+import { InputError } from '../../src/errors.ts';
+import { openDisk } from '../../src/storage/block-backend.ts';
 import { createRaw, RawDisk } from '../../src/storage/raw.ts';
 import { filled, pattern, scratchDir } from './helpers/images.ts';
 
@@ -46,7 +47,7 @@ describe('raw images', () => {
     createRaw(path, 4096);
     const disk = openDisk(path, { readOnly: true });
     expect(disk.readOnly).toBe(true);
-    expect(() => disk.write(0, filled(512, 1))).toThrow(StorageError);
+    expect(() => disk.write(0, filled(512, 1))).toThrow(InputError);
     expect(() => disk.write(0, filled(512, 1))).toThrow(/read-only/);
     disk.close();
   });
@@ -56,7 +57,7 @@ describe('raw images', () => {
     writeFileSync(odd, filled(1000, 0));
     expect(() => openDisk(odd)).toThrow(/odd\.img: a raw image must be a whole number of 512-byte sectors; it is 1000 bytes/);
     expect(() => openDisk(scratch.path('missing.img'))).toThrow(/missing\.img: cannot open.*ENOENT: no such file or directory$/);
-    expect(() => openDisk(scratch.dir)).toThrow(StorageError);
+    expect(() => openDisk(scratch.dir)).toThrow(InputError);
   });
 
   it('report a file truncated under them as an I/O error naming the file', () => {

@@ -2,9 +2,9 @@
 // qcow2_signal_corruption): found while serving a request, it makes the image
 // refuse all further requests and, where the format can say so, marks it
 // corrupt on disk, so no later writer trusts it until it is repaired.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 
-export class Qcow2CorruptionError extends StorageError {
+export class Qcow2CorruptionError extends InputError {
   constructor(readonly path: string, readonly reason: string) {
     super(`${path}: corrupt qcow2 image: ${reason}`);
     this.name = 'Qcow2CorruptionError';

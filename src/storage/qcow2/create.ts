@@ -2,7 +2,7 @@
 // name), the refcount table, the refcount blocks that count the metadata, and
 // an all-zero L1 table, in that order from the start of the file. The L1
 // table is left as a hole: it reads as zeros.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import { HostFile } from '../host-file.ts';
 import { encodeHeader, l1EntriesFor, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './header.ts';
 import { setU64 } from './layout.ts';
@@ -24,7 +24,7 @@ export interface Qcow2CreateOptions {
 export function checkClusterSize(clusterSize: number): number {
   const bits = Math.log2(clusterSize);
   if (!Number.isInteger(bits) || bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
-    throw new StorageError(`cluster size ${clusterSize} is not a power of two from ${2 ** MIN_CLUSTER_BITS} to ${2 ** MAX_CLUSTER_BITS}`);
+    throw new InputError(`cluster size ${clusterSize} is not a power of two from ${2 ** MIN_CLUSTER_BITS} to ${2 ** MAX_CLUSTER_BITS}`);
   }
   return bits;
 }
@@ -32,7 +32,7 @@ export function checkClusterSize(clusterSize: number): number {
 export function createQcow2(path: string, options: Qcow2CreateOptions): void {
   const clusterSize = options.clusterSize ?? DEFAULT_CLUSTER_SIZE;
   const clusterBits = checkClusterSize(clusterSize);
-  if (options.size % 512 !== 0 || options.size < 0) throw new StorageError(`${path}: size ${options.size} is not a multiple of 512`);
+  if (options.size % 512 !== 0 || options.size < 0) throw new InputError(`${path}: size ${options.size} is not a multiple of 512`);
   const l1Size = l1EntriesFor(options.size, clusterBits);
   const l1Clusters = Math.ceil((l1Size * 8) / clusterSize);
   const refcountsPerBlock = (clusterSize * 8) / REFCOUNT_BITS;

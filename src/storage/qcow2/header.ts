@@ -1,7 +1,7 @@
 // The qcow2 header (the start of cluster 0), its extensions and the backing
 // file name: parsed and checked once, when an image is opened, so that the
 // rest of the code can trust what it says about the file's layout.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import type { HostFile } from '../host-file.ts';
 import { getU64, QCOW2_MAGIC, setU64 } from './layout.ts';
 
@@ -84,14 +84,14 @@ export function l1EntriesFor(size: number, clusterBits: number): number {
 }
 
 function fail(file: HostFile, message: string): never {
-  throw new StorageError(`${file.path}: ${message}`);
+  throw new InputError(`${file.path}: ${message}`);
 }
 
 function corrupt(file: HostFile, message: string): never {
   fail(file, `corrupt qcow2 image: ${message}`);
 }
 
-/** Reads and checks the header; throws a StorageError that says what is wrong with the file. */
+/** Reads and checks the header; throws an InputError that says what is wrong with the file. */
 export function readHeader(file: HostFile): Qcow2Header {
   const fileSize = file.size();
   if (fileSize < V2_HEADER_LENGTH) fail(file, `too short for a qcow2 image (${fileSize} bytes)`);
@@ -291,8 +291,8 @@ export function encodeHeader(h: NewHeader): Uint8Array {
   at += 8;  // the end-of-extensions marker: type 0, length 0
   if (h.backingFile) {
     const name = ascii(h.backingFile);
-    if (name.length > MAX_BACKING_NAME) throw new StorageError(`backing file name too long (${name.length} bytes; at most ${MAX_BACKING_NAME})`);
-    if (at + name.length > clusterSize) throw new StorageError(`backing file name does not fit in a ${clusterSize}-byte cluster`);
+    if (name.length > MAX_BACKING_NAME) throw new InputError(`backing file name too long (${name.length} bytes; at most ${MAX_BACKING_NAME})`);
+    if (at + name.length > clusterSize) throw new InputError(`backing file name does not fit in a ${clusterSize}-byte cluster`);
     setU64(view, 8, at);
     view.setUint32(16, name.length);
     bytes.set(name, at);

@@ -5,7 +5,7 @@
 // are read as BigInt and range-checked, except the L1/L2 entries read on every
 // guest request: those are read as two 32-bit halves, which allocates nothing,
 // and checked the same way.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 
 export const QCOW2_MAGIC = 0x514649fb;  // "QFI\xfb"
 export const L1_ENTRY_SIZE = 8;
@@ -24,7 +24,7 @@ const BEYOND_2_53 = 0x00e00000;   // bits 53-55: offsets JS numbers cannot hold 
 export function getU64(view: DataView, at: number, what: string, file: string): number {
   const value = view.getBigUint64(at);
   if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new StorageError(`${file}: ${what} is 0x${value.toString(16)}, beyond what tsvmm handles (corrupt image?)`);
+    throw new InputError(`${file}: ${what} is 0x${value.toString(16)}, beyond what tsvmm handles (corrupt image?)`);
   }
   return Number(value);
 }
@@ -45,7 +45,7 @@ export type ClusterMapping =
 const UNALLOCATED: ClusterMapping = { kind: 'unallocated' };
 
 function hostOffsetOf(high: number, low: number, file: string): number {
-  if (high & BEYOND_2_53) throw new StorageError(`${file}: a table entry points beyond 2^53 bytes (corrupt image?)`);
+  if (high & BEYOND_2_53) throw new InputError(`${file}: a table entry points beyond 2^53 bytes (corrupt image?)`);
   return (high & OFFSET_HIGH) * TWO_32 + ((low & OFFSET_LOW) >>> 0);
 }
 
@@ -58,7 +58,7 @@ export function readL2Entry(table: DataView, at: number, clusterBits: number, ve
   const copied = (high & COPIED) !== 0;
   if (version >= 3 && (low & ZERO)) return { kind: 'zero', hostOffset, copied };
   if (hostOffset === 0) {
-    if (copied) throw new StorageError(`${file}: an L2 entry has host offset 0 with the copied flag (corrupt image)`);
+    if (copied) throw new InputError(`${file}: an L2 entry has host offset 0 with the copied flag (corrupt image)`);
     return UNALLOCATED;
   }
   return { kind: 'normal', hostOffset, copied };
@@ -70,7 +70,7 @@ function readCompressedEntry(entry: bigint, clusterBits: number, file: string): 
   const descriptor = entry & ((1n << 62n) - 1n);
   const offset = descriptor & ((1n << offsetBits) - 1n);
   const extraSectors = Number(descriptor >> offsetBits);
-  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new StorageError(`${file}: a compressed cluster lies beyond 2^53 bytes (corrupt image?)`);
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new InputError(`${file}: a compressed cluster lies beyond 2^53 bytes (corrupt image?)`);
   const hostOffset = Number(offset);
   const compressedSize = (extraSectors + 1) * COMPRESSED_SECTOR_SIZE - (hostOffset % COMPRESSED_SECTOR_SIZE);
   return { kind: 'compressed', hostOffset, compressedSize };

@@ -27,7 +27,7 @@ import { writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import type { BlockBackend, BlockStatus } from '../block-backend.ts';
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import { HostFile } from '../host-file.ts';
 import { ClusterAllocator } from './allocator.ts';
 import { Qcow2CorruptionError, REPAIR_HINT } from './corruption.ts';
@@ -287,8 +287,8 @@ export class Qcow2Image implements BlockBackend {
     }
   }
 
-  private error(message: string): StorageError {
-    return new StorageError(`${this.file.path}: ${message}`);
+  private error(message: string): InputError {
+    return new InputError(`${this.file.path}: ${message}`);
   }
 
   private corrupt(message: string): Qcow2CorruptionError {

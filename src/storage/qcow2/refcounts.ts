@@ -11,7 +11,7 @@
 //
 // Given a metadata map, every write is checked against it first, and the map
 // follows the blocks and the table as they are created and moved.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import type { HostFile } from '../host-file.ts';
 import { Qcow2CorruptionError } from './corruption.ts';
 import type { MetadataMap } from './overlap.ts';
@@ -59,7 +59,7 @@ export class Refcounts {
     for (let at = 0; at < bytes.length; at += 8) {
       const offset = readRefcountTableEntry(view, at, this.file.path);
       if (offset % this.clusterSize !== 0) {
-        throw new StorageError(`${this.file.path}: corrupt qcow2 image: refcount block ${at / 8} at 0x${offset.toString(16)} is not cluster-aligned`);
+        throw new InputError(`${this.file.path}: corrupt qcow2 image: refcount block ${at / 8} at 0x${offset.toString(16)} is not cluster-aligned`);
       }
       table.push(offset);
     }
@@ -84,7 +84,7 @@ export class Refcounts {
 
   increment(cluster: number): void {
     const count = this.get(cluster);
-    if (count >= this.maxRefcount) throw new StorageError(`${this.file.path}: the refcount of cluster ${cluster} would overflow ${this.bits} bits`);
+    if (count >= this.maxRefcount) throw new InputError(`${this.file.path}: the refcount of cluster ${cluster} would overflow ${this.bits} bits`);
     this.setRun(cluster, 1, count + 1);
   }
 

@@ -13,7 +13,7 @@
 //   made to say whether their cluster's refcount is one.
 // - When the image checks clean of errors afterwards, its corrupt and dirty
 //   bits are cleared.
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import { HostFile } from '../host-file.ts';
 import { analyzeQcow2, type CheckReport } from './check.ts';
 import { clusterSizeOf, FIELD, INCOMPATIBLE, readHeader, type Qcow2Header } from './header.ts';
@@ -151,7 +151,7 @@ function rebuildRefcounts(file: HostFile, header: Qcow2Header, counts: Uint32Arr
     for (let i = 0; i < perBlock; i++) {
       const c = b * perBlock + i;
       const count = c < start ? counts[c]! : c < end ? 1 : 0;
-      if (count > maxRefcount) throw new StorageError(`${file.path}: cluster ${c} is referenced ${count} times, more than ${bits}-bit refcounts hold`);
+      if (count > maxRefcount) throw new InputError(`${file.path}: cluster ${c} is referenced ${count} times, more than ${bits}-bit refcounts hold`);
       if (count) writeRefcountEntry(block, i, count, bits);
     }
   }

@@ -1,7 +1,7 @@
 // The snapshot table: where each internal snapshot's L1 table is, and how
 // many bytes the table itself takes. tsvmm never creates snapshots, but it
 // must not write over the ones an image has (QEMU's qcow2_read_snapshots).
-import { StorageError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import type { HostFile } from '../host-file.ts';
 import type { Qcow2Header } from './header.ts';
 import { getU64 } from './layout.ts';
@@ -20,14 +20,14 @@ export function readSnapshotTable(file: HostFile, header: Qcow2Header): Snapshot
   const table: SnapshotTable = { length: 0, l1Tables: [] };
   if (header.snapshotCount === 0) return table;
   if (header.snapshotCount > MAX_SNAPSHOTS) {
-    throw new StorageError(`${file.path}: corrupt qcow2 image: ${header.snapshotCount} snapshots (at most ${MAX_SNAPSHOTS})`);
+    throw new InputError(`${file.path}: corrupt qcow2 image: ${header.snapshotCount} snapshots (at most ${MAX_SNAPSHOTS})`);
   }
   const fixed = new Uint8Array(SNAPSHOT_ENTRY_FIXED);
   const view = new DataView(fixed.buffer);
   let at = header.snapshotsOffset;
   for (let i = 0; i < header.snapshotCount; i++) {
     if (file.readAt(fixed, at) < fixed.length) {
-      throw new StorageError(`${file.path}: corrupt qcow2 image: the snapshot table runs past the end of the file`);
+      throw new InputError(`${file.path}: corrupt qcow2 image: the snapshot table runs past the end of the file`);
     }
     table.l1Tables.push({ offset: getU64(view, 0, 'a snapshot L1 table offset', file.path), entries: view.getUint32(8) });
     // id and name strings and the extra data follow the fixed part, padded to 8 bytes.
