@@ -2,6 +2,7 @@
 // devices, dispatch of an access to the device that claims it, and the
 // all-ones / dropped behaviour of a bus where nothing answers.
 import type { BusDevice } from './bus-device.ts';
+import { hex } from '../hex.ts';
 
 export class BusError extends Error {
   constructor(message: string) {
@@ -17,10 +18,6 @@ export interface BusRange {
 }
 
 const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffff_ffff] as const;
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
 
 /**
  * PIO and MMIO share this class. The port space is small enough for a direct

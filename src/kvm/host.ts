@@ -26,10 +26,6 @@ export function mapAnonymous(size: number): HostMapping {
   return { address, size };
 }
 
-export function unmap(mapping: HostMapping): void {
-  libcCalls.munmap(mapping.address, mapping.size);
-}
-
 /** Maps a file descriptor shared (the vCPU's kvm_run page). */
 export function mapShared(fd: number, size: number, what: string): HostMapping {
   const MAP_SHARED = 0x01;

@@ -30,7 +30,6 @@ export const libcCalls = {
   mmap: bind<(addr: Address | null, len: number, prot: number, flags: number, fd: Fd, offset: number) => Address>(
     'void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)',
   ),
-  munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
   eventfd: bind<(initval: number, flags: number) => Fd>('int eventfd(unsigned int initval, int flags)'),
   poll: bind<(fds: Uint8Array, nfds: number, timeout: number) => number>('int poll(void *fds, unsigned long nfds, int timeout)'),
   gettid: bind<() => number>('int gettid(void)'),
@@ -82,7 +81,7 @@ export function lastErrno(): number {
   return koffi.errno();
 }
 
-/** An ArrayBuffer over native memory (no copy); it stays valid until munmap. */
+/** An ArrayBuffer over native memory (no copy); tsvmm never unmaps guest RAM or kvm_run, so it stays valid. */
 export function nativeView(address: Address, length: number): ArrayBuffer {
   return koffi.view(address, length);
 }

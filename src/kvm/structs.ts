@@ -125,6 +125,9 @@ export type StructName = keyof typeof Layouts;
 
 /** Offsets into kvm_run, flattened for the exit path (plain number reads, no lookups). */
 export const RunOffset = {
+  requestInterruptWindow: Layouts.kvm_run.fields.request_interrupt_window.offset,
+  /** RFLAGS.IF of the guest as the run ended (KVM fills it in on every exit). */
+  ifFlag: Layouts.kvm_run.fields.if_flag.offset,
   immediateExit: Layouts.kvm_run.fields.immediate_exit.offset,
   exitReason: Layouts.kvm_run.fields.exit_reason.offset,
   ioDirection: Layouts.kvm_run.fields['io.direction'].offset,

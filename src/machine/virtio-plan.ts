@@ -6,6 +6,7 @@
 import { InputError } from '../errors.ts';
 import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
+import { VIRTIO_PCI_BAR_SIZE } from '../devices/virtio/pci.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import type { VirtioDeviceConfig, VirtioTransportKind } from './config.ts';
 
@@ -14,7 +15,6 @@ export const VIRTIO_MMIO_BASE = 0xd100_0000;
 const VIRTIO_MMIO_STRIDE = 0x1000;
 /** Where the firmware-assigned BARs of virtio-pci functions go. */
 export const PCI_BAR_BASE = 0xe000_0000;
-export const VIRTIO_PCI_BAR_SIZE = 0x4000;
 
 /**
  * ISA interrupt lines free on a tsvmm PC (0 PIT, 1 and 12 i8042, 2 cascade,

@@ -1,6 +1,7 @@
 // Guest RAM as the host sees it: guest-physical ranges backed by host memory,
 // with bounds-checked access. Devices use this to read descriptors and move
 // data; nothing here knows how the host memory was obtained.
+import { hex } from '../hex.ts';
 
 /** One guest-physical range of RAM and the host memory behind it. */
 export interface RamRange {
@@ -26,10 +27,6 @@ export class GuestMemoryError extends Error {
     super(message);
     this.name = 'GuestMemoryError';
   }
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 interface Chunk {

@@ -1,13 +1,10 @@
 // `--trace exits`: one line per exit, and a table of counts when the VM ends.
 // The run loop calls this only when tracing is on.
 import { IoDirection, exitReasonName, RunOffset, ExitReason } from '../kvm/index.ts';
+import { hex } from '../hex.ts';
 
 export interface TraceSink {
   line(text: string): void;
-}
-
-function hex(n: number | bigint, width = 0): string {
-  return `0x${n.toString(16).padStart(width, '0')}`;
 }
 
 export class ExitTracer {

@@ -14,6 +14,7 @@ import type { ExitTracer } from './exit-trace.ts';
 import { instructionName } from './instruction-names.ts';
 import type { KernelSymbols } from './kernel-symbols.ts';
 import type { VcpuStop } from './stop.ts';
+import { hex } from '../hex.ts';
 
 /** Words of the control block another thread uses to reach a running vCPU. */
 export const Control = {
@@ -33,12 +34,6 @@ const {
   KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SYSTEM_EVENT, KVM_EXIT_DEBUG, KVM_EXIT_IRQ_WINDOW_OPEN,
 } = ExitReason;
 const IO_OUT = IoDirection.KVM_EXIT_IO_OUT;
-const IF_FLAG = 13; // kvm_run.if_flag
-const REQUEST_INTERRUPT_WINDOW = 0;
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
 
 export interface VcpuOptions {
   id: number;
@@ -187,7 +182,7 @@ export class Vcpu {
       case KVM_EXIT_HLT: {
         const rip = this.describeRip();
         if (!this.hasIrqchip) {
-          const interrupts = run.getUint8(IF_FLAG) ? 'enabled, but no interrupt controller exists to wake it' : 'disabled';
+          const interrupts = run.getUint8(RunOffset.ifFlag) ? 'enabled, but no interrupt controller exists to wake it' : 'disabled';
           return { cause: 'halt', status: 1, message: `guest halted at ${rip} with interrupts ${interrupts}: nothing can wake it` };
         }
         return null;
@@ -220,7 +215,7 @@ export class Vcpu {
 
       case KVM_EXIT_IRQ_WINDOW_OPEN:
         // Only requested by a userspace interrupt controller; stop asking.
-        run.setUint8(REQUEST_INTERRUPT_WINDOW, 0);
+        run.setUint8(RunOffset.requestInterruptWindow, 0);
         return null;
 
       default:

@@ -11,6 +11,7 @@
 // and the device completes it with nothing written.
 import type { GuestMemory } from '../../memory/index.ts';
 import { DescriptorFlag, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './spec.ts';
+import { hex } from '../../hex.ts';
 
 export const MAX_QUEUE_SIZE = 32768;
 const DESCRIPTOR_SIZE = 16;
@@ -105,10 +106,6 @@ export function forEachSpan(
     skip = 0;
   }
   if (left > 0) throw new VirtqueueError(`buffer of ${offset + length - left} bytes is too short for ${offset + length}`);
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 export class Virtqueue {

@@ -50,7 +50,6 @@ export class VirtioSharedState {
   }
 
   get status(): number { return Atomics.load(this.words, Word.STATUS); }
-  set status(value: number) { Atomics.store(this.words, Word.STATUS, value); }
   /** Sets status bits without a read-modify-write race with the other thread. */
   addStatus(bits: number): void { Atomics.or(this.words, Word.STATUS, bits); }
 
