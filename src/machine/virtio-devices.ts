@@ -15,17 +15,26 @@ export interface VirtioHostServices {
   console: ConsoleHostIo;
 }
 
-/** "blk0", "blk1", "net0": a device's name by kind and position. */
-export function virtioDeviceNames(configs: readonly VirtioDeviceConfig[]): string[] {
+/**
+ * Each device's position among the machine's devices of its kind, in the
+ * order given: [blk, net, blk, net] is [0, 0, 1, 1]. The index names the
+ * device (blk1) and picks a network device's default MAC.
+ */
+export function indexesWithinKind(configs: readonly VirtioDeviceConfig[]): number[] {
   const seen = new Map<string, number>();
   return configs.map((config) => {
-    const n = seen.get(config.kind) ?? 0;
-    seen.set(config.kind, n + 1);
-    return `${config.kind}${n}`;
+    const index = seen.get(config.kind) ?? 0;
+    seen.set(config.kind, index + 1);
+    return index;
   });
 }
 
-/** QEMU's locally administered prefix 52:54:00, then the device index. */
+/** "blk0", "blk1", "net0": a device's name, from its kind and its index within the kind. */
+function virtioDeviceName(kind: VirtioDeviceConfig['kind'], index: number): string {
+  return `${kind}${index}`;
+}
+
+/** QEMU's locally administered prefix 52:54:00, then 12:34:56 plus the index among network devices. */
 export function defaultMac(index: number): Uint8Array {
   return Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56 + index);
 }
@@ -36,7 +45,9 @@ export function parseMac(text: string): Uint8Array | null {
   return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
 
-export function openVirtioDevice(config: VirtioDeviceConfig, name: string, host: VirtioHostServices): VirtioDevice {
+/** Opens the device `config` describes; `index` is its position among devices of its kind (see indexesWithinKind). */
+export function openVirtioDevice(config: VirtioDeviceConfig, index: number, host: VirtioHostServices): VirtioDevice {
+  const name = virtioDeviceName(config.kind, index);
   switch (config.kind) {
     case 'blk': {
       const disk = openDisk(config.path, {
@@ -51,7 +62,6 @@ export function openVirtioDevice(config: VirtioDeviceConfig, name: string, host:
       return new VirtioConsole({ name, io: host.console });
     case 'net': {
       if (config.tapFd === undefined) throw new Error(`${name}: no TAP device opened`);
-      const index = Number(name.slice(3));
       const mac = config.mac ? parseMac(config.mac) : defaultMac(index);
       if (!mac) throw new Error(`${name}: bad MAC address ${config.mac}`);
       return new VirtioNet({ name, tapFd: config.tapFd, mac });

@@ -10,7 +10,7 @@ import type { RamDescriptor } from '../memory/host-ram.ts';
 import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing } from './console-ring.ts';
-import { openVirtioDevice, virtioDeviceNames } from './virtio-devices.ts';
+import { indexesWithinKind, openVirtioDevice } from './virtio-devices.ts';
 import { planVirtioDevices, type PlannedVirtioDevice } from './virtio-plan.ts';
 import type { VirtioThreadInit, VirtioThreadMessage } from './virtio-thread.ts';
 import { workerUrl } from './worker-url.ts';
@@ -90,17 +90,18 @@ export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean)
 }
 
 function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDeviceConfig[]): VirtioWiring {
-  const names = virtioDeviceNames(configs);
+  const indexes = indexesWithinKind(configs);
   const noConsole = { write: () => {}, read: () => null };
   const described = configs.map((deviceConfig, i) => {
     if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
       deviceConfig = { ...deviceConfig, tapFd: openTap(deviceConfig.tap).fd };
     }
-    const device = openVirtioDevice(deviceConfig, names[i]!, { console: noConsole });
+    const index = indexes[i]!;
+    const device = openVirtioDevice(deviceConfig, index, { console: noConsole });
     const info = device.info;
     // The TAP fd stays open for the I/O thread; a disk is opened again there.
     if (deviceConfig.kind !== 'net') device.close?.();
-    return { config: deviceConfig, info };
+    return { config: deviceConfig, index, info };
   });
   const devices = planVirtioDevices(described, {
     defaultTransport: config.virtioTransport ?? 'mmio',

@@ -25,6 +25,8 @@ export const VIRTIO_IRQS = [5, 6, 7, 9, 10, 11, 14, 15] as const;
 
 export interface PlannedVirtioDevice {
   config: VirtioDeviceConfig;
+  /** Position among the machine's devices of its kind (virtio-devices.ts indexesWithinKind). */
+  index: number;
   info: VirtioDeviceInfo;
   transport: VirtioTransportKind;
   /** The mmio register window, or the PCI function's initial BAR. */
@@ -39,6 +41,7 @@ export interface PlannedVirtioDevice {
 
 export interface PlanInput {
   config: VirtioDeviceConfig;
+  index: number;
   info: VirtioDeviceInfo;
 }
 
@@ -51,14 +54,14 @@ export function planVirtioDevices(
   }
   let mmioIndex = 0;
   let pciIndex = 0;
-  return devices.map(({ config, info }, i) => {
+  return devices.map(({ config, index, info }, i) => {
     const transport = config.transport ?? options.defaultTransport;
     const address = transport === 'mmio'
       ? VIRTIO_MMIO_BASE + VIRTIO_MMIO_STRIDE * mmioIndex++
       : PCI_BAR_BASE + VIRTIO_PCI_BAR_SIZE * pciIndex++;
     const queueCount = info.queueMaxSizes.length;
     return {
-      config, info, transport, address,
+      config, index, info, transport, address,
       irq: VIRTIO_IRQS[i]!,
       state: VirtioSharedState.create(queueCount).buffer,
       notifyFds: info.queueMaxSizes.map(() => options.createEventFd()),

@@ -76,7 +76,7 @@ function main(init: VirtioThreadInit): void {
   /** What to do when an fd becomes readable. */
   const handlers = new Map<number, () => void>();
   for (const planned of init.devices) {
-    const device: VirtioDevice = openVirtioDevice(planned.config, planned.info.name, host);
+    const device: VirtioDevice = openVirtioDevice(planned.config, planned.index, host);
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
     const interrupt = planned.irqfd !== null ? new EventFdTrigger(planned.irqfd) : new IrqLinePulse(vm, planned.irq);
     const runner = new VirtioDeviceRunner(device, state, memory, interrupt);
