@@ -98,7 +98,7 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
       const head = rx.submit([buffer]);
       expect(rx.takeUsed()).toEqual([]);
       io.type('ls\r');
-      device.inputArrived();
+      device.receiveHostInput();
       expect(rx.takeUsed()).toEqual([{ id: head, len: 3 }]);
       expect(string(driver.bytes(buffer, 3))).toBe('ls\r');
       expect(driver.bytes(buffer)[3]).toBe(0xee);
@@ -115,7 +115,7 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
       rx.post([b]);
       rx.notify();
       io.type('abcdefghij');
-      device.inputArrived();
+      device.receiveHostInput();
       expect(rx.takeUsed().map((u) => u.len)).toEqual([4, 2]);
       expect(string(driver.bytes(a)) + string(driver.bytes(b))).toBe('abcdef');
       expect(string(Uint8Array.from(io.input))).toBe('ghij');
@@ -129,7 +129,7 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
     it('delivers input that came before the guest had posted any buffer', () => {
       const { io, device, driver } = setup();
       io.type('early');
-      device.inputArrived();
+      device.receiveHostInput();
       const rx = driver.queue(ConsoleQueue.RECEIVE);
       const buffer = driver.writable(32);
       rx.submit([buffer]);
@@ -144,7 +144,7 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
       const good = driver.writable(8);
       const goodHead = rx.submit([good]);
       io.type('x');
-      device.inputArrived();
+      device.receiveHostInput();
       expect(rx.takeUsed()).toEqual([{ id: bad, len: 0 }, { id: goodHead, len: 1 }]);
       expect([...driver.errorReasons.keys()].join()).toMatch(/2 device-readable bytes/);
     });
@@ -152,10 +152,10 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
     it('ignores host input until the driver is ready, and after a reset', () => {
       const { io, device, driver } = setup(false);
       io.type('x');
-      expect(() => device.inputArrived()).not.toThrow();
+      expect(() => device.receiveHostInput()).not.toThrow();
       driver.start();
       driver.reset();
-      expect(() => device.inputArrived()).not.toThrow();
+      expect(() => device.receiveHostInput()).not.toThrow();
       expect(io.input).toEqual([...text('x')]);
     });
 
@@ -164,7 +164,7 @@ describe.each(TRANSPORTS)('virtio-console over virtio-%s', (transport) => {
       const rx = driver.queue(ConsoleQueue.RECEIVE);
       rx.setAvailableIndex(rx.size + 5);
       io.type('x');
-      expect(() => device.inputArrived()).not.toThrow();
+      expect(() => device.receiveHostInput()).not.toThrow();
       expect([...driver.errorReasons.keys()].join()).toMatch(/jumped by/);
       driver.queue(ConsoleQueue.TRANSMIT).submit([driver.readable(text('still here'))]);
       expect(io.written).toBe('still here');

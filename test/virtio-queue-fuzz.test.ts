@@ -162,7 +162,7 @@ const DEVICE_KINDS: DeviceKind[] = [
     hostEvent: (device, rng) => {
       const pending = consoleInput.get(device)!;
       for (let i = rng.int(300); i > 0; i--) pending.push(rng.int(256));
-      (device as VirtioConsole).inputArrived();
+      (device as VirtioConsole).receiveHostInput();
     },
   },
 ];

@@ -5,7 +5,6 @@
 // other threads use to say "the driver changed status", "host input", "stop".
 // A device's interrupt is an irqfd write (or a KVM_IRQ_LINE pulse).
 import { parentPort, workerData } from 'node:worker_threads';
-import { VirtioConsole } from '../devices/virtio/console.ts';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
@@ -87,11 +86,13 @@ function main(init: VirtioThreadInit): void {
     }));
     for (const fd of device.pollFds ?? []) handlers.set(fd, () => runner.hostEvent((d) => d.onReadable!(fd)));
   }
+  // Another thread woke this one: a driver changed status, or host input
+  // waits for a device that takes it (the virtio console's input ring).
   handlers.set(init.controlFd, () => {
     drainEventFd(init.controlFd);
     for (const runner of runners) {
       runner.sync();
-      if (runner.device instanceof VirtioConsole) runner.hostEvent(() => (runner.device as VirtioConsole).inputArrived());
+      if (runner.device.receiveHostInput) runner.hostEvent((device) => device.receiveHostInput!());
     }
   });
 

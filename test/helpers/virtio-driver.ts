@@ -5,17 +5,19 @@
 // DRIVER_OK), lays out split virtqueues, posts descriptor chains (direct or
 // through an indirect table), notifies, and reads the used ring back. The
 // device runs under a VirtioDeviceRunner in the same thread; notifications
-// reach it synchronously, and interrupts are counted.
+// reach it synchronously, and interrupts are counted. Or the device runs in
+// another thread (the virtio I/O thread): then the driver only shares its
+// state and memory, and whatever the device does happens asynchronously.
 import { AddressSpace } from '../../src/bus/index.ts';
 import { GuestMemory } from '../../src/memory/index.ts';
-import type { VirtioDevice } from '../../src/devices/virtio/device.ts';
+import type { VirtioDevice, VirtioDeviceInfo } from '../../src/devices/virtio/device.ts';
 import { MmioRegister, VirtioMmio } from '../../src/devices/virtio/mmio.ts';
 import { CommonCfg, NOTIFY_OFF_MULTIPLIER, VIRTIO_PCI_DEVICE_BASE, VirtioPci, VirtioPciRegion } from '../../src/devices/virtio/pci.ts';
 import { PciConfig } from '../../src/devices/pci/index.ts';
 import { VirtioDeviceRunner } from '../../src/devices/virtio/runner.ts';
 import { VirtioSharedState } from '../../src/devices/virtio/shared-state.ts';
 import { DescriptorFlag, Feature, featureBit, Status } from '../../src/devices/virtio/spec.ts';
-import { VirtioTransport } from '../../src/devices/virtio/transport.ts';
+import { VirtioTransport, type VirtioTransportHooks } from '../../src/devices/virtio/transport.ts';
 
 /** The two ways a driver reaches a virtio device; device tests run over both. */
 export type TransportKind = 'mmio' | 'pci';
@@ -46,6 +48,15 @@ export interface VirtioTestDriverOptions {
   queueSize?: number;
   /** Which of the offered features the driver accepts (default: all of them). */
   acceptFeatures?: (offered: bigint) => bigint;
+}
+
+/** A device that runs in another thread: what the driver's transport needs to reach it. */
+export interface DeviceElsewhere {
+  info: VirtioDeviceInfo;
+  /** The state the device's thread reads (the machine plan's per-device buffer). */
+  state: VirtioSharedState;
+  /** How a notification or a status change reaches that thread (as the vCPU thread signals it). */
+  hooks: VirtioTransportHooks;
 }
 
 /** Where a queue's three parts are. */
@@ -173,8 +184,10 @@ export class VirtioTestDriver {
   /** The virtio-mmio or virtio-pci front of the device, for tests that poke its registers directly. */
   readonly mmio: VirtioMmio | null;
   readonly pci: VirtioPci | null;
-  readonly runner: VirtioDeviceRunner;
-  /** Interrupts the device raised (InterruptTrigger.trigger calls). */
+  readonly info: VirtioDeviceInfo;
+  /** The device and its runner, when they run in this thread. */
+  private readonly local: { device: VirtioDevice; runner: VirtioDeviceRunner } | null;
+  /** Interrupts the device raised (InterruptTrigger.trigger calls; only for a device in this thread). */
   interrupts = 0;
   /** The features the driver wrote, after negotiate(). */
   features = 0n;
@@ -184,17 +197,19 @@ export class VirtioTestDriver {
   private readonly queueSize: number;
   private readonly acceptFeatures: (offered: bigint) => bigint;
 
-  constructor(readonly device: VirtioDevice, options: VirtioTestDriverOptions = {}) {
+  constructor(target: VirtioDevice | DeviceElsewhere, options: VirtioTestDriverOptions = {}) {
     this.memory = options.memory instanceof GuestMemory
       ? options.memory
       : GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: options.memory ?? 4 << 20 }]);
     this.nextFree = options.allocFrom ?? (this.memory.ranges[0]?.guestAddress ?? 0) + 0x1000;
     this.queueSize = options.queueSize ?? 16;
     this.acceptFeatures = options.acceptFeatures ?? ((offered) => offered);
-    this.state = VirtioSharedState.create(device.info.queueMaxSizes.length);
+    this.info = target.info;
+    const elsewhere = 'hooks' in target ? target : null;
+    this.state = elsewhere?.state ?? VirtioSharedState.create(target.info.queueMaxSizes.length);
     // The runner is made after the transport; the hooks only run once both exist.
     let runner: VirtioDeviceRunner | null = null;
-    this.transport = new VirtioTransport(device.info, this.state, {
+    this.transport = new VirtioTransport(target.info, this.state, elsewhere?.hooks ?? {
       notify: (queue) => runner!.notify(queue),
       statusChanged: () => runner!.sync(),
     });
@@ -208,7 +223,27 @@ export class VirtioTestDriver {
       this.mmio = new VirtioMmio(this.transport);
       this.registers = new MmioRegisters(this.mmio);
     }
-    this.runner = runner = new VirtioDeviceRunner(device, this.state, this.memory, { trigger: () => this.interrupts++ });
+    if (elsewhere) {
+      this.local = null;
+    } else {
+      const device = target as VirtioDevice;
+      runner = new VirtioDeviceRunner(device, this.state, this.memory, { trigger: () => this.interrupts++ });
+      this.local = { device, runner };
+    }
+  }
+
+  /** The device, when it runs in this thread. */
+  get device(): VirtioDevice {
+    return this.inThisThread().device;
+  }
+
+  get runner(): VirtioDeviceRunner {
+    return this.inThisThread().runner;
+  }
+
+  private inThisThread(): { device: VirtioDevice; runner: VirtioDeviceRunner } {
+    if (!this.local) throw new Error('test driver: the device runs in another thread');
+    return this.local;
   }
 
   // --- registers -----------------------------------------------------------
@@ -305,7 +340,7 @@ export class VirtioTestDriver {
 
   /** Sets up every queue the device has. */
   setupQueues(): DriverQueue[] {
-    return this.device.info.queueMaxSizes.map((_, index) => this.setupQueue(index));
+    return this.info.queueMaxSizes.map((_, index) => this.setupQueue(index));
   }
 
   driverOk(): void {
@@ -467,7 +502,7 @@ export class DriverQueue {
     this.memory.writeU16(this.available + 2, this.availableIndex);
   }
 
-  /** QueueNotify: the device processes the queue before this returns. */
+  /** QueueNotify: a device in this thread processes the queue before this returns. */
   notify(): void {
     this.driver.notify(this.index);
   }

@@ -71,8 +71,8 @@ export class VirtioConsole implements VirtioDevice {
     else if (index === ConsoleQueue.TRANSMIT) this.transmit();
   }
 
-  /** The host has input: fill posted receive buffers. */
-  inputArrived(): void {
+  /** The host may have input: fill posted receive buffers. */
+  receiveHostInput(): void {
     if (!this.context || this.receiveBroken) return;
     try {
       this.receive();

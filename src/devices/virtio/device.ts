@@ -55,6 +55,13 @@ export interface VirtioDevice {
   onReadable?(fd: number): void;
   /** Whether the device wants its pollFds watched now (net: only while the guest has posted receive buffers). */
   wantsPoll?(): boolean;
+  /**
+   * Host input that reaches the device through no fd of its own (the
+   * console's input ring, filled by another thread) may be waiting: hand the
+   * driver what its buffers take. Called each time another thread wakes the
+   * device's thread, so it must be cheap when nothing waits.
+   */
+  receiveHostInput?(): void;
   close?(): void;
   report?(): Record<string, unknown>;
 }

@@ -1,0 +1,91 @@
+// The virtio I/O thread, run for real: a driver in this thread (playing the
+// guest and the vCPU thread) shares guest RAM and the device's state with it,
+// and reaches it only through eventfds, as KVM and the vCPU thread do. Host
+// input for the virtio console goes the machine's way: into the input ring,
+// then a wakeup of the thread, which hands it to every device that takes host
+// input.
+import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConsoleQueue } from '../src/devices/virtio/console.ts';
+import { VirtioSharedState } from '../src/devices/virtio/shared-state.ts';
+import { createEventFd, signalEventFd } from '../src/kvm/index.ts';
+import { HostRam } from '../src/memory/host-ram.ts';
+import type { VirtioDeviceConfig } from '../src/machine/config.ts';
+import { openVirtioDevice } from '../src/machine/virtio-devices.ts';
+import { closeVirtioWiring, VirtioIoThread, type VirtioWiring } from '../src/machine/virtio-io.ts';
+import { planVirtioDevices } from '../src/machine/virtio-plan.ts';
+import { VirtioTestDriver } from './helpers/virtio-driver.ts';
+
+/** Waits for another thread to make `condition` true: polls every 5 ms, gives up after 10 s. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`the virtio I/O thread never got to: ${what}`);
+}
+
+/** One device planned as wireVirtio plans it (mmio, irqfd), without a VM: the thread then never needs one. */
+function wireOne(config: VirtioDeviceConfig): VirtioWiring {
+  const info = openVirtioDevice(config, 0, { console: { write: () => {}, read: () => null } }).info;
+  const devices = planVirtioDevices([{ config, index: 0, info }], { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
+  return { devices, controlFd: createEventFd() };
+}
+
+describe('the virtio I/O thread', () => {
+  it('carries the virtio console both ways: guest output to the console fd, host input into a receive buffer the guest posted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-io-thread-'));
+    const consolePath = join(dir, 'console');
+    const consoleFd = openSync(consolePath, 'w');
+    const ram = HostRam.allocate([{ guestAddress: 0, size: 1 << 20 }]);
+    const wiring = wireOne({ kind: 'console' });
+    const planned = wiring.devices[0]!;
+    let thread: VirtioIoThread | null = null;
+    try {
+      thread = await VirtioIoThread.start({ ram: ram.descriptors, vmFd: -1, wiring, consoleFd });
+      const driver = new VirtioTestDriver({
+        info: planned.info,
+        state: new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length),
+        // What the vCPU thread does on a notify exit and on a status write.
+        hooks: {
+          notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
+          statusChanged: () => signalEventFd(wiring.controlFd),
+        },
+      }, { memory: ram.memory });
+
+      // A receive buffer posted before DRIVER_OK, which the device takes when it activates and then holds while no input waits.
+      expect(driver.negotiate()).toBe(true);
+      const [receiveq, transmitq] = [driver.setupQueue(ConsoleQueue.RECEIVE), driver.setupQueue(ConsoleQueue.TRANSMIT)];
+      const receive = driver.writable(64, 0xee);
+      const receiveHead = receiveq.post([receive]);
+      driver.driverOk();
+
+      // Guest output. Once it comes back used, the device is active and has looked at its receive queue.
+      const output = new TextEncoder().encode('hello from the guest\n');
+      transmitq.submit([driver.readable(output)]);
+      await until(() => transmitq.usedIndex() === 1, 'return the transmit buffer');
+      expect(receiveq.usedIndex()).toBe(0);
+
+      // Host input: no notification follows, only the wakeup the machine sends after filling the input ring.
+      const input = new TextEncoder().encode('typed on the host\n');
+      expect(thread.consoleInput.offer(input)).toBe(input.length);
+      thread.inputArrived();
+      await until(() => receiveq.usedIndex() === 1, 'deliver the host input');
+      expect(receiveq.takeUsed()).toEqual([{ id: receiveHead, len: input.length }]);
+      expect(driver.bytes(receive, input.length)).toEqual(input);
+      expect(driver.bytes(receive)[input.length]).toBe(0xee);
+
+      const reports = await thread.stop();
+      expect(reports).toEqual([expect.objectContaining({ name: 'console0', errors: 0, bytesIn: input.length, bytesOut: output.length })]);
+      await thread.terminate();
+      thread = null;
+      expect(readFileSync(consolePath, 'utf8')).toBe('hello from the guest\n');
+    } finally {
+      await thread?.terminate();
+      closeVirtioWiring(wiring);
+      closeSync(consoleFd);
+    }
+  });
+});
