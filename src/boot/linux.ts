@@ -2,7 +2,10 @@
 // structures into guest RAM, and compute the CPU state at the kernel's entry.
 // A vmlinux with a PVH note enters through PVH (what PVM hosts need, see
 // HOST.md); a bzImage, or a vmlinux without one, through the 64-bit entry.
+// The ACPI tables, when the machine has them, go to the BIOS area, and both
+// entries tell the kernel where their RSDP is.
 import type { GuestMemory } from '../memory/index.ts';
+import { AcpiLayout, buildAcpiTables, type AcpiPlatform, type AcpiTables } from './acpi/index.ts';
 import { writeBootParams } from './boot-params.ts';
 import { ENTRY_64_OFFSET, looksLikeBzImage, parseBzImage } from './bzimage.ts';
 import { longModeEntry, pvhEntry, writeGdtAndIdt, writeIdentityPageTables, type EntryState } from './cpu-entry.ts';
@@ -19,6 +22,8 @@ export interface LinuxBootRequest {
   initrdSource?: string;
   cmdline: string;
   ram: readonly RamLayoutEntry[];
+  /** The platform the ACPI tables describe; without it the guest gets no tables. */
+  acpi?: AcpiPlatform;
 }
 
 export interface LinuxBootPlan {
@@ -29,6 +34,8 @@ export interface LinuxBootPlan {
   initrd?: { address: number; size: number };
   cmdline: string;
   e820: E820Entry[];
+  /** Where the ACPI tables went, when the machine has them. */
+  acpi?: AcpiTables['tables'];
 }
 
 const PAGE = 4096;
@@ -120,6 +127,14 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     initrd = { address, size };
   }
 
+  // In the e820 hole below 1 MiB (reserved, never RAM to the kernel), where a
+  // PC's BIOS leaves them.
+  let acpi: AcpiTables | undefined;
+  if (request.acpi) {
+    acpi = buildAcpiTables(request.acpi, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
+    memory.write(acpi.rsdpAddress, acpi.image);
+  }
+
   writeGdtAndIdt(memory);
   let state: EntryState;
   if (entryKind === 'PVH') {
@@ -130,17 +145,20 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
       startInfoAddress: BootLayout.PVH_START_INFO,
       modlistAddress: BootLayout.PVH_MODLIST,
       memmapAddress: BootLayout.PVH_MEMMAP,
+      ...(acpi ? { rsdpAddress: acpi.rsdpAddress } : {}),
     });
     state = pvhEntry(reset, entry, BootLayout.PVH_START_INFO);
   } else {
     writeIdentityPageTables(memory);
     writeBootParams(memory, BootLayout.ZERO_PAGE, {
       setupHeader, cmdlineAddress: BootLayout.CMDLINE, cmdlineSize: cmdlineMax, ...(initrd ? { initrd } : {}), e820,
+      ...(acpi ? { rsdpAddress: acpi.rsdpAddress } : {}),
     });
     state = longModeEntry(reset, entry, BootLayout.ZERO_PAGE);
   }
   return {
     state,
-    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820 },
+    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820,
+      ...(acpi ? { acpi: acpi.tables } : {}) },
   };
 }

@@ -3,6 +3,7 @@
 // console to stdout, and can stop a vCPU that is inside KVM_RUN.
 import { readFileSync, statSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
+import { acpiPlatform, AcpiLayout } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
@@ -10,8 +11,10 @@ import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
-import { wireLocalApicToPic } from './interrupts.ts';
+import { AcpiGed } from '../devices/acpi-ged.ts';
+import { KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
+import { createAcpiDeviceState } from './platform.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
 import { closeVirtioWiring, VirtioIoThread, wireVirtio, type VirtioWiring } from './virtio-io.ts';
 import { virtioMmioCmdline } from './virtio-plan.ts';
@@ -53,6 +56,8 @@ export class Machine {
   private worker: Worker | null = null;
   private threadId = 0;
   private stopRequested = false;
+  /** The ACPI devices' state, shared with the vCPU thread; used when the guest has ACPI tables. */
+  private readonly acpiState = createAcpiDeviceState();
 
   private constructor(
     readonly config: MachineConfig,
@@ -118,6 +123,7 @@ export class Machine {
           config.console === 'virtio' ? 'console=hvc0' : '',
         ].filter(Boolean).join(' '),
         ram: layout,
+        acpi: acpiPlatform(1),
       }, reset);
       entry = booted.state;
       bootPlan = booted.plan;
@@ -155,6 +161,7 @@ export class Machine {
       hasIrqchip: this.hasIrqchip,
       vmFd: this.vm.fd,
       virtio: this.virtio,
+      acpi: this.bootPlan?.acpi ? this.acpiState : null,
     };
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
@@ -239,6 +246,17 @@ export class Machine {
     this.stopRequested = true;
     Atomics.store(this.control, Control.COMMAND, Command.STOP);
     if (this.worker && this.threadId) this.kick();
+  }
+
+  /**
+   * Presses the ACPI power button: the guest is asked to shut down, and
+   * run() resolves once it powered off. False when the guest has no ACPI
+   * (a flat guest), so there is no button to press.
+   */
+  pressPowerButton(): boolean {
+    if (!this.bootPlan?.acpi) return false;
+    new AcpiGed(new KvmInterruptLine(this.vm, AcpiLayout.GED_GSI), this.acpiState.ged).pressPowerButton();
+    return true;
   }
 
   private kick(): void {

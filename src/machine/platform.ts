@@ -2,6 +2,9 @@
 // thread that handles exits; it wires devices to sinks, interrupt lines and
 // timers, and the devices never learn which thread that is.
 import type { AddressSpace, BusDevice } from '../bus/index.ts';
+import { AcpiLayout } from '../boot/acpi/index.ts';
+import { AcpiGed } from '../devices/acpi-ged.ts';
+import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_BASE, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
@@ -35,6 +38,23 @@ export interface PlatformOptions {
   clock: MonotonicClock;
   /** Deadline service for timed devices; null when no interrupt controller exists to deliver ticks. */
   timers: DeviceTimers | null;
+  /** The ACPI devices' shared state, when the guest has ACPI tables (Linux); null for none. */
+  acpi: AcpiDeviceState | null;
+}
+
+/**
+ * The state of the ACPI devices, one SharedArrayBuffer each, created once
+ * per machine: every thread that serves or signals a device (each vCPU
+ * thread, the main thread pressing the power button) builds its own device
+ * object over the same buffer.
+ */
+export interface AcpiDeviceState {
+  sleep: SharedArrayBuffer;
+  ged: SharedArrayBuffer;
+}
+
+export function createAcpiDeviceState(): AcpiDeviceState {
+  return { sleep: AcpiSleep.createState(), ged: AcpiGed.createState() };
 }
 
 export interface Platform {
@@ -86,6 +106,17 @@ export function buildPlatform(context: PlatformContext, options: PlatformOptions
   pio.register(I8042_BASE + 4, 1, i8042.commandPort);
 
   pio.register(CMOS_BASE, CMOS_PORT_COUNT, new CmosRtc());
+
+  if (options.acpi) {
+    // Where the FADT points the guest: the sleep control/status and reset
+    // registers, and the GED its DSDT describes (src/boot/acpi/platform.ts).
+    const sleep = new AcpiSleep((what) => context.requestStop(what === 'power-off'
+      ? { cause: 'poweroff', status: 0, message: 'guest powered off' }
+      : { cause: 'reboot', status: 0, message: 'guest rebooted' }), options.acpi.sleep);
+    pio.register(AcpiLayout.SLEEP_PORT_BASE, AcpiLayout.SLEEP_PORT_COUNT, sleep);
+    const ged = new AcpiGed(context.irqLine(AcpiLayout.GED_GSI), options.acpi.ged);
+    context.mmio.register(AcpiLayout.GED_MMIO_BASE, AcpiLayout.GED_MMIO_SIZE, ged);
+  }
 
   pio.register(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
     // Silent, like QEMU: the exit status is the guest's message.

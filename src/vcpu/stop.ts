@@ -1,7 +1,7 @@
 // How a vCPU's run ends: what the VMM should tell the user, and its exit status.
 
 export interface VcpuStop {
-  /** Short machine-readable cause: "debug-exit", "halt", "shutdown", ... */
+  /** Short machine-readable cause: "debug-exit", "halt", "shutdown", "poweroff", "reboot", ... */
   readonly cause: string;
   /** The process exit status tsvmm should end with. */
   readonly status: number;
