@@ -103,7 +103,8 @@ describe('the tables, read at the spec\'s offsets', () => {
     expect(t.u32(m + 36)).toBe(LOCAL_APIC_ADDRESS);
     const entryTypes: number[] = [];
     for (let at = m + 44; at < m + madt.length; at += t.u8(at + 1)) entryTypes.push(t.u8(at));
-    expect(entryTypes).toEqual([0, 0, 1, 4]);
+    // Local APICs, the IOAPIC, one override per ISA IRQ but 0 and 2, the LINT1 NMI.
+    expect(entryTypes).toEqual([0, 0, 1, ...Array(14).fill(2), 4]);
     expect([t.u8(m + 44 + 3), t.u32(m + 44 + 4)]).toEqual([0, 1]);
     expect([t.u8(m + 52 + 3), t.u32(m + 52 + 4)]).toEqual([1, 1]);
     expect([t.u32(m + 60 + 4), t.u32(m + 60 + 8)]).toEqual([IOAPIC_ADDRESS, 0]);
@@ -163,7 +164,18 @@ describe('the platform description', () => {
 
   it('255 vCPUs still fit the space set aside', () => {
     const t = build(acpiPlatform(255));
-    expect(walk(t).madt.length).toBe(44 + 255 * 8 + 12 + 6);
+    expect(walk(t).madt.length).toBe(44 + 255 * 8 + 12 + 14 * 10 + 6);
+  });
+
+  it('ISA IRQs 1 and 3-15 reach the IOAPIC pin of the same number (edge, active high); 0 (the SCI_INT of a hardware-reduced FADT) and 2 (the cascade) are left out', () => {
+    const t = build(acpiPlatform(1));
+    const { madt } = walk(t);
+    const overrides: number[][] = [];
+    for (let at = madt.address + 44; at < madt.address + madt.length; at += t.u8(at + 1)) {
+      // bus 0 (ISA), source IRQ, GSI, MPS INTI flags (0: conforms to the bus)
+      if (t.u8(at) === 2) overrides.push([t.u8(at + 2), t.u8(at + 3), t.u32(at + 4), t.u16(at + 8)]);
+    }
+    expect(overrides).toEqual([1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].map((irq) => [0, irq, irq, 0]));
   });
 });
 
@@ -251,6 +263,21 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
     expect(dsl).toMatch(/Method \(_EVT, 1, Serialized\)[^]*Local0 = ESTS[^]*If \(\(Local0 & One\)\)[^]*Notify \(\\_SB\.PWRB, 0x80\)/);
     expect(dsl).toMatch(/Device \(PMRS\)[^]*EisaId \("PNP0C02"\)[^]*IO \(Decode16,\n\s*0x0600,[^]*Memory32Fixed \(ReadWrite,\n\s*0xFEA00000,/);
     recompilesToSameBytes('dsdt', bytes);
+    // No PCI in this machine: no host bridge either.
+    expect(dsl).not.toMatch(/PNP0A03/);
+  });
+
+  it('DSDT of a machine with PCI: the host bridge PCI0, its bus, config ports and the windows it forwards', () => {
+    const withPci = buildAcpiTables(acpiPlatform(1, undefined, { pci: true }), AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
+    const { dsl, bytes } = disassemble(withPci, 'DSDT', 'dsdt-pci');
+    expect(dsl).toMatch(/Device \(PCI0\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0A03"\)/);
+    expect(dsl).toMatch(/Name \(_BBN, Zero\)/);
+    expect(dsl).toMatch(/WordBusNumber \(ResourceProducer, MinFixed, MaxFixed, PosDecode,\n\s*0x0000,[^\n]*\n\s*0x0000,[^\n]*\n\s*0x0000,/);
+    expect(dsl).toMatch(/IO \(Decode16,\n\s*0x0CF8,\s*\/\/ Range Minimum\n\s*0x0CF8,[^\n]*\n\s*0x01,[^\n]*\n\s*0x08,/);
+    expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0000,[^\n]*\n\s*0x0CF7,/);
+    expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0D00,[^\n]*\n\s*0xFFFF,/);
+    expect(dsl).toMatch(/DWordMemory \(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,\n\s*0x00000000,[^\n]*\n\s*0xE0000000,[^\n]*\n\s*0xFE9FFFFF,[^\n]*\n\s*0x00000000,[^\n]*\n\s*0x1EA00000,/);
+    recompilesToSameBytes('dsdt-pci', bytes);
   });
 
   it('RSDP: iasl\'s own build of an RSDP with the same fields is byte for byte tsvmm\'s, checksums included', () => {

@@ -12,7 +12,7 @@ import { Command, Control, guestCpuid, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
-import { KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
+import { initializeLegacyPics, KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
 import { createAcpiDeviceState } from './platform.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
@@ -113,6 +113,8 @@ export class Machine {
     let entry;
     let bootPlan: LinuxBootPlan | null = null;
     if (hasIrqchip) vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
+    // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
+    if (kernel) initializeLegacyPics(vm);
     if (kernel) {
       const booted = bootLinux(ram.memory, {
         kernel, kernelSource: config.linux!.kernel,
@@ -123,7 +125,7 @@ export class Machine {
           config.console === 'virtio' ? 'console=hvc0' : '',
         ].filter(Boolean).join(' '),
         ram: layout,
-        acpi: acpiPlatform(1),
+        acpi: acpiPlatform(1, undefined, { pci: virtio.devices.some((d) => d.transport === 'pci') }),
       }, reset);
       entry = booted.state;
       bootPlan = booted.plan;

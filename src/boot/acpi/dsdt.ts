@@ -15,6 +15,13 @@
 //         If (Local0 & 1) { Notify (\_SB.PWRB, 0x80) } // power button pressed
 //       }
 //     }
+//     Device (PCI0) {                               // only when the machine has PCI
+//       Name (_HID, EisaId ("PNP0A03"))  Name (_UID, Zero)  Name (_SEG, Zero)  Name (_BBN, Zero)
+//       Name (_CRS, ResourceTemplate () {
+//         WordBusNumber (...0, 0...)  IO (Decode16, 0xCF8, 0xCF8, 1, 8)
+//         WordIO (...0x0000-0x0CF7...)  WordIO (...0x0D00-0xFFFF...)
+//         DWordMemory (...0xE0000000-0xFE9FFFFF...) })   // where BARs go
+//     }
 //     Device (PMRS) {                               // motherboard resources:
 //       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
 //       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
@@ -27,7 +34,7 @@ import { ACPI_GED_MMIO_SIZE, GedEvent } from '../../devices/acpi-ged.ts';
 import { SleepType } from '../../devices/acpi-sleep.ts';
 import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, local, method, name, notify, operationRegion, path, pkg, RegionSpace, scope, store, string, type Aml } from './aml.ts';
 import type { AcpiPlatform } from './platform.ts';
-import { interrupt, ioPorts, memory32Fixed, resourceTemplate } from './resources.ts';
+import { busNumbers, interrupt, ioPorts, ioWindow, memory32Fixed, memoryWindow, resourceTemplate } from './resources.ts';
 import { newTable, SDT_HEADER_SIZE, sealTable } from './sdt.ts';
 
 /** Notify value 0x80 on a power button device: "button pressed" (§4.8.3.1.1.2 / table 5.166). */
@@ -59,6 +66,31 @@ function genericEventDevice(platform: AcpiPlatform): number[] {
   ]);
 }
 
+/** The PCI configuration ports (mechanism #1): address at 0xcf8, data at 0xcfc. */
+const PCI_CONFIG_PORT = 0xcf8;
+const PCI_CONFIG_PORT_COUNT = 8;
+
+/**
+ * The PCI host bridge: config space through 0xcf8, one bus, and the windows
+ * it forwards: every I/O port but the config ports, and the BAR window.
+ * No _PRT: tsvmm's PCI functions interrupt through MSI-X, not INTx.
+ */
+function pciHostBridge(pci: NonNullable<AcpiPlatform['pci']>): number[] {
+  return device('PCI0', [
+    name('_HID', eisaId('PNP0A03')),
+    name('_UID', integer(0)),
+    name('_SEG', integer(0)),
+    name('_BBN', integer(pci.bus)),
+    name('_CRS', resourceTemplate([
+      busNumbers(pci.bus, pci.bus),
+      ioPorts(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_COUNT),
+      ioWindow(0x0000, PCI_CONFIG_PORT - 1),
+      ioWindow(PCI_CONFIG_PORT + PCI_CONFIG_PORT_COUNT, 0xffff),
+      memoryWindow(pci.memoryWindow.base, pci.memoryWindow.end),
+    ])),
+  ]);
+}
+
 function motherboardResources(platform: AcpiPlatform): number[] {
   const ports = [...new Set([platform.sleepControlPort, platform.sleepStatusPort, platform.resetPort])].sort((a, b) => a - b);
   return device('PMRS', [
@@ -76,7 +108,12 @@ export function dsdtAml(platform: AcpiPlatform): Aml {
   return [
     ...sleepState('_S0_', SleepType.S0),
     ...sleepState('_S5_', SleepType.S5),
-    ...scope('\\_SB', [powerButton(), genericEventDevice(platform), motherboardResources(platform)]),
+    ...scope('\\_SB', [
+      powerButton(),
+      genericEventDevice(platform),
+      ...(platform.pci ? [pciHostBridge(platform.pci)] : []),
+      motherboardResources(platform),
+    ]),
   ];
 }
 

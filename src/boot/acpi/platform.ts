@@ -43,6 +43,14 @@ export const AcpiLayout = {
    * of which are the PC's or virtio's), so nothing else is wired to it.
    */
   GED_GSI: 23,
+  /**
+   * What the PCI host bridge forwards, when the machine has one: its one bus,
+   * and the memory window its functions' BARs live in (from
+   * machine/virtio-plan.ts PCI_BAR_BASE up to the GED's page).
+   */
+  PCI_BUS: 0,
+  PCI_MEMORY_WINDOW_BASE: 0xe000_0000,
+  PCI_MEMORY_WINDOW_END: 0xfe9f_ffff,
   /** The in-kernel IOAPIC (= machine/layout.ts IOAPIC_ADDRESS); KVM's has 24 pins and ID 0 after reset. */
   IOAPIC_ADDRESS: 0xfec0_0000,
   IOAPIC_ID: 0,
@@ -68,11 +76,8 @@ export interface AcpiPlatform {
   localApicAddress: number;
   ioapic: { id: number; address: number; gsiBase: number; pins: number };
   /**
-   * Interrupt source overrides. tsvmm keeps KVM's default GSI routing, where
-   * GSI n is IOAPIC pin n (the in-kernel PIT raises GSI 0 and reaches pin 0),
-   * so it needs none; a machine that routes GSI 0 to pin 2 as QEMU does
-   * would list { irq: 0, gsi: 2 } here. A hardware-reduced platform has no
-   * SCI, so IRQ 9 needs no override either.
+   * Interrupt source overrides (MADT type 2): which IOAPIC input each ISA
+   * IRQ reaches. See `isaIdentityOverrides()` for why tsvmm lists them.
    */
   isaInterruptOverrides: readonly IsaInterruptOverride[];
   sleepControlPort: number;
@@ -85,16 +90,37 @@ export interface AcpiPlatform {
   i8042: boolean;
   /** The machine has a CMOS RTC at 0x70 (otherwise the FADT says CMOS RTC not present). */
   cmosRtc: boolean;
+  /**
+   * The PCI host bridge (config space at 0xcf8), when the machine has one. A
+   * kernel with ACPI looks for PCI buses only where the DSDT says.
+   */
+  pci: { bus: number; memoryWindow: { base: number; end: number } } | null;
 }
 
-/** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices. */
-export function acpiPlatform(cpus: number, apicIds?: readonly number[]): AcpiPlatform {
+/**
+ * ISA IRQ n reaches IOAPIC pin n (KVM's default GSI routing), said once per
+ * IRQ. A hardware-reduced platform has no legacy PIC, and Linux then sets up
+ * no ISA IRQ on the IOAPIC by itself: an ISA device the DSDT does not
+ * describe (COM1 on IRQ 4, the virtio-mmio devices given on the command
+ * line) could not get its interrupt. An override makes Linux wire the pin at
+ * boot, with the ISA defaults (edge, active high: "conforms").
+ * Not IRQ 0: Linux takes an override of the FADT's SCI_INT, which is 0 on a
+ * hardware-reduced platform, for the SCI's (and nothing here uses the PIT's
+ * IRQ 0). Not IRQ 2: the cascade input of a PC's PICs, never a device's.
+ */
+export function isaIdentityOverrides(): IsaInterruptOverride[] {
+  const irqs = Array.from({ length: 16 }, (_, irq) => irq).filter((irq) => irq !== 0 && irq !== 2);
+  return irqs.map((irq) => ({ irq, gsi: irq, trigger: 'conforms', polarity: 'conforms' }));
+}
+
+/** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices; `options.pci`: it has a PCI host bridge. */
+export function acpiPlatform(cpus: number, apicIds?: readonly number[], options: { pci?: boolean } = {}): AcpiPlatform {
   return {
     cpus,
     ...(apicIds ? { apicIds } : {}),
     localApicAddress: AcpiLayout.LOCAL_APIC_ADDRESS,
     ioapic: { id: AcpiLayout.IOAPIC_ID, address: AcpiLayout.IOAPIC_ADDRESS, gsiBase: 0, pins: AcpiLayout.IOAPIC_PINS },
-    isaInterruptOverrides: [],
+    isaInterruptOverrides: isaIdentityOverrides(),
     sleepControlPort: AcpiLayout.SLEEP_CONTROL_PORT,
     sleepStatusPort: AcpiLayout.SLEEP_STATUS_PORT,
     resetPort: AcpiLayout.RESET_PORT,
@@ -103,6 +129,9 @@ export function acpiPlatform(cpus: number, apicIds?: readonly number[]): AcpiPla
     gedGsi: AcpiLayout.GED_GSI,
     i8042: true,
     cmosRtc: true,
+    pci: options.pci
+      ? { bus: AcpiLayout.PCI_BUS, memoryWindow: { base: AcpiLayout.PCI_MEMORY_WINDOW_BASE, end: AcpiLayout.PCI_MEMORY_WINDOW_END } }
+      : null,
   };
 }
 
