@@ -267,6 +267,15 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
     expect(dsl).not.toMatch(/PNP0A03/);
   });
 
+  it('DSDT: COM1 and each virtio-mmio device with its window and interrupt, for a kernel that maps ISA IRQs only for what ACPI describes', () => {
+    const platform = acpiPlatform(1, undefined, { virtioMmio: [{ address: 0xd100_0000, size: 0x200, irq: 5 }, { address: 0xd100_1000, size: 0x200, irq: 6 }] });
+    const { dsl, bytes } = disassemble(buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE), 'DSDT', 'dsdt-devices');
+    expect(dsl).toMatch(/Device \(COM1\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0501"\)[^]*IO \(Decode16,\n\s*0x03F8,[^\n]*\n\s*0x03F8,[^\n]*\n\s*0x01,[^\n]*\n\s*0x08,[^]*Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*0x00000004,/);
+    const virtio = [...dsl.matchAll(/Device \((VR\d\d)\)\n\s*\{\n\s*Name \(_HID, "LNRO0005"\)[^]*?Memory32Fixed \(ReadWrite,\n\s*(0x\w+),[^\n]*\n\s*(0x\w+),[^]*?Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*(0x\w+),/g)];
+    expect(virtio.map((m) => [m[1], Number(m[2]), Number(m[3]), Number(m[4])])).toEqual([['VR00', 0xd100_0000, 0x200, 5], ['VR01', 0xd100_1000, 0x200, 6]]);
+    recompilesToSameBytes('dsdt-devices', bytes);
+  });
+
   it('DSDT of a machine with PCI: the host bridge PCI0, its bus, config ports and the windows it forwards', () => {
     const withPci = buildAcpiTables(acpiPlatform(1, undefined, { pci: true }), AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
     const { dsl, bytes } = disassemble(withPci, 'DSDT', 'dsdt-pci');

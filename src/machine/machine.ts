@@ -3,7 +3,7 @@
 // console to stdout, and can stop a vCPU that is inside KVM_RUN.
 import { readFileSync, statSync } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
-import { acpiPlatform, AcpiLayout } from '../boot/acpi/index.ts';
+import { AcpiLayout } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat, BootError } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
@@ -14,10 +14,9 @@ import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffer
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { initializeLegacyPics, KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
-import { createAcpiDeviceState } from './platform.ts';
+import { createAcpiDeviceState, linuxAcpiPlatform } from './platform.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
 import { closeVirtioWiring, VirtioIoThread, wireVirtio, type VirtioWiring } from './virtio-io.ts';
-import { virtioMmioCmdline } from './virtio-plan.ts';
 import { VCPU_THREAD, VCPU_THREAD_OPTIONS } from './thread-entries.ts';
 import { startWorker } from './worker-url.ts';
 
@@ -119,13 +118,10 @@ export class Machine {
       const booted = bootLinux(ram.memory, {
         kernel, kernelSource: config.linux!.kernel,
         ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
-        cmdline: [
-          config.linux!.cmdline,
-          virtioMmioCmdline(virtio.devices),
-          config.console === 'virtio' ? 'console=hvc0' : '',
-        ].filter(Boolean).join(' '),
+        // The virtio-mmio devices are in the ACPI tables, not on the command line.
+        cmdline: [config.linux!.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
         ram: layout,
-        acpi: acpiPlatform(1, undefined, { pci: virtio.devices.some((d) => d.transport === 'pci') }),
+        acpi: linuxAcpiPlatform(virtio.devices),
       }, reset);
       entry = booted.state;
       bootPlan = booted.plan;

@@ -2,7 +2,8 @@
 // thread that handles exits; it wires devices to sinks, interrupt lines and
 // timers, and the devices never learn which thread that is.
 import type { AddressSpace, BusDevice } from '../bus/index.ts';
-import { AcpiLayout } from '../boot/acpi/index.ts';
+import { AcpiLayout, acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
+import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
@@ -18,6 +19,7 @@ import type { GuestMemory } from '../memory/index.ts';
 import type { VcpuStop } from '../vcpu/index.ts';
 import type { InputRing } from './console-ring.ts';
 import type { DeviceTimers } from './device-timers.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
 
 export interface PlatformContext {
   readonly pio: AddressSpace;
@@ -51,6 +53,18 @@ export interface PlatformOptions {
 export interface AcpiDeviceState {
   sleep: SharedArrayBuffer;
   ged: SharedArrayBuffer;
+}
+
+/**
+ * What the ACPI tables of a Linux guest describe: one vCPU, COM1, the PCI
+ * host bridge when a virtio device is on PCI, and each virtio-mmio device
+ * (which the guest then finds in the DSDT rather than on its command line).
+ */
+export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[]): AcpiPlatform {
+  return acpiPlatform(1, undefined, {
+    pci: virtio.some((d) => d.transport === 'pci'),
+    virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
+  });
 }
 
 export function createAcpiDeviceState(): AcpiDeviceState {

@@ -22,6 +22,10 @@
 //         WordIO (...0x0000-0x0CF7...)  WordIO (...0x0D00-0xFFFF...)
 //         DWordMemory (...0xE0000000-0xFE9FFFFF...) })   // where BARs go
 //     }
+//     Device (COM1) { Name (_HID, EisaId ("PNP0501"))  Name (_UID, One)
+//       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8)  Interrupt (...) { 4 } }) }
+//     Device (VR00) { Name (_HID, "LNRO0005")  Name (_UID, Zero)   // one per virtio-mmio device
+//       Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base, 0x200)  Interrupt (...) { irq } }) }
 //     Device (PMRS) {                               // motherboard resources:
 //       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
 //       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
@@ -33,7 +37,7 @@
 import { ACPI_GED_MMIO_SIZE, GedEvent } from '../../devices/acpi-ged.ts';
 import { SleepType } from '../../devices/acpi-sleep.ts';
 import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, local, method, name, notify, operationRegion, path, pkg, RegionSpace, scope, store, string, type Aml } from './aml.ts';
-import type { AcpiPlatform } from './platform.ts';
+import type { AcpiPlatform, AcpiVirtioMmio } from './platform.ts';
 import { busNumbers, interrupt, ioPorts, ioWindow, memory32Fixed, memoryWindow, resourceTemplate } from './resources.ts';
 import { newTable, SDT_HEADER_SIZE, sealTable } from './sdt.ts';
 
@@ -91,6 +95,27 @@ function pciHostBridge(pci: NonNullable<AcpiPlatform['pci']>): number[] {
   ]);
 }
 
+/** The ISA interrupts the machine's devices raise: edge, active high, one device each. */
+const ISA_INTERRUPT = { edge: true, activeLow: false, shared: false } as const;
+const UART_PORT_COUNT = 8;
+
+function uart(index: number, port: number, irq: number): number[] {
+  return device(`COM${index + 1}`, [
+    name('_HID', eisaId('PNP0501')),
+    name('_UID', integer(index + 1)),
+    name('_CRS', resourceTemplate([ioPorts(port, port, 1, UART_PORT_COUNT), interrupt(irq, ISA_INTERRUPT)])),
+  ]);
+}
+
+/** A virtio-mmio device ("LNRO0005", the ID Linux's virtio_mmio driver matches). */
+function virtioMmio(index: number, dev: AcpiVirtioMmio): number[] {
+  return device(`VR${index.toString(16).toUpperCase().padStart(2, '0')}`, [
+    name('_HID', string('LNRO0005')),
+    name('_UID', integer(index)),
+    name('_CRS', resourceTemplate([memory32Fixed(true, dev.address, dev.size), interrupt(dev.irq, ISA_INTERRUPT)])),
+  ]);
+}
+
 function motherboardResources(platform: AcpiPlatform): number[] {
   const ports = [...new Set([platform.sleepControlPort, platform.sleepStatusPort, platform.resetPort])].sort((a, b) => a - b);
   return device('PMRS', [
@@ -112,6 +137,8 @@ export function dsdtAml(platform: AcpiPlatform): Aml {
       powerButton(),
       genericEventDevice(platform),
       ...(platform.pci ? [pciHostBridge(platform.pci)] : []),
+      ...platform.uarts.map((u, i) => uart(i, u.port, u.irq)),
+      ...platform.virtioMmio.map((dev, i) => virtioMmio(i, dev)),
       motherboardResources(platform),
     ]),
   ];

@@ -3,6 +3,7 @@
 // `acpiPlatform()` turns it into the description the tables are built from.
 import { ACPI_RESET_VALUE, ACPI_SLEEP_PORT_COUNT, AcpiSleepRegister } from '../../devices/acpi-sleep.ts';
 import { ACPI_GED_MMIO_SIZE } from '../../devices/acpi-ged.ts';
+import { COM_PORTS } from '../../devices/serial16550.ts';
 import { BootError } from '../errors.ts';
 
 /**
@@ -95,6 +96,21 @@ export interface AcpiPlatform {
    * kernel with ACPI looks for PCI buses only where the DSDT says.
    */
   pci: { bus: number; memoryWindow: { base: number; end: number } } | null;
+  /**
+   * The ISA UARTs and the virtio-mmio devices, described in the DSDT: with
+   * no legacy PIC Linux maps an ISA IRQ only for a device ACPI describes
+   * (the IRQ numbers of `virtio_mmio.device=` or of the 8250 driver's
+   * built-in COM1 would find no interrupt behind them).
+   */
+  uarts: readonly { port: number; irq: number }[];
+  virtioMmio: readonly AcpiVirtioMmio[];
+}
+
+/** A virtio-mmio device: its register window and its interrupt. */
+export interface AcpiVirtioMmio {
+  address: number;
+  size: number;
+  irq: number;
 }
 
 /**
@@ -114,7 +130,11 @@ export function isaIdentityOverrides(): IsaInterruptOverride[] {
 }
 
 /** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices; `options.pci`: it has a PCI host bridge. */
-export function acpiPlatform(cpus: number, apicIds?: readonly number[], options: { pci?: boolean } = {}): AcpiPlatform {
+export function acpiPlatform(
+  cpus: number,
+  apicIds?: readonly number[],
+  devices: { pci?: boolean; virtioMmio?: readonly AcpiVirtioMmio[] } = {},
+): AcpiPlatform {
   return {
     cpus,
     ...(apicIds ? { apicIds } : {}),
@@ -129,9 +149,11 @@ export function acpiPlatform(cpus: number, apicIds?: readonly number[], options:
     gedGsi: AcpiLayout.GED_GSI,
     i8042: true,
     cmosRtc: true,
-    pci: options.pci
+    pci: devices.pci
       ? { bus: AcpiLayout.PCI_BUS, memoryWindow: { base: AcpiLayout.PCI_MEMORY_WINDOW_BASE, end: AcpiLayout.PCI_MEMORY_WINDOW_END } }
       : null,
+    uarts: [{ port: COM_PORTS[0].base, irq: COM_PORTS[0].irq }],
+    virtioMmio: devices.virtioMmio ?? [],
   };
 }
 
