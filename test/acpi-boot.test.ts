@@ -13,10 +13,12 @@ import { AcpiGed, GedEvent } from '../src/devices/acpi-ged.ts';
 import { SleepBits, SleepType } from '../src/devices/acpi-sleep.ts';
 import { MonotonicClock } from '../src/devices/clock.ts';
 import { RecordingLine } from '../src/devices/interrupt-line.ts';
-import type { Segment } from '../src/kvm/index.ts';
+import { KvmSystem, Layouts, type Segment } from '../src/kvm/index.ts';
+import { initializeLegacyPics } from '../src/machine/interrupts.ts';
 import { buildPlatform, createAcpiDeviceState, type AcpiDeviceState } from '../src/machine/platform.ts';
 import { GuestMemory } from '../src/memory/index.ts';
 import type { VcpuStop } from '../src/vcpu/index.ts';
+import { hasKvm } from './helpers/kvm.ts';
 
 /** boot_params.acpi_rsdp_addr and hvm_start_info.rsdp_paddr. */
 const BOOT_PARAMS_RSDP = 0x070;
@@ -150,5 +152,23 @@ describe('the platform puts the ACPI devices where the tables point', () => {
     expect(pio.unclaimedWrites).toBe(2);
     mmio.read(AcpiLayout.GED_MMIO_BASE, 4);
     expect(mmio.unclaimedReads).toBe(1);
+  });
+});
+
+describe.skipIf(!hasKvm)('the 8259 PICs a kernel finds (real KVM)', () => {
+  it('initialized and all masked, not KVM\'s power-on state, where an ISA interrupt would arrive as vector 0-15 (a CPU exception)', () => {
+    const kvm = KvmSystem.open();
+    const vm = kvm.createVm();
+    try {
+      vm.createIrqchip();
+      const pic = Layouts.kvm_pic_state.fields;
+      const state = (chip: number) => { const s = vm.getIrqchip(chip); return { base: s[pic.irq_base.offset], imr: s[pic.imr.offset] }; };
+      expect([state(0), state(1)]).toEqual([{ base: 0, imr: 0 }, { base: 0, imr: 0 }]);
+      initializeLegacyPics(vm);
+      expect([state(0), state(1)]).toEqual([{ base: 0x08, imr: 0xff }, { base: 0x70, imr: 0xff }]);
+    } finally {
+      vm.close();
+      kvm.close();
+    }
   });
 });

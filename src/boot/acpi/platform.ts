@@ -77,8 +77,10 @@ export interface AcpiPlatform {
   localApicAddress: number;
   ioapic: { id: number; address: number; gsiBase: number; pins: number };
   /**
-   * Interrupt source overrides (MADT type 2): which IOAPIC input each ISA
-   * IRQ reaches. See `isaIdentityOverrides()` for why tsvmm lists them.
+   * Interrupt source overrides (MADT type 2). tsvmm keeps KVM's default GSI
+   * routing, where ISA IRQ n is IOAPIC pin n, so it needs none; a machine
+   * that routes IRQ 0 to pin 2 as QEMU does would list { irq: 0, gsi: 2 }.
+   * (Each device's interrupt, with its trigger and polarity, is in the DSDT.)
    */
   isaInterruptOverrides: readonly IsaInterruptOverride[];
   sleepControlPort: number;
@@ -113,22 +115,6 @@ export interface AcpiVirtioMmio {
   irq: number;
 }
 
-/**
- * ISA IRQ n reaches IOAPIC pin n (KVM's default GSI routing), said once per
- * IRQ. A hardware-reduced platform has no legacy PIC, and Linux then sets up
- * no ISA IRQ on the IOAPIC by itself: an ISA device the DSDT does not
- * describe (COM1 on IRQ 4, the virtio-mmio devices given on the command
- * line) could not get its interrupt. An override makes Linux wire the pin at
- * boot, with the ISA defaults (edge, active high: "conforms").
- * Not IRQ 0: Linux takes an override of the FADT's SCI_INT, which is 0 on a
- * hardware-reduced platform, for the SCI's (and nothing here uses the PIT's
- * IRQ 0). Not IRQ 2: the cascade input of a PC's PICs, never a device's.
- */
-export function isaIdentityOverrides(): IsaInterruptOverride[] {
-  const irqs = Array.from({ length: 16 }, (_, irq) => irq).filter((irq) => irq !== 0 && irq !== 2);
-  return irqs.map((irq) => ({ irq, gsi: irq, trigger: 'conforms', polarity: 'conforms' }));
-}
-
 /** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices; `options.pci`: it has a PCI host bridge. */
 export function acpiPlatform(
   cpus: number,
@@ -140,7 +126,7 @@ export function acpiPlatform(
     ...(apicIds ? { apicIds } : {}),
     localApicAddress: AcpiLayout.LOCAL_APIC_ADDRESS,
     ioapic: { id: AcpiLayout.IOAPIC_ID, address: AcpiLayout.IOAPIC_ADDRESS, gsiBase: 0, pins: AcpiLayout.IOAPIC_PINS },
-    isaInterruptOverrides: isaIdentityOverrides(),
+    isaInterruptOverrides: [],
     sleepControlPort: AcpiLayout.SLEEP_CONTROL_PORT,
     sleepStatusPort: AcpiLayout.SLEEP_STATUS_PORT,
     resetPort: AcpiLayout.RESET_PORT,
