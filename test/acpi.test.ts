@@ -265,7 +265,7 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
   });
 
   it('DSDT of a machine with PCI: the host bridge PCI0, its bus, config ports and the windows it forwards', () => {
-    const withPci = buildAcpiTables(acpiPlatform(1, undefined, { pci: true }), AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
+    const withPci = buildAcpiTables(acpiPlatform(1, undefined, { pci: { interrupts: [{ slot: 1, gsi: 6 }, { slot: 2, gsi: 7 }] } }), AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
     const { dsl, bytes } = disassemble(withPci, 'DSDT', 'dsdt-pci');
     expect(dsl).toMatch(/Device \(PCI0\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0A03"\)/);
     expect(dsl).toMatch(/Name \(_BBN, Zero\)/);
@@ -274,6 +274,8 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
     expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0000,[^\n]*\n\s*0x0CF7,/);
     expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0D00,[^\n]*\n\s*0xFFFF,/);
     expect(dsl).toMatch(/DWordMemory \(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,\n\s*0x00000000,[^\n]*\n\s*0xE0000000,[^\n]*\n\s*0xFE9FFFFF,[^\n]*\n\s*0x00000000,[^\n]*\n\s*0x1EA00000,/);
+    // INTA of slots 1 and 2 on GSIs 6 and 7, without link devices.
+    expect(dsl).toMatch(/Name \(_PRT, Package \(0x02\)[^]*Package \(0x04\)\s*\{\s*0x0001FFFF,\s*Zero,\s*Zero,\s*0x06\s*\},\s*Package \(0x04\)\s*\{\s*0x0002FFFF,\s*Zero,\s*Zero,\s*0x07\s*\}/);
     recompilesToSameBytes('dsdt-pci', bytes);
   });
 

@@ -57,12 +57,15 @@ export interface AcpiDeviceState {
 
 /**
  * What the ACPI tables of a Linux guest describe: one vCPU, COM1, the PCI
- * host bridge when a virtio device is on PCI, and each virtio-mmio device
+ * host bridge with each function's interrupt when a virtio device is on PCI,
+ * and each virtio-mmio device
  * (which the guest then finds in the DSDT rather than on its command line).
  */
 export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[]): AcpiPlatform {
+  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
+  const onPci = virtio.filter((d) => d.transport === 'pci');
   return acpiPlatform(1, undefined, {
-    pci: virtio.some((d) => d.transport === 'pci'),
+    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
     virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
   });
 }

@@ -21,6 +21,7 @@
 //         WordBusNumber (...0, 0...)  IO (Decode16, 0xCF8, 0xCF8, 1, 8)
 //         WordIO (...0x0000-0x0CF7...)  WordIO (...0x0D00-0xFFFF...)
 //         DWordMemory (...0xE0000000-0xFE9FFFFF...) })   // where BARs go
+//       Name (_PRT, Package () { Package () { 0x0001FFFF, 0, Zero, gsi }, ... })  // INTA of each slot
 //     }
 //     Device (COM1) { Name (_HID, EisaId ("PNP0501"))  Name (_UID, One)
 //       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8)  Interrupt (...) { 4 } }) }
@@ -74,10 +75,15 @@ function genericEventDevice(platform: AcpiPlatform): number[] {
 const PCI_CONFIG_PORT = 0xcf8;
 const PCI_CONFIG_PORT_COUNT = 8;
 
+/** _PRT (§6.2.13): INTA of a slot's function 0 ("any function": address 0xSSSSFFFF) on a GSI, no link device. */
+const PRT_ANY_FUNCTION = 0xffff;
+const PCI_PIN_INTA = 0;
+
 /**
- * The PCI host bridge: config space through 0xcf8, one bus, and the windows
- * it forwards: every I/O port but the config ports, and the BAR window.
- * No _PRT: tsvmm's PCI functions interrupt through MSI-X, not INTx.
+ * The PCI host bridge: config space through 0xcf8, one bus, the windows it
+ * forwards (every I/O port but the config ports, and the BAR window), and
+ * the routing table: tsvmm's functions interrupt through INTx, each slot on
+ * its own GSI (Linux programs those level-triggered, active low, as PCI's).
  */
 function pciHostBridge(pci: NonNullable<AcpiPlatform['pci']>): number[] {
   return device('PCI0', [
@@ -92,6 +98,8 @@ function pciHostBridge(pci: NonNullable<AcpiPlatform['pci']>): number[] {
       ioWindow(PCI_CONFIG_PORT + PCI_CONFIG_PORT_COUNT, 0xffff),
       memoryWindow(pci.memoryWindow.base, pci.memoryWindow.end),
     ])),
+    name('_PRT', pkg(pci.interrupts.map(({ slot, gsi }) =>
+      pkg([integer(slot * 0x1_0000 + PRT_ANY_FUNCTION), integer(PCI_PIN_INTA), integer(0), integer(gsi)])))),
   ]);
 }
 

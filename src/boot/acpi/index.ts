@@ -8,7 +8,7 @@ import { checkPlatform, type AcpiPlatform } from './platform.ts';
 import { SDT_HEADER_SIZE } from './sdt.ts';
 import { buildFadt, buildMadt, buildRsdp, buildXsdt, FADT_SIZE, RSDP_SIZE } from './tables.ts';
 
-export { AcpiLayout, acpiPlatform, type AcpiPlatform, type AcpiVirtioMmio, type IsaInterruptOverride } from './platform.ts';
+export { AcpiLayout, acpiPlatform, type AcpiPciInterrupt, type AcpiPlatform, type AcpiVirtioMmio, type IsaInterruptOverride } from './platform.ts';
 
 export interface AcpiTables {
   /** Guest-physical address of `image`'s first byte, which is the RSDP. */

@@ -97,7 +97,7 @@ export interface AcpiPlatform {
    * The PCI host bridge (config space at 0xcf8), when the machine has one. A
    * kernel with ACPI looks for PCI buses only where the DSDT says.
    */
-  pci: { bus: number; memoryWindow: { base: number; end: number } } | null;
+  pci: { bus: number; memoryWindow: { base: number; end: number }; interrupts: readonly AcpiPciInterrupt[] } | null;
   /**
    * The ISA UARTs and the virtio-mmio devices, described in the DSDT: with
    * no legacy PIC Linux maps an ISA IRQ only for a device ACPI describes
@@ -106,6 +106,12 @@ export interface AcpiPlatform {
    */
   uarts: readonly { port: number; irq: number }[];
   virtioMmio: readonly AcpiVirtioMmio[];
+}
+
+/** The interrupt (GSI) of the INTA pin of the function in `slot` on the bus (a _PRT entry). */
+export interface AcpiPciInterrupt {
+  slot: number;
+  gsi: number;
 }
 
 /** A virtio-mmio device: its register window and its interrupt. */
@@ -119,7 +125,7 @@ export interface AcpiVirtioMmio {
 export function acpiPlatform(
   cpus: number,
   apicIds?: readonly number[],
-  devices: { pci?: boolean; virtioMmio?: readonly AcpiVirtioMmio[] } = {},
+  devices: { pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[] } = {},
 ): AcpiPlatform {
   return {
     cpus,
@@ -136,7 +142,11 @@ export function acpiPlatform(
     i8042: true,
     cmosRtc: true,
     pci: devices.pci
-      ? { bus: AcpiLayout.PCI_BUS, memoryWindow: { base: AcpiLayout.PCI_MEMORY_WINDOW_BASE, end: AcpiLayout.PCI_MEMORY_WINDOW_END } }
+      ? {
+        bus: AcpiLayout.PCI_BUS,
+        memoryWindow: { base: AcpiLayout.PCI_MEMORY_WINDOW_BASE, end: AcpiLayout.PCI_MEMORY_WINDOW_END },
+        interrupts: devices.pci.interrupts,
+      }
       : null,
     uarts: [{ port: COM_PORTS[0].base, irq: COM_PORTS[0].irq }],
     virtioMmio: devices.virtioMmio ?? [],
