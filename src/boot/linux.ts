@@ -107,8 +107,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     throw new BootError(`${kernelSource}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)`);
   }
 
-  const cmdline = request.cmdline;
-  const cmdlineBytes = Buffer.from(cmdline, 'latin1');
+  const cmdlineBytes = Buffer.from(request.cmdline, 'latin1');
   if (cmdlineBytes.length >= Math.min(cmdlineMax, BootLayout.CMDLINE_MAX)) {
     throw new BootError(`kernel command line is ${cmdlineBytes.length} bytes; this kernel accepts at most ${Math.min(cmdlineMax, BootLayout.CMDLINE_MAX) - 1}`);
   }
@@ -159,7 +158,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
   }
   return {
     state,
-    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline, e820,
+    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820,
       ...(acpi ? { acpi: acpi.tables } : {}) },
   };
 }
