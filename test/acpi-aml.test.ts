@@ -8,7 +8,7 @@ import {
   notify, operationRegion, path, pkg, pkgLength, RegionSpace, scope, store, string,
 } from '../src/boot/acpi/aml.ts';
 import { interrupt, ioPorts, memory32Fixed, resourceTemplate } from '../src/boot/acpi/resources.ts';
-import { BootError } from '../src/boot/errors.ts';
+import { InputError } from '../src/errors.ts';
 
 const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
 
@@ -30,7 +30,7 @@ describe('PkgLength (§20.2.4)', () => {
   });
 
   it('refuses a package PkgLength cannot describe (2^28 bytes)', () => {
-    expect(() => pkgLength(2 ** 28)).toThrow(BootError);
+    expect(() => pkgLength(2 ** 28)).toThrow(InputError);
   });
 });
 
@@ -72,19 +72,19 @@ describe('data objects (§20.2.3)', () => {
   });
 
   it('refuses integers outside 64 bits', () => {
-    expect(() => integer(-1)).toThrow(BootError);
-    expect(() => integer(2n ** 64n)).toThrow(BootError);
+    expect(() => integer(-1)).toThrow(InputError);
+    expect(() => integer(2n ** 64n)).toThrow(InputError);
   });
 
   it('a String is 0x0d, ASCII, NUL', () => {
     expect(string('ACPI0013')).toEqual([0x0d, ...ascii('ACPI0013'), 0x00]);
-    expect(() => string('é')).toThrow(BootError);
+    expect(() => string('é')).toThrow(InputError);
   });
 
   it('EisaId packs three letters in 5 bits each and four hex digits, big-endian', () => {
     expect(eisaId('PNP0C0C')).toEqual([0x0c, 0x41, 0xd0, 0x0c, 0x0c]);
     expect(eisaId('PNP0A03')).toEqual([0x0c, 0x41, 0xd0, 0x0a, 0x03]); // the PCI root's well-known 0x030AD041
-    expect(() => eisaId('PNP0C0')).toThrow(BootError);
+    expect(() => eisaId('PNP0C0')).toThrow(InputError);
   });
 
   it('Package: 0x12, PkgLength, element count, elements', () => {
@@ -111,13 +111,13 @@ describe('named objects and statements (§20.2.5)', () => {
   it('Method flags: argument count in bits 2:0, Serialized in bit 3', () => {
     expect(method('_EVT', 1, true, [])).toEqual([0x14, 0x06, ...ascii('_EVT'), 0x09]);
     expect(method('ESCN', 0, false, [])).toEqual([0x14, 0x06, ...ascii('ESCN'), 0x00]);
-    expect(() => method('_EVT', 8, false, [])).toThrow(BootError);
+    expect(() => method('_EVT', 8, false, [])).toThrow(InputError);
   });
 
   it('Local0-7 are 0x60-0x67, Arg0-6 are 0x68-0x6e', () => {
     expect([local(0), local(7), arg(0), arg(6)]).toEqual([[0x60], [0x67], [0x68], [0x6e]]);
-    expect(() => local(8)).toThrow(BootError);
-    expect(() => arg(7)).toThrow(BootError);
+    expect(() => local(8)).toThrow(InputError);
+    expect(() => arg(7)).toThrow(InputError);
   });
 
   it('Local0 = ESTS is Store (ESTS, Local0): 0x70, source, target', () => {
@@ -167,7 +167,7 @@ describe('resource descriptors (§6.4)', () => {
 
   it('IO (Decode16, 0x3F8, 0x3F8, 0, 8): I/O Port Descriptor 0x47', () => {
     expect(ioPorts(0x3f8, 0x3f8, 0, 8)).toEqual([0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x00, 0x08]);
-    expect(() => ioPorts(0x10000, 0x10000, 1, 1)).toThrow(BootError);
+    expect(() => ioPorts(0x10000, 0x10000, 1, 1)).toThrow(InputError);
   });
 
   it('Memory32Fixed (ReadWrite, 0xFED00000, 0x400): descriptor 0x86', () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AcpiLayout, acpiPlatform, buildAcpiTables, type AcpiPlatform, type AcpiTables } from '../src/boot/acpi/index.ts';
-import { BootError } from '../src/boot/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS } from '../src/machine/layout.ts';
 
 const hasIasl = spawnSync('iasl', ['-v'], { encoding: 'utf8' }).status === 0;
@@ -144,9 +144,9 @@ describe('the platform description', () => {
     expect(overrides).toEqual([[10, 0, 0, 2, 0x0], [10, 0, 9, 9, 0xd]]);
   });
 
-  it('refuses what the tables cannot say, with a BootError naming it', () => {
+  it('refuses what the tables cannot say, with a InputError naming it', () => {
     const bad = (platform: AcpiPlatform, message: RegExp) => {
-      expect(() => buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE)).toThrow(BootError);
+      expect(() => buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE)).toThrow(InputError);
       expect(() => buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE)).toThrow(message);
     };
     bad(acpiPlatform(0), /0 vCPUs/);
@@ -251,6 +251,32 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
     expect(dsl).toMatch(/Method \(_EVT, 1, Serialized\)[^]*Local0 = ESTS[^]*If \(\(Local0 & One\)\)[^]*Notify \(\\_SB\.PWRB, 0x80\)/);
     expect(dsl).toMatch(/Device \(PMRS\)[^]*EisaId \("PNP0C02"\)[^]*IO \(Decode16,\n\s*0x0600,[^]*Memory32Fixed \(ReadWrite,\n\s*0xFEA00000,/);
     recompilesToSameBytes('dsdt', bytes);
+    // No PCI in this machine: no host bridge either.
+    expect(dsl).not.toMatch(/PNP0A03/);
+  });
+
+  it('DSDT: COM1 and each virtio-mmio device with its window and interrupt, for a kernel that maps ISA IRQs only for what ACPI describes', () => {
+    const platform = acpiPlatform(1, undefined, { virtioMmio: [{ address: 0xd100_0000, size: 0x200, irq: 5 }, { address: 0xd100_1000, size: 0x200, irq: 6 }] });
+    const { dsl, bytes } = disassemble(buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE), 'DSDT', 'dsdt-devices');
+    expect(dsl).toMatch(/Device \(COM1\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0501"\)[^]*IO \(Decode16,\n\s*0x03F8,[^\n]*\n\s*0x03F8,[^\n]*\n\s*0x01,[^\n]*\n\s*0x08,[^]*Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*0x00000004,/);
+    const virtio = [...dsl.matchAll(/Device \((VR\d\d)\)\n\s*\{\n\s*Name \(_HID, "LNRO0005"\)[^]*?Memory32Fixed \(ReadWrite,\n\s*(0x\w+),[^\n]*\n\s*(0x\w+),[^]*?Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*(0x\w+),/g)];
+    expect(virtio.map((m) => [m[1], Number(m[2]), Number(m[3]), Number(m[4])])).toEqual([['VR00', 0xd100_0000, 0x200, 5], ['VR01', 0xd100_1000, 0x200, 6]]);
+    recompilesToSameBytes('dsdt-devices', bytes);
+  });
+
+  it('DSDT of a machine with PCI: the host bridge PCI0, its bus, config ports and the windows it forwards', () => {
+    const withPci = buildAcpiTables(acpiPlatform(1, undefined, { pci: { interrupts: [{ slot: 1, gsi: 6 }, { slot: 2, gsi: 7 }] } }), AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
+    const { dsl, bytes } = disassemble(withPci, 'DSDT', 'dsdt-pci');
+    expect(dsl).toMatch(/Device \(PCI0\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0A03"\)/);
+    expect(dsl).toMatch(/Name \(_BBN, Zero\)/);
+    expect(dsl).toMatch(/WordBusNumber \(ResourceProducer, MinFixed, MaxFixed, PosDecode,\n\s*0x0000,[^\n]*\n\s*0x0000,[^\n]*\n\s*0x0000,/);
+    expect(dsl).toMatch(/IO \(Decode16,\n\s*0x0CF8,\s*\/\/ Range Minimum\n\s*0x0CF8,[^\n]*\n\s*0x01,[^\n]*\n\s*0x08,/);
+    expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0000,[^\n]*\n\s*0x0CF7,/);
+    expect(dsl).toMatch(/WordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,\n\s*0x0000,[^\n]*\n\s*0x0D00,[^\n]*\n\s*0xFFFF,/);
+    expect(dsl).toMatch(/DWordMemory \(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,\n\s*0x00000000,[^\n]*\n\s*0xE0000000,[^\n]*\n\s*0xFE9FFFFF,[^\n]*\n\s*0x00000000,[^\n]*\n\s*0x1EA00000,/);
+    // INTA of slots 1 and 2 on GSIs 6 and 7, without link devices.
+    expect(dsl).toMatch(/Name \(_PRT, Package \(0x02\)[^]*Package \(0x04\)\s*\{\s*0x0001FFFF,\s*Zero,\s*Zero,\s*0x06\s*\},\s*Package \(0x04\)\s*\{\s*0x0002FFFF,\s*Zero,\s*Zero,\s*0x07\s*\}/);
+    recompilesToSameBytes('dsdt-pci', bytes);
   });
 
   it('RSDP: iasl\'s own build of an RSDP with the same fields is byte for byte tsvmm\'s, checksums included', () => {

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BootError } from '../src/boot/errors.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from '../src/cli/errors.ts';
 import { parseSize } from '../src/cli/size.ts';
 import { parseMemory } from '../src/cli/run.ts';
@@ -37,7 +36,7 @@ describe('exit statuses', () => {
     // Errors from each layer that reads user input, as the layers throw them.
     expect(exitStatusOf(new InputError('--mem x: not a size'))).toBe(EXIT_USAGE);
     expect(exitStatusOf(new Qcow2CorruptionError('a.qcow2', 'L1 table past the end'))).toBe(EXIT_USAGE);
-    expect(exitStatusOf(new BootError('kernel: not a bzImage'))).toBe(EXIT_USAGE);
+    expect(exitStatusOf(new InputError('kernel: not a bzImage'))).toBe(EXIT_USAGE);
     // An image the host fails to read or write is no fault of the user's input.
     expect(exitStatusOf(new ImageIoError('a.img: read of 512 bytes at offset 0 failed: EIO'))).toBe(EXIT_FAILURE);
     expect(exitStatusOf(new KvmError('KVM_CREATE_VM', 13))).toBe(EXIT_FAILURE);

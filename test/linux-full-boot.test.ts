@@ -125,7 +125,8 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     expect(out).toMatch(new RegExp(`\\[vd\\w\\] ${QCOW2_SECTORS} 512-byte logical blocks`));
     // Which transport carries which disk: virtio-pci devices sit under a PCI function.
     const links = await guestRun('for d in /sys/block/vd*; do read n < $d/serial; echo "$n $(readlink -f $d/device)"; done');
-    expect(links).toMatch(/tsvmm-raw \S*virtio-mmio\S*/);
+    // A virtio-mmio device is the ACPI device the DSDT describes (LNRO0005).
+    expect(links).toMatch(/tsvmm-raw \S*\/LNRO0005:\S*/);
     expect(links).toMatch(/tsvmm-qcow2 \S*pci0000:00\S*/);
   }, 120_000);
 
@@ -159,12 +160,21 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     expect(out).toMatch(/1 packets transmitted, 1 packets received/);
   }, 120_000);
 
-  it('poweroff ends tsvmm with status 0', async () => {
+  it('ACPI: Linux found tsvmm\'s tables, the power button and the GED, with no ACPI errors', async () => {
+    const out = await guestRun('dmesg | grep -i -e acpi -e ged -e "firmware bug"');
+    for (const table of ['RSDP', 'XSDT', 'FACP', 'APIC', 'DSDT']) expect(out).toMatch(new RegExp(`ACPI: ${table} 0x00000000000E\\w+ `));
+    expect(out).toMatch(/ACPI: Interpreter enabled/);
+    expect(out).toMatch(/ACPI: PM: \(supports S0 S5\)/);
+    expect(out).toMatch(/ACPI: button: Power Button \[PWRB\]/);
+    expect(out).not.toMatch(/ACPI (BIOS )?Error|ACPI Warning|acpi-ged.*fail|Firmware Bug/i);
+  }, 60_000);
+
+  it('poweroff ends tsvmm with "guest powered off", status 0', async () => {
     console_.type('poweroff\n');
     const status = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 120_000))]);
     expect(status).toBe(0);
-    // No ACPI, so the guest ends by a reset through the i8042 (guests/default/rootfs/etc/inittab).
-    expect(stderr).toMatch(/tsvmm: guest rebooted\n$/);
+    // Through ACPI: the kernel writes S5 to the FADT's sleep control register.
+    expect(stderr).toMatch(/tsvmm: guest powered off\n$/);
     expect(stderr).not.toMatch(/internal error|KVM internal/);
   }, 150_000);
 

@@ -1,10 +1,13 @@
 // boot_params, "the zero page": what the 64-bit entry of a Linux kernel reads
-// to learn its command line, its initrd and the memory map.
+// to learn its command line, its initrd, the memory map and where the ACPI
+// tables are.
 import type { GuestMemory } from '../memory/index.ts';
 import { SetupHeader, HDRS_MAGIC, LOADED_HIGH } from './bzimage.ts';
 import type { E820Entry } from './memory-map.ts';
 
 const BOOT_PARAMS_SIZE = 4096;
+/** u64 acpi_rsdp_addr (boot protocol 2.14): the kernel trusts it over a scan of the BIOS area. */
+const ACPI_RSDP_ADDR = 0x070;
 const E820_ENTRIES = 0x1e8;
 const E820_TABLE = 0x2d0;
 const E820_MAX = 128;
@@ -20,6 +23,8 @@ export interface BootParamsInput {
   cmdlineSize: number;
   initrd?: { address: number; size: number };
   e820: readonly E820Entry[];
+  /** Guest-physical address of the ACPI RSDP, when the machine has tables. */
+  rsdpAddress?: number;
 }
 
 export function writeBootParams(memory: GuestMemory, address: number, input: BootParamsInput): void {
@@ -44,6 +49,7 @@ export function writeBootParams(memory: GuestMemory, address: number, input: Boo
     page.writeUInt32LE(Math.floor(input.initrd.address / 0x1_0000_0000), EXT_RAMDISK_IMAGE);
     page.writeUInt32LE(Math.floor(input.initrd.size / 0x1_0000_0000), EXT_RAMDISK_SIZE);
   }
+  if (input.rsdpAddress !== undefined) page.writeBigUInt64LE(BigInt(input.rsdpAddress), ACPI_RSDP_ADDR);
   const entries = input.e820.slice(0, E820_MAX);
   page[E820_ENTRIES] = entries.length;
   entries.forEach((e, i) => {

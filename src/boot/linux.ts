@@ -2,12 +2,16 @@
 // structures into guest RAM, and compute the CPU state at the kernel's entry.
 // A vmlinux with a PVH note enters through PVH (what PVM hosts need, see
 // HOST.md); a bzImage, or a vmlinux without one, through the 64-bit entry.
+// The ACPI tables, when the machine has them, go to the BIOS area, and both
+// entries tell the kernel where their RSDP is.
 import type { GuestMemory } from '../memory/index.ts';
+import { AcpiLayout, buildAcpiTables, type AcpiPlatform, type AcpiTables } from './acpi/index.ts';
 import { writeBootParams } from './boot-params.ts';
 import { ENTRY_64_OFFSET, looksLikeBzImage, parseBzImage } from './bzimage.ts';
 import { longModeEntry, pvhEntry, writeGdtAndIdt, writeIdentityPageTables, type EntryState } from './cpu-entry.ts';
 import { looksLikeElf, parseElfKernel, physicalEntry } from './elf.ts';
-import { BootError } from './errors.ts';
+import { InputError } from '../errors.ts';
+import { hex } from '../hex.ts';
 import { BootLayout, e820Map, type E820Entry } from './memory-map.ts';
 import { writeStartInfo } from './pvh.ts';
 import type { RamLayoutEntry } from './ram.ts';
@@ -19,6 +23,8 @@ export interface LinuxBootRequest {
   initrdSource?: string;
   cmdline: string;
   ram: readonly RamLayoutEntry[];
+  /** The platform the ACPI tables describe; without it the guest gets no tables. */
+  acpi?: AcpiPlatform;
 }
 
 export interface LinuxBootPlan {
@@ -29,13 +35,14 @@ export interface LinuxBootPlan {
   initrd?: { address: number; size: number };
   cmdline: string;
   e820: E820Entry[];
+  /** Where the ACPI tables went, when the machine has them. */
+  acpi?: AcpiTables['tables'];
 }
 
 const PAGE = 4096;
 const DEFAULT_CMDLINE_MAX = 2048;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 const alignDown = (n: number, a: number) => Math.floor(n / a) * a;
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 function mib(n: number): string {
   return `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -43,7 +50,7 @@ function mib(n: number): string {
 
 export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset: EntryState): { state: EntryState; plan: LinuxBootPlan } {
   const { kernel, kernelSource } = request;
-  if (kernel.length === 0) throw new BootError(`${kernelSource} is empty`);
+  if (kernel.length === 0) throw new InputError(`${kernelSource} is empty`);
   const lowRamEnd = request.ram[0]!.guestAddress + request.ram[0]!.size;
   const e820 = e820Map(request.ram);
 
@@ -58,7 +65,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
 
   const fits = (start: number, length: number, what: string) => {
     if (start < BootLayout.HIGH_MEMORY || start + length > lowRamEnd) {
-      throw new BootError(`${what} needs guest RAM ${hex(start)}-${hex(start + length)}, but the guest has ${mib(lowRamEnd)} below the MMIO gap; give it more --mem`);
+      throw new InputError(`${what} needs guest RAM ${hex(start)}-${hex(start + length)}, but the guest has ${mib(lowRamEnd)} below the MMIO gap; give it more --mem`);
     }
   };
 
@@ -78,7 +85,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     } else {
       entryKind = '64-bit';
       const physical = physicalEntry(elf);
-      if (physical === undefined) throw new BootError(`${kernelSource}: its entry point is in none of its segments`);
+      if (physical === undefined) throw new InputError(`${kernelSource}: its entry point is in none of its segments`);
       entry = physical;
     }
   } else if (looksLikeBzImage(kernel)) {
@@ -97,12 +104,12 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     memory.write(kernelStart, image.protectedMode);
     entry = kernelStart + ENTRY_64_OFFSET;
   } else {
-    throw new BootError(`${kernelSource}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)`);
+    throw new InputError(`${kernelSource}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)`);
   }
 
   const cmdlineBytes = Buffer.from(request.cmdline, 'latin1');
   if (cmdlineBytes.length >= Math.min(cmdlineMax, BootLayout.CMDLINE_MAX)) {
-    throw new BootError(`kernel command line is ${cmdlineBytes.length} bytes; this kernel accepts at most ${Math.min(cmdlineMax, BootLayout.CMDLINE_MAX) - 1}`);
+    throw new InputError(`kernel command line is ${cmdlineBytes.length} bytes; this kernel accepts at most ${Math.min(cmdlineMax, BootLayout.CMDLINE_MAX) - 1}`);
   }
   memory.write(BootLayout.CMDLINE, Buffer.concat([cmdlineBytes, Buffer.of(0)]));
 
@@ -110,14 +117,22 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
   let initrd: LinuxBootPlan['initrd'];
   if (request.initrd) {
     const size = request.initrd.length;
-    if (size === 0) throw new BootError(`${request.initrdSource ?? 'initrd'} is empty`);
+    if (size === 0) throw new InputError(`${request.initrdSource ?? 'initrd'} is empty`);
     const ceiling = Math.min(lowRamEnd, initrdAddrMax + 1);
     const address = alignDown(ceiling - size, PAGE);
     if (address < alignUp(kernelEnd, PAGE)) {
-      throw new BootError(`${request.initrdSource ?? 'initrd'} (${mib(size)}) does not fit between the kernel's end at ${hex(kernelEnd)} and ${hex(ceiling)}; give the guest more --mem`);
+      throw new InputError(`${request.initrdSource ?? 'initrd'} (${mib(size)}) does not fit between the kernel's end at ${hex(kernelEnd)} and ${hex(ceiling)}; give the guest more --mem`);
     }
     memory.write(address, request.initrd);
     initrd = { address, size };
+  }
+
+  // In the e820 hole below 1 MiB (reserved, never RAM to the kernel), where a
+  // PC's BIOS leaves them.
+  let acpi: AcpiTables | undefined;
+  if (request.acpi) {
+    acpi = buildAcpiTables(request.acpi, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
+    memory.write(acpi.rsdpAddress, acpi.image);
   }
 
   writeGdtAndIdt(memory);
@@ -130,17 +145,20 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
       startInfoAddress: BootLayout.PVH_START_INFO,
       modlistAddress: BootLayout.PVH_MODLIST,
       memmapAddress: BootLayout.PVH_MEMMAP,
+      ...(acpi ? { rsdpAddress: acpi.rsdpAddress } : {}),
     });
     state = pvhEntry(reset, entry, BootLayout.PVH_START_INFO);
   } else {
     writeIdentityPageTables(memory);
     writeBootParams(memory, BootLayout.ZERO_PAGE, {
       setupHeader, cmdlineAddress: BootLayout.CMDLINE, cmdlineSize: cmdlineMax, ...(initrd ? { initrd } : {}), e820,
+      ...(acpi ? { rsdpAddress: acpi.rsdpAddress } : {}),
     });
     state = longModeEntry(reset, entry, BootLayout.ZERO_PAGE);
   }
   return {
     state,
-    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820 },
+    plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820,
+      ...(acpi ? { acpi: acpi.tables } : {}) },
   };
 }

@@ -12,6 +12,8 @@ export interface StartInfoInput {
   startInfoAddress: number;
   modlistAddress: number;
   memmapAddress: number;
+  /** Guest-physical address of the ACPI RSDP, when the machine has tables. */
+  rsdpAddress?: number;
 }
 
 export function writeStartInfo(memory: GuestMemory, input: StartInfoInput): void {
@@ -21,7 +23,7 @@ export function writeStartInfo(memory: GuestMemory, input: StartInfoInput): void
   info.writeUInt32LE(input.initrd ? 1 : 0, 12); // nr_modules
   info.writeBigUInt64LE(BigInt(input.initrd ? input.modlistAddress : 0), 16);
   info.writeBigUInt64LE(BigInt(input.cmdlineAddress), 24);
-  info.writeBigUInt64LE(0n, 32); // no ACPI RSDP
+  info.writeBigUInt64LE(BigInt(input.rsdpAddress ?? 0), 32); // rsdp_paddr; 0: no ACPI
   info.writeBigUInt64LE(BigInt(input.memmapAddress), 40);
   info.writeUInt32LE(input.memmap.length, 48);
   memory.write(input.startInfoAddress, info);

@@ -32,9 +32,14 @@ export class AcpiGed implements BusDevice {
   readonly state: SharedArrayBuffer;
   private readonly pending: Int32Array;
 
+  /** A fresh state for one device, to share between the threads that use it. */
+  static createState(): SharedArrayBuffer {
+    return new SharedArrayBuffer(4);
+  }
+
   constructor(
     private readonly irq: InterruptLine,
-    state: SharedArrayBuffer = new SharedArrayBuffer(4),
+    state: SharedArrayBuffer = AcpiGed.createState(),
   ) {
     this.state = state;
     this.pending = new Int32Array(state, 0, 1);

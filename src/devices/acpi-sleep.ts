@@ -62,9 +62,14 @@ export class AcpiSleep implements BusDevice {
    * `request` receives a guest's power-off (SLP_EN with SLP_TYP = S5) or
    * reset; it decides what the machine does (stop the vCPUs, re-boot).
    */
+  /** A fresh state for one device, to share between the threads that use it. */
+  static createState(): SharedArrayBuffer {
+    return new SharedArrayBuffer(4);
+  }
+
   constructor(
     private readonly request: (what: AcpiSleepRequest) => void,
-    state: SharedArrayBuffer = new SharedArrayBuffer(4),
+    state: SharedArrayBuffer = AcpiSleep.createState(),
   ) {
     this.state = state;
     this.status = new Int32Array(state, 0, 1);

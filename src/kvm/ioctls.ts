@@ -33,6 +33,9 @@ export const Ioctl = {
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   KVM_CREATE_IRQCHIP: io(0x60),
   KVM_IRQ_LINE: iow(0x61, Layouts.kvm_irq_level.size),
+  KVM_GET_IRQCHIP: iowr(0x62, Layouts.kvm_irqchip.size),
+  // _IOR although it writes: so <linux/kvm.h> has it.
+  KVM_SET_IRQCHIP: ior(0x63, Layouts.kvm_irqchip.size),
   KVM_IRQ_LINE_STATUS: iowr(0x67, Layouts.kvm_irq_level.size),
   KVM_IRQFD: iow(0x76, Layouts.kvm_irqfd.size),
   KVM_CREATE_PIT2: iow(0x77, Layouts.kvm_pit_config.size),

@@ -152,6 +152,21 @@ export class VmFd {
     ioctlValue(this.fd, 'KVM_CREATE_IRQCHIP');
   }
 
+  /** The state of an in-kernel interrupt controller (KVM_GET_IRQCHIP): `chip` 0/1 = master/slave PIC, 2 = IOAPIC. */
+  getIrqchip(chip: number): Uint8Array {
+    const bytes = new Uint8Array(Layouts.kvm_irqchip.size);
+    viewOfBytes(bytes).setUint32(Layouts.kvm_irqchip.fields.chip_id.offset, chip, true);
+    ioctlBuffer(this.fd, 'KVM_GET_IRQCHIP', bytes);
+    return bytes.slice(Layouts.kvm_irqchip.fields.chip.offset);
+  }
+
+  setIrqchip(chip: number, state: Uint8Array): void {
+    const bytes = new Uint8Array(Layouts.kvm_irqchip.size);
+    viewOfBytes(bytes).setUint32(Layouts.kvm_irqchip.fields.chip_id.offset, chip, true);
+    bytes.set(state.subarray(0, Layouts.kvm_irqchip.fields.chip.size), Layouts.kvm_irqchip.fields.chip.offset);
+    ioctlBuffer(this.fd, 'KVM_SET_IRQCHIP', bytes);
+  }
+
   /** Sets an interrupt line of the in-kernel PIC/IOAPIC; callable from any thread. */
   setIrqLine(irq: number, level: boolean): void {
     this.irqLevelView.setUint32(0, irq, true);

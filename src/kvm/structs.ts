@@ -113,6 +113,13 @@ export const Layouts = {
   kvm_ioeventfd: layout(64, { datamatch: [0, 8], addr: [8, 8], len: [16, 4], fd: [20, 4], flags: [24, 4] }),
   kvm_irqfd: layout(32, { fd: [0, 4], gsi: [4, 4], flags: [8, 4], resamplefd: [12, 4] }),
   kvm_lapic_state: layout(1024, { regs: [0, 1024] }),
+  // KVM_GET/SET_IRQCHIP: chip_id 0 = master PIC, 1 = slave PIC, 2 = IOAPIC; `chip` holds its state.
+  kvm_irqchip: layout(520, { chip_id: [0, 4], pad: [4, 4], chip: [8, 512] }),
+  kvm_pic_state: layout(16, {
+    last_irr: [0, 1], irr: [1, 1], imr: [2, 1], isr: [3, 1], priority_add: [4, 1], irq_base: [5, 1],
+    read_reg_select: [6, 1], poll: [7, 1], special_mask: [8, 1], init_state: [9, 1], auto_eoi: [10, 1],
+    rotate_on_auto_eoi: [11, 1], special_fully_nested_mode: [12, 1], init4: [13, 1], elcr: [14, 1], elcr_mask: [15, 1],
+  }),
   kvm_mp_state: layout(4, { mp_state: [0, 4] }),
   // Header only: `sigset` holds the kernel's 8-byte signal set.
   kvm_signal_mask: layout(4, { len: [0, 4], sigset: [4, 0] }),

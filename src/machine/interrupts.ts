@@ -1,6 +1,6 @@
 // Interrupt lines from devices to the in-kernel PIC/IOAPIC (KVM_IRQ_LINE on
 // the VM fd). KVM takes the ioctl from any thread and wakes a halted vCPU.
-import type { VmFd } from '../kvm/index.ts';
+import { Layouts, type VmFd } from '../kvm/index.ts';
 import type { EdgeOutcome, InterruptLine } from '../devices/interrupt-line.ts';
 
 export class KvmInterruptLine implements InterruptLine {
@@ -44,4 +44,33 @@ export function wireLocalApicToPic(lapic: Uint8Array): Uint8Array {
   set(APIC_LVT_LINT0, DELIVERY_MODE_EXTINT);
   set(APIC_LVT_LINT1, DELIVERY_MODE_NMI);
   return lapic;
+}
+
+/** KVM_GET/SET_IRQCHIP chip ids of the two 8259s. */
+const MASTER_PIC = 0;
+const SLAVE_PIC = 1;
+/** The vectors a PC BIOS gives the 8259s' IRQ 0-7 and 8-15. */
+const MASTER_VECTOR_BASE = 0x08;
+const SLAVE_VECTOR_BASE = 0x70;
+
+/**
+ * Leaves the 8259 PICs as a PC's firmware does before it starts an OS:
+ * initialized (vector bases 0x08 and 0x70, so an interrupt can never arrive
+ * as vector 0-15, a CPU exception) and with every input masked. An OS that
+ * uses the PICs programs them again; one that does not (Linux on a
+ * hardware-reduced ACPI platform never touches them, and routes everything
+ * through the IOAPIC) then gets nothing through LINT0, where KVM's PICs
+ * would otherwise deliver each ISA interrupt, with their power-on vector base
+ * 0, as a divide error, a breakpoint, ...
+ */
+export function initializeLegacyPics(vm: VmFd): void {
+  const pic = Layouts.kvm_pic_state.fields;
+  for (const [chip, base] of [[MASTER_PIC, MASTER_VECTOR_BASE], [SLAVE_PIC, SLAVE_VECTOR_BASE]] as const) {
+    const state = vm.getIrqchip(chip);
+    state[pic.irq_base.offset] = base;
+    state[pic.imr.offset] = 0xff;
+    state[pic.init_state.offset] = 0; // not waiting for ICW2-4
+    state[pic.init4.offset] = 1; // ICW4 given (8086 mode), as every PC's
+    vm.setIrqchip(chip, state);
+  }
 }

@@ -4,17 +4,19 @@
 import { readFileSync, statSync } from 'node:fs';
 import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { InputError } from '../errors.ts';
+import { AcpiLayout } from '../boot/acpi/index.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { Command, Control, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
-import { wireLocalApicToPic } from './interrupts.ts';
+import { AcpiGed } from '../devices/acpi-ged.ts';
+import { initializeLegacyPics, KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
 import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
+import { createAcpiDeviceState, linuxAcpiPlatform } from './platform.ts';
 import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
 import { closeVirtioWiring, VirtioIoThread, wireVirtio, type VirtioWiring } from './virtio-io.ts';
-import { virtioMmioCmdline } from './virtio-plan.ts';
 import { VCPU_THREAD, VCPU_THREAD_OPTIONS } from './thread-entries.ts';
 import { startWorker } from './worker-url.ts';
 
@@ -57,6 +59,8 @@ export class Machine {
   private ended = false;
   private threadId = 0;
   private stopRequested = false;
+  /** The ACPI devices' state, shared with the vCPU thread; used when the guest has ACPI tables. */
+  private readonly acpiState = createAcpiDeviceState();
 
   private constructor(
     readonly config: MachineConfig,
@@ -114,16 +118,16 @@ export class Machine {
     let entry;
     let bootPlan: LinuxBootPlan | null = null;
     if (hasIrqchip) vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
+    // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
+    if (kernel) initializeLegacyPics(vm);
     if (kernel) {
       const booted = bootLinux(ram.memory, {
         kernel, kernelSource: config.linux!.kernel,
         ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
-        cmdline: [
-          config.linux!.cmdline,
-          virtioMmioCmdline(virtio.devices),
-          config.console === 'virtio' ? 'console=hvc0' : '',
-        ].filter(Boolean).join(' '),
+        // The virtio-mmio devices are in the ACPI tables, not on the command line.
+        cmdline: [config.linux!.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
         ram: layout,
+        acpi: linuxAcpiPlatform(virtio.devices),
       }, reset);
       entry = booted.state;
       bootPlan = booted.plan;
@@ -165,6 +169,7 @@ export class Machine {
       vmFd: this.vm.fd,
       virtio: this.virtio,
       symbols: this.symbols,
+      acpi: this.bootPlan?.acpi ? this.acpiState : null,
     };
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
@@ -285,6 +290,17 @@ export class Machine {
     this.stopRequested = true;
     Atomics.store(this.control, Control.COMMAND, Command.STOP);
     this.kick();
+  }
+
+  /**
+   * Presses the ACPI power button: the guest is asked to shut down, and
+   * run() resolves once it powered off. False when the guest has no ACPI
+   * (a flat guest), so there is no button to press.
+   */
+  pressPowerButton(): boolean {
+    if (!this.bootPlan?.acpi) return false;
+    new AcpiGed(new KvmInterruptLine(this.vm, AcpiLayout.GED_GSI), this.acpiState.ged).pressPowerButton();
+    return true;
   }
 
   /** Interrupts the vCPU thread's KVM_RUN; does nothing before the thread is ready or once it has ended. */

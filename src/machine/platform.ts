@@ -2,6 +2,10 @@
 // thread that handles exits; it wires devices to sinks, interrupt lines and
 // timers, and the devices never learn which thread that is.
 import type { AddressSpace } from '../bus/index.ts';
+import { AcpiLayout, acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
+import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
+import { AcpiGed } from '../devices/acpi-ged.ts';
+import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_BASE, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
@@ -15,6 +19,7 @@ import type { GuestMemory } from '../memory/index.ts';
 import type { VcpuStop } from '../vcpu/index.ts';
 import type { InputRing } from './console-ring.ts';
 import type { DeviceTimers } from './device-timers.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
 
 export interface PlatformContext {
   readonly pio: AddressSpace;
@@ -35,6 +40,38 @@ export interface PlatformOptions {
   clock: MonotonicClock;
   /** Deadline service for timed devices; null when no interrupt controller exists to deliver ticks. */
   timers: DeviceTimers | null;
+  /** The ACPI devices' shared state, when the guest has ACPI tables (Linux); null for none. */
+  acpi: AcpiDeviceState | null;
+}
+
+/**
+ * The state of the ACPI devices, one SharedArrayBuffer each, created once
+ * per machine: every thread that serves or signals a device (each vCPU
+ * thread, the main thread pressing the power button) builds its own device
+ * object over the same buffer.
+ */
+export interface AcpiDeviceState {
+  sleep: SharedArrayBuffer;
+  ged: SharedArrayBuffer;
+}
+
+/**
+ * What the ACPI tables of a Linux guest describe: one vCPU, COM1, the PCI
+ * host bridge with each function's interrupt when a virtio device is on PCI,
+ * and each virtio-mmio device
+ * (which the guest then finds in the DSDT rather than on its command line).
+ */
+export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[]): AcpiPlatform {
+  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
+  const onPci = virtio.filter((d) => d.transport === 'pci');
+  return acpiPlatform(1, undefined, {
+    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
+    virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
+  });
+}
+
+export function createAcpiDeviceState(): AcpiDeviceState {
+  return { sleep: AcpiSleep.createState(), ged: AcpiGed.createState() };
 }
 
 export interface Platform {
@@ -74,6 +111,17 @@ export function buildPlatform(context: PlatformContext, options: PlatformOptions
   pio.register(I8042_BASE + 4, 1, i8042.commandPort);
 
   pio.register(CMOS_BASE, CMOS_PORT_COUNT, new CmosRtc());
+
+  if (options.acpi) {
+    // Where the FADT points the guest: the sleep control/status and reset
+    // registers, and the GED its DSDT describes (src/boot/acpi/platform.ts).
+    const sleep = new AcpiSleep((what) => context.requestStop(what === 'power-off'
+      ? { cause: 'poweroff', status: 0, message: 'guest powered off' }
+      : { cause: 'reboot', status: 0, message: 'guest rebooted' }), options.acpi.sleep);
+    pio.register(AcpiLayout.SLEEP_PORT_BASE, AcpiLayout.SLEEP_PORT_COUNT, sleep);
+    const ged = new AcpiGed(context.irqLine(AcpiLayout.GED_GSI), options.acpi.ged);
+    context.mmio.register(AcpiLayout.GED_MMIO_BASE, AcpiLayout.GED_MMIO_SIZE, ged);
+  }
 
   pio.register(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
     // Silent, like QEMU: the exit status is the guest's message.

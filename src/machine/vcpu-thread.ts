@@ -12,7 +12,7 @@ import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
 import { Control, ExitTracer, KernelSymbols, Vcpu, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
-import { buildPlatform, type DeviceModule, type PlatformContext } from './platform.ts';
+import { buildPlatform, type AcpiDeviceState, type DeviceModule, type PlatformContext } from './platform.ts';
 import { attachVirtioTransports } from './virtio-transports.ts';
 import { IDENTITY_MAP_ADDRESS, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, TSS_ADDRESS } from './layout.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
@@ -34,6 +34,8 @@ export interface VcpuThreadInit {
   virtio: { devices: PlannedVirtioDevice[]; controlFd: number };
   /** A Linux guest's kernel symbols, read and checked by the main thread (null: none). */
   symbols: TransferableSymbols | null;
+  /** The ACPI devices' shared state; null when the guest has no ACPI tables. */
+  acpi: AcpiDeviceState | null;
 }
 
 export type VcpuThreadMessage =
@@ -80,6 +82,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
     pit: config.pit ?? 'tsvmm',
     clock,
     timers,
+    acpi: init.acpi,
   });
   attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
     ioeventfd: config.ioeventfd === true,

@@ -5,7 +5,6 @@
 // this plan as plain data.
 import { InputError } from '../errors.ts';
 import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
-import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { VIRTIO_PCI_BAR_SIZE } from '../devices/virtio/pci.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import type { VirtioDeviceConfig, VirtioTransportKind } from './config.ts';
@@ -68,12 +67,4 @@ export function planVirtioDevices(
       irqfd: options.useIrqfd ? options.createEventFd() : null,
     };
   });
-}
-
-/** The kernel command line entries that announce the virtio-mmio devices to Linux. */
-export function virtioMmioCmdline(devices: readonly PlannedVirtioDevice[]): string {
-  return devices
-    .filter((d) => d.transport === 'mmio')
-    .map((d) => `virtio_mmio.device=${VIRTIO_MMIO_SIZE}@0x${d.address.toString(16)}:${d.irq}`)
-    .join(' ');
 }

@@ -5,7 +5,7 @@
 //
 //   device('PWRB', [name('_HID', eisaId('PNP0C0C'))])
 //   ==  Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) }
-import { BootError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 
 export type Aml = readonly number[];
 
@@ -67,7 +67,7 @@ export function pkgLength(contentLength: number): number[] {
     const total = contentLength + 1 + follow;
     if (total < (follow === 0 ? 0x40 : 2 ** (4 + 8 * follow))) return encodeLength(total, follow);
   }
-  throw new BootError(`AML package of ${contentLength} bytes is longer than PkgLength can say`);
+  throw new InputError(`AML package of ${contentLength} bytes is longer than PkgLength can say`);
 }
 
 function encodeLength(value: number, follow: number): number[] {
@@ -85,7 +85,7 @@ const NAME_CHAR = /^[A-Z0-9_]$/;
 
 function nameSeg(segment: string, path: string): number[] {
   if (segment.length < 1 || segment.length > 4 || !LEAD_CHAR.test(segment[0]!) || ![...segment].every((c) => NAME_CHAR.test(c))) {
-    throw new BootError(`AML name "${path}": "${segment}" is not a name segment (1-4 of A-Z, 0-9, _; not starting with a digit)`);
+    throw new InputError(`AML name "${path}": "${segment}" is not a name segment (1-4 of A-Z, 0-9, _; not starting with a digit)`);
   }
   // Short segments are padded with '_' (§20.2.2: "_SB" is "_SB_").
   return [...segment.padEnd(4, '_')].map((c) => c.charCodeAt(0));
@@ -111,14 +111,14 @@ export function nameString(path: string): number[] {
   const segments = rest.split('.').map((s) => nameSeg(s, path));
   if (segments.length === 1) return [...prefix, ...segments[0]!];
   if (segments.length === 2) return [...prefix, Op.DUAL_NAME_PREFIX, ...concat(segments)];
-  if (segments.length > 255) throw new BootError(`AML name "${path}" has more than 255 segments`);
+  if (segments.length > 255) throw new InputError(`AML name "${path}" has more than 255 segments`);
   return [...prefix, Op.MULTI_NAME_PREFIX, segments.length, ...concat(segments)];
 }
 
 /** An integer constant in the shortest encoding (§20.2.3 ComputationalData). */
 export function integer(value: number | bigint): number[] {
   const v = BigInt(value);
-  if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new BootError(`AML integer ${v} is outside 0..2^64-1`);
+  if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new InputError(`AML integer ${v} is outside 0..2^64-1`);
   if (v === 0n) return [Op.ZERO];
   if (v === 1n) return [Op.ONE];
   if (v === 0xffff_ffff_ffff_ffffn) return [Op.ONES];
@@ -135,7 +135,7 @@ export function integer(value: number | bigint): number[] {
 
 /** A String constant: ASCII, NUL-terminated. */
 export function string(text: string): number[] {
-  if (!/^[\x01-\x7f]*$/.test(text)) throw new BootError(`AML string ${JSON.stringify(text)} is not 7-bit ASCII without NUL`);
+  if (!/^[\x01-\x7f]*$/.test(text)) throw new InputError(`AML string ${JSON.stringify(text)} is not 7-bit ASCII without NUL`);
   return [Op.STRING_PREFIX, ...[...text].map((c) => c.charCodeAt(0)), 0];
 }
 
@@ -144,7 +144,7 @@ export function string(text: string): number[] {
  * and four hex digits, stored big-endian in a DWord.
  */
 export function eisaId(id: string): number[] {
-  if (!/^[A-Z]{3}[0-9A-F]{4}$/.test(id)) throw new BootError(`EISA ID "${id}" is not three capital letters and four hex digits`);
+  if (!/^[A-Z]{3}[0-9A-F]{4}$/.test(id)) throw new InputError(`EISA ID "${id}" is not three capital letters and four hex digits`);
   const letter = (i: number) => id.charCodeAt(i) - 0x40;
   const vendor = (letter(0) << 10) | (letter(1) << 5) | letter(2);
   const product = parseInt(id.slice(3), 16);
@@ -158,7 +158,7 @@ export function name(path: string, value: Aml): number[] {
 
 /** Package () { elements }. */
 export function pkg(elements: readonly Aml[]): number[] {
-  if (elements.length > 255) throw new BootError(`AML package of ${elements.length} elements: at most 255`);
+  if (elements.length > 255) throw new InputError(`AML package of ${elements.length} elements: at most 255`);
   return withPkgLength([Op.PACKAGE], [elements.length, ...concat(elements)]);
 }
 
@@ -172,18 +172,18 @@ export function device(path: string, terms: readonly Aml[]): number[] {
 
 /** Method (path, argCount, Serialized|NotSerialized) { terms }, sync level 0. */
 export function method(path: string, argCount: number, serialized: boolean, terms: readonly Aml[]): number[] {
-  if (!Number.isInteger(argCount) || argCount < 0 || argCount > 7) throw new BootError(`AML method ${path}: ${argCount} arguments (0-7)`);
+  if (!Number.isInteger(argCount) || argCount < 0 || argCount > 7) throw new InputError(`AML method ${path}: ${argCount} arguments (0-7)`);
   const flags = argCount | (serialized ? 0x08 : 0);
   return withPkgLength([Op.METHOD], [...nameString(path), flags, ...concat(terms)]);
 }
 
 export function local(n: number): number[] {
-  if (!Number.isInteger(n) || n < 0 || n > 7) throw new BootError(`Local${n}: there are Local0-Local7`);
+  if (!Number.isInteger(n) || n < 0 || n > 7) throw new InputError(`Local${n}: there are Local0-Local7`);
   return [Op.LOCAL0 + n];
 }
 
 export function arg(n: number): number[] {
-  if (!Number.isInteger(n) || n < 0 || n > 6) throw new BootError(`Arg${n}: there are Arg0-Arg6`);
+  if (!Number.isInteger(n) || n < 0 || n > 6) throw new InputError(`Arg${n}: there are Arg0-Arg6`);
   return [Op.ARG0 + n];
 }
 
@@ -239,7 +239,7 @@ export function field(regionName: string, access: number, lock: boolean, update:
 // the width in bits, in PkgLength's encoding, not counting its own bytes.
 function fieldWidth(unit: FieldUnit): number[] {
   const bits = unit.bits;
-  if (!Number.isInteger(bits) || bits < 1 || bits >= 2 ** 28) throw new BootError(`AML field ${unit.name}: ${bits} bits`);
+  if (!Number.isInteger(bits) || bits < 1 || bits >= 2 ** 28) throw new InputError(`AML field ${unit.name}: ${bits} bits`);
   const follow = bits < 0x40 ? 0 : bits < 2 ** 12 ? 1 : bits < 2 ** 20 ? 2 : 3;
   return encodeLength(bits, follow);
 }

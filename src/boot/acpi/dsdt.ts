@@ -15,6 +15,18 @@
 //         If (Local0 & 1) { Notify (\_SB.PWRB, 0x80) } // power button pressed
 //       }
 //     }
+//     Device (PCI0) {                               // only when the machine has PCI
+//       Name (_HID, EisaId ("PNP0A03"))  Name (_UID, Zero)  Name (_SEG, Zero)  Name (_BBN, Zero)
+//       Name (_CRS, ResourceTemplate () {
+//         WordBusNumber (...0, 0...)  IO (Decode16, 0xCF8, 0xCF8, 1, 8)
+//         WordIO (...0x0000-0x0CF7...)  WordIO (...0x0D00-0xFFFF...)
+//         DWordMemory (...0xE0000000-0xFE9FFFFF...) })   // where BARs go
+//       Name (_PRT, Package () { Package () { 0x0001FFFF, 0, Zero, gsi }, ... })  // INTA of each slot
+//     }
+//     Device (COM1) { Name (_HID, EisaId ("PNP0501"))  Name (_UID, One)
+//       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8)  Interrupt (...) { 4 } }) }
+//     Device (VR00) { Name (_HID, "LNRO0005")  Name (_UID, Zero)   // one per virtio-mmio device
+//       Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base, 0x200)  Interrupt (...) { irq } }) }
 //     Device (PMRS) {                               // motherboard resources:
 //       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
 //       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
@@ -26,8 +38,8 @@
 import { ACPI_GED_MMIO_SIZE, GedEvent } from '../../devices/acpi-ged.ts';
 import { SleepType } from '../../devices/acpi-sleep.ts';
 import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, local, method, name, notify, operationRegion, path, pkg, RegionSpace, scope, store, string, type Aml } from './aml.ts';
-import type { AcpiPlatform } from './platform.ts';
-import { interrupt, ioPorts, memory32Fixed, resourceTemplate } from './resources.ts';
+import type { AcpiPlatform, AcpiVirtioMmio } from './platform.ts';
+import { busNumbers, interrupt, ioPorts, ioWindow, memory32Fixed, memoryWindow, resourceTemplate } from './resources.ts';
 import { newTable, SDT_HEADER_SIZE, sealTable } from './sdt.ts';
 
 /** Notify value 0x80 on a power button device: "button pressed" (§4.8.3.1.1.2 / table 5.166). */
@@ -59,6 +71,59 @@ function genericEventDevice(platform: AcpiPlatform): number[] {
   ]);
 }
 
+/** The PCI configuration ports (mechanism #1): address at 0xcf8, data at 0xcfc. */
+const PCI_CONFIG_PORT = 0xcf8;
+const PCI_CONFIG_PORT_COUNT = 8;
+
+/** _PRT (§6.2.13): INTA of a slot's function 0 ("any function": address 0xSSSSFFFF) on a GSI, no link device. */
+const PRT_ANY_FUNCTION = 0xffff;
+const PCI_PIN_INTA = 0;
+
+/**
+ * The PCI host bridge: config space through 0xcf8, one bus, the windows it
+ * forwards (every I/O port but the config ports, and the BAR window), and
+ * the routing table: tsvmm's functions interrupt through INTx, each slot on
+ * its own GSI (Linux programs those level-triggered, active low, as PCI's).
+ */
+function pciHostBridge(pci: NonNullable<AcpiPlatform['pci']>): number[] {
+  return device('PCI0', [
+    name('_HID', eisaId('PNP0A03')),
+    name('_UID', integer(0)),
+    name('_SEG', integer(0)),
+    name('_BBN', integer(pci.bus)),
+    name('_CRS', resourceTemplate([
+      busNumbers(pci.bus, pci.bus),
+      ioPorts(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, PCI_CONFIG_PORT_COUNT),
+      ioWindow(0x0000, PCI_CONFIG_PORT - 1),
+      ioWindow(PCI_CONFIG_PORT + PCI_CONFIG_PORT_COUNT, 0xffff),
+      memoryWindow(pci.memoryWindow.base, pci.memoryWindow.end),
+    ])),
+    name('_PRT', pkg(pci.interrupts.map(({ slot, gsi }) =>
+      pkg([integer(slot * 0x1_0000 + PRT_ANY_FUNCTION), integer(PCI_PIN_INTA), integer(0), integer(gsi)])))),
+  ]);
+}
+
+/** The ISA interrupts the machine's devices raise: edge, active high, one device each. */
+const ISA_INTERRUPT = { edge: true, activeLow: false, shared: false } as const;
+const UART_PORT_COUNT = 8;
+
+function uart(index: number, port: number, irq: number): number[] {
+  return device(`COM${index + 1}`, [
+    name('_HID', eisaId('PNP0501')),
+    name('_UID', integer(index + 1)),
+    name('_CRS', resourceTemplate([ioPorts(port, port, 1, UART_PORT_COUNT), interrupt(irq, ISA_INTERRUPT)])),
+  ]);
+}
+
+/** A virtio-mmio device ("LNRO0005", the ID Linux's virtio_mmio driver matches). */
+function virtioMmio(index: number, dev: AcpiVirtioMmio): number[] {
+  return device(`VR${index.toString(16).toUpperCase().padStart(2, '0')}`, [
+    name('_HID', string('LNRO0005')),
+    name('_UID', integer(index)),
+    name('_CRS', resourceTemplate([memory32Fixed(true, dev.address, dev.size), interrupt(dev.irq, ISA_INTERRUPT)])),
+  ]);
+}
+
 function motherboardResources(platform: AcpiPlatform): number[] {
   const ports = [...new Set([platform.sleepControlPort, platform.sleepStatusPort, platform.resetPort])].sort((a, b) => a - b);
   return device('PMRS', [
@@ -76,7 +141,14 @@ export function dsdtAml(platform: AcpiPlatform): Aml {
   return [
     ...sleepState('_S0_', SleepType.S0),
     ...sleepState('_S5_', SleepType.S5),
-    ...scope('\\_SB', [powerButton(), genericEventDevice(platform), motherboardResources(platform)]),
+    ...scope('\\_SB', [
+      powerButton(),
+      genericEventDevice(platform),
+      ...(platform.pci ? [pciHostBridge(platform.pci)] : []),
+      ...platform.uarts.map((u, i) => uart(i, u.port, u.irq)),
+      ...platform.virtioMmio.map((dev, i) => virtioMmio(i, dev)),
+      motherboardResources(platform),
+    ]),
   ];
 }
 

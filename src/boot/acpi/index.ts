@@ -2,13 +2,13 @@
 // memory: RSDP → XSDT → { FADT → DSDT, MADT }. The guest finds the RSDP
 // through boot_params.acpi_rsdp_addr, the PVH start_info's rsdp_paddr, or by
 // scanning 0xe0000-0xfffff for its signature.
-import { BootError } from '../errors.ts';
+import { InputError } from '../../errors.ts';
 import { buildDsdt } from './dsdt.ts';
 import { checkPlatform, type AcpiPlatform } from './platform.ts';
 import { SDT_HEADER_SIZE } from './sdt.ts';
 import { buildFadt, buildMadt, buildRsdp, buildXsdt, FADT_SIZE, RSDP_SIZE } from './tables.ts';
 
-export { AcpiLayout, acpiPlatform, type AcpiPlatform, type IsaInterruptOverride } from './platform.ts';
+export { AcpiLayout, acpiPlatform, type AcpiPciInterrupt, type AcpiPlatform, type AcpiVirtioMmio, type IsaInterruptOverride } from './platform.ts';
 
 export interface AcpiTables {
   /** Guest-physical address of `image`'s first byte, which is the RSDP. */
@@ -35,7 +35,7 @@ function align(value: number, to: number): number {
 export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize: number): AcpiTables {
   checkPlatform(platform);
   if (!Number.isInteger(address) || address < 0 || address % RSDP_ALIGNMENT !== 0) {
-    throw new BootError(`ACPI tables at 0x${address.toString(16)}: the RSDP needs a 16-byte aligned address`);
+    throw new InputError(`ACPI tables at 0x${address.toString(16)}: the RSDP needs a 16-byte aligned address`);
   }
   const dsdt = buildDsdt(platform);
   const madt = buildMadt(platform);
@@ -47,7 +47,7 @@ export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize
   const dsdtAt = align(madtAt + madt.length, TABLE_ALIGNMENT);
   const end = dsdtAt + dsdt.length;
   if (end - address > maxSize) {
-    throw new BootError(`ACPI tables need ${end - address} bytes; ${maxSize} are set aside for them`);
+    throw new InputError(`ACPI tables need ${end - address} bytes; ${maxSize} are set aside for them`);
   }
 
   const placed = [

@@ -3,7 +3,8 @@
 // `acpiPlatform()` turns it into the description the tables are built from.
 import { ACPI_RESET_VALUE, ACPI_SLEEP_PORT_COUNT, AcpiSleepRegister } from '../../devices/acpi-sleep.ts';
 import { ACPI_GED_MMIO_SIZE } from '../../devices/acpi-ged.ts';
-import { BootError } from '../errors.ts';
+import { COM_PORTS } from '../../devices/serial16550.ts';
+import { InputError } from '../../errors.ts';
 
 /**
  * Where the ACPI tables and the ACPI devices sit in a tsvmm PC. None of it
@@ -43,6 +44,14 @@ export const AcpiLayout = {
    * of which are the PC's or virtio's), so nothing else is wired to it.
    */
   GED_GSI: 23,
+  /**
+   * What the PCI host bridge forwards, when the machine has one: its one bus,
+   * and the memory window its functions' BARs live in (from
+   * machine/virtio-plan.ts PCI_BAR_BASE up to the GED's page).
+   */
+  PCI_BUS: 0,
+  PCI_MEMORY_WINDOW_BASE: 0xe000_0000,
+  PCI_MEMORY_WINDOW_END: 0xfe9f_ffff,
   /** The in-kernel IOAPIC (= machine/layout.ts IOAPIC_ADDRESS); KVM's has 24 pins and ID 0 after reset. */
   IOAPIC_ADDRESS: 0xfec0_0000,
   IOAPIC_ID: 0,
@@ -68,11 +77,10 @@ export interface AcpiPlatform {
   localApicAddress: number;
   ioapic: { id: number; address: number; gsiBase: number; pins: number };
   /**
-   * Interrupt source overrides. tsvmm keeps KVM's default GSI routing, where
-   * GSI n is IOAPIC pin n (the in-kernel PIT raises GSI 0 and reaches pin 0),
-   * so it needs none; a machine that routes GSI 0 to pin 2 as QEMU does
-   * would list { irq: 0, gsi: 2 } here. A hardware-reduced platform has no
-   * SCI, so IRQ 9 needs no override either.
+   * Interrupt source overrides (MADT type 2). tsvmm keeps KVM's default GSI
+   * routing, where ISA IRQ n is IOAPIC pin n, so it needs none; a machine
+   * that routes IRQ 0 to pin 2 as QEMU does would list { irq: 0, gsi: 2 }.
+   * (Each device's interrupt, with its trigger and polarity, is in the DSDT.)
    */
   isaInterruptOverrides: readonly IsaInterruptOverride[];
   sleepControlPort: number;
@@ -85,10 +93,40 @@ export interface AcpiPlatform {
   i8042: boolean;
   /** The machine has a CMOS RTC at 0x70 (otherwise the FADT says CMOS RTC not present). */
   cmosRtc: boolean;
+  /**
+   * The PCI host bridge (config space at 0xcf8), when the machine has one. A
+   * kernel with ACPI looks for PCI buses only where the DSDT says.
+   */
+  pci: { bus: number; memoryWindow: { base: number; end: number }; interrupts: readonly AcpiPciInterrupt[] } | null;
+  /**
+   * The ISA UARTs and the virtio-mmio devices, described in the DSDT: with
+   * no legacy PIC Linux maps an ISA IRQ only for a device ACPI describes
+   * (the IRQ numbers of `virtio_mmio.device=` or of the 8250 driver's
+   * built-in COM1 would find no interrupt behind them).
+   */
+  uarts: readonly { port: number; irq: number }[];
+  virtioMmio: readonly AcpiVirtioMmio[];
 }
 
-/** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices. */
-export function acpiPlatform(cpus: number, apicIds?: readonly number[]): AcpiPlatform {
+/** The interrupt (GSI) of the INTA pin of the function in `slot` on the bus (a _PRT entry). */
+export interface AcpiPciInterrupt {
+  slot: number;
+  gsi: number;
+}
+
+/** A virtio-mmio device: its register window and its interrupt. */
+export interface AcpiVirtioMmio {
+  address: number;
+  size: number;
+  irq: number;
+}
+
+/** A tsvmm PC with `cpus` vCPUs, as AcpiLayout places its devices; `options.pci`: it has a PCI host bridge. */
+export function acpiPlatform(
+  cpus: number,
+  apicIds?: readonly number[],
+  devices: { pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[] } = {},
+): AcpiPlatform {
   return {
     cpus,
     ...(apicIds ? { apicIds } : {}),
@@ -103,6 +141,15 @@ export function acpiPlatform(cpus: number, apicIds?: readonly number[]): AcpiPla
     gedGsi: AcpiLayout.GED_GSI,
     i8042: true,
     cmosRtc: true,
+    pci: devices.pci
+      ? {
+        bus: AcpiLayout.PCI_BUS,
+        memoryWindow: { base: AcpiLayout.PCI_MEMORY_WINDOW_BASE, end: AcpiLayout.PCI_MEMORY_WINDOW_END },
+        interrupts: devices.pci.interrupts,
+      }
+      : null,
+    uarts: [{ port: COM_PORTS[0].base, irq: COM_PORTS[0].irq }],
+    virtioMmio: devices.virtioMmio ?? [],
   };
 }
 
@@ -113,42 +160,42 @@ const MAX_XAPIC_ID = 0xfe;
 export function checkedApicIds(platform: AcpiPlatform): readonly number[] {
   const { cpus } = platform;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_XAPIC_ID + 1) {
-    throw new BootError(`ACPI tables for ${cpus} vCPUs: the MADT describes 1 to ${MAX_XAPIC_ID + 1} (xAPIC IDs)`);
+    throw new InputError(`ACPI tables for ${cpus} vCPUs: the MADT describes 1 to ${MAX_XAPIC_ID + 1} (xAPIC IDs)`);
   }
   const ids = platform.apicIds ?? Array.from({ length: cpus }, (_, i) => i);
-  if (ids.length !== cpus) throw new BootError(`ACPI tables: ${ids.length} APIC IDs for ${cpus} vCPUs`);
+  if (ids.length !== cpus) throw new InputError(`ACPI tables: ${ids.length} APIC IDs for ${cpus} vCPUs`);
   const seen = new Set<number>();
   for (const id of ids) {
-    if (!Number.isInteger(id) || id < 0 || id > MAX_XAPIC_ID) throw new BootError(`ACPI tables: APIC ID ${id} is outside 0..${MAX_XAPIC_ID}`);
-    if (seen.has(id)) throw new BootError(`ACPI tables: APIC ID ${id} given to two vCPUs`);
+    if (!Number.isInteger(id) || id < 0 || id > MAX_XAPIC_ID) throw new InputError(`ACPI tables: APIC ID ${id} is outside 0..${MAX_XAPIC_ID}`);
+    if (seen.has(id)) throw new InputError(`ACPI tables: APIC ID ${id} given to two vCPUs`);
     seen.add(id);
   }
   return ids;
 }
 
-/** Checks what the tables cannot express; throws a BootError naming the field. */
+/** Checks what the tables cannot express; throws a InputError naming the field. */
 export function checkPlatform(platform: AcpiPlatform): void {
   checkedApicIds(platform);
   const port = (what: string, value: number) => {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffff) throw new BootError(`ACPI tables: ${what} 0x${value.toString(16)} is not an I/O port`);
+    if (!Number.isInteger(value) || value < 0 || value > 0xffff) throw new InputError(`ACPI tables: ${what} 0x${value.toString(16)} is not an I/O port`);
   };
   port('sleep control port', platform.sleepControlPort);
   port('sleep status port', platform.sleepStatusPort);
   port('reset port', platform.resetPort);
   if (!Number.isInteger(platform.resetValue) || platform.resetValue < 0 || platform.resetValue > 0xff) {
-    throw new BootError(`ACPI tables: reset value ${platform.resetValue} is not a byte`);
+    throw new InputError(`ACPI tables: reset value ${platform.resetValue} is not a byte`);
   }
   const { ioapic } = platform;
   const gsiEnd = ioapic.gsiBase + ioapic.pins;
   if (!Number.isInteger(platform.gedGsi) || platform.gedGsi < ioapic.gsiBase || platform.gedGsi >= gsiEnd) {
-    throw new BootError(`ACPI tables: GED interrupt ${platform.gedGsi} is not an IOAPIC input (GSI ${ioapic.gsiBase}-${gsiEnd - 1})`);
+    throw new InputError(`ACPI tables: GED interrupt ${platform.gedGsi} is not an IOAPIC input (GSI ${ioapic.gsiBase}-${gsiEnd - 1})`);
   }
   for (const o of platform.isaInterruptOverrides) {
-    if (!Number.isInteger(o.irq) || o.irq < 0 || o.irq > 15) throw new BootError(`ACPI tables: interrupt override for IRQ ${o.irq}: ISA IRQs are 0-15`);
-    if (!Number.isInteger(o.gsi) || o.gsi < ioapic.gsiBase || o.gsi >= gsiEnd) throw new BootError(`ACPI tables: interrupt override to GSI ${o.gsi}: not an IOAPIC input`);
+    if (!Number.isInteger(o.irq) || o.irq < 0 || o.irq > 15) throw new InputError(`ACPI tables: interrupt override for IRQ ${o.irq}: ISA IRQs are 0-15`);
+    if (!Number.isInteger(o.gsi) || o.gsi < ioapic.gsiBase || o.gsi >= gsiEnd) throw new InputError(`ACPI tables: interrupt override to GSI ${o.gsi}: not an IOAPIC input`);
   }
   const address32 = (what: string, value: number) => {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new BootError(`ACPI tables: ${what} 0x${value.toString(16)} is not a 32-bit address`);
+    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new InputError(`ACPI tables: ${what} 0x${value.toString(16)} is not a 32-bit address`);
   };
   address32('GED register', platform.gedMmioBase);
   address32('IOAPIC', ioapic.address);
