@@ -52,9 +52,16 @@ describe.skipIf(!hasKvm)('run: an empty value is an error, never "not given"', (
     ['--device', ['--flat', hello, '--irqchip', '--device', '']],
     ['--console', ['--flat', hello, '--console', '']],
     ['--virtio-transport', ['--flat', hello, '--virtio-transport', '']],
+    ['--shutdown-timeout', ['--flat', hello, '--shutdown-timeout', '']],
   ];
   for (const [flag, args] of cases) {
     it(`${flag} ''`, () => expectBadInput(args, new RegExp(`^tsvmm: ${flag}: empty value\n$`)));
+  }
+});
+
+describe.skipIf(!hasKvm)('run: --shutdown-timeout takes seconds', () => {
+  for (const bad of ['0', '-1', 'soon', '1e3', '90000']) {
+    it(`--shutdown-timeout ${bad}`, () => expectBadInput(['--flat', hello, '--shutdown-timeout', bad], /^tsvmm: --shutdown-timeout .*: expected seconds, more than 0 and at most 86400\n$/));
   }
 });
 

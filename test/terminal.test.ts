@@ -7,8 +7,9 @@ function parser() {
   const sent: number[] = [];
   const said: string[] = [];
   let quits = 0;
-  const p = new EscapeParser({ sendInput: (b) => sent.push(...b), quit: () => quits++ }, (t) => said.push(t));
-  return { p, sent, said, quits: () => quits };
+  let presses = 0;
+  const p = new EscapeParser({ sendInput: (b) => sent.push(...b), quit: () => quits++, powerButton: () => presses++ }, (t) => said.push(t));
+  return { p, sent, said, quits: () => quits, presses: () => presses };
 }
 
 describe('terminal escapes', () => {
@@ -25,18 +26,27 @@ describe('terminal escapes', () => {
     expect(quits()).toBe(1);
   });
 
+  it('Ctrl-A p presses the power button and the keys around it still reach the guest', () => {
+    const { p, sent, quits, presses } = parser();
+    p.feed(Buffer.from('a\x01pb'));
+    expect(presses()).toBe(1);
+    expect(quits()).toBe(0);
+    expect(Buffer.from(sent).toString('latin1')).toBe('ab');
+  });
+
   it('Ctrl-A h prints the escapes; Ctrl-A Ctrl-A sends one Ctrl-A; an escape may span two reads', () => {
     const { p, sent, said } = parser();
     p.feed(Buffer.from('\x01'));
     p.feed(Buffer.from('h'));
     expect(said.join('')).toMatch(/Ctrl-A x +quit tsvmm/);
+    expect(said.join('')).toMatch(/Ctrl-A p +press the ACPI power button/);
     p.feed(Buffer.from('\x01\x01z'));
     expect(sent).toEqual([0x01, 0x7a]);
   });
 });
 
 describe('the terminal as a console, when it fails', () => {
-  const target = { sendInput: () => {}, quit: () => {} };
+  const target = { sendInput: () => {}, quit: () => {}, powerButton: () => {} };
 
   it('a read error on stdin (a terminal gone: EIO) ends the input without throwing', () => {
     const stdin = new PassThrough() as unknown as NodeJS.ReadStream;

@@ -9,6 +9,7 @@ import { Machine } from '../machine/machine.ts';
 import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
 import { EXIT_FAILURE } from './errors.ts';
+import { DEFAULT_SHUTDOWN_TIMEOUT_S, ShutdownPolicy } from './shutdown.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
@@ -26,6 +27,8 @@ export interface RunOptions extends VirtioOptions {
   /** Commander's --no-ioeventfd / --no-irqfd. */
   ioeventfd?: boolean;
   irqfd?: boolean;
+  /** Seconds the guest has to power off after SIGTERM presses its power button. */
+  shutdownTimeout?: string;
 }
 
 /**
@@ -45,7 +48,7 @@ const TRACE_KINDS = ['exits'];
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
-  ['virtioTransport', '--virtio-transport'], ['console', '--console'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'],
 ];
 
 /**
@@ -65,6 +68,14 @@ export function checkRunOptions(options: RunOptions): void {
     if (options[key] !== undefined && options.kernel === undefined) throw new InputError(`${flag} needs --kernel`);
   }
   if (options.append !== undefined && options.flat !== undefined) throw new InputError('--append needs --kernel (a flat guest has no command line)');
+}
+
+/** --shutdown-timeout SECONDS: how long a guest may take to power off after SIGTERM. */
+export function parseShutdownTimeout(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_SHUTDOWN_TIMEOUT_S * 1000;
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(seconds > 0) || seconds > 86400) throw new InputError(`--shutdown-timeout ${text}: expected seconds, more than 0 and at most 86400`);
+  return seconds * 1000;
 }
 
 export function parseMemory(text: string | undefined): number {
@@ -120,6 +131,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     options = { ...options, kernel: guest.kernel, initrd: guest.initrd, systemMap: guest.systemMap };
   }
   const config = configFromOptions(options);
+  const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
   markTime('create-vm');
   const machine = Machine.create(config);
   if (config.memoryBytes > freemem() + 0) {
@@ -129,12 +141,14 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (config.linux && detectVirtualization().kind === 'pvm') {
     writeSync(2, 'tsvmm: note: this host is PVM (no VT-x/AMD-V): guest kernel code runs under KVM\'s instruction emulator (~1 µs per instruction), so a kernel boots in minutes, and a stock kernel stops at its first unemulated instruction; the default guest carries the changes that avoid them (guests/)\n');
   }
-  // Ended by a signal, tsvmm's status says which, as a shell's would (128 + its number).
-  const stoppedBy: { signal: NodeJS.Signals | null } = { signal: null };
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy.signal ??= signal;
-    machine.stop();
-  };
+  // SIGTERM asks the guest to power off; SIGINT, or a SIGTERM it ignores, stops it (src/cli/shutdown.ts).
+  const shutdown = new ShutdownPolicy({
+    pressPowerButton: () => machine.pressPowerButton(),
+    stop: () => machine.stop(),
+    // \r: the terminal may be in raw mode.
+    say: (line) => writeSync(2, `\r\n${line}\r\n`),
+  }, shutdownTimeoutMs);
+  const onSignal = (signal: NodeJS.Signals) => shutdown.onSignal(signal);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let quit = false;
@@ -144,11 +158,13 @@ export async function runCommand(options: RunOptions): Promise<number> {
       quit = true;
       machine.stop();
     },
+    powerButton: () => shutdown.onPowerKey(),
   });
   terminal.start();
   markTime('run');
   try {
     const result = await machine.run();
+    shutdown.dispose();
     terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
     if (result.stop.cause === 'stopped') {
@@ -157,11 +173,13 @@ export async function runCommand(options: RunOptions): Promise<number> {
         return 0;
       }
       writeSync(2, 'tsvmm: stopped\n');
-      return stoppedBy.signal ? 128 + constants.signals[stoppedBy.signal] : EXIT_FAILURE;
+      // Ended by a signal, tsvmm's status says which, as a shell's would (128 + its number).
+      return shutdown.stoppedBy ? 128 + constants.signals[shutdown.stoppedBy] : EXIT_FAILURE;
     }
     if (result.stop.message) writeSync(2, `tsvmm: ${result.stop.message}\n`);
     return result.stop.status;
   } finally {
+    shutdown.dispose();
     terminal.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,7 +1,7 @@
 // The terminal as the guest's console: keystrokes go to COM1 raw (Ctrl-C
 // included, so it reaches the guest's shell), and Ctrl-A starts an escape
-// like QEMU's -nographic: Ctrl-A x quits, Ctrl-A h lists the escapes,
-// Ctrl-A Ctrl-A sends a Ctrl-A.
+// like QEMU's -nographic: Ctrl-A x quits, Ctrl-A p presses the guest's power
+// button, Ctrl-A h lists the escapes, Ctrl-A Ctrl-A sends a Ctrl-A.
 import { writeSync } from 'node:fs';
 
 const CTRL_A = 0x01;
@@ -9,12 +9,14 @@ const CTRL_A = 0x01;
 export const ESCAPE_HELP = [
   'Ctrl-A h    print this help',
   'Ctrl-A x    quit tsvmm',
+  'Ctrl-A p    press the ACPI power button (the guest shuts down)',
   'Ctrl-A Ctrl-A  send Ctrl-A to the guest',
 ].join('\r\n');
 
 export interface TerminalTarget {
   sendInput(bytes: Uint8Array): void;
   quit(): void;
+  powerButton(): void;
 }
 
 /** Splits terminal input into guest bytes and escape commands. */
@@ -33,6 +35,9 @@ export class EscapeParser {
           this.flush(out);
           this.target.quit();
           return;
+        } else if (byte === 0x70 /* p */) {
+          this.flush(out);
+          this.target.powerButton();
         } else if (byte === 0x68 /* h */ || byte === 0x3f /* ? */) this.say(`\r\n${ESCAPE_HELP}\r\n`);
         // Anything else after Ctrl-A is dropped, as QEMU does.
       } else if (byte === CTRL_A) this.escaped = true;
