@@ -9,16 +9,9 @@ import { SUITES, type ChartPanel } from './index.ts';
 import { renderChart } from './lib/chart.ts';
 import { describeMachine, machineInfo } from './lib/machine-info.ts';
 import { markdownTables } from './lib/stats.ts';
+import type { BenchOptions } from '../src/cli/main.ts';
 import { InputError } from '../src/errors.ts';
 
-export interface BenchCommandOptions {
-  runs: string;
-  iterations: string;
-  bytes: string;
-  json?: string;
-  chart?: string;
-  markdown?: string;
-}
 
 function positiveInteger(flag: string, text: string): number {
   const n = Number(text);
@@ -51,7 +44,7 @@ export function listSuites(): number {
   return 0;
 }
 
-export async function benchCommand(names: string[], options: BenchCommandOptions): Promise<number> {
+export async function benchCommand(names: string[], options: BenchOptions): Promise<number> {
   const selected = selectSuites(names);
   const runs = positiveInteger('--runs', options.runs);
   const iterations = positiveInteger('--iterations', options.iterations);

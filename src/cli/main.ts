@@ -8,7 +8,8 @@ import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
-interface BenchOptions {
+/** `tsvmm bench`'s options, as commander hands them over (bench/command.ts takes them). */
+export interface BenchOptions {
   runs: string;
   iterations: string;
   bytes: string;

@@ -23,6 +23,15 @@ beforeAll(async () => {
 }, 30 * 60_000);
 
 
+/** `tsvmm run ARGS` on the default guest, its console and stderr collected. */
+function startTsvmm(args: string[]) {
+  const child = spawn(process.execPath, [TSVMM, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, console_: new GuestConsole(child), stderr: () => stderr, exited };
+}
+
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
@@ -37,11 +46,7 @@ describe.skipIf(!hasKvm)('ACPI power management on the default guest', () => {
     // button's GED interrupt reaches Linux, whose button driver reports
     // KEY_POWER; busybox acpid runs `poweroff`, init stops every process, and
     // Linux writes S5 to the sleep control register.
-    const child = spawn(process.execPath, [TSVMM, 'run'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const console_ = new GuestConsole(child);
+    const { child, console_, stderr, exited } = startTsvmm([]);
     try {
       await console_.waitFor(/tsvmm:\/# /, BOOT_MS);
       // busybox init starts the shell and acpid together: wait until acpid
@@ -50,8 +55,8 @@ describe.skipIf(!hasKvm)('ACPI power management on the default guest', () => {
       await console_.waitFor(/acpid=\d+\./, 60_000);
       child.kill('SIGTERM');
       const status = await within(exited, 120_000, 'power-off after SIGTERM');
-      expect(stderr).toMatch(/tsvmm: SIGTERM: pressed the ACPI power button; the guest has 30 s to power off/);
-      expect(stderr).toMatch(/tsvmm: guest powered off\n$/);
+      expect(stderr()).toMatch(/tsvmm: SIGTERM: pressed the ACPI power button; the guest has 30 s to power off/);
+      expect(stderr()).toMatch(/tsvmm: guest powered off\n$/);
       expect(status).toBe(0);
       // Through busybox init (every process stopped) and the kernel's ACPI power-off.
       expect(console_.output).toMatch(/The system is going down NOW!/);
@@ -62,17 +67,13 @@ describe.skipIf(!hasKvm)('ACPI power management on the default guest', () => {
   }, BOOT_MS + 200_000);
 
   it('`reboot` through the ACPI reset register ends tsvmm with "guest rebooted", status 0', async () => {
-    const child = spawn(process.execPath, [TSVMM, 'run', '--append', 'reboot=acpi'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const console_ = new GuestConsole(child);
+    const { child, console_, stderr, exited } = startTsvmm(['--append', 'reboot=acpi']);
     try {
       await console_.waitFor(/tsvmm:\/# /, BOOT_MS);
       console_.type('reboot\n');
       const status = await within(exited, 120_000, 'tsvmm ending after `reboot`');
       expect(status).toBe(0);
-      expect(stderr).toMatch(/tsvmm: guest rebooted\n$/);
+      expect(stderr()).toMatch(/tsvmm: guest rebooted\n$/);
       expect(console_.output).toMatch(/reboot: Restarting system/);
     } finally {
       child.kill('SIGKILL');
