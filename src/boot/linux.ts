@@ -1,7 +1,7 @@
 // Booting Linux: put the kernel, its command line, its initrd and the boot
 // structures into guest RAM, and compute the CPU state at the kernel's entry.
 // A vmlinux with a PVH note enters through PVH (what PVM hosts need, see
-// HOST.md); a bzImage, or a vmlinux without one, through the 64-bit entry.
+// docs/pvm.md); a bzImage, or a vmlinux without one, through the 64-bit entry.
 // The ACPI tables, when the machine has them, go to the BIOS area, and both
 // entries tell the kernel where their RSDP is.
 import type { GuestMemory } from '../memory/index.ts';
