@@ -64,7 +64,6 @@ export class AcpiGed implements BusDevice {
 
   private signal(events: number): void {
     Atomics.or(this.pending, 0, events);
-    this.irq.setLevel(true);
-    this.irq.setLevel(false);
+    this.irq.pulse();
   }
 }

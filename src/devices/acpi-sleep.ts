@@ -58,15 +58,15 @@ export class AcpiSleep implements BusDevice {
   readonly state: SharedArrayBuffer;
   private readonly status: Int32Array;
 
-  /**
-   * `request` receives a guest's power-off (SLP_EN with SLP_TYP = S5) or
-   * reset; it decides what the machine does (stop the vCPUs, re-boot).
-   */
   /** A fresh state for one device, to share between the threads that use it. */
   static createState(): SharedArrayBuffer {
     return new SharedArrayBuffer(4);
   }
 
+  /**
+   * `request` receives a guest's power-off (SLP_EN with SLP_TYP = S5) or
+   * reset; it decides what the machine does (stop the vCPUs, re-boot).
+   */
   constructor(
     private readonly request: (what: AcpiSleepRequest) => void,
     state: SharedArrayBuffer = AcpiSleep.createState(),

@@ -61,6 +61,7 @@ export class Machine {
   private stopRequested = false;
   /** The ACPI devices' state, shared with the vCPU thread; used when the guest has ACPI tables. */
   private readonly acpiState = createAcpiDeviceState();
+  private powerButton: AcpiGed | null = null;
 
   private constructor(
     readonly config: MachineConfig,
@@ -299,7 +300,9 @@ export class Machine {
    */
   pressPowerButton(): boolean {
     if (!this.bootPlan?.acpi) return false;
-    new AcpiGed(new KvmInterruptLine(this.vm, AcpiLayout.GED_GSI), this.acpiState.ged).pressPowerButton();
+    // The main thread's own GED over the state the vCPU thread's serves.
+    this.powerButton ??= new AcpiGed(new KvmInterruptLine(this.vm, AcpiLayout.GED_GSI), this.acpiState.ged);
+    this.powerButton.pressPowerButton();
     return true;
   }
 

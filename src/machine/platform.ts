@@ -80,6 +80,10 @@ export interface Platform {
   feedInput(): void;
 }
 
+/** How a guest ends the VM on its own: through the i8042 or ACPI reset, or ACPI S5. */
+const GUEST_REBOOTED: VcpuStop = { cause: 'reboot', status: 0, message: 'guest rebooted' };
+const GUEST_POWERED_OFF: VcpuStop = { cause: 'poweroff', status: 0, message: 'guest powered off' };
+
 export function buildPlatform(context: PlatformContext, options: PlatformOptions): Platform {
   const { pio } = context;
   const com1Port = COM_PORTS[0];
@@ -102,7 +106,7 @@ export function buildPlatform(context: PlatformContext, options: PlatformOptions
   }
 
   const i8042 = new I8042({
-    onReset: () => context.requestStop({ cause: 'reboot', status: 0, message: 'guest rebooted' }),
+    onReset: () => context.requestStop(GUEST_REBOOTED),
     keyboardIrq: context.irqLine(I8042_KEYBOARD_IRQ),
     auxIrq: context.irqLine(I8042_AUX_IRQ),
   });
@@ -115,9 +119,7 @@ export function buildPlatform(context: PlatformContext, options: PlatformOptions
   if (options.acpi) {
     // Where the FADT points the guest: the sleep control/status and reset
     // registers, and the GED its DSDT describes (src/boot/acpi/platform.ts).
-    const sleep = new AcpiSleep((what) => context.requestStop(what === 'power-off'
-      ? { cause: 'poweroff', status: 0, message: 'guest powered off' }
-      : { cause: 'reboot', status: 0, message: 'guest rebooted' }), options.acpi.sleep);
+    const sleep = new AcpiSleep((what) => context.requestStop(what === 'power-off' ? GUEST_POWERED_OFF : GUEST_REBOOTED), options.acpi.sleep);
     pio.register(AcpiLayout.SLEEP_PORT_BASE, AcpiLayout.SLEEP_PORT_COUNT, sleep);
     const ged = new AcpiGed(context.irqLine(AcpiLayout.GED_GSI), options.acpi.ged);
     context.mmio.register(AcpiLayout.GED_MMIO_BASE, AcpiLayout.GED_MMIO_SIZE, ged);

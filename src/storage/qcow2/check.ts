@@ -5,10 +5,12 @@
 // cluster referenced more often than counted is corruption (a later
 // allocation could hand it out again); one counted more often than referenced
 // is a leak (wasted space only).
+import { InputError } from '../../errors.ts';
 import { HostFile } from '../host-file.ts';
 import { clusterSizeOf, l2EntriesOf, readHeader, type Qcow2Header } from './header.ts';
 import { getU64, L1_ENTRY_SIZE, readL1Entry, readL2Entry } from './layout.ts';
 import { Refcounts } from './refcounts.ts';
+import { readSnapshotTable, type SnapshotTable } from './snapshots.ts';
 
 export interface CheckReport {
   /** One line per problem that may lose data: "ERROR cluster 5 refcount=0 reference=1". */
@@ -226,26 +228,22 @@ class Checker {
   }
 
   private walkSnapshots(): void {
-    const { snapshotsOffset, snapshotCount } = this.header;
-    let at = snapshotsOffset;
-    const fixed = new Uint8Array(40);
-    for (let i = 0; i < snapshotCount; i++) {
-      if (this.file.readAt(fixed, at) < fixed.length) {
-        this.report.errors.push(`ERROR snapshot table at 0x${hex(snapshotsOffset)} lies past the end of the file`);
-        return;
-      }
-      const view = new DataView(fixed.buffer);
-      const l1Offset = getU64(view, 0, 'a snapshot L1 table offset', this.file.path);
-      const l1Size = view.getUint32(8);
-      const entryLength = 40 + view.getUint32(36) + view.getUint16(12) + view.getUint16(14);
-      if (l1Offset % this.clusterSize !== 0) {
-        this.report.errors.push(`ERROR snapshot ${i} L1 table at 0x${hex(l1Offset)} is not cluster aligned`);
-      } else {
-        this.walkL1(l1Offset, l1Size, false);
-      }
-      at += Math.ceil(entryLength / 8) * 8;
+    let table: SnapshotTable;
+    try {
+      table = readSnapshotTable(this.file, this.header);
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      this.report.errors.push(`ERROR snapshot table at 0x${hex(this.header.snapshotsOffset)}: ${e.message.replace(/^.*corrupt qcow2 image: /, '')}`);
+      return;
     }
-    this.reference(snapshotsOffset, at - snapshotsOffset);
+    table.l1Tables.forEach(({ offset, entries }, i) => {
+      if (offset % this.clusterSize !== 0) {
+        this.report.errors.push(`ERROR snapshot ${i} L1 table at 0x${hex(offset)} is not cluster aligned`);
+      } else {
+        this.walkL1(offset, entries, false);
+      }
+    });
+    this.reference(this.header.snapshotsOffset, table.length);
   }
 
   private walkBitmaps(directoryOffset: number, directorySize: number): void {
