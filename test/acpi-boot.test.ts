@@ -5,7 +5,6 @@
 import { describe, expect, it } from 'vitest';
 import { AddressSpace } from '../src/bus/index.ts';
 import { AcpiLayout, acpiPlatform } from '../src/boot/acpi/index.ts';
-import type { EntryState } from '../src/boot/cpu-entry.ts';
 import { bootLinux } from '../src/boot/linux.ts';
 import { BootLayout, E820 } from '../src/boot/memory-map.ts';
 import { ramLayout } from '../src/boot/ram.ts';
@@ -13,26 +12,18 @@ import { AcpiGed, GedEvent } from '../src/devices/acpi-ged.ts';
 import { SleepBits, SleepType } from '../src/devices/acpi-sleep.ts';
 import { MonotonicClock } from '../src/devices/clock.ts';
 import { RecordingLine } from '../src/devices/interrupt-line.ts';
-import { KvmSystem, Layouts, type Segment } from '../src/kvm/index.ts';
+import { KvmSystem, Layouts } from '../src/kvm/index.ts';
 import { initializeLegacyPics } from '../src/machine/interrupts.ts';
 import { buildPlatform, createAcpiDeviceState, type AcpiDeviceState } from '../src/machine/platform.ts';
 import { GuestMemory } from '../src/memory/index.ts';
 import type { VcpuStop } from '../src/vcpu/index.ts';
+import { POWER_ON_STATE } from './helpers/fake-kernels.ts';
 import { hasKvm } from './helpers/kvm.ts';
 
 /** boot_params.acpi_rsdp_addr and hvm_start_info.rsdp_paddr. */
 const BOOT_PARAMS_RSDP = 0x070;
 const START_INFO_RSDP = 0x20;
 
-const segment: Segment = { base: 0n, limit: 0xffff, selector: 0, type: 3, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 };
-const reset: EntryState = {
-  regs: { rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: 0xfff0n, rflags: 2n },
-  sregs: {
-    cs: segment, ds: segment, es: segment, fs: segment, gs: segment, ss: segment, tr: segment, ldt: segment,
-    gdt: { base: 0n, limit: 0xffff }, idt: { base: 0n, limit: 0xffff },
-    cr0: 0x60000010n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apic_base: 0xfee00900n, interrupt_bitmap: [0n, 0n, 0n, 0n],
-  },
-};
 
 /** An ELF64 vmlinux: one PT_LOAD at 16 MiB and, with `pvhEntry`, the Xen PVH entry note. */
 function vmlinux(pvhEntry?: number): Buffer {
@@ -62,7 +53,7 @@ function vmlinux(pvhEntry?: number): Buffer {
 function boot(kernel: Buffer, acpi: boolean) {
   const ram = ramLayout(64 * 2 ** 20);
   const memory = GuestMemory.ofArrayBuffers([ram[0]!]);
-  const { plan } = bootLinux(memory, { kernel, kernelSource: 'vmlinux', cmdline: '', ram, ...(acpi ? { acpi: acpiPlatform(1) } : {}) }, reset);
+  const { plan } = bootLinux(memory, { kernel, kernelSource: 'vmlinux', cmdline: '', ram, ...(acpi ? { acpi: acpiPlatform(1) } : {}) }, POWER_ON_STATE);
   return { memory, plan };
 }
 

@@ -3,26 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { bootLinux } from '../src/boot/linux.ts';
 import { parseBzImage, SetupHeader } from '../src/boot/bzimage.ts';
-import { fakeBzImage, fakeVmlinux } from './helpers/fake-kernels.ts';
+import { POWER_ON_STATE, fakeBzImage, fakeVmlinux } from './helpers/fake-kernels.ts';
 import { parseElfKernel, physicalEntry } from '../src/boot/elf.ts';
 import { BootLayout, e820Map, E820 } from '../src/boot/memory-map.ts';
 import { ramLayout } from '../src/boot/ram.ts';
 import { HVM_START_MAGIC } from '../src/boot/pvh.ts';
 import { GuestMemory } from '../src/memory/index.ts';
-import type { EntryState } from '../src/boot/cpu-entry.ts';
-import type { Segment } from '../src/kvm/index.ts';
 
 const MIB = 2 ** 20;
 
-const zeroSegment: Segment = { base: 0n, limit: 0xffff, selector: 0, type: 3, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 };
-const reset: EntryState = {
-  regs: { rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: 0xfff0n, rflags: 2n },
-  sregs: {
-    cs: zeroSegment, ds: zeroSegment, es: zeroSegment, fs: zeroSegment, gs: zeroSegment, ss: zeroSegment, tr: zeroSegment, ldt: zeroSegment,
-    gdt: { base: 0n, limit: 0xffff }, idt: { base: 0n, limit: 0xffff },
-    cr0: 0x60000010n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apic_base: 0xfee00900n, interrupt_bitmap: [0n, 0n, 0n, 0n],
-  },
-};
 
 function guest(memoryBytes: number) {
   const ram = ramLayout(memoryBytes);
@@ -72,7 +61,7 @@ describe('bzImage', () => {
   it('boots through the 64-bit entry: boot_params, cmdline, initrd, page tables, long mode', () => {
     const { ram, memory } = guest(64 * MIB);
     const initrd = Buffer.alloc(3 * MIB, 0x5a);
-    const { state, plan } = bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', initrd, initrdSource: 'i', cmdline: 'console=ttyS0', ram }, reset);
+    const { state, plan } = bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', initrd, initrdSource: 'i', cmdline: 'console=ttyS0', ram }, POWER_ON_STATE);
     expect(plan).toMatchObject({ format: 'bzImage', entryKind: '64-bit', entry: 0x1000200 });
     expect(state.regs.rip).toBe(0x1000200n);
     expect(state.regs.rsi).toBe(BigInt(BootLayout.ZERO_PAGE));
@@ -96,15 +85,15 @@ describe('bzImage', () => {
 
   it('refuses an initrd that does not fit, and a kernel too big for RAM', () => {
     const { ram, memory } = guest(32 * MIB);
-    expect(() => bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', initrd: Buffer.alloc(20 * MIB), initrdSource: 'big.cpio', cmdline: '', ram }, reset))
+    expect(() => bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', initrd: Buffer.alloc(20 * MIB), initrdSource: 'big.cpio', cmdline: '', ram }, POWER_ON_STATE))
       .toThrow(/big\.cpio \(20\.0 MiB\) does not fit/);
-    expect(() => bootLinux(memory, { kernel: fakeBzImage({ initSize: 64 * MIB }), kernelSource: 'k', cmdline: '', ram }, reset))
+    expect(() => bootLinux(memory, { kernel: fakeBzImage({ initSize: 64 * MIB }), kernelSource: 'k', cmdline: '', ram }, POWER_ON_STATE))
       .toThrow(/give it more --mem/);
   });
 
   it('refuses a command line longer than the kernel accepts', () => {
     const { ram, memory } = guest(32 * MIB);
-    expect(() => bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', cmdline: 'x'.repeat(3000), ram }, reset)).toThrow(/at most 2047/);
+    expect(() => bootLinux(memory, { kernel: fakeBzImage(), kernelSource: 'k', cmdline: 'x'.repeat(3000), ram }, POWER_ON_STATE)).toThrow(/at most 2047/);
   });
 });
 
@@ -112,14 +101,14 @@ describe('vmlinux', () => {
   it('loads PT_LOAD segments at their physical addresses and zero-fills the rest', () => {
     const { ram, memory } = guest(64 * MIB);
     memory.fill(0x1001000, 0x1000, 0xee);
-    bootLinux(memory, { kernel: fakeVmlinux(), kernelSource: 'v', cmdline: '', ram }, reset);
+    bootLinux(memory, { kernel: fakeVmlinux(), kernelSource: 'v', cmdline: '', ram }, POWER_ON_STATE);
     expect(memory.readU8(0x1000000)).toBe(0x90);
     expect(memory.readU8(0x1001000)).toBe(0);
   });
 
   it('enters through PVH when the kernel has the note: 32-bit protected mode, EBX = start_info', () => {
     const { ram, memory } = guest(64 * MIB);
-    const { state, plan } = bootLinux(memory, { kernel: fakeVmlinux({ pvhEntry: 0x1000123 }), kernelSource: 'v', initrd: Buffer.alloc(4096, 1), cmdline: 'quiet', ram }, reset);
+    const { state, plan } = bootLinux(memory, { kernel: fakeVmlinux({ pvhEntry: 0x1000123 }), kernelSource: 'v', initrd: Buffer.alloc(4096, 1), cmdline: 'quiet', ram }, POWER_ON_STATE);
     expect(plan.entryKind).toBe('PVH');
     expect(state.regs.rip).toBe(0x1000123n);
     expect(state.regs.rbx).toBe(BigInt(BootLayout.PVH_START_INFO));
@@ -149,6 +138,6 @@ describe('vmlinux', () => {
 
   it('refuses a kernel whose segments lie beyond RAM', () => {
     const { ram, memory } = guest(16 * MIB);
-    expect(() => bootLinux(memory, { kernel: fakeVmlinux(), kernelSource: 'v', cmdline: '', ram }, reset)).toThrow(/more --mem/);
+    expect(() => bootLinux(memory, { kernel: fakeVmlinux(), kernelSource: 'v', cmdline: '', ram }, POWER_ON_STATE)).toThrow(/more --mem/);
   });
 });

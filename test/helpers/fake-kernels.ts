@@ -1,6 +1,20 @@
 // Synthetic kernels: the smallest images tsvmm's boot code accepts, built in
 // memory, so that boot and CLI tests need no real kernel.
 import { SetupHeader } from '../../src/boot/bzimage.ts';
+import type { EntryState } from '../../src/boot/cpu-entry.ts';
+import type { Segment } from '../../src/kvm/index.ts';
+
+const resetSegment: Segment = { base: 0n, limit: 0xffff, selector: 0, type: 3, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 };
+
+/** A vCPU's registers at power-on (Intel SDM vol. 3, 9.1.1), what bootLinux starts from. */
+export const POWER_ON_STATE: EntryState = {
+  regs: { rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: 0xfff0n, rflags: 2n },
+  sregs: {
+    cs: resetSegment, ds: resetSegment, es: resetSegment, fs: resetSegment, gs: resetSegment, ss: resetSegment, tr: resetSegment, ldt: resetSegment,
+    gdt: { base: 0n, limit: 0xffff }, idt: { base: 0n, limit: 0xffff },
+    cr0: 0x60000010n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apic_base: 0xfee00900n, interrupt_bitmap: [0n, 0n, 0n, 0n],
+  },
+};
 
 /** A minimal bzImage: setup header + a protected-mode part of `payload` bytes. */
 export function fakeBzImage(options: { payload?: number; version?: number; xloadflags?: number; initSize?: number } = {}): Buffer {
