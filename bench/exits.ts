@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Machine } from '../src/machine/machine.ts';
-import { siblingModule } from '../src/machine/worker-url.ts';
+import { siblingModule } from '../src/machine/threads.ts';
 import { createEventFd, VmFd } from '../src/kvm/index.ts';
 import { buildArtifacts, C_RUNNER, EXIT_LOOP_PORT, exitLoopImage, ExitLoopOp } from './lib/artifacts.ts';
 import { summarize, table, type Summary } from './lib/stats.ts';

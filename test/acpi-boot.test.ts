@@ -6,15 +6,16 @@ import { describe, expect, it } from 'vitest';
 import { AddressSpace } from '../src/bus/index.ts';
 import { AcpiLayout, acpiPlatform } from '../src/boot/acpi/index.ts';
 import { bootLinux } from '../src/boot/linux.ts';
-import { BootLayout, E820 } from '../src/boot/memory-map.ts';
-import { ramLayout } from '../src/boot/ram.ts';
+import { E820 } from '../src/boot/memory-map.ts';
+import { BootLayout, ramLayout } from '../src/layout.ts';
 import { AcpiGed, GedEvent } from '../src/devices/acpi-ged.ts';
 import { SleepBits, SleepType } from '../src/devices/acpi-sleep.ts';
 import { MonotonicClock } from '../src/devices/clock.ts';
 import { RecordingLine } from '../src/devices/interrupt-line.ts';
 import { KvmSystem, Layouts } from '../src/kvm/index.ts';
 import { initializeLegacyPics } from '../src/machine/interrupts.ts';
-import { buildPlatform, createAcpiDeviceState, type AcpiDeviceState } from '../src/machine/platform.ts';
+import { attachDevices, type DeviceSpec } from '../src/machine/bus-devices.ts';
+import { machineDevices } from '../src/machine/builder.ts';
 import { GuestMemory } from '../src/memory/index.ts';
 import type { VcpuStop } from '../src/vcpu/index.ts';
 import { POWER_ON_STATE } from './helpers/fake-kernels.ts';
@@ -96,38 +97,40 @@ describe('the loader hands Linux the ACPI tables', () => {
   });
 });
 
-/** The platform as a vCPU thread builds it, with its stop requests and interrupt lines recorded. */
-function platform(acpi: AcpiDeviceState | null) {
+/** The builder's devices as a vCPU thread puts them on its buses, with stop requests and interrupt lines recorded. */
+function platform(devices: DeviceSpec[]) {
   const pio = AddressSpace.ports();
   const mmio = AddressSpace.memory();
   const stops: VcpuStop[] = [];
   const lines = new Map<number, RecordingLine>();
   const irqLine = (irq: number) => lines.get(irq) ?? lines.set(irq, new RecordingLine()).get(irq)!;
-  buildPlatform(
+  attachDevices(
+    devices,
     { pio, mmio, memory: GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: 0x1000 }]), requestStop: (stop) => stops.push(stop), irqLine },
-    { console: { writeByte() {} }, input: null, pit: 'kernel', clock: new MonotonicClock(), timers: null, acpi },
+    { console: { writeByte() {} }, input: null, clock: new MonotonicClock(), timers: null },
   );
   return { pio, mmio, stops, irqLine };
 }
 
 describe('the platform puts the ACPI devices where the tables point', () => {
   it('SLP_TYP(S5) | SLP_EN on the sleep control port ends the VM: "guest powered off", status 0', () => {
-    const { pio, stops } = platform(createAcpiDeviceState());
+    const { pio, stops } = platform(machineDevices({ pit: 'kernel' }, true));
     pio.write(AcpiLayout.SLEEP_CONTROL_PORT, 1, (SleepType.S5 << SleepBits.SLP_TYP_SHIFT) | SleepBits.SLP_EN);
     expect(stops).toEqual([{ cause: 'poweroff', status: 0, message: 'guest powered off' }]);
   });
 
   it('RESET_VALUE on the reset port ends the VM: "guest rebooted", status 0', () => {
-    const { pio, stops } = platform(createAcpiDeviceState());
+    const { pio, stops } = platform(machineDevices({ pit: 'kernel' }, true));
     pio.write(AcpiLayout.RESET_PORT, 1, AcpiLayout.RESET_VALUE);
     expect(stops).toEqual([{ cause: 'reboot', status: 0, message: 'guest rebooted' }]);
   });
 
   it('a power button pressed from another thread\'s AcpiGed over the same state: the guest reads the event at the GED, once', () => {
-    const state = createAcpiDeviceState();
-    const { mmio, irqLine } = platform(state);
+    const devices = machineDevices({ pit: 'kernel' }, true);
+    const { mmio, irqLine } = platform(devices);
     const mainThreadLine = new RecordingLine();
-    new AcpiGed(mainThreadLine, state.ged).pressPowerButton();
+    const ged = devices.find((d) => d.kind === 'acpi-ged')!;
+    new AcpiGed(mainThreadLine, ged.state).pressPowerButton();
     expect(mainThreadLine.risingEdges).toBe(1);
     expect(mmio.read(AcpiLayout.GED_MMIO_BASE, 4)).toBe(GedEvent.POWER_BUTTON);
     expect(mmio.read(AcpiLayout.GED_MMIO_BASE, 4)).toBe(0);
@@ -136,7 +139,7 @@ describe('the platform puts the ACPI devices where the tables point', () => {
   });
 
   it('a machine without ACPI (flat guests) has neither device', () => {
-    const { pio, mmio, stops } = platform(null);
+    const { pio, mmio, stops } = platform(machineDevices({ pit: 'kernel' }, false));
     pio.write(AcpiLayout.SLEEP_CONTROL_PORT, 1, (SleepType.S5 << SleepBits.SLP_TYP_SHIFT) | SleepBits.SLP_EN);
     pio.write(AcpiLayout.RESET_PORT, 1, AcpiLayout.RESET_VALUE);
     expect(stops).toEqual([]);

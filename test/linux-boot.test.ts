@@ -5,8 +5,8 @@ import { bootLinux } from '../src/boot/linux.ts';
 import { parseBzImage, SetupHeader } from '../src/boot/bzimage.ts';
 import { POWER_ON_STATE, fakeBzImage, fakeVmlinux } from './helpers/fake-kernels.ts';
 import { parseElfKernel, physicalEntry } from '../src/boot/elf.ts';
-import { BootLayout, e820Map, E820 } from '../src/boot/memory-map.ts';
-import { ramLayout } from '../src/boot/ram.ts';
+import { e820Map, E820 } from '../src/boot/memory-map.ts';
+import { BootLayout, ramLayout } from '../src/layout.ts';
 import { HVM_START_MAGIC } from '../src/boot/pvh.ts';
 import { GuestMemory } from '../src/memory/index.ts';
 

@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { firmwarePath } from '../bench/lib/artifacts.ts';
 import { signalThread, SIGUSR2 } from '../src/kvm/index.ts';
 import { Machine } from '../src/machine/machine.ts';
-import { VirtioIoThread } from '../src/machine/virtio-io.ts';
+import { VirtioIoThread } from '../src/machine/virtio-io-thread.ts';
 import { hasKvm } from './helpers/kvm.ts';
 
 /** The kernel thread id of a worker thread that has run to its end. */

@@ -14,7 +14,8 @@ import { createEventFd, signalEventFd } from '../src/kvm/index.ts';
 import { HostRam } from '../src/memory/host-ram.ts';
 import type { VirtioDeviceConfig } from '../src/machine/config.ts';
 import { openVirtioDevice } from '../src/machine/virtio-devices.ts';
-import { closeVirtioWiring, VirtioIoThread, type VirtioWiring } from '../src/machine/virtio-io.ts';
+import { VirtioIoThread } from '../src/machine/virtio-io-thread.ts';
+import { closeVirtioWiring, type VirtioWiring } from '../src/machine/virtio-wiring.ts';
 import { planVirtioDevices } from '../src/machine/virtio-plan.ts';
 import { VirtioTestDriver } from './helpers/virtio-driver.ts';
 

@@ -2,7 +2,7 @@
 // SharedArrayBuffer, each access taken under a lock (what several vCPU threads
 // touching one device would need). Measures the lock's cost per exit.
 import type { BusDevice } from '../../src/bus/index.ts';
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 
 const LOCK = 0;
 const COUNT = 1;

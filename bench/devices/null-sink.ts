@@ -2,7 +2,7 @@
 // 0x510 and at MMIO 0xD0000000, does nothing with writes, reads zero. What is
 // measured is then the exit path itself.
 import type { BusDevice } from '../../src/bus/index.ts';
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 
 class NullDevice implements BusDevice {
   readonly name = 'bench null device';

@@ -3,7 +3,7 @@
 // (Atomics.wait) until the device thread answers. Measures that round trip.
 import { Worker } from 'node:worker_threads';
 import type { BusDevice } from '../../src/bus/index.ts';
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 
 const REQUEST = 0; // sequence number of the last request (vCPU → device)
 const REPLY = 1; // sequence number of the last reply (device → vCPU)

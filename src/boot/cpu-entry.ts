@@ -3,7 +3,7 @@
 // entry, and the segment and control registers for 64-bit or PVH (32-bit) entry.
 import type { GuestMemory } from '../memory/index.ts';
 import type { Registers, Segment, SpecialRegisters } from '../kvm/index.ts';
-import { BootLayout } from './memory-map.ts';
+import { BootLayout } from '../layout.ts';
 
 /** GDT selectors. 0x10/0x18 are the boot protocol's __BOOT_CS/__BOOT_DS. */
 export const Selector = { CODE32: 0x08, CODE64: 0x10, DATA: 0x18 } as const;

@@ -4,9 +4,10 @@
 import type { GuestMemory } from '../memory/index.ts';
 import type { Registers, SpecialRegisters, Segment } from '../kvm/index.ts';
 import { InputError } from '../errors.ts';
+import { BootLayout } from '../layout.ts';
 
-export const FLAT_LOAD_ADDRESS = 0x10000;
-export const FLAT_SEGMENT = FLAT_LOAD_ADDRESS >> 4;
+const FLAT_LOAD_ADDRESS = BootLayout.FLAT_IMAGE;
+const FLAT_SEGMENT = FLAT_LOAD_ADDRESS >> 4;
 /** kvmtool's choice of stack for flat files: SS:SP = 0x1000:0x8000. */
 export const FLAT_STACK_POINTER = 0x8000;
 

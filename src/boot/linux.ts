@@ -12,9 +12,9 @@ import { longModeEntry, pvhEntry, writeGdtAndIdt, writeIdentityPageTables, type 
 import { looksLikeElf, parseElfKernel, physicalEntry } from './elf.ts';
 import { InputError } from '../errors.ts';
 import { hex } from '../hex.ts';
-import { BootLayout, e820Map, type E820Entry } from './memory-map.ts';
+import { e820Map, type E820Entry } from './memory-map.ts';
+import { BootLayout, type RamLayoutEntry } from '../layout.ts';
 import { writeStartInfo } from './pvh.ts';
-import type { RamLayoutEntry } from './ram.ts';
 
 export interface LinuxBootRequest {
   kernel: Uint8Array;

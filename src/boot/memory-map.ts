@@ -1,30 +1,7 @@
-// Where the VMM puts the structures a Linux guest boots from, in low RAM, and
-// the e820 map it reports. The addresses follow Firecracker's x86_64 layout.
-import type { RamLayoutEntry } from './ram.ts';
+// The e820 memory map a Linux guest is given: what of the guest-physical
+// map (src/layout.ts) is RAM it may use and what is reserved.
+import { BootLayout, type RamLayoutEntry } from '../layout.ts';
 
-export const BootLayout = {
-  /** GDT for the 64-bit and 32-bit entries (4 descriptors). */
-  GDT: 0x500,
-  /** An empty IDT: the kernel installs its own before enabling interrupts. */
-  IDT: 0x520,
-  /** PVH hvm_start_info, its module list and its memory map. */
-  PVH_START_INFO: 0x6000,
-  PVH_MODLIST: 0x6040,
-  PVH_MEMMAP: 0x6100,
-  /** boot_params, "the zero page" of the Linux boot protocol. */
-  ZERO_PAGE: 0x7000,
-  /** Identity page tables for the 64-bit entry: PML4, PDPT, then 4 page directories. */
-  PML4: 0x9000,
-  PDPT: 0xa000,
-  PAGE_DIRECTORIES: 0xb000,
-  /** Kernel command line (NUL-terminated). */
-  CMDLINE: 0x20000,
-  CMDLINE_MAX: 0x10000,
-  /** End of conventional memory: the EBDA and the BIOS area sit above this. */
-  EBDA_START: 0x9fc00,
-  /** The protected-mode kernel loads here (1 MiB) unless it asks otherwise. */
-  HIGH_MEMORY: 0x10_0000,
-} as const;
 
 export const E820 = { RAM: 1, RESERVED: 2 } as const;
 

@@ -67,6 +67,8 @@ function program(setStatus: (status: number) => void): Command {
     .option('--irqchip', 'give a flat guest the in-kernel PIC/IOAPIC/LAPIC (Linux guests always have them)')
     .option('--pit <who>', 'i8254 PIT emulation: tsvmm (TypeScript, default) or kernel (KVM_CREATE_PIT2)')
     .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
+    .option('-c, --cpus <n>', 'vCPUs (default 1); more than one gives a flat guest the in-kernel irqchip too')
+    .option('--smp <n>', 'the same as --cpus, in QEMU\'s spelling (N or cpus=N)')
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
     .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)

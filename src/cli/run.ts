@@ -23,6 +23,8 @@ export interface RunOptions extends VirtioOptions {
   systemMap?: string;
   irqchip?: boolean;
   mem?: string;
+  cpus?: string;
+  smp?: string;
   trace?: string[];
   /** Commander's --no-ioeventfd / --no-irqfd. */
   ioeventfd?: boolean;
@@ -47,7 +49,7 @@ const TRACE_KINDS = ['exits'];
  */
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
-  ['pit', '--pit'], ['mem', '--mem'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
+  ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
   ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'],
 ];
 
@@ -78,6 +80,16 @@ export function parseShutdownTimeout(text: string | undefined): number {
   return seconds * 1000;
 }
 
+/** -c/--cpus N, or QEMU's --smp N / --smp cpus=N. */
+export function parseCpus(options: Pick<RunOptions, 'cpus' | 'smp'>): number {
+  if (options.cpus !== undefined && options.smp !== undefined) throw new InputError('give either --cpus or --smp, not both');
+  const flag = options.smp !== undefined ? '--smp' : '--cpus';
+  const text = options.smp !== undefined ? options.smp.replace(/^cpus=/, '') : options.cpus;
+  if (text === undefined) return 1;
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new InputError(`${flag} ${options.smp ?? text}: expected a number of vCPUs, 1 or more`);
+  return Number(text);
+}
+
 export function parseMemory(text: string | undefined): number {
   if (text === undefined) return DEFAULT_MEMORY;
   const bytes = parseSize(text);
@@ -99,6 +111,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
   }
   const common = {
     memoryBytes: parseMemory(options.mem),
+    cpus: parseCpus(options),
     traceExits: (options.trace ?? []).includes('exits'),
     pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
     ...(options.irqchip ? { irqchip: true } : {}),
@@ -134,6 +147,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
   markTime('create-vm');
   const machine = Machine.create(config);
+  for (const warning of machine.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
     writeSync(2, `tsvmm: note: --mem ${formatSize(config.memoryBytes)} is more than the ${formatSize(freemem())} free on this host\n`);

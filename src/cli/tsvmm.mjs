@@ -16,7 +16,7 @@ if (!compiled) (await import('tsx/esm/api')).register();
 // `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
 // worker overlaps the loading of everything else.
 const threads = process.argv[2] === 'run'
-  ? await import(compiled ? '../../dist/src/machine/thread-entries.js' : '../machine/thread-entries.ts')
+  ? await import(compiled ? '../../dist/src/machine/threads.js' : '../machine/threads.ts')
   : null;
 threads?.prestartVcpuThread();
 const { main } = await import(compiled ? '../../dist/src/cli/main.js' : './main.ts');

@@ -68,4 +68,4 @@ export function systemEventName(type: number): string {
   return systemEventNames.get(type) ?? `type ${type}`;
 }
 
-export const MpState = { KVM_MP_STATE_RUNNABLE: 0, KVM_MP_STATE_HALTED: 3 } as const;
+export const MpState = { KVM_MP_STATE_RUNNABLE: 0, KVM_MP_STATE_UNINITIALIZED: 1, KVM_MP_STATE_INIT_RECEIVED: 2, KVM_MP_STATE_HALTED: 3, KVM_MP_STATE_SIPI_RECEIVED: 4 } as const;

@@ -4,6 +4,8 @@
 export interface MachineConfig {
   /** Guest RAM in bytes. */
   memoryBytes: number;
+  /** vCPUs (default 1). More than one needs, and implies, the in-kernel irqchip. */
+  cpus?: number;
   /** A flat real-mode binary (see src/boot/flat.ts). */
   flat?: { path: string };
   /** A Linux kernel (bzImage or vmlinux), its initrd and command line (see src/boot/linux.ts). */

@@ -1,16 +1,29 @@
 // Interrupt lines from devices to the in-kernel PIC/IOAPIC (KVM_IRQ_LINE on
 // the VM fd). KVM takes the ioctl from any thread and wakes a halted vCPU.
 import { Layouts, type VmFd } from '../kvm/index.ts';
+import { IrqLayout } from '../layout.ts';
 import type { EdgeOutcome, InterruptLine } from '../devices/interrupt-line.ts';
 
-export class KvmInterruptLine implements InterruptLine {
-  private level = false;
+/**
+ * The level each line was last driven to, one word per GSI, shared by every
+ * thread that drives lines (each vCPU thread has its own line objects): a
+ * line raised from one vCPU thread is lowered from another.
+ */
+export function createIrqLevels(): SharedArrayBuffer {
+  return new SharedArrayBuffer(IrqLayout.IOAPIC_PINS * 4);
+}
 
-  constructor(private readonly vm: VmFd, readonly irq: number) {}
+export class KvmInterruptLine implements InterruptLine {
+  private readonly levels: Int32Array;
+
+  constructor(private readonly vm: VmFd, readonly irq: number, levels: SharedArrayBuffer = createIrqLevels()) {
+    this.levels = new Int32Array(levels);
+  }
 
   setLevel(high: boolean): void {
-    if (high === this.level) return;
-    this.level = high;
+    const level = high ? 1 : 0;
+    if (this.levels[this.irq] === level) return;
+    this.levels[this.irq] = level;
     this.vm.setIrqLine(this.irq, high);
   }
 

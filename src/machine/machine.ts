@@ -1,33 +1,27 @@
-// A VM from the main thread's side: it creates the VM (KVM fds, guest RAM,
-// vCPUs), loads the guest, starts one worker thread per vCPU, carries the
-// console to stdout, and can stop a vCPU that is inside KVM_RUN.
-import { readFileSync, statSync } from 'node:fs';
-import { flatEntryState, loadFlat } from '../boot/flat.ts';
-import { InputError } from '../errors.ts';
-import { AcpiLayout } from '../boot/acpi/index.ts';
-import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
-import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
-import { HostRam } from '../memory/host-ram.ts';
-import { Command, Control, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
-import type { MachineConfig } from './config.ts';
-import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
+// A VM from the main thread's side: built by builder.ts, it runs one worker
+// thread per vCPU (and the virtio I/O thread), carries the console to stdout
+// and host input to the guest, and can stop every vCPU, even inside KVM_RUN.
+import type { LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
-import { initializeLegacyPics, KvmInterruptLine, wireLocalApicToPic } from './interrupts.ts';
-import { IDENTITY_MAP_ADDRESS, ramLayout, TSS_ADDRESS } from './layout.ts';
-import { createAcpiDeviceState, linuxAcpiPlatform } from './platform.ts';
-import type { VcpuThreadInit, VcpuThreadMessage } from './vcpu-thread.ts';
-import { closeVirtioWiring, VirtioIoThread, wireVirtio, type VirtioWiring } from './virtio-io.ts';
-import { VCPU_THREAD, VCPU_THREAD_OPTIONS } from './thread-entries.ts';
-import { startWorker } from './worker-url.ts';
+import type { MachineConfig } from './config.ts';
+import { Command, Control, controlBlock, createControlBlocks, type VcpuStop } from '../vcpu/index.ts';
+import { buildMachine, type BuiltMachine } from './builder.ts';
+import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
+import { KvmInterruptLine } from './interrupts.ts';
+import { startThread, VCPU_THREAD, VCPU_THREAD_OPTIONS, type ThreadHandle } from './threads.ts';
+import type { VcpuThreadInit, VcpuThreadReady, VcpuThreadStopped } from './vcpu-thread-main.ts';
+import { VirtioIoThread } from './virtio-io-thread.ts';
+import { closeVirtioWiring, type VirtioWiring } from './virtio-wiring.ts';
 
 export interface MachineResult {
   stop: VcpuStop;
+  /** Exits of all vCPUs together. */
   exits: number;
-  /** Wall time from the first KVM_RUN to the end, in the vCPU thread. */
+  /** Wall time from the first KVM_RUN to the end, in the bootstrap vCPU's thread. */
   runNs: number;
   unclaimed: { pio: number; mmio: number };
   traceSummary?: string;
-  /** What device modules reported (tests). */
+  /** What device modules reported (tests), from each vCPU thread in turn. */
   reports: unknown[];
   /** What each virtio device counted (requests, errors, interrupts). */
   virtio: Record<string, unknown>[];
@@ -46,137 +40,82 @@ function installKickHandler(): void {
   kickHandlerInstalled = true;
 }
 
+/** One running vCPU thread, from the main thread. */
+interface VcpuThread {
+  readonly id: number;
+  readonly control: Int32Array;
+  handle: ThreadHandle<VcpuThreadReady, VcpuThreadStopped>;
+  /** Its kernel thread id once ready; 0 before, and once it has ended (nothing may signal it then). */
+  threadId: number;
+  ended: boolean;
+}
+
 export class Machine {
-  private readonly control = new Int32Array(new SharedArrayBuffer(Control.WORDS * 4));
+  private readonly controls: SharedArrayBuffer;
   private readonly console: ConsoleRingBuffers = createConsoleRing();
   private readonly inputBuffers: ConsoleRingBuffers = createConsoleRing(4096);
   private readonly input = new InputRing(this.inputBuffers);
+  private threads: VcpuThread[] = [];
   private virtioThread: VirtioIoThread | null = null;
   private inputBacklog: Uint8Array[] = [];
   private inputRetry: NodeJS.Timeout | null = null;
   private haltWatchdog: NodeJS.Timeout | null = null;
-  /** Set once the vCPU thread has ended: no more input, no more kicks. */
-  private ended = false;
-  private threadId = 0;
+  private haltCheck = 0;
   private stopRequested = false;
-  /** The ACPI devices' state, shared with the vCPU thread; used when the guest has ACPI tables. */
-  private readonly acpiState = createAcpiDeviceState();
   private powerButton: AcpiGed | null = null;
 
-  private constructor(
-    readonly config: MachineConfig,
-    private readonly kvm: KvmSystem,
-    private readonly vm: VmFd,
-    private readonly ram: HostRam,
-    private readonly vcpu: VcpuFd,
-    private readonly hasIrqchip: boolean,
-    /** How a Linux guest was loaded (null for flat guests). */
-    readonly bootPlan: LinuxBootPlan | null,
-    /** The virtio devices and their wiring. */
-    readonly virtio: VirtioWiring,
-    private readonly symbols: TransferableSymbols | null,
-  ) {}
+  private constructor(private readonly built: BuiltMachine) {
+    this.controls = createControlBlocks(built.config.cpus);
+  }
 
-  /** Creates the VM and loads the guest; throws InputError for a bad guest image. */
-  static create(requested: MachineConfig): Machine {
-    // Read the guest files first: a bad path should fail before any KVM work.
-    const flatImage = requested.flat ? readGuestFile(requested.flat.path, 'flat image') : null;
-    const kernel = requested.linux ? readGuestFile(requested.linux.kernel, 'kernel') : null;
-    const initrd = requested.linux?.initrd ? readGuestFile(requested.linux.initrd, 'initrd') : undefined;
-    const symbols = requested.linux ? kernelSymbols(requested.linux) : null;
-    if (!flatImage && !kernel) throw new InputError('no guest given');
+  /** Builds the VM and loads the guest (builder.ts); throws InputError for a bad configuration or guest image. */
+  static create(config: MachineConfig): Machine {
+    return new Machine(buildMachine(config));
+  }
 
-    const kvm = KvmSystem.open();
-    // ioeventfd and irqfd where this KVM has them; otherwise notifications
-    // exit and interrupts are KVM_IRQ_LINE, as with --no-ioeventfd/--no-irqfd.
-    const config: MachineConfig = {
-      ...requested,
-      ioeventfd: requested.ioeventfd !== false && kvm.checkExtension('KVM_CAP_IOEVENTFD') > 0,
-      irqfd: requested.irqfd !== false && kvm.checkExtension('KVM_CAP_IRQFD') > 0,
-    };
-    const vm = kvm.createVm();
-    vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
-    vm.setTssAddress(TSS_ADDRESS);
-    // Linux needs interrupt controllers; flat guests run without, so that a
-    // halt with nothing to wake it comes back to tsvmm as KVM_EXIT_HLT.
-    // KVM's in-kernel PIT needs the in-kernel irqchip.
-    const hasIrqchip = kernel !== null || config.irqchip === true || config.pit === 'kernel';
-    if (hasIrqchip) {
-      vm.createIrqchip();
-      if (config.pit === 'kernel') vm.createPit2();
-    }
-    const layout = ramLayout(config.memoryBytes);
-    const ram = HostRam.allocate(layout);
-    ram.descriptors.forEach((range, slot) => vm.setUserMemoryRegion(slot, range.guestAddress, range.size, range.hostAddress));
-
-    const vcpu = vm.createVcpu(0);
-    const host = detectVirtualization();
-    vcpu.setCpuid(guestCpuid(kvm.supportedCpuid(), { vcpuId: 0, host: host.kind, cpuVendor: host.cpuVendor }));
-
-    const virtio = wireVirtio(vm, config, hasIrqchip);
-
-    const reset = { regs: vcpu.getRegisters(), sregs: vcpu.getSpecialRegisters() };
-    let entry;
-    let bootPlan: LinuxBootPlan | null = null;
-    if (hasIrqchip) vcpu.setLapic(wireLocalApicToPic(vcpu.getLapic()));
-    // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
-    if (kernel) initializeLegacyPics(vm);
-    if (kernel) {
-      const booted = bootLinux(ram.memory, {
-        kernel, kernelSource: config.linux!.kernel,
-        ...(initrd ? { initrd, initrdSource: config.linux!.initrd! } : {}),
-        // The virtio-mmio devices are in the ACPI tables, not on the command line.
-        cmdline: [config.linux!.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
-        ram: layout,
-        acpi: linuxAcpiPlatform(virtio.devices),
-      }, reset);
-      entry = booted.state;
-      bootPlan = booted.plan;
-    } else {
-      loadFlat(ram.memory, flatImage!, config.flat!.path);
-      entry = flatEntryState(reset);
-    }
-    vcpu.setSpecialRegisters(entry.sregs);
-    vcpu.setRegisters(entry.regs);
-    return new Machine(config, kvm, vm, ram, vcpu, hasIrqchip, bootPlan, virtio, symbols?.toTransferable() ?? null);
+  get config(): BuiltMachine['config'] {
+    return this.built.config;
   }
 
   get memory() {
-    return this.ram.memory;
+    return this.built.ram.memory;
+  }
+
+  /** How a Linux guest was loaded (null for flat guests). */
+  get bootPlan(): LinuxBootPlan | null {
+    return this.built.bootPlan;
+  }
+
+  /** The virtio devices and their wiring. */
+  get virtio(): VirtioWiring {
+    return this.built.virtio;
+  }
+
+  /** What the user should know that did not stop the machine (e.g. more vCPUs than KVM recommends). */
+  get warnings(): readonly string[] {
+    return this.built.warnings;
   }
 
   /**
-   * Runs the guest to its end. `haltCheckIntervalMs` sets how often a vCPU
-   * halted inside KVM (with an irqchip) is checked for a halt nothing can end.
+   * Runs the guest to its end: the first vCPU to stop (the guest powered off,
+   * a failure, stop()) stops the others. `haltCheckIntervalMs` sets how often
+   * vCPUs halted inside KVM (with an irqchip) are checked for a halt nothing
+   * can end.
    */
   async run(options: { haltCheckIntervalMs?: number } = {}): Promise<MachineResult> {
     installKickHandler();
+    const { built } = this;
     const consoleFd = this.config.consoleFd ?? 1;
-    const virtioThread = this.virtio.devices.length
-      ? await VirtioIoThread.start({ ram: this.ram.descriptors, vmFd: this.vm.fd, wiring: this.virtio, consoleFd })
+    const virtioThread = built.virtio.devices.length
+      ? await VirtioIoThread.start({ ram: built.ram.descriptors, vmFd: built.vm.fd, wiring: built.virtio, consoleFd })
       : null;
     this.virtioThread = virtioThread;
-    const init: VcpuThreadInit = {
-      config: this.config,
-      vcpuId: 0,
-      vcpuFd: this.vcpu.fd,
-      runPageAddress: this.vcpu.runMapping.address,
-      runPageSize: this.vcpu.runMapping.size,
-      ram: [...this.ram.descriptors],
-      control: this.control.buffer as SharedArrayBuffer,
-      console: this.console,
-      input: this.inputBuffers,
-      hasIrqchip: this.hasIrqchip,
-      vmFd: this.vm.fd,
-      virtio: this.virtio,
-      symbols: this.symbols,
-      acpi: this.bootPlan?.acpi ? this.acpiState : null,
-    };
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
-    this.haltWatchdog = this.hasIrqchip ? setInterval(() => {
-      Atomics.store(this.control, Control.CHECK_HALT, 1);
-      this.kick();
+    this.haltWatchdog = built.irqchip ? setInterval(() => {
+      this.haltCheck = (this.haltCheck % 0x7fff_ffff) + 1;
+      for (const thread of this.threads) Atomics.store(thread.control, Control.CHECK_HALT, this.haltCheck);
+      this.kickAll();
     }, options.haltCheckIntervalMs ?? HALT_CHECK_INTERVAL_MS) : null;
     this.haltWatchdog?.unref();
     // Console output with nowhere to go (stdout closed: `tsvmm run ... | head`)
@@ -187,64 +126,93 @@ export class Machine {
       consoleLost = { cause: 'console-closed', status: 1, message: `the console's output (fd ${consoleFd}) can no longer be written (${code}): guest stopped` };
       this.stop();
     });
-    const worker = startWorker(VCPU_THREAD, init, VCPU_THREAD_OPTIONS);
+    this.threads = built.vcpus.map((fd, id) => this.startVcpuThread(id, fd.fd, fd.runMapping));
 
-    let vcpuEnded: () => void = () => {};
-    const vcpuEnd = new Promise<void>((resolve) => (vcpuEnded = resolve));
     try {
-      const result = await new Promise<Omit<MachineResult, 'virtio'>>((resolve, reject) => {
-        virtioThread?.failed.catch(reject);
-        const ended = (): void => {
-          // The thread is leaving: from now on nothing may signal it.
-          this.ended = true;
-          this.threadId = 0;
-          this.stopTimers();
-          vcpuEnded();
-        };
-        worker.on('message', (message: VcpuThreadMessage) => {
-          if (message.kind === 'ready') {
-            this.threadId = message.threadId;
-            if (this.stopRequested || this.inputBacklog.length || this.input.pending()) this.kick();
-          } else if (message.kind === 'stopped') {
-            ended();
-            resolve({
-              stop: message.stop, exits: message.exits, runNs: message.runNs, unclaimed: message.unclaimed, reports: message.reports,
-              ...(message.traceSummary ? { traceSummary: message.traceSummary } : {}),
-            });
-          } else {
-            ended();
-            reject(new Error(`vCPU thread failed: ${message.message}`));
-          }
-        });
-        worker.on('error', (error) => {
-          ended();
-          reject(error);
-        });
-        worker.on('exit', (code) => {
-          ended();
-          reject(new Error(`vCPU thread exited (code ${code}) without reporting why`));
-        });
-      });
+      const first = await Promise.race([
+        ...this.threads.map((thread) => thread.handle.stopped.then((stopped) => ({ thread, stopped }))),
+        ...(virtioThread ? [virtioThread.failed] : []),
+      ]);
+      // One vCPU ended the VM: the others follow.
+      this.stop();
+      const results = await Promise.all(this.threads.map((t) => withTimeout(t.handle.stopped.catch(() => null), VCPU_STOP_TIMEOUT_MS)));
       const virtioReports = virtioThread ? await virtioThread.stop() : [];
-      return { ...result, ...(consoleLost ? { stop: consoleLost } : {}), virtio: virtioReports };
+      const all = results.filter((r): r is VcpuThreadStopped => r !== null && r !== undefined);
+      const stop = consoleLost ?? this.describeStop(first.thread.id, first.stopped.stop);
+      return {
+        stop,
+        exits: all.reduce((sum, r) => sum + r.exits, 0),
+        runNs: results[0]?.runNs ?? first.stopped.runNs,
+        unclaimed: {
+          pio: all.reduce((sum, r) => sum + r.unclaimed.pio, 0),
+          mmio: all.reduce((sum, r) => sum + r.unclaimed.mmio, 0),
+        },
+        reports: all.flatMap((r) => r.reports),
+        ...(first.stopped.traceSummary ? { traceSummary: all.map((r) => r.traceSummary).filter(Boolean).join('\n') } : {}),
+        virtio: virtioReports,
+      };
     } finally {
       // Timers first: a watchdog or input retry firing during the teardown
       // below would signal a thread that is going away.
       this.stopTimers();
-      // Ended by the I/O thread's failure, the vCPU may still be inside
-      // KVM_RUN, where terminate() cannot reach it: stop it first.
-      if (!this.ended) {
+      // Ended by a failure, vCPUs may still be inside KVM_RUN, where
+      // terminate() cannot reach them: stop them first.
+      if (this.threads.some((t) => !t.ended)) {
         this.stop();
-        await withTimeout(vcpuEnd, VCPU_STOP_TIMEOUT_MS);
+        await Promise.all(this.threads.map((t) => withTimeout(t.handle.stopped.catch(() => null), VCPU_STOP_TIMEOUT_MS)));
       }
       consoleReader.stop();
       await pumping;
-      await worker.terminate();
-      this.ended = true;
-      this.threadId = 0;
+      for (const thread of this.threads) {
+        thread.ended = true;
+        thread.threadId = 0;
+        await thread.handle.worker.terminate();
+      }
       if (virtioThread) await virtioThread.terminate();
       this.virtioThread = null;
     }
+  }
+
+  private startVcpuThread(id: number, vcpuFd: number, run: { address: bigint; size: number }): VcpuThread {
+    const { built } = this;
+    const init: VcpuThreadInit = {
+      config: built.config,
+      vcpuId: id,
+      vcpuFd,
+      runPageAddress: run.address,
+      runPageSize: run.size,
+      ram: [...built.ram.descriptors],
+      controls: this.controls,
+      console: this.console,
+      input: this.inputBuffers,
+      hasIrqchip: built.irqchip,
+      vmFd: built.vm.fd,
+      devices: built.devices,
+      virtio: built.virtio,
+      irqLevels: built.irqLevels,
+      deviceLock: built.deviceLock,
+      symbols: built.symbols,
+    };
+    const handle = startThread<VcpuThreadReady, VcpuThreadStopped>(`vCPU ${id} thread`, VCPU_THREAD, init, VCPU_THREAD_OPTIONS);
+    const thread: VcpuThread = { id, control: controlBlock(this.controls, id), handle, threadId: 0, ended: false };
+    void handle.ready.then((ready) => {
+      if (thread.ended) return;
+      thread.threadId = ready.threadId;
+      // Whatever arrived while it started: a stop, host input (COM1 is served by vCPU 0).
+      if (this.stopRequested || (id === 0 && (this.inputBacklog.length || this.input.pending()))) this.kick(thread);
+    }, () => {});
+    const ended = () => {
+      thread.ended = true;
+      thread.threadId = 0;
+    };
+    handle.stopped.then(ended, ended);
+    return thread;
+  }
+
+  /** With several vCPUs, a stop that is one vCPU's own says which. */
+  private describeStop(id: number, stop: VcpuStop): VcpuStop {
+    if (this.config.cpus === 1 || !stop.message || stop.cause === 'poweroff' || stop.cause === 'reboot' || stop.cause === 'halt') return stop;
+    return { ...stop, message: `vCPU ${id}: ${stop.message}` };
   }
 
   private stopTimers(): void {
@@ -256,7 +224,7 @@ export class Machine {
 
   /**
    * Host input for the guest's COM1 (the terminal's keystrokes). It waits in a
-   * ring until the UART has room; the vCPU is kicked so a halted guest sees it.
+   * ring until the UART has room; vCPU 0 is kicked so a halted guest sees it.
    */
   sendInput(bytes: Uint8Array): void {
     this.inputBacklog.push(bytes);
@@ -276,9 +244,9 @@ export class Machine {
       this.inputBacklog.shift();
     }
     if (toVirtio) toVirtio.inputArrived();
-    else this.kick();
+    else if (this.threads[0]) this.kick(this.threads[0]);
     // A full ring drains as the guest reads: try again shortly (while there is a guest to read it).
-    if (this.inputBacklog.length && !this.inputRetry && !this.ended) {
+    if (this.inputBacklog.length && !this.inputRetry && this.threads.some((t) => !t.ended)) {
       this.inputRetry = setTimeout(() => {
         this.inputRetry = null;
         this.flushInput();
@@ -286,11 +254,11 @@ export class Machine {
     }
   }
 
-  /** Stops the guest, even one inside KVM_RUN; run() then resolves with cause "stopped". */
+  /** Stops the guest, every vCPU even inside KVM_RUN; run() then resolves with cause "stopped". */
   stop(): void {
     this.stopRequested = true;
-    Atomics.store(this.control, Control.COMMAND, Command.STOP);
-    this.kick();
+    for (const thread of this.threads) Atomics.store(thread.control, Control.COMMAND, Command.STOP);
+    this.kickAll();
   }
 
   /**
@@ -299,70 +267,40 @@ export class Machine {
    * (a flat guest), so there is no button to press.
    */
   pressPowerButton(): boolean {
-    if (!this.bootPlan?.acpi) return false;
-    // The main thread's own GED over the state the vCPU thread's serves.
-    this.powerButton ??= new AcpiGed(new KvmInterruptLine(this.vm, AcpiLayout.GED_GSI), this.acpiState.ged);
+    const ged = this.built.devices.find((d) => d.kind === 'acpi-ged');
+    if (!ged) return false;
+    // The main thread's own GED over the state the vCPU threads serve.
+    this.powerButton ??= new AcpiGed(new KvmInterruptLine(this.built.vm, ged.gsi, this.built.irqLevels), ged.state);
     this.powerButton.pressPowerButton();
     return true;
   }
 
-  /** Interrupts the vCPU thread's KVM_RUN; does nothing before the thread is ready or once it has ended. */
-  private kick(): void {
-    if (!this.threadId || this.ended) return;
+  private kickAll(): void {
+    for (const thread of this.threads) this.kick(thread);
+  }
+
+  /** Interrupts a vCPU thread's KVM_RUN; does nothing before the thread is ready or once it has ended. */
+  private kick(thread: VcpuThread): void {
+    if (!thread.threadId || thread.ended) return;
     // False: the thread has exited since (its stop message is on its way).
-    if (!this.vcpu.kick(this.threadId)) this.threadId = 0;
+    if (!this.built.vcpus[thread.id]!.kick(thread.threadId)) thread.threadId = 0;
   }
 
   /** Releases the VM's fds and memory (the process exiting does the same). */
   close(): void {
-    closeVirtioWiring(this.virtio);
-    this.vcpu.close();
-    this.vm.close();
-    this.kvm.close();
+    closeVirtioWiring(this.built.virtio);
+    for (const vcpu of this.built.vcpus) vcpu.close();
+    this.built.vm.close();
+    this.built.kvm.close();
   }
 }
 
-/** Waits for `promise`, but no longer than `ms`. */
-async function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+/** Waits for `promise`, but no longer than `ms` (then undefined). */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
-
-/**
- * The kernel symbols that name where a Linux guest stopped. A --system-map
- * the user gave must be a System.map; one found beside the kernel is only
- * used when it is one.
- */
-function kernelSymbols(linux: NonNullable<MachineConfig['linux']>): KernelSymbols | null {
-  if (linux.systemMap !== undefined) {
-    const symbols = KernelSymbols.parse(new TextDecoder().decode(readGuestFile(linux.systemMap, 'System.map')));
-    if (symbols.size === 0) {
-      throw new InputError(`System.map ${linux.systemMap}: no kernel text symbols in it (expected lines like "ffffffff81000000 T _stext")`);
-    }
-    return symbols;
-  }
-  const beside = findSystemMap(linux.kernel);
-  if (!beside) return null;
   try {
-    const symbols = KernelSymbols.parse(readFileSync(beside, 'utf8'));
-    return symbols.size > 0 ? symbols : null;
-  } catch {
-    return null;
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
-}
-
-function readGuestFile(path: string, what: string): Uint8Array {
-  let size: number;
-  try {
-    const stat = statSync(path);
-    if (!stat.isFile()) throw new InputError(`${what} ${path} is not a file`);
-    size = stat.size;
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(code === 'ENOENT' ? `${what} ${path}: no such file` : `${what} ${path}: cannot read (${code})`);
-  }
-  if (size === 0) throw new InputError(`${what} ${path} is empty`);
-  return readFileSync(path);
 }

@@ -4,23 +4,13 @@
 // for its interrupt. Both the vCPU thread and the virtio I/O thread receive
 // this plan as plain data.
 import { InputError } from '../errors.ts';
+import { IrqLayout, MmioLayout } from '../layout.ts';
 import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
 import { VIRTIO_PCI_BAR_SIZE } from '../devices/virtio/pci.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import type { VirtioDeviceConfig, VirtioTransportKind } from './config.ts';
 
-/** virtio-mmio windows, one page apart, above the PCI BARs' window. */
-export const VIRTIO_MMIO_BASE = 0xd100_0000;
-const VIRTIO_MMIO_STRIDE = 0x1000;
-/** Where the firmware-assigned BARs of virtio-pci functions go. */
-export const PCI_BAR_BASE = 0xe000_0000;
-
-/**
- * ISA interrupt lines free on a tsvmm PC (0 PIT, 1 and 12 i8042, 2 cascade,
- * 3/4 COM ports, 8 RTC, 13 FPU). The guest has no IOAPIC routing tables, so
- * every device gets its own PIC input: an edge-triggered PIC line cannot be shared.
- */
-export const VIRTIO_IRQS = [5, 6, 7, 9, 10, 11, 14, 15] as const;
+const VIRTIO_IRQS = IrqLayout.VIRTIO;
 
 export interface PlannedVirtioDevice {
   config: VirtioDeviceConfig;
@@ -56,8 +46,8 @@ export function planVirtioDevices(
   return devices.map(({ config, index, info }, i) => {
     const transport = config.transport ?? options.defaultTransport;
     const address = transport === 'mmio'
-      ? VIRTIO_MMIO_BASE + VIRTIO_MMIO_STRIDE * mmioIndex++
-      : PCI_BAR_BASE + VIRTIO_PCI_BAR_SIZE * pciIndex++;
+      ? MmioLayout.VIRTIO_MMIO_BASE + MmioLayout.VIRTIO_MMIO_STRIDE * mmioIndex++
+      : MmioLayout.PCI_BAR_WINDOW_BASE + VIRTIO_PCI_BAR_SIZE * pciIndex++;
     const queueCount = info.queueMaxSizes.length;
     return {
       config, index, info, transport, address,

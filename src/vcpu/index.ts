@@ -1,4 +1,5 @@
-export { Vcpu, Control, Command, type VcpuOptions } from './vcpu.ts';
+export { Vcpu, Control, Command, controlBlock, createControlBlocks, type VcpuOptions } from './vcpu.ts';
+export { DeviceLock } from './device-lock.ts';
 export { ExitTracer, type TraceSink } from './exit-trace.ts';
 export { guestCpuid, PVM_HIDDEN, PVM_KERNEL_PARAMETERS, type CpuidOptions } from './cpuid.ts';
 export type { StopCause, VcpuStop } from './stop.ts';

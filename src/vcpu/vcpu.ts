@@ -14,6 +14,7 @@ import type { ExitTracer } from './exit-trace.ts';
 import { instructionName } from './instruction-names.ts';
 import type { KernelSymbols } from './kernel-symbols.ts';
 import type { VcpuStop } from './stop.ts';
+import type { DeviceLock } from './device-lock.ts';
 import { hex } from '../hex.ts';
 
 /** Words of the control block another thread uses to reach a running vCPU. */
@@ -22,10 +23,28 @@ export const Control = {
   COMMAND: 0,
   /** The vCPU thread's kernel thread id, for tgkill. */
   THREAD_ID: 1,
-  /** Set (with a kick) by the main thread's watchdog: check for a halt nothing can end. */
+  /**
+   * Set (with a kick) by the main thread's watchdog to a new check number:
+   * check for a halt nothing can end.
+   */
   CHECK_HALT: 2,
-  WORDS: 3,
+  /** The last check number at which this vCPU found itself halted for good (0: not). */
+  STUCK_AT_CHECK: 3,
+  /** Where it was then, for the message: RIP's low and high words; -1 in both: never started. */
+  STUCK_RIP_LOW: 4,
+  STUCK_RIP_HIGH: 5,
+  WORDS: 6,
 } as const;
+
+/** A control block per vCPU, in one SharedArrayBuffer: vCPU i's words start at i * Control.WORDS. */
+export function createControlBlocks(cpus: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(cpus * Control.WORDS * 4);
+}
+
+/** vCPU `id`'s control block in `buffer`. */
+export function controlBlock(buffer: SharedArrayBuffer, id: number): Int32Array {
+  return new Int32Array(buffer, id * Control.WORDS * 4, Control.WORDS);
+}
 
 export const Command = { RUN: 0, STOP: 1 } as const;
 
@@ -41,8 +60,10 @@ export interface VcpuOptions {
   pio: AddressSpace;
   mmio: AddressSpace;
   memory: GuestMemory;
-  /** Shared with the thread that may stop this vCPU (see Control). */
-  control: Int32Array;
+  /** Every vCPU's control block (see Control); this one's is `controls[id]`. */
+  controls: readonly Int32Array[];
+  /** Serialises device access between vCPU threads; null with one vCPU. */
+  deviceLock?: DeviceLock | null;
   tracer?: ExitTracer | null;
   /** True when an in-kernel irqchip exists, so a halted vCPU can be woken by an interrupt. */
   hasIrqchip?: boolean;
@@ -64,6 +85,8 @@ export class Vcpu {
   private readonly mmio: AddressSpace;
   private readonly memory: GuestMemory;
   private readonly control: Int32Array;
+  private readonly controls: readonly Int32Array[];
+  private readonly deviceLock: DeviceLock | null;
   private readonly tracer: ExitTracer | null;
   private readonly hasIrqchip: boolean;
   private readonly symbols: KernelSymbols | null;
@@ -79,7 +102,9 @@ export class Vcpu {
     this.pio = options.pio;
     this.mmio = options.mmio;
     this.memory = options.memory;
-    this.control = options.control;
+    this.controls = options.controls;
+    this.control = options.controls[options.id]!;
+    this.deviceLock = options.deviceLock ?? null;
     this.tracer = options.tracer ?? null;
     this.hasIrqchip = options.hasIrqchip ?? false;
     this.symbols = options.symbols ?? null;
@@ -103,13 +128,20 @@ export class Vcpu {
 
   private loop(): VcpuStop {
     const run = this.run;
+    const lock = this.deviceLock;
     for (;;) {
       const interrupted = this.fd.enter() < 0;
       const reason = interrupted ? KVM_EXIT_INTR : run.getUint32(RunOffset.exitReason, true);
       this.exits++;
-      if (reason === KVM_EXIT_IO) this.handleIo(run);
-      else if (reason === KVM_EXIT_MMIO) this.handleMmio(run);
-      else {
+      if (reason === KVM_EXIT_IO) {
+        if (lock !== null) lock.acquire();
+        this.handleIo(run);
+        if (lock !== null) lock.release();
+      } else if (reason === KVM_EXIT_MMIO) {
+        if (lock !== null) lock.acquire();
+        this.handleMmio(run);
+        if (lock !== null) lock.release();
+      } else {
         const stop = this.handleOtherExit(reason);
         if (stop !== null) this.requestStop(stop);
       }
@@ -175,9 +207,16 @@ export class Vcpu {
         if (Atomics.load(this.control, Control.COMMAND) === Command.STOP) {
           return { cause: 'stopped', status: 0 };
         }
-        this.onKick?.();
-        if (Atomics.exchange(this.control, Control.CHECK_HALT, 0) !== 0) return this.checkStuckHalt();
-        return null;
+        if (this.onKick !== null) {
+          this.deviceLock?.acquire();
+          try {
+            this.onKick();
+          } finally {
+            this.deviceLock?.release();
+          }
+        }
+        const check = Atomics.exchange(this.control, Control.CHECK_HALT, 0);
+        return check !== 0 ? this.checkStuckHalt(check) : null;
 
       case KVM_EXIT_HLT: {
         const rip = this.describeRip();
@@ -225,13 +264,40 @@ export class Vcpu {
 
   /**
    * With an in-kernel irqchip a HLT never comes back to tsvmm. A vCPU halted
-   * with interrupts disabled can never be woken (NMIs aside): end the VM and
-   * say so instead of waiting for ever (a kernel's "System halted", say).
+   * with interrupts disabled can never be woken (NMIs aside), and neither can
+   * an AP still waiting for its start-up IPI once every other vCPU is in that
+   * state: when all of them are, at the same check, end the VM and say so
+   * instead of waiting for ever (a kernel's "System halted", say).
    */
-  private checkStuckHalt(): VcpuStop | null {
-    if (!this.hasIrqchip || this.fd.getMpState() !== MpState.KVM_MP_STATE_HALTED) return null;
-    if ((this.fd.getRegisters().rflags & 0x200n) !== 0n) return null;
-    return { cause: 'halt', status: 1, message: `guest halted at ${this.describeRip()} with interrupts disabled: nothing can wake it` };
+  private checkStuckHalt(check: number): VcpuStop | null {
+    const stuck = this.hasIrqchip ? this.haltedForGood() : null;
+    if (stuck !== null) {
+      Atomics.store(this.control, Control.STUCK_RIP_LOW, stuck === 'not started' ? -1 : Number(stuck & 0xffff_ffffn) | 0);
+      Atomics.store(this.control, Control.STUCK_RIP_HIGH, stuck === 'not started' ? -1 : Number(stuck >> 32n) | 0);
+    }
+    Atomics.store(this.control, Control.STUCK_AT_CHECK, stuck !== null ? check : 0);
+    if (stuck === null || this.controls.some((peer) => Atomics.load(peer, Control.STUCK_AT_CHECK) !== check)) return null;
+    if (this.controls.length === 1) {
+      return { cause: 'halt', status: 1, message: `guest halted at ${this.describeRip()} with interrupts disabled: nothing can wake it` };
+    }
+    const where = this.controls.map((peer, id) => {
+      const low = Atomics.load(peer, Control.STUCK_RIP_LOW);
+      const high = Atomics.load(peer, Control.STUCK_RIP_HIGH);
+      if (low === -1 && high === -1) return `vCPU ${id} never started`;
+      const rip = (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0);
+      const symbol = this.symbols?.lookup(rip);
+      return `vCPU ${id} at RIP ${hex(rip)}${symbol ? ` in ${symbol}` : ''}`;
+    });
+    return { cause: 'halt', status: 1, message: `every vCPU is halted with interrupts disabled (${where.join(', ')}): nothing can wake the guest` };
+  }
+
+  /** RIP when halted with interrupts off, 'not started' for an AP still waiting for INIT/SIPI, null when it can still run. */
+  private haltedForGood(): bigint | 'not started' | null {
+    const state = this.fd.getMpState();
+    if (this.id !== 0 && (state === MpState.KVM_MP_STATE_UNINITIALIZED || state === MpState.KVM_MP_STATE_INIT_RECEIVED)) return 'not started';
+    if (state !== MpState.KVM_MP_STATE_HALTED) return null;
+    const regs = this.fd.getRegisters();
+    return (regs.rflags & 0x200n) === 0n ? regs.rip : null;
   }
 
   private describeInternalError(): string {

@@ -1,7 +1,7 @@
 // A test device for firmware/mmio.S: records every MMIO write it receives and
 // answers reads at 0xD0000020.. with values the test knows.
 import type { BusDevice } from '../../src/bus/index.ts';
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 
 export const PROBE_BASE = 0xd000_0000;
 

@@ -1,6 +1,6 @@
 // A device module for tests of tsvmm's PIT: it adds no device, and reports
 // what became of the IRQ0 ticks of the PIT the platform registered at 0x40.
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 import { Pit8254, PIT_PORT_BASE } from '../../src/devices/pit8254.ts';
 
 export function attach(context: PlatformContext): { report(): unknown } {

@@ -8,7 +8,7 @@ import { VirtioPci } from '../../src/devices/virtio/pci.ts';
 import { VirtioDeviceRunner } from '../../src/devices/virtio/runner.ts';
 import { VirtioSharedState } from '../../src/devices/virtio/shared-state.ts';
 import { VirtioTransport } from '../../src/devices/virtio/transport.ts';
-import type { PlatformContext } from '../../src/machine/platform.ts';
+import type { PlatformContext } from '../../src/machine/bus-devices.ts';
 import type { BlockBackend } from '../../src/storage/block-backend.ts';
 
 export const VIRTIO_PCI_BLK_BAR = 0xe000_0000;

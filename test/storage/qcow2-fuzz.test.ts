@@ -9,7 +9,7 @@
 // replays it alone.
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { workerUrl } from '../../src/machine/worker-url.ts';
+import { workerUrl } from '../../src/machine/threads.ts';
 import type { FuzzRun } from './helpers/qcow2-fuzz-cases.ts';
 import { hasQemu } from './helpers/images.ts';
 

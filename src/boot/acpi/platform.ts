@@ -1,63 +1,38 @@
 // What the ACPI tables describe: the machine's CPUs, interrupt controllers
-// and power-management registers. `AcpiLayout` holds where tsvmm puts them;
+// and power-management registers. `AcpiLayout` names where they are;
 // `acpiPlatform()` turns it into the description the tables are built from.
 import { ACPI_RESET_VALUE, ACPI_SLEEP_PORT_COUNT, AcpiSleepRegister } from '../../devices/acpi-sleep.ts';
 import { ACPI_GED_MMIO_SIZE } from '../../devices/acpi-ged.ts';
-import { COM_PORTS } from '../../devices/serial16550.ts';
 import { InputError } from '../../errors.ts';
+import { BootLayout, IrqLayout, MmioLayout, PortLayout } from '../../layout.ts';
 
 /**
- * Where the ACPI tables and the ACPI devices sit in a tsvmm PC. None of it
- * collides with COM1 0x3f8-0x3ff, the PIT 0x40-0x43, port 0x61, the i8042
- * 0x60/0x64, CMOS 0x70-0x71, debug-exit 0x501-0x502, PCI 0xcf8-0xcff, the
- * virtio-mmio windows from 0xd1000000, the PCI BARs from 0xe0000000, the
- * IOAPIC or the local APIC.
+ * The ACPI tables and the ACPI hardware in the terms the FADT and MADT use,
+ * taken from the machine's map (src/layout.ts).
  */
 export const AcpiLayout = {
-  /**
-   * The tables, RSDP first: in the BIOS area 0xe0000-0xfffff, which the e820
-   * map reserves and where Linux scans for "RSD PTR " (16-byte aligned) when
-   * neither boot_params nor the PVH start_info gives the RSDP's address.
-   */
-  TABLES_ADDRESS: 0xe_0000,
-  /** Room for them: 0xe0000-0xeffff (they need ~1 KiB), leaving 0xf0000-0xfffff to an MP table. */
-  TABLES_MAX_SIZE: 0x1_0000,
-  /**
-   * The acpi-sleep device (control, status, reset: three byte ports). 0x600
-   * is where QEMU's PIIX4 and ICH9 put their PM registers; it is free here.
-   */
-  SLEEP_PORT_BASE: 0x600,
-  SLEEP_CONTROL_PORT: 0x600 + AcpiSleepRegister.CONTROL,
-  SLEEP_STATUS_PORT: 0x600 + AcpiSleepRegister.STATUS,
-  RESET_PORT: 0x600 + AcpiSleepRegister.RESET,
+  TABLES_ADDRESS: BootLayout.ACPI_TABLES,
+  TABLES_MAX_SIZE: BootLayout.ACPI_TABLES_MAX_SIZE,
+  /** The acpi-sleep device: control, status and reset, one byte port each. */
+  SLEEP_PORT_BASE: PortLayout.ACPI_SLEEP,
+  SLEEP_CONTROL_PORT: PortLayout.ACPI_SLEEP + AcpiSleepRegister.CONTROL,
+  SLEEP_STATUS_PORT: PortLayout.ACPI_SLEEP + AcpiSleepRegister.STATUS,
+  RESET_PORT: PortLayout.ACPI_SLEEP + AcpiSleepRegister.RESET,
   SLEEP_PORT_COUNT: ACPI_SLEEP_PORT_COUNT,
   /** What the guest writes to RESET_PORT to reset the machine. */
   RESET_VALUE: ACPI_RESET_VALUE,
-  /**
-   * The Generic Event Device's status register: one page in the platform
-   * device hole below the IOAPIC (QEMU's microvm puts its GED at the same address).
-   */
-  GED_MMIO_BASE: 0xfea0_0000,
+  GED_MMIO_BASE: MmioLayout.ACPI_GED,
   GED_MMIO_SIZE: ACPI_GED_MMIO_SIZE,
-  /**
-   * The GED's interrupt: the IOAPIC's last pin, above the 16 ISA lines (all
-   * of which are the PC's or virtio's), so nothing else is wired to it.
-   */
-  GED_GSI: 23,
-  /**
-   * What the PCI host bridge forwards, when the machine has one: its one bus,
-   * and the memory window its functions' BARs live in (from
-   * machine/virtio-plan.ts PCI_BAR_BASE up to the GED's page).
-   */
+  GED_GSI: IrqLayout.ACPI_GED,
+  /** The PCI host bridge, when the machine has one: its one bus and the window its BARs live in. */
   PCI_BUS: 0,
-  PCI_MEMORY_WINDOW_BASE: 0xe000_0000,
-  PCI_MEMORY_WINDOW_END: 0xfe9f_ffff,
-  /** The in-kernel IOAPIC (= machine/layout.ts IOAPIC_ADDRESS); KVM's has 24 pins and ID 0 after reset. */
-  IOAPIC_ADDRESS: 0xfec0_0000,
+  PCI_MEMORY_WINDOW_BASE: MmioLayout.PCI_BAR_WINDOW_BASE,
+  PCI_MEMORY_WINDOW_END: MmioLayout.PCI_BAR_WINDOW_END,
+  IOAPIC_ADDRESS: MmioLayout.IOAPIC,
+  /** KVM's IOAPIC has ID 0 after reset. */
   IOAPIC_ID: 0,
-  IOAPIC_PINS: 24,
-  /** The local APIC window (= machine/layout.ts LOCAL_APIC_ADDRESS). */
-  LOCAL_APIC_ADDRESS: 0xfee0_0000,
+  IOAPIC_PINS: IrqLayout.IOAPIC_PINS,
+  LOCAL_APIC_ADDRESS: MmioLayout.LOCAL_APIC,
 } as const;
 
 /** An ISA IRQ that reaches the IOAPIC on another pin or with other polarity/trigger (MADT type 2). */
@@ -148,7 +123,7 @@ export function acpiPlatform(
         interrupts: devices.pci.interrupts,
       }
       : null,
-    uarts: [{ port: COM_PORTS[0].base, irq: COM_PORTS[0].irq }],
+    uarts: [{ port: PortLayout.COM1, irq: IrqLayout.COM1_COM3 }],
     virtioMmio: devices.virtioMmio ?? [],
   };
 }

@@ -1,16 +1,16 @@
-// The virtio I/O thread: it owns the machine's virtio devices and processes
+// The body of the virtio I/O thread: it owns the machine's virtio devices and processes
 // their queues. It sleeps in poll(2) on one eventfd per queue (signalled by
 // KVM through an ioeventfd, or by the vCPU thread after a notify exit), on
 // the devices' own host fds (a TAP device), and on a control eventfd the
 // other threads use to say "the driver changed status", "host input", "stop".
 // A device's interrupt is an irqfd write (or a KVM_IRQ_LINE pulse).
-import { parentPort, workerData } from 'node:worker_threads';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import { drainEventFd, ReadableWaiter, signalEventFd, VmFd } from '../kvm/index.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
-import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
+import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
+import { postToParent, runThreadBody } from './threads.ts';
 import { openVirtioDevice } from './virtio-devices.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
 
@@ -26,14 +26,12 @@ export interface VirtioThreadInit {
   consoleInput: ConsoleRingBuffers;
 }
 
-export type VirtioThreadMessage =
-  | { kind: 'ready' }
-  | { kind: 'stopped'; reports: Record<string, unknown>[] }
-  | { kind: 'failed'; message: string; stack?: string };
-
-function post(message: VirtioThreadMessage): void {
-  parentPort!.postMessage(message);
+/** What the thread hands back when it stops: what each device counted. */
+export interface VirtioThreadStopped {
+  reports: Record<string, unknown>[];
 }
+
+const post = postToParent<object, VirtioThreadStopped>;
 
 class EventFdTrigger implements InterruptTrigger {
   constructor(private readonly fd: number) {}
@@ -115,9 +113,4 @@ function main(init: VirtioThreadInit): void {
   post({ kind: 'stopped', reports });
 }
 
-try {
-  main(workerData as VirtioThreadInit);
-} catch (e) {
-  const error = e instanceof Error ? e : new Error(String(e));
-  post({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
-}
+runThreadBody(main);

@@ -1,7 +1,12 @@
-// Where a worker thread's entry module is, for code that runs both from the
-// TypeScript sources (tsx, vitest) and compiled into dist/ (the installed bin).
+// How tsvmm starts its threads: where each thread's entry module is, starting
+// the vCPU thread before its data exists (start-up time), and the one protocol
+// every thread body follows: it posts `ready` once it serves, `stopped` with
+// its result when it ends, or `failed` with the error that ended it.
 //
-//   new Worker(workerUrl(import.meta.url, 'vcpu-thread'), { workerData })
+// Entry modules are found for code that runs both from the TypeScript sources
+// (tsx, vitest) and compiled into dist/ (the installed bin):
+//
+//   new Worker(workerUrl(import.meta.url, 'vcpu-thread-main'), { workerData })
 //
 // Compiled, the caller is a .js file and the entry is the .js beside it.
 // From sources, the caller is a .ts file; a worker does not inherit its
@@ -109,4 +114,77 @@ export function workerInit<T>(): Promise<T> {
   Atomics.store(waiting, 0, 1);
   Atomics.notify(waiting, 0);
   return message;
+}
+
+// ---- the thread protocol ------------------------------------------------
+
+/** What a thread body tells the thread that started it. */
+export type ThreadMessage<Ready, Stopped> =
+  | ({ kind: 'ready' } & Ready)
+  | ({ kind: 'stopped' } & Stopped)
+  | { kind: 'failed'; message: string; stack?: string };
+
+/** In a thread: posts a protocol message to the thread that started this one. */
+export function postToParent<Ready, Stopped>(message: ThreadMessage<Ready, Stopped>): void {
+  parentPort!.postMessage(message);
+}
+
+/**
+ * In a thread: runs its body with its data; an error that escapes the body
+ * is posted as `failed` (the body posts `ready` and `stopped` itself).
+ */
+export function runThreadBody<T>(body: (init: T) => void | Promise<void>): void {
+  workerInit<T>().then(body).catch((e: unknown) => {
+    const error = e instanceof Error ? e : new Error(String(e));
+    postToParent({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
+  });
+}
+
+/** The thread that started a worker: its `ready`, its `stopped`, or why it failed. */
+export interface ThreadHandle<Ready, Stopped> {
+  readonly worker: Worker;
+  /** Resolves with the body's `ready` message. */
+  readonly ready: Promise<Ready>;
+  /** Resolves with the body's `stopped` message; rejects when the thread failed or exited without one. */
+  readonly stopped: Promise<Stopped>;
+}
+
+/** Starts `url` with `init` (a prestarted worker when there is one) and follows its protocol. */
+export function startThread<Ready, Stopped>(
+  what: string, url: URL, init: unknown, options: Omit<WorkerOptions, 'workerData'> = {},
+): ThreadHandle<Ready, Stopped> {
+  const worker = startWorker(url, init, options);
+  let onReady: (ready: Ready) => void = () => {};
+  const ready = new Promise<Ready>((resolve) => (onReady = resolve));
+  const stopped = new Promise<Stopped>((resolve, reject) => {
+    worker.on('message', (message: ThreadMessage<Ready, Stopped>) => {
+      if (message.kind === 'ready') onReady(message);
+      else if (message.kind === 'stopped') resolve(message);
+      else reject(new Error(`${what} failed: ${message.message}`));
+    });
+    worker.on('error', (error) => reject(new Error(`${what} failed: ${error.message}`)));
+    worker.on('exit', (code) => reject(new Error(`${what} exited (code ${code}) without reporting why`)));
+  });
+  // A thread that fails before it is ready must still end the wait for it.
+  stopped.catch(() => {});
+  return { worker, ready: Promise.race([ready, stopped.then(() => new Promise<Ready>(() => {}))]), stopped };
+}
+
+// ---- the threads a machine starts ------------------------------------------
+
+/** A vCPU thread's entry; it writes to the process's own stdout and stderr. */
+export const VCPU_THREAD = workerUrl(import.meta.url, 'vcpu-thread-main');
+export const VCPU_THREAD_OPTIONS = { stdout: false, stderr: false };
+/** The virtio I/O thread's entry. */
+export const VIRTIO_THREAD = workerUrl(import.meta.url, 'virtio-thread-main');
+export const VIRTIO_THREAD_OPTIONS = { stdout: false, stderr: false };
+
+/** Starts the first vCPU thread now (the bin does, for `tsvmm run`); Machine.run() hands it its VM. */
+export function prestartVcpuThread(): void {
+  prestartWorker(VCPU_THREAD, VCPU_THREAD_OPTIONS);
+}
+
+/** Ends a prestarted vCPU thread that no machine took (the command failed first). */
+export async function releasePrestartedThreads(): Promise<void> {
+  await releasePrestartedWorkers();
 }

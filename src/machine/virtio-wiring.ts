@@ -1,23 +1,14 @@
-// The main thread's side of the virtio devices: at VM creation it opens each
-// device once (to learn its shape and fail early on a bad image or TAP),
-// places it, and connects its eventfds to KVM; at run time it starts the virtio
-// I/O thread (virtio-thread.ts), carries the virtio console, and stops it.
-import { Worker } from 'node:worker_threads';
+// The virtio devices at VM creation, in the main thread: each device is
+// opened once (to learn its shape and fail early on a bad image or TAP),
+// placed (virtio-plan.ts), and its eventfds connected to KVM. The virtio I/O
+// thread (virtio-io-thread.ts) runs them.
 import { MmioRegister } from '../devices/virtio/mmio.ts';
-import { closeFd, createEventFd, ofdByteLocks, openTap, signalEventFd, type VmFd } from '../kvm/index.ts';
+import { closeFd, createEventFd, ofdByteLocks, openTap, type VmFd } from '../kvm/index.ts';
 import { InputError } from '../errors.ts';
-import type { RamDescriptor } from '../memory/host-ram.ts';
 import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
-import { ConsoleRingReader, createConsoleRing, InputRing } from './console-ring.ts';
 import { indexesWithinKind, openVirtioDevice } from './virtio-devices.ts';
 import { planVirtioDevices, type PlannedVirtioDevice } from './virtio-plan.ts';
-import type { VirtioThreadInit, VirtioThreadMessage } from './virtio-thread.ts';
-import { workerUrl } from './worker-url.ts';
-
-const VIRTIO_THREAD = workerUrl(import.meta.url, 'virtio-thread');
-/** How long the virtio I/O thread may take to hand in its reports when the VM ends. */
-const STOP_TIMEOUT_MS = 2000;
 
 /** The machine's virtio devices as planned, and the eventfd that wakes their I/O thread. */
 export interface VirtioWiring {
@@ -129,86 +120,4 @@ export function closeVirtioWiring(wiring: VirtioWiring): void {
   if (wiring.controlFd >= 0) closeFd(wiring.controlFd);
   for (const locks of heldImageLocks.get(wiring) ?? []) locks.release();
   heldImageLocks.delete(wiring);
-}
-
-type Reports = Record<string, unknown>[];
-
-/** The running virtio I/O thread, seen from the main thread. */
-export class VirtioIoThread {
-  private readonly control = new Int32Array(new SharedArrayBuffer(4));
-  private readonly consoleOutput = createConsoleRing();
-  private readonly consoleInputBuffers = createConsoleRing(4096);
-  /** Host input for the virtio console (`--console virtio`). */
-  readonly consoleInput = new InputRing(this.consoleInputBuffers);
-  private worker: Worker | null = null;
-  private consoleReader: ConsoleRingReader | null = null;
-  private pumping: Promise<void> = Promise.resolve();
-  private stopped: Promise<Reports> = Promise.resolve([]);
-  /** Rejects when the thread fails; run() races it against the guest. */
-  failed: Promise<never> = new Promise(() => {});
-
-  private constructor(private readonly wiring: VirtioWiring) {}
-
-  /** Starts the thread and waits until it has opened its devices, so that the driver's first reset finds it listening. */
-  static async start(options: { ram: readonly RamDescriptor[]; vmFd: number; wiring: VirtioWiring; consoleFd: number }): Promise<VirtioIoThread> {
-    const thread = new VirtioIoThread(options.wiring);
-    const init: VirtioThreadInit = {
-      ram: [...options.ram],
-      vmFd: options.vmFd,
-      devices: options.wiring.devices,
-      controlFd: options.wiring.controlFd,
-      control: thread.control.buffer as SharedArrayBuffer,
-      consoleOutput: thread.consoleOutput,
-      consoleInput: thread.consoleInputBuffers,
-    };
-    const worker = new Worker(VIRTIO_THREAD, { workerData: init, stdout: false, stderr: false });
-    thread.worker = worker;
-    thread.consoleReader = new ConsoleRingReader(thread.consoleOutput, options.consoleFd);
-    thread.pumping = thread.consoleReader.pump();
-    let ready: () => void = () => {};
-    const started = new Promise<void>((resolve) => (ready = resolve));
-    let onStopped: (reports: Reports) => void = () => {};
-    thread.stopped = new Promise<Reports>((resolve) => (onStopped = resolve));
-    thread.failed = new Promise<never>((_, reject) => {
-      worker.on('message', (message: VirtioThreadMessage) => {
-        if (message.kind === 'ready') ready();
-        else if (message.kind === 'stopped') onStopped(message.reports);
-        else reject(new Error(message.message));
-      });
-      worker.on('error', reject);
-    });
-    thread.failed.catch(() => {});
-    await Promise.race([started, thread.failed]);
-    return thread;
-  }
-
-  /** Host input waits in consoleInput: wake the thread to deliver it. */
-  inputArrived(): void {
-    signalEventFd(this.wiring.controlFd);
-  }
-
-  /** Asks the thread to finish and collects its reports (none if it does not answer in time). */
-  async stop(): Promise<Reports> {
-    this.askToStop();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<Reports>((resolve) => (timer = setTimeout(() => resolve([]), STOP_TIMEOUT_MS)));
-    try {
-      return await Promise.race([this.stopped, timeout, this.failed]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  async terminate(): Promise<void> {
-    this.askToStop();
-    this.consoleReader?.stop();
-    await this.pumping;
-    await this.worker?.terminate();
-    this.worker = null;
-  }
-
-  private askToStop(): void {
-    Atomics.store(this.control, 0, 1);
-    signalEventFd(this.wiring.controlFd);
-  }
 }

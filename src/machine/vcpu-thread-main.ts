@@ -1,56 +1,64 @@
-// The body of a vCPU thread: it sees the VM the main thread created (fds and
-// memory are process-wide), builds the devices that serve its exits, and runs
-// the loop until the guest or the main thread ends it.
-import { parentPort } from 'node:worker_threads';
+// The body of a vCPU thread: it sees the VM the main thread built (fds and
+// memory are process-wide), puts the machine's devices on buses of its own
+// (each device object over the device's shared state), and runs its vCPU's
+// loop until the guest or the main thread ends it.
 import { writeSync } from 'node:fs';
 import { AddressSpace } from '../bus/index.ts';
-import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2, ThreadTimer, VcpuFd, VmFd, withoutSignal } from '../kvm/index.ts';
 import { MonotonicClock } from '../devices/clock.ts';
+import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2, ThreadTimer, VcpuFd, VmFd, withoutSignal } from '../kvm/index.ts';
+import { MmioLayout } from '../layout.ts';
+import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
+import { Control, controlBlock, DeviceLock, ExitTracer, KernelSymbols, Vcpu, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
+import { attachDevices, attachVirtioTransports, type DeviceModule, type DeviceSpec, type PlatformContext } from './bus-devices.ts';
+import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
+import type { MachineConfig } from './config.ts';
 import { DeviceTimers } from './device-timers.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
-import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
-import { Control, ExitTracer, KernelSymbols, Vcpu, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
-import type { MachineConfig } from './config.ts';
-import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './console-ring.ts';
-import { buildPlatform, type AcpiDeviceState, type DeviceModule, type PlatformContext } from './platform.ts';
-import { attachVirtioTransports } from './virtio-transports.ts';
-import { IDENTITY_MAP_ADDRESS, IOAPIC_ADDRESS, LOCAL_APIC_ADDRESS, TSS_ADDRESS } from './layout.ts';
-import type { PlannedVirtioDevice } from './virtio-plan.ts';
 import { markTime } from './startup-timing.ts';
-import { workerInit } from './worker-url.ts';
+import { postToParent, runThreadBody } from './threads.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
 
 export interface VcpuThreadInit {
-  config: MachineConfig;
+  config: MachineConfig & { cpus: number };
   vcpuId: number;
   vcpuFd: number;
   runPageAddress: bigint;
   runPageSize: number;
   ram: RamDescriptor[];
-  control: SharedArrayBuffer;
+  /** Every vCPU's control block (vcpu.ts Control). */
+  controls: SharedArrayBuffer;
   console: ConsoleRingBuffers;
   input: ConsoleRingBuffers;
   hasIrqchip: boolean;
   vmFd: number;
+  devices: DeviceSpec[];
   virtio: { devices: PlannedVirtioDevice[]; controlFd: number };
+  irqLevels: SharedArrayBuffer;
+  /** The device lock's word; null with one vCPU. */
+  deviceLock: SharedArrayBuffer | null;
   /** A Linux guest's kernel symbols, read and checked by the main thread (null: none). */
   symbols: TransferableSymbols | null;
-  /** The ACPI devices' shared state; null when the guest has no ACPI tables. */
-  acpi: AcpiDeviceState | null;
 }
 
-export type VcpuThreadMessage =
-  | { kind: 'ready'; threadId: number }
-  | { kind: 'stopped'; stop: VcpuStop; exits: number; runNs: number; unclaimed: { pio: number; mmio: number }; traceSummary?: string; reports: unknown[] }
-  | { kind: 'failed'; message: string; stack?: string };
-
-function post(message: VcpuThreadMessage): void {
-  parentPort!.postMessage(message);
+export interface VcpuThreadReady {
+  threadId: number;
 }
+
+export interface VcpuThreadStopped {
+  stop: VcpuStop;
+  exits: number;
+  runNs: number;
+  unclaimed: { pio: number; mmio: number };
+  traceSummary?: string;
+  reports: unknown[];
+}
+
+const post = postToParent<VcpuThreadReady, VcpuThreadStopped>;
 
 async function main(init: VcpuThreadInit): Promise<void> {
   markTime('worker-main');
   const { config } = init;
-  const control = new Int32Array(init.control);
+  const controls = Array.from({ length: config.cpus }, (_, id) => controlBlock(init.controls, id));
   const memory = HostRam.attach(init.ram).memory;
   const fd = VcpuFd.fromMapping(init.vcpuFd, init.runPageAddress, init.runPageSize);
   const pio = AddressSpace.ports();
@@ -63,7 +71,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const context: PlatformContext = {
     pio, mmio, memory,
     requestStop: (stop) => vcpu!.requestStop(stop),
-    irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq) : disconnectedLine),
+    irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq, init.irqLevels) : disconnectedLine),
   };
   // While tracing, console bytes go out at once so they interleave with the
   // trace lines in the order the guest produced them.
@@ -76,13 +84,11 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const threadId = currentThreadId();
   const clock = new MonotonicClock();
   const timers = init.hasIrqchip ? new DeviceTimers(clock, new ThreadTimer(SIGUSR2, threadId)) : null;
-  const platform = buildPlatform(context, {
+  const platform = attachDevices(init.devices, context, {
     console: consoleSink,
     input: new InputRing(init.input),
-    pit: config.pit ?? 'tsvmm',
     clock,
     timers,
-    acpi: init.acpi,
   });
   attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
     ioeventfd: config.ioeventfd === true,
@@ -90,9 +96,9 @@ async function main(init: VcpuThreadInit): Promise<void> {
     // local APIC, and the pages KVM keeps for its TSS and identity map.
     forbidden: [
       ...memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
-      { base: IOAPIC_ADDRESS, length: 0x1000 },
-      { base: LOCAL_APIC_ADDRESS, length: 0x10_0000 },
-      { base: IDENTITY_MAP_ADDRESS, length: TSS_ADDRESS + 0x3000 - IDENTITY_MAP_ADDRESS },
+      { base: MmioLayout.IOAPIC, length: MmioLayout.IOAPIC_SIZE },
+      { base: MmioLayout.LOCAL_APIC, length: MmioLayout.LOCAL_APIC_SIZE },
+      { base: MmioLayout.KVM_IDENTITY_MAP, length: MmioLayout.KVM_TSS + MmioLayout.KVM_TSS_SIZE - MmioLayout.KVM_IDENTITY_MAP },
     ],
   });
   const reporters: { report?(): unknown }[] = [];
@@ -104,14 +110,15 @@ async function main(init: VcpuThreadInit): Promise<void> {
 
   const symbols = init.symbols ? KernelSymbols.fromTransferable(init.symbols) : null;
   vcpu = new Vcpu({
-    id: init.vcpuId, fd, pio, mmio, memory, control, tracer, hasIrqchip: init.hasIrqchip, symbols,
+    id: init.vcpuId, fd, pio, mmio, memory, controls, tracer, hasIrqchip: init.hasIrqchip, symbols,
+    deviceLock: init.deviceLock ? new DeviceLock(init.deviceLock) : null,
     onKick: () => {
       consumePendingSignal(SIGUSR2);
       timers?.poll();
       platform.feedInput();
     },
   });
-  Atomics.store(control, Control.THREAD_ID, threadId);
+  Atomics.store(controls[init.vcpuId]!, Control.THREAD_ID, threadId);
   post({ kind: 'ready', threadId });
 
   const started = process.hrtime.bigint();
@@ -129,7 +136,4 @@ async function main(init: VcpuThreadInit): Promise<void> {
   });
 }
 
-workerInit<VcpuThreadInit>().then(main).catch((e: unknown) => {
-  const error = e instanceof Error ? e : new Error(String(e));
-  post({ kind: 'failed', message: error.message, ...(error.stack ? { stack: error.stack } : {}) });
-});
+runThreadBody(main);

@@ -2,24 +2,24 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isCompiled, siblingModule, workerUrl } from '../src/machine/worker-url.ts';
+import { isCompiled, siblingModule, workerUrl } from '../src/machine/threads.ts';
 import { ROOT, SOURCE_DIRS } from '../src/cli/dist.mjs';
 
 describe('worker entries', () => {
   it('compiled: the .js beside the caller', () => {
     const caller = 'file:///x/dist/src/machine/machine.js';
     expect(isCompiled(caller)).toBe(true);
-    expect(workerUrl(caller, 'vcpu-thread').href).toBe('file:///x/dist/src/machine/vcpu-thread.js');
+    expect(workerUrl(caller, 'vcpu-thread-main').href).toBe('file:///x/dist/src/machine/vcpu-thread-main.js');
     expect(siblingModule('file:///x/dist/bench/exits.js', './devices/null-sink').href).toBe('file:///x/dist/bench/devices/null-sink.js');
   });
 
   it('from sources: a data: module that registers tsx, then imports the .ts beside the caller', () => {
     const caller = new URL('../src/machine/machine.ts', import.meta.url).href;
-    const url = workerUrl(caller, 'virtio-thread');
+    const url = workerUrl(caller, 'virtio-thread-main');
     expect(url.protocol).toBe('data:');
     const source = decodeURIComponent(url.href.slice('data:text/javascript,'.length));
     expect(source).toMatch(/import \{ register \} from "file:\/\/\/.*tsx\/dist\/esm\/api\/index\.mjs";/);
-    expect(source).toContain(`await import(${JSON.stringify(new URL('./virtio-thread.ts', caller).href)})`);
+    expect(source).toContain(`await import(${JSON.stringify(new URL('./virtio-thread-main.ts', caller).href)})`);
   });
 });
 

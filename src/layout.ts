@@ -1,0 +1,147 @@
+// The guest-physical map of a tsvmm PC: every address, I/O port and
+// interrupt line the machine puts something at, in one place. The builder
+// (src/machine/builder.ts) places devices here, the boot code writes its
+// structures here, and the ACPI tables and MP table describe the same numbers
+// to the guest. Devices themselves only know register offsets.
+//
+//   0x0000_0000  RAM (low): boot structures below 1 MiB, the kernel from 1 MiB
+//   0x000e_0000    ACPI tables (BIOS area, reserved in e820)
+//   0xd000_0000  MMIO gap start: no RAM from here to 4 GiB
+//   0xd100_0000    virtio-mmio windows, one page each
+//   0xe000_0000    PCI BAR window (virtio-pci functions)
+//   0xfea0_0000    ACPI Generic Event Device
+//   0xfec0_0000    IOAPIC (KVM)
+//   0xfee0_0000    local APICs (KVM)
+//   0xfffb_c000    KVM's identity map page and TSS (VT-x real mode)
+//   0x1_0000_0000 RAM (high): what did not fit below the gap
+
+/** Where RAM may not go: the 32-bit MMIO window (same gap as kvmtool and Firecracker). */
+export const MMIO_GAP_START = 0xd000_0000;
+export const MMIO_GAP_END = 0x1_0000_0000;
+
+export interface RamLayoutEntry {
+  guestAddress: number;
+  size: number;
+}
+
+/** The RAM ranges of a guest with `memoryBytes` of RAM: from 0, and the rest above 4 GiB. */
+export function ramLayout(memoryBytes: number): RamLayoutEntry[] {
+  if (memoryBytes <= MMIO_GAP_START) return [{ guestAddress: 0, size: memoryBytes }];
+  return [
+    { guestAddress: 0, size: MMIO_GAP_START },
+    { guestAddress: MMIO_GAP_END, size: memoryBytes - MMIO_GAP_START },
+  ];
+}
+
+/** Structures the VMM writes into low RAM before a guest starts (Firecracker's x86_64 layout). */
+export const BootLayout = {
+  /** GDT for the 64-bit and 32-bit entries (4 descriptors). */
+  GDT: 0x500,
+  /** An empty IDT: the kernel installs its own before enabling interrupts. */
+  IDT: 0x520,
+  /** PVH hvm_start_info, its module list and its memory map. */
+  PVH_START_INFO: 0x6000,
+  PVH_MODLIST: 0x6040,
+  PVH_MEMMAP: 0x6100,
+  /** boot_params, "the zero page" of the Linux boot protocol. */
+  ZERO_PAGE: 0x7000,
+  /** Identity page tables for the 64-bit entry: PML4, PDPT, then 4 page directories. */
+  PML4: 0x9000,
+  PDPT: 0xa000,
+  PAGE_DIRECTORIES: 0xb000,
+  /** A flat guest's image is copied here and started at CS:IP = 0x1000:0 (kvmtool's convention). */
+  FLAT_IMAGE: 0x1_0000,
+  /** Kernel command line (NUL-terminated). */
+  CMDLINE: 0x2_0000,
+  CMDLINE_MAX: 0x1_0000,
+  /**
+   * End of conventional memory: the EBDA from here to 640 KiB and the BIOS
+   * area above are reserved in e820. The MP table lives at its start, where
+   * Linux looks first (the first KiB of the EBDA).
+   */
+  EBDA_START: 0x9_fc00,
+  MP_TABLE: 0x9_fc00,
+  /**
+   * The ACPI tables, RSDP first, in the BIOS area, where Linux also scans
+   * for "RSD PTR " when neither boot_params nor PVH start_info points at it.
+   * They need ~1 KiB; 64 KiB is theirs.
+   */
+  ACPI_TABLES: 0xe_0000,
+  ACPI_TABLES_MAX_SIZE: 0x1_0000,
+  /** The protected-mode kernel loads here (1 MiB) unless it asks otherwise. */
+  HIGH_MEMORY: 0x10_0000,
+} as const;
+
+/** Device windows in the MMIO gap. */
+export const MmioLayout = {
+  /** virtio-mmio devices: one 4 KiB window each, in the order given. */
+  VIRTIO_MMIO_BASE: 0xd100_0000,
+  VIRTIO_MMIO_STRIDE: 0x1000,
+  /**
+   * Where virtio-pci functions' BARs start, as firmware would assign them;
+   * the host bridge forwards this window up to the GED's page.
+   */
+  PCI_BAR_WINDOW_BASE: 0xe000_0000,
+  PCI_BAR_WINDOW_END: 0xfe9f_ffff,
+  /** The ACPI Generic Event Device's status register page (QEMU's microvm puts its GED here too). */
+  ACPI_GED: 0xfea0_0000,
+  /** KVM's in-kernel IOAPIC (24 pins, ID 0 after reset). */
+  IOAPIC: 0xfec0_0000,
+  IOAPIC_SIZE: 0x1000,
+  /** The local APIC window every vCPU sees its own APIC through (KVM). */
+  LOCAL_APIC: 0xfee0_0000,
+  LOCAL_APIC_SIZE: 0x10_0000,
+  /** KVM_SET_IDENTITY_MAP_ADDR: one page VT-x needs for real mode, just below the TSS. */
+  KVM_IDENTITY_MAP: 0xfffb_c000,
+  /** KVM_SET_TSS_ADDR: three pages VT-x needs for real mode. */
+  KVM_TSS: 0xfffb_d000,
+  KVM_TSS_SIZE: 0x3000,
+} as const;
+
+/** I/O ports: the PC's standard assignments, and tsvmm's own devices where the PC has none. */
+export const PortLayout = {
+  /** i8254 PIT: counters 0-2 and the control word. */
+  PIT: 0x40,
+  PIT_COUNT: 4,
+  /** i8042 data port; its status/command port is +4. */
+  I8042_DATA: 0x60,
+  I8042_COMMAND: 0x64,
+  /** System control port B (PIT gate 2, speaker, refresh toggle), between the i8042's two ports. */
+  SYSTEM_CONTROL_B: 0x61,
+  /** CMOS RTC: index and data. */
+  CMOS: 0x70,
+  CMOS_COUNT: 2,
+  /** QEMU's isa-debug-exit default: a write of v ends tsvmm with status (v << 1) | 1. */
+  DEBUG_EXIT: 0x501,
+  /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
+  ACPI_SLEEP: 0x600,
+  ACPI_SLEEP_COUNT: 3,
+  /** PCI configuration mechanism #1: CONFIG_ADDRESS and CONFIG_DATA. */
+  PCI_CONFIG: 0xcf8,
+  PCI_CONFIG_COUNT: 8,
+  /** 16550A UARTs: 8 ports each. */
+  COM1: 0x3f8,
+  COM2: 0x2f8,
+  COM3: 0x3e8,
+  COM4: 0x2e8,
+  UART_COUNT: 8,
+} as const;
+
+/** Interrupt lines: ISA IRQs 0-15 (PIC and IOAPIC pins 0-15) and IOAPIC GSIs above. */
+export const IrqLayout = {
+  PIT: 0,
+  KEYBOARD: 1,
+  /** 2 is the slave PIC's cascade. */
+  COM2_COM4: 3,
+  COM1_COM3: 4,
+  RTC: 8,
+  MOUSE: 12,
+  /**
+   * The ISA lines left for virtio devices (13 is the FPU's): one each, since
+   * an edge-triggered PIC line cannot be shared.
+   */
+  VIRTIO: [5, 6, 7, 9, 10, 11, 14, 15],
+  /** The ACPI GED: the IOAPIC's last pin, above the ISA lines, so nothing else is wired to it. */
+  ACPI_GED: 23,
+  IOAPIC_PINS: 24,
+} as const;

@@ -1,0 +1,228 @@
+// The machine builder: it reads a MachineConfig and makes, in order, what a
+// tsvmm PC has — the VM, its RAM, the interrupt controllers, the vCPUs, the
+// legacy and ACPI devices, the virtio devices, and the guest loaded into
+// RAM — placed where src/layout.ts says. What it returns is everything the
+// machine's threads need: fds, the RAM, and each device as plain data (where
+// it sits, its interrupt, its state buffer), which every vCPU thread turns
+// into device objects on its own buses (bus-devices.ts).
+import { readFileSync, statSync } from 'node:fs';
+import { flatEntryState, loadFlat } from '../boot/flat.ts';
+import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
+import { AcpiGed } from '../devices/acpi-ged.ts';
+import { AcpiSleep } from '../devices/acpi-sleep.ts';
+import { InputError } from '../errors.ts';
+import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
+import { IrqLayout, MmioLayout, PortLayout, ramLayout } from '../layout.ts';
+import { HostRam } from '../memory/host-ram.ts';
+import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols } from '../vcpu/index.ts';
+import type { MachineConfig } from './config.ts';
+import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
+import { linuxAcpiPlatform, type DeviceSpec } from './bus-devices.ts';
+import { wireVirtio, type VirtioWiring } from './virtio-wiring.ts';
+
+/** A built machine: what the main thread keeps, and what its threads are handed. */
+export interface BuiltMachine {
+  /** The configuration with what KVM decided filled in (ioeventfd, irqfd, cpus). */
+  config: MachineConfig & { cpus: number };
+  kvm: KvmSystem;
+  vm: VmFd;
+  ram: HostRam;
+  /** The in-kernel PIC, IOAPIC and local APICs exist. */
+  irqchip: boolean;
+  vcpus: VcpuFd[];
+  /** The legacy and ACPI devices, in the order they are put on the buses. */
+  devices: DeviceSpec[];
+  virtio: VirtioWiring;
+  /** State every thread shares: each interrupt line's level, and the device lock's word (SMP). */
+  irqLevels: SharedArrayBuffer;
+  deviceLock: SharedArrayBuffer | null;
+  /** How a Linux guest was loaded (null for a flat guest). */
+  bootPlan: LinuxBootPlan | null;
+  /** A Linux guest's kernel symbols, to name where it stopped. */
+  symbols: TransferableSymbols | null;
+  /** Things the user should know that do not stop the machine (one line each). */
+  warnings: string[];
+}
+
+export function buildMachine(requested: MachineConfig): BuiltMachine {
+  const guest = readGuest(requested); // the guest's files first: a bad path fails before any KVM work
+  const kvm = KvmSystem.open();
+  const warnings: string[] = [];
+  const config = { ...requested, ...kvmFeatures(kvm, requested), cpus: vcpuCount(kvm, requested, warnings) };
+
+  const vm = kvm.createVm();
+  vm.setIdentityMapAddress(MmioLayout.KVM_IDENTITY_MAP);
+  vm.setTssAddress(MmioLayout.KVM_TSS);
+  const irqchip = addInterruptControllers(vm, config, guest.kind === 'linux');
+  const ram = addRam(vm, config.memoryBytes);
+  const vcpus = addVcpus(kvm, vm, config.cpus);
+  const devices = machineDevices(config, guest.kind === 'linux');
+  const virtio = wireVirtio(vm, config, irqchip);
+  const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
+
+  return {
+    config, kvm, vm, ram, irqchip, vcpus, devices, virtio,
+    irqLevels: createIrqLevels(),
+    deviceLock: config.cpus > 1 ? DeviceLock.createState() : null,
+    bootPlan,
+    symbols: guest.kind === 'linux' ? guest.symbols?.toTransferable() ?? null : null,
+    warnings,
+  };
+}
+
+/** ioeventfd and irqfd where this KVM has them; otherwise notifications exit and interrupts are KVM_IRQ_LINE. */
+function kvmFeatures(kvm: KvmSystem, config: MachineConfig): Pick<MachineConfig, 'ioeventfd' | 'irqfd'> {
+  return {
+    ioeventfd: config.ioeventfd !== false && kvm.checkExtension('KVM_CAP_IOEVENTFD') > 0,
+    irqfd: config.irqfd !== false && kvm.checkExtension('KVM_CAP_IRQFD') > 0,
+  };
+}
+
+/** 1 to KVM_CAP_MAX_VCPUS; above KVM_CAP_NR_VCPUS (what KVM recommends) works, with a warning. */
+function vcpuCount(kvm: KvmSystem, config: MachineConfig, warnings: string[]): number {
+  const cpus = config.cpus ?? 1;
+  // KVM_CAP_MAX_VCPUS may be 0 on old kernels: then NR_VCPUS is the limit too.
+  const recommended = Math.max(1, kvm.checkExtension('KVM_CAP_NR_VCPUS'));
+  const max = Math.max(recommended, kvm.checkExtension('KVM_CAP_MAX_VCPUS'));
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > max) {
+    throw new InputError(`--cpus ${cpus}: this KVM runs 1 to ${max} vCPUs per VM`);
+  }
+  if (cpus > recommended) warnings.push(`${cpus} vCPUs: this KVM recommends at most ${recommended} (KVM_CAP_NR_VCPUS); it may run slowly`);
+  return cpus;
+}
+
+/**
+ * The PIC, IOAPIC and local APICs in KVM. Linux needs them, and so does a
+ * second vCPU (started by an IPI). A flat guest on one vCPU runs without by
+ * default, so that a halt with nothing to wake it comes back as KVM_EXIT_HLT.
+ * KVM's in-kernel PIT needs the in-kernel irqchip.
+ */
+function addInterruptControllers(vm: VmFd, config: MachineConfig & { cpus: number }, linux: boolean): boolean {
+  const irqchip = linux || config.irqchip === true || config.pit === 'kernel' || config.cpus > 1;
+  if (!irqchip) return false;
+  vm.createIrqchip();
+  if (config.pit === 'kernel') vm.createPit2();
+  // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
+  if (linux) initializeLegacyPics(vm);
+  return true;
+}
+
+function addRam(vm: VmFd, memoryBytes: number): HostRam {
+  const ram = HostRam.allocate(ramLayout(memoryBytes));
+  ram.descriptors.forEach((range, slot) => vm.setUserMemoryRegion(slot, range.guestAddress, range.size, range.hostAddress));
+  return ram;
+}
+
+/** vCPU 0 is the bootstrap processor; the others wait in KVM for INIT and SIPI from it. */
+function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
+  const host = detectVirtualization();
+  const supported = kvm.supportedCpuid();
+  return Array.from({ length: cpus }, (_, id) => {
+    const vcpu = vm.createVcpu(id);
+    vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, host: host.kind, cpuVendor: host.cpuVendor }));
+    return vcpu;
+  });
+}
+
+/** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
+export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean): DeviceSpec[] {
+  return [
+    { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3 },
+    // KVM's own PIT (--pit kernel) also serves port 0x61.
+    ...(config.pit === 'kernel' ? [] : [
+      { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT },
+      { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B },
+    ] satisfies DeviceSpec[]),
+    { kind: 'i8042', dataPort: PortLayout.I8042_DATA, commandPort: PortLayout.I8042_COMMAND, keyboardIrq: IrqLayout.KEYBOARD, auxIrq: IrqLayout.MOUSE },
+    { kind: 'cmos-rtc', port: PortLayout.CMOS },
+    // Where the FADT points the guest: the sleep control/status and reset registers, and the power button's GED.
+    ...(acpi ? [
+      { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
+      { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
+    ] satisfies DeviceSpec[] : []),
+    { kind: 'debug-exit', port: PortLayout.DEBUG_EXIT },
+  ];
+}
+
+type Guest =
+  | { kind: 'linux'; kernel: Uint8Array; initrd?: Uint8Array; symbols: KernelSymbols | null }
+  | { kind: 'flat'; image: Uint8Array };
+
+function readGuest(config: MachineConfig): Guest {
+  if (config.linux) {
+    const kernel = readGuestFile(config.linux.kernel, 'kernel');
+    const initrd = config.linux.initrd ? readGuestFile(config.linux.initrd, 'initrd') : undefined;
+    return { kind: 'linux', kernel, ...(initrd ? { initrd } : {}), symbols: kernelSymbols(config.linux) };
+  }
+  if (config.flat) return { kind: 'flat', image: readGuestFile(config.flat.path, 'flat image') };
+  throw new InputError('no guest given');
+}
+
+/** Loads the guest into RAM and sets the bootstrap processor's registers to enter it. */
+function loadGuest(
+  guest: Guest, config: MachineConfig & { cpus: number }, ram: HostRam, vcpus: VcpuFd[], irqchip: boolean, virtio: VirtioWiring,
+): LinuxBootPlan | null {
+  const bsp = vcpus[0]!;
+  const reset = { regs: bsp.getRegisters(), sregs: bsp.getSpecialRegisters() };
+  // The BSP's LINT0 takes the PIC's interrupts, as a PC's firmware leaves it.
+  if (irqchip) bsp.setLapic(wireLocalApicToPic(bsp.getLapic()));
+  let entry;
+  let plan: LinuxBootPlan | null = null;
+  if (guest.kind === 'linux') {
+    const linux = config.linux!;
+    const booted = bootLinux(ram.memory, {
+      kernel: guest.kernel, kernelSource: linux.kernel,
+      ...(guest.initrd ? { initrd: guest.initrd, initrdSource: linux.initrd! } : {}),
+      // The virtio-mmio devices are in the ACPI tables, not on the command line.
+      cmdline: [linux.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
+      ram: ramLayout(config.memoryBytes),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus),
+    }, reset);
+    entry = booted.state;
+    plan = booted.plan;
+  } else {
+    loadFlat(ram.memory, guest.image, config.flat!.path);
+    entry = flatEntryState(reset);
+  }
+  bsp.setSpecialRegisters(entry.sregs);
+  bsp.setRegisters(entry.regs);
+  return plan;
+}
+
+/**
+ * The kernel symbols that name where a Linux guest stopped. A --system-map
+ * the user gave must be a System.map; one found beside the kernel is only
+ * used when it is one.
+ */
+function kernelSymbols(linux: NonNullable<MachineConfig['linux']>): KernelSymbols | null {
+  if (linux.systemMap !== undefined) {
+    const symbols = KernelSymbols.parse(new TextDecoder().decode(readGuestFile(linux.systemMap, 'System.map')));
+    if (symbols.size === 0) {
+      throw new InputError(`System.map ${linux.systemMap}: no kernel text symbols in it (expected lines like "ffffffff81000000 T _stext")`);
+    }
+    return symbols;
+  }
+  const beside = findSystemMap(linux.kernel);
+  if (!beside) return null;
+  try {
+    const symbols = KernelSymbols.parse(readFileSync(beside, 'utf8'));
+    return symbols.size > 0 ? symbols : null;
+  } catch {
+    return null;
+  }
+}
+
+function readGuestFile(path: string, what: string): Uint8Array {
+  let size: number;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new InputError(`${what} ${path} is not a file`);
+    size = stat.size;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ENOENT' ? `${what} ${path}: no such file` : `${what} ${path}: cannot read (${code})`);
+  }
+  if (size === 0) throw new InputError(`${what} ${path} is empty`);
+  return readFileSync(path);
+}

@@ -1,0 +1,220 @@
+// The vCPU thread's half of the machine's devices: it turns the builder's
+// device list into device objects on this thread's buses, wired to sinks,
+// interrupt lines and timers (the devices never learn which thread that is),
+// and puts the virtio transports on the buses. A register access the guest
+// makes exits here; a queue notification that exits here (no ioeventfd for
+// it) is passed on to the I/O thread through the queue's eventfd, exactly as
+// KVM would have signalled it.
+import type { AddressSpace } from '../bus/index.ts';
+import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
+import { AcpiGed, ACPI_GED_MMIO_SIZE } from '../devices/acpi-ged.ts';
+import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
+import type { CharSink } from '../devices/char-sink.ts';
+import type { MonotonicClock } from '../devices/clock.ts';
+import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
+import { DebugExit, DEBUG_EXIT_WIDTH } from '../devices/debug-exit.ts';
+import { I8042 } from '../devices/i8042.ts';
+import type { InterruptLine } from '../devices/interrupt-line.ts';
+import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
+import { Pit8254, PIT_PORT_COUNT } from '../devices/pit8254.ts';
+import { Serial16550, UART_PORT_COUNT } from '../devices/serial16550.ts';
+import { SystemControlPort } from '../devices/system-control-port.ts';
+import { VirtioMmio, VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
+import { VirtioPci } from '../devices/virtio/pci.ts';
+import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
+import { VirtioTransport } from '../devices/virtio/transport.ts';
+import { signalEventFd, type VmFd } from '../kvm/index.ts';
+import type { GuestMemory } from '../memory/index.ts';
+import type { VcpuStop } from '../vcpu/index.ts';
+import type { InputRing } from './byte-rings.ts';
+import type { DeviceTimers } from './device-timers.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
+
+export interface PlatformContext {
+  readonly pio: AddressSpace;
+  readonly mmio: AddressSpace;
+  readonly memory: GuestMemory;
+  /** Ends the VM after the current exit. */
+  requestStop(stop: VcpuStop): void;
+  /** The interrupt controller input `irq` (ISA IRQ / GSI number). */
+  irqLine(irq: number): InterruptLine;
+}
+
+export interface PlatformOptions {
+  console: CharSink;
+  /** Host input for COM1 (stdin), if any. */
+  input: InputRing | null;
+  clock: MonotonicClock;
+  /** Deadline service for timed devices; null when no interrupt controller exists to deliver ticks. */
+  timers: DeviceTimers | null;
+}
+
+/**
+ * One device of the machine as plain data, made by the builder: what it is,
+ * where it sits, its interrupt lines and its state buffer, created once per
+ * machine. Every thread that serves or signals the device (each vCPU thread,
+ * the main thread pressing the power button) builds its own object over the
+ * same buffer.
+ */
+export type DeviceSpec =
+  | { kind: 'serial16550'; name: string; port: number; irq: number }
+  | { kind: 'pit8254'; port: number; irq: number }
+  | { kind: 'system-control-port'; port: number }
+  | { kind: 'i8042'; dataPort: number; commandPort: number; keyboardIrq: number; auxIrq: number }
+  | { kind: 'cmos-rtc'; port: number }
+  | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
+  | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
+  | { kind: 'debug-exit'; port: number };
+
+/**
+ * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
+ * host bridge with each function's interrupt when a virtio device is on PCI,
+ * and each virtio-mmio device
+ * (which the guest then finds in the DSDT rather than on its command line).
+ */
+export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number): AcpiPlatform {
+  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
+  const onPci = virtio.filter((d) => d.transport === 'pci');
+  return acpiPlatform(cpus, undefined, {
+    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
+    virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
+  });
+}
+
+export interface Platform {
+  com1: Serial16550;
+  /** Moves waiting host input into COM1 as far as its receiver has room. */
+  feedInput(): void;
+}
+
+/** How a guest ends the VM on its own: through the i8042 or ACPI reset, or ACPI S5. */
+const GUEST_REBOOTED: VcpuStop = { cause: 'reboot', status: 0, message: 'guest rebooted' };
+const GUEST_POWERED_OFF: VcpuStop = { cause: 'poweroff', status: 0, message: 'guest powered off' };
+
+/**
+ * Puts the machine's devices on this thread's buses: one object per device
+ * over the device's shared state, so that every vCPU thread serves the same
+ * device. The order is the builder's.
+ */
+export function attachDevices(specs: readonly DeviceSpec[], context: PlatformContext, options: PlatformOptions): Platform {
+  const { pio, mmio } = context;
+  let com1: Serial16550 | null = null;
+  let pit: Pit8254 | null = null;
+  for (const spec of specs) {
+    switch (spec.kind) {
+      case 'serial16550': {
+        const uart = new Serial16550(`serial ${spec.name}`, options.console, context.irqLine(spec.irq));
+        pio.register(spec.port, UART_PORT_COUNT, uart);
+        com1 ??= uart;
+        break;
+      }
+      case 'pit8254': {
+        const timers = options.timers;
+        pit = new Pit8254(options.clock, context.irqLine(spec.irq), { onReprogrammed: timers ? () => timers.reschedule() : undefined });
+        pio.register(spec.port, PIT_PORT_COUNT, pit);
+        timers?.add(pit);
+        break;
+      }
+      case 'system-control-port':
+        if (!pit) throw new Error('the system control port comes after the PIT it gates');
+        pio.register(spec.port, 1, new SystemControlPort(pit));
+        break;
+      case 'i8042': {
+        const i8042 = new I8042({
+          onReset: () => context.requestStop(GUEST_REBOOTED),
+          keyboardIrq: context.irqLine(spec.keyboardIrq),
+          auxIrq: context.irqLine(spec.auxIrq),
+        });
+        // Two single ports: 0x61 between them is the system control port.
+        pio.register(spec.dataPort, 1, i8042);
+        pio.register(spec.commandPort, 1, i8042.commandPort);
+        break;
+      }
+      case 'cmos-rtc':
+        pio.register(spec.port, CMOS_PORT_COUNT, new CmosRtc());
+        break;
+      case 'acpi-sleep':
+        pio.register(spec.port, ACPI_SLEEP_PORT_COUNT, new AcpiSleep(
+          (what) => context.requestStop(what === 'power-off' ? GUEST_POWERED_OFF : GUEST_REBOOTED), spec.state));
+        break;
+      case 'acpi-ged':
+        mmio.register(spec.address, ACPI_GED_MMIO_SIZE, new AcpiGed(context.irqLine(spec.gsi), spec.state));
+        break;
+      case 'debug-exit':
+        pio.register(spec.port, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
+          // Silent, like QEMU: the exit status is the guest's message.
+          context.requestStop({ cause: 'debug-exit', status, value });
+        }));
+        break;
+    }
+  }
+  if (!com1) throw new Error('a tsvmm PC has a COM1');
+  const uart = com1;
+  const input = options.input;
+  // Host input waits in its ring until the receiver has room; when the guest
+  // drains a full receiver, the UART asks for more.
+  const feedInput = () => {
+    if (input && input.pending() > 0) input.deliver(input.pending(), (bytes) => uart.receive(bytes));
+  };
+  uart.onReceiveSpace = feedInput;
+  return { com1: uart, feedInput };
+}
+
+/** What a device module (MachineConfig.deviceModules) exports. */
+export interface DeviceModule {
+  attach(context: PlatformContext): { report?(): unknown } | void | Promise<{ report?(): unknown } | void>;
+}
+
+/** Puts each virtio device's transport on the buses: a virtio-mmio window, or a PCI function behind a host bridge. */
+export function attachVirtioTransports(
+  buses: { pio: AddressSpace; mmio: AddressSpace; vm: VmFd },
+  virtio: { devices: readonly PlannedVirtioDevice[]; controlFd: number },
+  options: { ioeventfd: boolean; forbidden: readonly ForbiddenRange[] },
+): void {
+  const bridge = virtio.devices.some((d) => d.transport === 'pci') ? new PciHostBridge() : null;
+  bridge?.attach(buses.pio);
+  for (const planned of virtio.devices) {
+    const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
+    const transport = new VirtioTransport(planned.info, state, {
+      notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
+      statusChanged: () => signalEventFd(virtio.controlFd),
+    });
+    if (planned.transport === 'mmio') {
+      buses.mmio.register(planned.address, VIRTIO_MMIO_SIZE, new VirtioMmio(transport));
+    } else {
+      bridge!.addFunction(new VirtioPci(transport, {
+        irq: planned.irq,
+        mmio: buses.mmio,
+        barAddress: planned.address,
+        forbidden: options.forbidden,
+        ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds) } : {}),
+      }));
+    }
+  }
+}
+
+/**
+ * Keeps one ioeventfd per queue on the queue's notify address, wherever the
+ * guest maps the BAR: Linux writes the queue index there as 16 bits, and any
+ * write to the address is the notification.
+ */
+function notifyEventFds(vm: VmFd, fds: readonly number[]): (queue: number, address: number | null) => void {
+  const current: (number | null)[] = fds.map(() => null);
+  return (queue, address) => {
+    const fd = fds[queue]!;
+    const old = current[queue];
+    if (old === address) return;
+    // A guest's BAR write must never throw out of the exit: should KVM refuse
+    // an ioeventfd, the notify write exits and still reaches the transport.
+    try {
+      if (old !== null && old !== undefined) vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true });
+      current[queue] = null;
+      if (address !== null) {
+        vm.ioeventfd({ address, length: 2, fd, pio: false });
+        current[queue] = address;
+      }
+    } catch {
+      // Left without an ioeventfd, the queue's notifications take the exit path.
+    }
+  };
+}
