@@ -67,6 +67,36 @@ describe.skipIf(!hasKvm)('i8042 reset line (firmware/i8042-reset.S)', () => {
     expect(r.stdout).toBe('resetting\n');
     expect(r.stderr).toBe('tsvmm: guest rebooted\n');
     expect(r.status).toBe(0);
+    // --reboot exit says the same explicitly; a wrong action is one line and status 2.
+    expect(tsvmm(['run', '--flat', firmwarePath('i8042-reset'), '--reboot', 'exit']).stderr).toBe('tsvmm: guest rebooted\n');
+    const wrong = tsvmm(['run', '--flat', firmwarePath('i8042-reset'), '--reboot', 'reset']);
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toBe('tsvmm: --reboot reset: expected "exit" (tsvmm ends, status 0) or "restart" (the guest boots again)\n');
+  });
+
+  it('--reboot restart boots the guest again after each reset, until tsvmm is stopped', async () => {
+    // This guest resets at once every time: let it start three times, then stop tsvmm with SIGINT.
+    const child = spawn(process.execPath, [TSVMM, 'run', '--flat', firmwarePath('i8042-reset'), '--reboot', 'restart'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.split('resetting\n').length > 3) resolve();
+      });
+      child.on('exit', () => resolve());
+    });
+    child.kill('SIGINT');
+    const status = await exited;
+    clearTimeout(killer);
+    expect(stdout.startsWith('resetting\nresetting\nresetting\n')).toBe(true);
+    expect(stderr).toMatch(/^(\r\ntsvmm: guest rebooted: starting it again \(--reboot restart\)\r\n){2,}/);
+    // The SIGINT stops the guest, unless it landed just as the guest reset once more: then that reset ends tsvmm.
+    const last = stderr.replace(/\r\ntsvmm: guest rebooted: starting it again \(--reboot restart\)\r\n/g, '');
+    expect([[last, status]]).toContainEqual(expect.toBeOneOf([['\r\ntsvmm: stopped by SIGINT\r\ntsvmm: stopped\n', 130], ['tsvmm: guest rebooted\n', 0]]));
   });
 });
 

@@ -77,6 +77,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--console <kind>', 'guest console and host input: serial (COM1, default) or virtio (hvc0)')
     .option('--no-ioeventfd', 'queue notifications exit to tsvmm instead of going through KVM_IOEVENTFD')
     .option('--no-irqfd', 'device interrupts use KVM_IRQ_LINE instead of KVM_IRQFD')
+    .option('--reboot <action>', 'what a guest reboot does: exit (default: tsvmm ends with status 0, like QEMU\'s -no-reboot) or restart (the guest boots again)')
     .option('--shutdown-timeout <seconds>', 'after SIGTERM presses the ACPI power button, stop a guest that has not powered off within this time (default 30)')
     .action(async (options: RunOptions) => setStatus(await runCommand(options)));
 

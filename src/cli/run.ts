@@ -31,6 +31,8 @@ export interface RunOptions extends VirtioOptions {
   irqfd?: boolean;
   /** Seconds the guest has to power off after SIGTERM presses its power button. */
   shutdownTimeout?: string;
+  /** What a guest reboot does: exit (default) or restart. */
+  reboot?: string;
 }
 
 /**
@@ -50,7 +52,7 @@ const TRACE_KINDS = ['exits'];
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
-  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'],
 ];
 
 /**
@@ -70,6 +72,12 @@ export function checkRunOptions(options: RunOptions): void {
     if (options[key] !== undefined && options.kernel === undefined) throw new InputError(`${flag} needs --kernel`);
   }
   if (options.append !== undefined && options.flat !== undefined) throw new InputError('--append needs --kernel (a flat guest has no command line)');
+}
+
+/** --reboot exit|restart: whether a guest's reboot ends tsvmm (QEMU's -no-reboot) or boots the guest again. */
+export function parseRebootAction(text: string | undefined): 'exit' | 'restart' {
+  if (text === undefined || text === 'exit' || text === 'restart') return text ?? 'exit';
+  throw new InputError(`--reboot ${text}: expected "exit" (tsvmm ends, status 0) or "restart" (the guest boots again)`);
 }
 
 /** --shutdown-timeout SECONDS: how long a guest may take to power off after SIGTERM. */
@@ -145,8 +153,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   }
   const config = configFromOptions(options);
   const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
+  const onReboot = parseRebootAction(options.reboot);
   markTime('create-vm');
-  const machine = Machine.create(config);
+  let machine = Machine.create(config);
   for (const warning of machine.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
@@ -177,7 +186,14 @@ export async function runCommand(options: RunOptions): Promise<number> {
   terminal.start();
   markTime('run');
   try {
-    const result = await machine.run();
+    let result = await machine.run();
+    // --reboot restart: a fresh machine from the same configuration, as after a power cycle (disks keep what was written).
+    while (onReboot === 'restart' && result.stop.cause === 'reboot' && !shutdown.stoppedBy && !quit) {
+      writeSync(2, '\r\ntsvmm: guest rebooted: starting it again (--reboot restart)\r\n');
+      machine.close();
+      machine = Machine.create(config);
+      result = await machine.run();
+    }
     shutdown.dispose();
     terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
