@@ -2,7 +2,7 @@
 // messages: another device's state, another version of its own, and bytes
 // of the wrong size. Each device's test calls this with its own layout.
 import { expect } from 'vitest';
-import { DeviceStateLayout, type SavedDeviceState, type StateField, type StatefulDevice } from '../../src/devices/device-state.ts';
+import type { DeviceStateLayout, SavedDeviceState, StateField, StatefulDevice } from '../../src/devices/device-state.ts';
 import { InputError } from '../../src/errors.ts';
 
 export function expectRestoreRefusals(layout: DeviceStateLayout<Record<string, StateField>>, device: StatefulDevice): void {
