@@ -14,8 +14,11 @@
 //
 // The host presses the button from the main thread (a signal, the console)
 // while a vCPU thread serves the guest's read: the status lives in a
-// SharedArrayBuffer and every thread has its own AcpiGed over it.
+// SharedArrayBuffer (ACPI_GED_STATE) and every thread has its own AcpiGed
+// over it. The main thread sets bits without the machine's device lock, so
+// every access to the register is atomic.
 import type { BusDevice } from '../bus/index.ts';
+import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 import type { InterruptLine } from './interrupt-line.ts';
 
 /** Bits of the event status register; the DSDT's _EVT tests the same ones. */
@@ -26,15 +29,21 @@ export const GedEvent = {
 /** Bytes of MMIO the device answers: one 32-bit register. */
 export const ACPI_GED_MMIO_SIZE = 4;
 
-export class AcpiGed implements BusDevice {
+/** Everything the device keeps. */
+export const ACPI_GED_STATE = new DeviceStateLayout('acpi-ged', 1, {
+  /** The event status register: events signalled and not yet read (GedEvent bits). */
+  pending: ['i32', 1], // i32: Atomics works on it
+});
+
+export class AcpiGed implements BusDevice, StatefulDevice {
   readonly name = 'acpi generic event device';
-  /** The shared state: [0] = pending events. */
+  /** The shared state, laid out by ACPI_GED_STATE. */
   readonly state: SharedArrayBuffer;
   private readonly pending: Int32Array;
 
-  /** A fresh state for one device, to share between the threads that use it. */
+  /** The power-on state for one device (no event pending), to share between the threads that use it. */
   static createState(): SharedArrayBuffer {
-    return new SharedArrayBuffer(4);
+    return ACPI_GED_STATE.create();
   }
 
   constructor(
@@ -42,7 +51,20 @@ export class AcpiGed implements BusDevice {
     state: SharedArrayBuffer = AcpiGed.createState(),
   ) {
     this.state = state;
-    this.pending = new Int32Array(state, 0, 1);
+    this.pending = ACPI_GED_STATE.views(state).pending;
+  }
+
+  saveState(): SavedDeviceState {
+    return ACPI_GED_STATE.save(this.state);
+  }
+
+  /**
+   * The interrupt is an edge that was delivered (or not) before the save; a
+   * restored pending event is not pulsed again: the interrupt controller's
+   * own saved state holds whether the guest still has it to take.
+   */
+  restoreState(saved: SavedDeviceState): void {
+    ACPI_GED_STATE.restore(saved, this.state);
   }
 
   /** Asks the guest to shut down, as a short press of a PC's power button does. */

@@ -13,9 +13,12 @@
 // once: WAK_STS is set, so the guest's wait for the wake ends (ACPICA polls
 // WAK_STS after SLP_EN) instead of spinning forever.
 //
-// The state (WAK_STS) lives in a SharedArrayBuffer so that every vCPU thread,
-// each with its own AcpiSleep over the same buffer, sees one register.
+// The state (WAK_STS) lives in a SharedArrayBuffer (ACPI_SLEEP_STATE) so that
+// every vCPU thread, each with its own AcpiSleep over the same buffer, sees
+// one register. Only the guest writes it, through the machine's device lock,
+// so plain reads and writes suffice.
 import type { BusDevice } from '../bus/index.ts';
+import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 
 export const AcpiSleepRegister = {
   CONTROL: 0,
@@ -51,16 +54,23 @@ export const ACPI_RESET_VALUE = 0x01;
 
 export type AcpiSleepRequest = 'power-off' | 'reset';
 
-export class AcpiSleep implements BusDevice {
+/** Everything the device keeps: the one register with state (control and reset are write-only). */
+export const ACPI_SLEEP_STATE = new DeviceStateLayout('acpi-sleep', 1, {
+  /** SLEEP_STATUS_REG: WAK_STS (bit 7). */
+  status: ['u8', 1],
+});
+
+
+export class AcpiSleep implements BusDevice, StatefulDevice {
   readonly name = 'acpi sleep/reset';
   readonly byteWide = true;
-  /** The shared state: [0] = the sleep status register. */
+  /** The shared state, laid out by ACPI_SLEEP_STATE. */
   readonly state: SharedArrayBuffer;
-  private readonly status: Int32Array;
+  private readonly status: Uint8Array;
 
-  /** A fresh state for one device, to share between the threads that use it. */
+  /** The power-on state for one device (WAK_STS clear), to share between the threads that use it. */
   static createState(): SharedArrayBuffer {
-    return new SharedArrayBuffer(4);
+    return ACPI_SLEEP_STATE.create();
   }
 
   /**
@@ -72,11 +82,19 @@ export class AcpiSleep implements BusDevice {
     state: SharedArrayBuffer = AcpiSleep.createState(),
   ) {
     this.state = state;
-    this.status = new Int32Array(state, 0, 1);
+    this.status = ACPI_SLEEP_STATE.views(state).status;
+  }
+
+  saveState(): SavedDeviceState {
+    return ACPI_SLEEP_STATE.save(this.state);
+  }
+
+  restoreState(saved: SavedDeviceState): void {
+    ACPI_SLEEP_STATE.restore(saved, this.state);
   }
 
   read(offset: number, _size: number): number {
-    if (offset === AcpiSleepRegister.STATUS) return Atomics.load(this.status, 0);
+    if (offset === AcpiSleepRegister.STATUS) return this.status[0]!;
     return 0; // the control and reset registers are write-only
   }
 
@@ -87,7 +105,7 @@ export class AcpiSleep implements BusDevice {
         break;
       case AcpiSleepRegister.STATUS:
         // Write-1-to-clear, as the fixed hardware status bits are.
-        Atomics.and(this.status, 0, ~(value & SleepBits.WAK_STS));
+        this.status[0]! &= ~(value & SleepBits.WAK_STS);
         break;
       case AcpiSleepRegister.RESET:
         if ((value & 0xff) === ACPI_RESET_VALUE) this.request('reset');
@@ -102,6 +120,6 @@ export class AcpiSleep implements BusDevice {
       this.request('power-off');
       return;
     }
-    Atomics.or(this.status, 0, SleepBits.WAK_STS);
+    this.status[0]! |= SleepBits.WAK_STS;
   }
 }

@@ -16,7 +16,15 @@
 // divider chain (register A's DV and RS bits are stored; the clock never
 // stops for them). Register C still reports the update (UF) and periodic (PF)
 // flags a polling guest may wait for, worked out when C is read.
+//
+// All of the chip's state is in one SharedArrayBuffer (CMOS_RTC_STATE): one
+// object per vCPU thread over the same buffer is one chip, and the state can
+// be saved and restored. Guest time is kept as an offset from the host's wall
+// clock, so a restored clock goes on telling the time the guest set, moved on
+// by however long the state was stored (as a battery-backed RTC would); a
+// time frozen under B.SET stays frozen.
 import type { BusDevice } from '../bus/index.ts';
+import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 
 export const CMOS_BASE = 0x70;
 export const CMOS_PORT_COUNT = 2;
@@ -73,11 +81,48 @@ interface ClockTime {
   year: number; // full year, e.g. 2025
 }
 
+/** Where each value sits in CMOS_RTC_STATE.regs. */
+const R = {
+  /** The byte port 0x71 reaches: bits 6:0 of the last index write. */
+  INDEX: 0,
+  /** Bit 7 of the last index write: NMIs masked. */
+  NMI_DISABLED: 1,
+  /** B.SET holds the clock: `frozen` is the time the guest reads and writes. */
+  FROZEN: 2,
+  /** A time register was written under SET: clearing SET takes the frozen time over. */
+  FROZEN_WRITTEN: 3,
+} as const;
+
+/** The fields of CMOS_RTC_STATE.frozen, in the order of ClockTime. */
+const FROZEN_FIELDS = ['second', 'minute', 'hour', 'dayOfWeek', 'day', 'month', 'year'] as const;
+
+export const CMOS_RTC_STATE = new DeviceStateLayout('cmos-rtc', 1, {
+  /**
+   * The 128 bytes: plain CMOS RAM and the stored registers (alarms, A, B).
+   * The clock bytes (0x00..0x09, 0x32), C and D are worked out when read;
+   * their slots here stay 0.
+   */
+  bytes: ['u8', 128],
+  /** The index port and the SET state, indexed by R. */
+  regs: ['u8', 4],
+  /** Guest time = host time + this, in ms; a whole number of seconds, so both tick together. */
+  offsetMs: ['f64', 1],
+  /** Guest time (ms) when C was last read: what UF and PF are measured from. */
+  flagsCheckedAtMs: ['f64', 1],
+  /** While SET is on: the held time, FROZEN_FIELDS. */
+  frozen: ['i32', FROZEN_FIELDS.length],
+});
+
 export interface CmosRtcOptions {
   /** The wall clock; the default is the host's. */
   now?: () => Date;
-  /** Initial contents of plain CMOS bytes (0x0E..0x7F except 0x32), by index. */
+  /** Initial contents of plain CMOS bytes (0x0E..0x7F except 0x32), by index; for a new state only. */
   bytes?: Readonly<Record<number, number>>;
+  /**
+   * The chip's state (CMOS_RTC_STATE), shared with the other objects that
+   * serve the same chip; used as it is. Default: CmosRtc.createState(options).
+   */
+  state?: SharedArrayBuffer;
 }
 
 function toBcd(value: number): number {
@@ -92,67 +137,92 @@ function isClockIndex(index: number): boolean {
   return index < FIRST_PLAIN_BYTE || index === CmosReg.CENTURY;
 }
 
-export class CmosRtc implements BusDevice {
+export class CmosRtc implements BusDevice, StatefulDevice {
   readonly name = 'cmos-rtc';
   readonly byteWide = true;
 
   private readonly now: () => Date;
-  /** Plain CMOS RAM and the stored registers (alarms, A, B); clock bytes are computed. */
-  private readonly bytes = new Uint8Array(128);
-  private index = 0;
-  private nmiDisabled = false;
-  /** Guest time = host time + this; a whole number of seconds, so both tick together. */
-  private offsetMs = 0;
-  /** While B.SET is 1: the time the guest reads and writes; the clock does not run for it. */
-  private frozen: ClockTime | null = null;
-  /** A time register was written under SET: clearing SET takes the frozen time over. */
-  private frozenWritten = false;
-  /** Guest time when C was last read: what UF and PF are measured from. */
-  private flagsCheckedAtMs: number;
+  /** The shared state, laid out by CMOS_RTC_STATE. */
+  readonly state: SharedArrayBuffer;
+  private readonly bytes: Uint8Array;
+  private readonly regs: Uint8Array;
+  private readonly offsetMs: Float64Array;
+  private readonly flagsCheckedAtMs: Float64Array;
+  private readonly frozen: Int32Array;
+
+  /**
+   * The power-on state of one chip, to share between the threads that serve
+   * it: A and B as firmware leaves them, the clock at the host's time (`now`),
+   * and `bytes` in the plain CMOS RAM.
+   */
+  static createState(options: Pick<CmosRtcOptions, 'now' | 'bytes'> = {}): SharedArrayBuffer {
+    const state = CMOS_RTC_STATE.create();
+    const views = CMOS_RTC_STATE.views(state);
+    views.bytes[CmosReg.A] = DEFAULT_A;
+    views.bytes[CmosReg.B] = DEFAULT_B;
+    for (const [index, value] of Object.entries(options.bytes ?? {})) {
+      checkPlainIndex(Number(index));
+      views.bytes[Number(index)] = value & 0xff;
+    }
+    views.flagsCheckedAtMs[0] = (options.now ?? hostNow)().getTime(); // offset 0: guest time is host time
+    return state;
+  }
 
   constructor(options: CmosRtcOptions = {}) {
-    this.now = options.now ?? (() => new Date());
-    this.bytes[CmosReg.A] = DEFAULT_A;
-    this.bytes[CmosReg.B] = DEFAULT_B;
-    for (const [index, value] of Object.entries(options.bytes ?? {})) this.setByte(Number(index), value);
-    this.flagsCheckedAtMs = this.guestMs();
+    this.now = options.now ?? hostNow;
+    this.state = options.state ?? CmosRtc.createState(options);
+    const views = CMOS_RTC_STATE.views(this.state);
+    this.bytes = views.bytes;
+    this.regs = views.regs;
+    this.offsetMs = views.offsetMs;
+    this.flagsCheckedAtMs = views.flagsCheckedAtMs;
+    this.frozen = views.frozen;
+  }
+
+  saveState(): SavedDeviceState {
+    return CMOS_RTC_STATE.save(this.state);
+  }
+
+  /** The RTC drives no interrupt line, so there is nothing to re-drive. */
+  restoreState(saved: SavedDeviceState): void {
+    CMOS_RTC_STATE.restore(saved, this.state);
   }
 
   /** What the RESET pin does on a reboot: interrupt enables and flags cleared; time and RAM kept. */
   reset(): void {
     this.bytes[CmosReg.B]! &= ~(RegB.PIE | RegB.AIE | RegB.UIE | RegB.SQWE);
-    this.flagsCheckedAtMs = this.guestMs();
+    this.flagsCheckedAtMs[0] = this.guestMs();
   }
 
   /** Bit 7 of the last index write: NMIs are masked (the chipset acts on it, not the RTC). */
   get nmiMasked(): boolean {
-    return this.nmiDisabled;
+    return this.regs[R.NMI_DISABLED] !== 0;
   }
 
   /** Sets a plain CMOS byte (0x0E..0x7F except the century byte 0x32): what the machine fills in. */
   setByte(index: number, value: number): void {
-    this.checkPlainIndex(index);
+    checkPlainIndex(index);
     this.bytes[index] = value & 0xff;
   }
 
   /** Reads a plain CMOS byte (0x0E..0x7F except 0x32). */
   getByte(index: number): number {
-    this.checkPlainIndex(index);
+    checkPlainIndex(index);
     return this.bytes[index]!;
   }
 
   read(offset: number, _size: number): number {
     if (offset !== CmosPort.DATA) return 0xff; // the index port is write-only
-    return this.readRegister(this.index);
+    return this.readRegister(this.regs[R.INDEX]!);
   }
 
   write(offset: number, _size: number, value: number): void {
     const byte = value & 0xff;
     if (offset === CmosPort.INDEX) {
-      this.index = byte & INDEX_MASK;
-      this.nmiDisabled = (byte & NMI_DISABLE) !== 0;
+      this.regs[R.INDEX] = byte & INDEX_MASK;
+      this.regs[R.NMI_DISABLED] = byte & NMI_DISABLE ? 1 : 0;
     } else if (offset === CmosPort.DATA) {
-      this.writeRegister(this.index, byte);
+      this.writeRegister(this.regs[R.INDEX]!, byte);
     }
   }
 
@@ -193,20 +263,20 @@ export class CmosRtc implements BusDevice {
   }
 
   private writeB(byte: number): void {
-    const wasSet = this.frozen !== null;
+    const wasSet = this.regs[R.FROZEN] !== 0;
     if (byte & RegB.SET) {
       byte &= ~RegB.UIE; // the datasheet: setting SET clears UIE
       if (!wasSet) {
-        this.frozen = this.runningTime();
-        this.frozenWritten = false;
+        this.freeze(this.runningTime());
+        this.regs[R.FROZEN_WRITTEN] = 0;
       }
     } else if (wasSet) {
       // Leaving SET starts the clock from the time the guest wrote. If it
       // wrote none, the clock has kept time underneath (the chip would have
       // lost the seconds spent under SET; the host clock is better).
-      if (this.frozenWritten) this.commit(this.frozen!);
-      this.frozen = null;
-      this.flagsCheckedAtMs = this.guestMs();
+      if (this.regs[R.FROZEN_WRITTEN]) this.commit(this.frozenTime());
+      this.regs[R.FROZEN] = 0;
+      this.flagsCheckedAtMs[0] = this.guestMs();
     }
     this.bytes[CmosReg.B] = byte;
   }
@@ -218,7 +288,8 @@ export class CmosRtc implements BusDevice {
    * only shows while SET holds the clock.
    */
   private writeTime(index: number, byte: number): void {
-    const time = this.frozen ?? this.runningTime();
+    const frozen = this.regs[R.FROZEN] !== 0;
+    const time = frozen ? this.frozenTime() : this.runningTime();
     switch (index) {
       case CmosReg.SECONDS: time.second = this.decode(byte); break;
       case CmosReg.MINUTES: time.minute = this.decode(byte); break;
@@ -229,8 +300,12 @@ export class CmosRtc implements BusDevice {
       case CmosReg.YEAR: time.year = Math.floor(time.year / 100) * 100 + this.decode(byte); break;
       case CmosReg.CENTURY: time.year = this.decode(byte) * 100 + (time.year % 100); break;
     }
-    if (this.frozen === null) this.commit(time);
-    else this.frozenWritten = true;
+    if (frozen) {
+      this.freeze(time);
+      this.regs[R.FROZEN_WRITTEN] = 1;
+    } else {
+      this.commit(time);
+    }
   }
 
   /** Makes `time` the clock's current second; out-of-range fields roll over as in Date.UTC. */
@@ -240,11 +315,22 @@ export class CmosRtc implements BusDevice {
     date.setUTCHours(time.hour, time.minute, time.second, 0);
     const hostMs = this.now().getTime();
     // Keep the host's position within the second, so guest seconds tick with the host's.
-    this.offsetMs = date.getTime() - (hostMs - mod(hostMs, 1000));
+    this.offsetMs[0] = date.getTime() - (hostMs - mod(hostMs, 1000));
   }
 
   private clockTime(): ClockTime {
-    return this.frozen ?? this.runningTime();
+    return this.regs[R.FROZEN] ? this.frozenTime() : this.runningTime();
+  }
+
+  /** Holds `time` as what the guest reads and writes while SET is on. */
+  private freeze(time: ClockTime): void {
+    FROZEN_FIELDS.forEach((field, i) => (this.frozen[i] = time[field]));
+    this.regs[R.FROZEN] = 1;
+  }
+
+  private frozenTime(): ClockTime {
+    const f = this.frozen;
+    return { second: f[0]!, minute: f[1]!, hour: f[2]!, dayOfWeek: f[3]!, day: f[4]!, month: f[5]!, year: f[6]! };
   }
 
   private runningTime(): ClockTime {
@@ -261,20 +347,20 @@ export class CmosRtc implements BusDevice {
   }
 
   private guestMs(): number {
-    return this.now().getTime() + this.offsetMs;
+    return this.now().getTime() + this.offsetMs[0]!;
   }
 
   private updateInProgress(): boolean {
-    return this.frozen === null && mod(this.guestMs(), 1000) >= 1000 - UIP_WINDOW_MS;
+    return !this.regs[R.FROZEN] && mod(this.guestMs(), 1000) >= 1000 - UIP_WINDOW_MS;
   }
 
   /** Register C: the flags raised since it was last read; reading clears them. */
   private readFlags(): number {
     const nowMs = this.guestMs();
-    const sinceMs = this.flagsCheckedAtMs;
-    this.flagsCheckedAtMs = nowMs;
+    const sinceMs = this.flagsCheckedAtMs[0]!;
+    this.flagsCheckedAtMs[0] = nowMs;
     let flags = 0;
-    if (this.frozen === null && Math.floor(nowMs / 1000) !== Math.floor(sinceMs / 1000)) flags |= RegC.UF;
+    if (!this.regs[R.FROZEN] && Math.floor(nowMs / 1000) !== Math.floor(sinceMs / 1000)) flags |= RegC.UF;
     const rate = this.bytes[CmosReg.A]! & RegA.RATE;
     if (rate !== 0) {
       // RS 3..15 divide 32.768 kHz down to 8192..2 Hz; RS 1 and 2 repeat RS 8 and 9.
@@ -305,12 +391,16 @@ export class CmosRtc implements BusDevice {
     if (this.bytes[CmosReg.B]! & RegB.HOURS_24) return this.decode(value);
     return (this.decode(value & ~HOUR_PM) % 12) + (value & HOUR_PM ? 12 : 0);
   }
+}
 
-  private checkPlainIndex(index: number): void {
-    if (!Number.isInteger(index) || index < FIRST_PLAIN_BYTE || index > INDEX_MASK || isClockIndex(index)) {
-      throw new RangeError(`CMOS byte 0x${index.toString(16)} is not plain storage (0x0e..0x7f except 0x32)`);
-    }
+function checkPlainIndex(index: number): void {
+  if (!Number.isInteger(index) || index < FIRST_PLAIN_BYTE || index > INDEX_MASK || isClockIndex(index)) {
+    throw new RangeError(`CMOS byte 0x${index.toString(16)} is not plain storage (0x0e..0x7f except 0x32)`);
   }
+}
+
+function hostNow(): Date {
+  return new Date();
 }
 
 /** The remainder with the divisor's sign (a % b is negative for negative a). */

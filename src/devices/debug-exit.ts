@@ -1,6 +1,12 @@
 // QEMU's isa-debug-exit: a guest ends the VM by writing a value to a port, and
 // the VMM exits with status (value << 1) | 1. Test guests use it to report a
 // result without needing a shutdown path. Default port 0x501, two bytes wide.
+//
+// It has no state: a write is passed on at once and a read is always 0, so
+// it is not a StatefulDevice and has no DeviceStateLayout. An empty layout
+// would only add a record to every snapshot and a version to keep for
+// nothing; the machine saves the devices that implement StatefulDevice and
+// leaves the stateless ones (this one, the bus) out of that list.
 import type { BusDevice } from '../bus/index.ts';
 
 export const DEBUG_EXIT_PORT = 0x501;
