@@ -10,6 +10,10 @@ import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
+import { CmosRtc } from '../devices/cmos-rtc.ts';
+import { I8042 } from '../devices/i8042.ts';
+import { Serial16550 } from '../devices/serial16550.ts';
+import { SystemControlPort } from '../devices/system-control-port.ts';
 import { InputError } from '../errors.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { IrqLayout, MmioLayout, PortLayout, ramLayout } from '../layout.ts';
@@ -127,14 +131,14 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
 /** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
 export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean): DeviceSpec[] {
   return [
-    { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3 },
+    { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
     ...(config.pit === 'kernel' ? [] : [
       { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT },
-      { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B },
+      { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B, state: SystemControlPort.createState() },
     ] satisfies DeviceSpec[]),
-    { kind: 'i8042', dataPort: PortLayout.I8042_DATA, commandPort: PortLayout.I8042_COMMAND, keyboardIrq: IrqLayout.KEYBOARD, auxIrq: IrqLayout.MOUSE },
-    { kind: 'cmos-rtc', port: PortLayout.CMOS },
+    { kind: 'i8042', dataPort: PortLayout.I8042_DATA, commandPort: PortLayout.I8042_COMMAND, keyboardIrq: IrqLayout.KEYBOARD, auxIrq: IrqLayout.MOUSE, state: I8042.createState() },
+    { kind: 'cmos-rtc', port: PortLayout.CMOS, state: CmosRtc.createState() },
     // Where the FADT points the guest: the sleep control/status and reset registers, and the power button's GED.
     ...(acpi ? [
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },

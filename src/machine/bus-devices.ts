@@ -57,11 +57,11 @@ export interface PlatformOptions {
  * same buffer.
  */
 export type DeviceSpec =
-  | { kind: 'serial16550'; name: string; port: number; irq: number }
+  | { kind: 'serial16550'; name: string; port: number; irq: number; state: SharedArrayBuffer }
   | { kind: 'pit8254'; port: number; irq: number }
-  | { kind: 'system-control-port'; port: number }
-  | { kind: 'i8042'; dataPort: number; commandPort: number; keyboardIrq: number; auxIrq: number }
-  | { kind: 'cmos-rtc'; port: number }
+  | { kind: 'system-control-port'; port: number; state: SharedArrayBuffer }
+  | { kind: 'i8042'; dataPort: number; commandPort: number; keyboardIrq: number; auxIrq: number; state: SharedArrayBuffer }
+  | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
   | { kind: 'debug-exit'; port: number };
@@ -117,13 +117,14 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
       }
       case 'system-control-port':
         if (!pit) throw new Error('the system control port comes after the PIT it gates');
-        pio.register(spec.port, 1, new SystemControlPort(pit));
+        pio.register(spec.port, 1, new SystemControlPort(pit, spec.state));
         break;
       case 'i8042': {
         const i8042 = new I8042({
           onReset: () => context.requestStop(GUEST_REBOOTED),
           keyboardIrq: context.irqLine(spec.keyboardIrq),
           auxIrq: context.irqLine(spec.auxIrq),
+          state: spec.state,
         });
         // Two single ports: 0x61 between them is the system control port.
         pio.register(spec.dataPort, 1, i8042);
@@ -131,7 +132,7 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
         break;
       }
       case 'cmos-rtc':
-        pio.register(spec.port, CMOS_PORT_COUNT, new CmosRtc());
+        pio.register(spec.port, CMOS_PORT_COUNT, new CmosRtc({ state: spec.state }));
         break;
       case 'acpi-sleep':
         pio.register(spec.port, ACPI_SLEEP_PORT_COUNT, new AcpiSleep(
