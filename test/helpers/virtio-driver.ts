@@ -18,6 +18,7 @@ import { VirtioDeviceRunner } from '../../src/devices/virtio/runner.ts';
 import { VirtioSharedState } from '../../src/devices/virtio/shared-state.ts';
 import { DescriptorFlag, Feature, featureBit, Status } from '../../src/devices/virtio/spec.ts';
 import { VirtioTransport, type VirtioTransportHooks } from '../../src/devices/virtio/transport.ts';
+import type { SavedDeviceState } from '../../src/devices/device-state.ts';
 
 /** The two ways a driver reaches a virtio device; device tests run over both. */
 export type TransportKind = 'mmio' | 'pci';
@@ -57,6 +58,12 @@ export interface DeviceElsewhere {
   state: VirtioSharedState;
   /** How a notification or a status change reaches that thread (as the vCPU thread signals it). */
   hooks: VirtioTransportHooks;
+}
+
+/** A device's state as a machine saves it: the I/O thread's runner, and the PCI function's configuration space. */
+export interface SavedVirtioDevice {
+  device: SavedDeviceState;
+  pci: SavedDeviceState | null;
 }
 
 /** Where a queue's three parts are. */
@@ -230,6 +237,33 @@ export class VirtioTestDriver {
       runner = new VirtioDeviceRunner(device, this.state, this.memory, { trigger: () => this.interrupts++ });
       this.local = { device, runner };
     }
+  }
+
+  /** Saves the device (it runs in this thread, so it is quiesced between calls). */
+  saveState(): SavedVirtioDevice {
+    return { device: this.runner.saveState(), pci: this.pci?.saveState() ?? null };
+  }
+
+  /**
+   * A driver for `device`, a fresh device object of the same kind, with fresh
+   * transport objects and state over this driver's guest memory, after
+   * restoring `saved` into them. The driver's queues and allocations move to
+   * it: this driver must not be used afterwards.
+   */
+  restoredOnto(device: VirtioDevice, saved: SavedVirtioDevice): VirtioTestDriver {
+    const next = new VirtioTestDriver(device, {
+      transport: this.transportKind, memory: this.memory, allocFrom: this.nextFree,
+      queueSize: this.queueSize, acceptFeatures: this.acceptFeatures,
+    });
+    if (saved.pci) next.pci!.restoreState(saved.pci);
+    next.runner.restoreState(saved.device);
+    next.features = this.features;
+    this.queues.forEach((queue, index) => {
+      if (!queue) return;
+      queue.moveTo(next);
+      next.queues[index] = queue;
+    });
+    return next;
   }
 
   /** The device, when it runs in this thread. */
@@ -428,7 +462,7 @@ export class DriverQueue {
   readonly used: number;
 
   constructor(
-    private readonly driver: VirtioTestDriver,
+    private driver: VirtioTestDriver,
     readonly index: number,
     readonly size: number,
     addresses: { descriptors: number; available: number; used: number },
@@ -441,6 +475,11 @@ export class DriverQueue {
 
   private get memory(): GuestMemory {
     return this.driver.memory;
+  }
+
+  /** The device was restored into new objects: notify through its driver from now on. */
+  moveTo(driver: VirtioTestDriver): void {
+    this.driver = driver;
   }
 
   /**

@@ -3,6 +3,15 @@
 // Registers, the interrupt registers and a capability list. Every byte has a
 // mask of the bits software may change; the rest are read-only, which is also
 // what makes BAR sizing work (the size's low bits are simply not writable).
+//
+// State as data: the 256 bytes are the function's whole mutable state
+// (Command, the BARs as programmed, Interrupt Line, writable capability
+// fields), kept in a view the owner gives (a field of its DeviceStateLayout),
+// so several threads' objects over one buffer are one function. The masks,
+// BAR sizes and capability list are the function's definition: every object
+// builds them alike, and only the one that powers the state on writes the
+// power-on bytes.
+import { InputError } from '../../errors.ts';
 
 export const PCI_CONFIG_SIZE = 256;
 
@@ -73,16 +82,53 @@ export interface PciHeader {
   interruptLine?: number;
 }
 
+/** Bytes that say which function this is; restoring another function's state is refused. */
+const IDENTITY_BYTES: readonly (readonly [number, number])[] = [
+  [PciConfig.VENDOR_ID, 4],
+  [PciConfig.REVISION_ID, 4],
+  [PciConfig.SUBSYSTEM_VENDOR_ID, 4],
+];
+
 export class PciConfigSpace {
-  readonly bytes = new Uint8Array(PCI_CONFIG_SIZE);
-  private readonly view = new DataView(this.bytes.buffer);
+  readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  /**
+   * Whether this object writes the power-on bytes while it is built: true
+   * when it made its own bytes, false over bytes another object (another
+   * thread's, or a restored state) already holds.
+   */
+  private readonly poweringOn: boolean;
   private readonly writable = new Uint8Array(PCI_CONFIG_SIZE);
   private readonly barSizes = new Array<number>(BAR_COUNT).fill(0);
   /** Where the last capability's next pointer is (the Capabilities Pointer before the first). */
   private lastNext: number = PciConfig.CAPABILITIES;
   private capabilityEnd = CAPABILITY_START;
 
-  constructor(header: PciHeader) {
+  /**
+   * `bytes`: the function's 256 bytes in its state buffer (absent: bytes of
+   * its own). `powerOn`: write the power-on state into them while building;
+   * by default only into bytes of its own, since given bytes are already in
+   * use by another object or hold a restored state.
+   */
+  constructor(header: PciHeader, bytes?: Uint8Array, powerOn = bytes === undefined) {
+    if (bytes && bytes.length !== PCI_CONFIG_SIZE) throw new RangeError(`PCI configuration space of ${bytes.length} bytes`);
+    this.poweringOn = powerOn;
+    this.bytes = bytes ?? new Uint8Array(PCI_CONFIG_SIZE);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, PCI_CONFIG_SIZE);
+    // Identity and Interrupt Line are the same for every object of this
+    // function; written only at power-on, so a shared or restored state keeps
+    // what the guest wrote over them (Interrupt Line is writable).
+    if (this.poweringOn) this.writeHeader(header);
+    // Command bits a simple function implements; Status has no bits we would
+    // set and then need write-1-to-clear for, so it is read-only.
+    const command = PciCommand.IO | PciCommand.MEMORY | PciCommand.BUS_MASTER | PciCommand.PARITY | PciCommand.SERR | PciCommand.INTX_DISABLE;
+    this.setWritable(PciConfig.COMMAND, 2, command);
+    this.setWritable(PciConfig.CACHE_LINE_SIZE, 1, 0xff);
+    // Interrupt Line is a scratch register for software; it routes nothing.
+    if (header.interruptPin) this.setWritable(PciConfig.INTERRUPT_LINE, 1, 0xff);
+  }
+
+  private writeHeader(header: PciHeader): void {
     const v = this.view;
     v.setUint16(PciConfig.VENDOR_ID, header.vendorId, true);
     v.setUint16(PciConfig.DEVICE_ID, header.deviceId, true);
@@ -93,13 +139,22 @@ export class PciConfigSpace {
     v.setUint16(PciConfig.SUBSYSTEM_ID, header.subsystemId ?? 0, true);
     v.setUint8(PciConfig.INTERRUPT_PIN, header.interruptPin ?? 0);
     v.setUint8(PciConfig.INTERRUPT_LINE, header.interruptLine ?? (header.interruptPin ? 0xff : 0));
-    // Command bits a simple function implements; Status has no bits we would
-    // set and then need write-1-to-clear for, so it is read-only.
-    const command = PciCommand.IO | PciCommand.MEMORY | PciCommand.BUS_MASTER | PciCommand.PARITY | PciCommand.SERR | PciCommand.INTX_DISABLE;
-    this.setWritable(PciConfig.COMMAND, 2, command);
-    this.setWritable(PciConfig.CACHE_LINE_SIZE, 1, 0xff);
-    // Interrupt Line is a scratch register for software; it routes nothing.
-    if (header.interruptPin) this.setWritable(PciConfig.INTERRUPT_LINE, 1, 0xff);
+  }
+
+  /**
+   * Throws InputError unless `bytes` (a saved configuration space) belong to
+   * this function: same vendor, device, class and subsystem. A layout's kind
+   * names only "a PCI function"; this tells a virtio-blk from a virtio-net.
+   */
+  checkIdentity(bytes: Uint8Array): void {
+    for (const [offset, length] of IDENTITY_BYTES) {
+      for (let i = offset; i < offset + length; i++) {
+        if (bytes[i] !== this.bytes[i]) {
+          const id = (b: Uint8Array) => `${idWord(b, PciConfig.VENDOR_ID)}:${idWord(b, PciConfig.DEVICE_ID)}`;
+          throw new InputError(`PCI state of function ${id(bytes)} cannot be restored into function ${id(this.bytes)}`);
+        }
+      }
+    }
   }
 
   /** A little-endian read of `size` bytes; bytes past the end read as 0xff, like an absent register. */
@@ -178,13 +233,15 @@ export class PciConfigSpace {
     const offset = this.capabilityEnd;
     const length = 2 + body.length;
     if (offset + length > PCI_CONFIG_SIZE) throw new RangeError('PCI capabilities do not fit in configuration space');
-    this.bytes[offset] = id;
-    this.bytes[offset + 1] = 0;
-    this.bytes.set(body, offset + 2);
-    this.bytes[this.lastNext] = offset;
+    if (this.poweringOn) {
+      this.bytes[offset] = id;
+      this.bytes[offset + 1] = 0;
+      this.bytes.set(body, offset + 2);
+      this.bytes[this.lastNext] = offset;
+      this.setStatus(PciStatus.CAPABILITIES, true);
+    }
     this.lastNext = offset + 1;
     this.capabilityEnd = (offset + length + 3) & ~3;
-    this.setStatus(PciStatus.CAPABILITIES, true);
     return offset;
   }
 
@@ -195,4 +252,9 @@ export class PciConfigSpace {
   u32(offset: number): number {
     return this.view.getUint32(offset, true);
   }
+}
+
+/** A vendor or device ID as lspci prints it (1af4:1042). */
+function idWord(bytes: Uint8Array, offset: number): string {
+  return (bytes[offset]! | (bytes[offset + 1]! << 8)).toString(16).padStart(4, '0');
 }

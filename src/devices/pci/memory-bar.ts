@@ -21,6 +21,11 @@ export interface MemoryBarOptions {
   moved?(address: number | null): void;
 }
 
+/**
+ * What this object holds is its bus's registration, not the function's
+ * state: each thread's MemoryBar follows the one configuration space on its
+ * own bus, and sync() re-derives it (after a restore too).
+ */
 export class MemoryBar {
   /** Where the BAR is registered on the MMIO bus now. */
   mapped: number | null = null;

@@ -40,8 +40,6 @@ export class VirtioConsole implements VirtioDevice {
    * here for the next input (the ring cannot take a buffer back).
    */
   private heldReceive: DescriptorChain | null = null;
-  /** The receive ring broke while serving host input (outside the runner, which breaks queues on a notify). */
-  private receiveBroken = false;
   readonly counts = { bytesIn: 0, bytesOut: 0 };
 
   constructor(options: ConsoleOptions) {
@@ -63,7 +61,10 @@ export class VirtioConsole implements VirtioDevice {
   reset(): void {
     this.context = null;
     this.heldReceive = null;
-    this.receiveBroken = false;
+  }
+
+  heldBuffers(index: number): number {
+    return index === ConsoleQueue.RECEIVE && this.heldReceive ? 1 : 0;
   }
 
   processQueue(index: number): void {
@@ -73,16 +74,15 @@ export class VirtioConsole implements VirtioDevice {
 
   /** The host may have input: fill posted receive buffers. */
   receiveHostInput(): void {
-    if (!this.context || this.receiveBroken) return;
+    if (!this.context) return;
     try {
       this.receive();
     } catch (e) {
       // Called from the I/O thread's event loop, not through the runner: a
       // corrupted ring stops this queue instead of the thread.
       if (!(e instanceof VirtqueueError)) throw e;
-      this.receiveBroken = true;
       this.heldReceive = null;
-      this.context.countError(`${this.info.name}: queue ${ConsoleQueue.RECEIVE}: ${e.message}`);
+      this.context.breakQueue(ConsoleQueue.RECEIVE, e);
     }
   }
 
@@ -90,7 +90,7 @@ export class VirtioConsole implements VirtioDevice {
   private receive(): void {
     const context = this.context;
     const queue = context?.queues[ConsoleQueue.RECEIVE];
-    if (!context || !queue || this.receiveBroken) return;
+    if (!context || !queue) return;
     let used = 0;
     for (;;) {
       if (!this.heldReceive) {

@@ -40,6 +40,12 @@ export interface VirtioDeviceContext {
   serve(index: number, complete: (chain: DescriptorChain, queue: Virtqueue) => void): void;
   /** A request the device refused (malformed chain or request): counted for reports. */
   countError(reason: string): void;
+  /**
+   * Queue `index` turned out corrupted outside a notification (while serving
+   * host input): it stops, as a notification would have stopped it, and the
+   * device asks the driver for a reset. Its entry in `queues` becomes null.
+   */
+  breakQueue(index: number, error: Error): void;
 }
 
 export interface VirtioDevice {
@@ -50,6 +56,13 @@ export interface VirtioDevice {
   processQueue(index: number): void;
   /** The driver reset the device: drop everything tied to the old queues. */
   reset(): void;
+  /**
+   * How many buffers the device took from queue `index` and holds unused (a
+   * receive buffer waiting for input): always the last ones it took. A saved
+   * state gives them back to the ring, so the device restored from it takes
+   * them again. Absent: the device holds nothing between requests.
+   */
+  heldBuffers?(index: number): number;
   /** Host file descriptors the device waits on (a TAP device), with what to do when one is readable. */
   readonly pollFds?: readonly number[];
   onReadable?(fd: number): void;

@@ -1,6 +1,8 @@
 // The virtio-mmio transport, version 2 register layout (virtio 1.2, 4.2.2):
 // a 0x200-byte register window per device, announced to Linux on the kernel
 // command line as virtio_mmio.device=<size>@<base>:<irq>.
+// It keeps nothing of its own: every register value is in the transport's
+// VirtioSharedState, so the objects of several vCPU threads are one device.
 import type { BusDevice } from '../../bus/index.ts';
 import type { VirtioTransport, QueueField } from './transport.ts';
 import { VIRTIO_MMIO_VENDOR } from './spec.ts';
@@ -52,11 +54,14 @@ const QUEUE_ADDRESS_REGISTERS: Record<number, [Exclude<QueueField, 'size'>, bool
 
 export class VirtioMmio implements BusDevice {
   readonly name: string;
-  /** Accesses the layout does not allow (wrong width, write to a read-only register), for reports. */
-  badAccesses = 0;
 
   constructor(readonly transport: VirtioTransport) {
     this.name = `virtio-mmio ${transport.info.name}`;
+  }
+
+  /** Accesses the layout does not allow (wrong width, write to a read-only register), for reports. */
+  get badAccesses(): number {
+    return this.transport.state.badAccesses;
   }
 
   read(offset: number, size: number): number {
@@ -64,7 +69,7 @@ export class VirtioMmio implements BusDevice {
     if (offset >= MmioRegister.CONFIG) return t.readConfig(offset - MmioRegister.CONFIG, size);
     // Registers are 32 bits wide and read as a whole (4.2.2.2).
     if (size !== 4 || offset % 4 !== 0) {
-      this.badAccesses++;
+      t.state.countBadAccess();
       return 0;
     }
     switch (offset) {
@@ -84,7 +89,7 @@ export class VirtioMmio implements BusDevice {
       case MmioRegister.SHM_BASE_HIGH: return 0xffff_ffff;
       case MmioRegister.CONFIG_GENERATION: return t.state.configGeneration;
       default:
-        this.badAccesses++;
+        t.state.countBadAccess();
         return 0;
     }
   }
@@ -93,7 +98,7 @@ export class VirtioMmio implements BusDevice {
     const t = this.transport;
     if (offset >= MmioRegister.CONFIG) return;
     if (size !== 4 || offset % 4 !== 0) {
-      this.badAccesses++;
+      t.state.countBadAccess();
       return;
     }
     const queueAddress = QUEUE_ADDRESS_REGISTERS[offset];
@@ -112,7 +117,7 @@ export class VirtioMmio implements BusDevice {
       case MmioRegister.INTERRUPT_ACK: t.state.acknowledgeInterruptStatus(value); return;
       case MmioRegister.STATUS: t.writeStatus(value); return;
       default:
-        this.badAccesses++;
+        t.state.countBadAccess();
     }
   }
 }

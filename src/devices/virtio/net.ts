@@ -89,8 +89,6 @@ export class VirtioNet implements VirtioDevice {
    * is worth watching; otherwise the receive ring is empty and re-armed.
    */
   private held: HeldReceive | null = null;
-  /** The receive ring broke while serving the TAP (outside the runner, which breaks queues on a notify). */
-  private receiveBroken = false;
   /** Reading the TAP failed with something other than EAGAIN: stop watching it, or poll would spin. */
   private tapFailed = false;
   readonly counts = { rxFrames: 0, rxBytes: 0, rxTruncated: 0, txFrames: 0, txBytes: 0, txErrors: 0 };
@@ -114,7 +112,10 @@ export class VirtioNet implements VirtioDevice {
   reset(): void {
     this.context = null;
     this.held = null;
-    this.receiveBroken = false;
+  }
+
+  heldBuffers(index: number): number {
+    return index === NetQueue.RECEIVE && this.held ? 1 : 0;
   }
 
   processQueue(index: number): void {
@@ -124,20 +125,19 @@ export class VirtioNet implements VirtioDevice {
 
   /** Watch the TAP only while a receive buffer waits for a frame: a readable TAP with nowhere to put the frame would spin. */
   wantsPoll(): boolean {
-    return this.held !== null && !this.receiveBroken && !this.tapFailed && this.context?.queues[NetQueue.RECEIVE] != null;
+    return this.held !== null && !this.tapFailed && this.context?.queues[NetQueue.RECEIVE] != null;
   }
 
   onReadable(fd: number): void {
-    if (fd !== this.tapFd || !this.context || this.receiveBroken) return;
+    if (fd !== this.tapFd || !this.context) return;
     try {
       this.receive();
     } catch (e) {
       // Called from the I/O thread's poll loop, not through the runner: a
       // corrupted ring stops this queue instead of the thread.
       if (!(e instanceof VirtqueueError)) throw e;
-      this.receiveBroken = true;
       this.held = null;
-      this.context.countError(`${this.info.name}: queue ${NetQueue.RECEIVE}: ${e.message}`);
+      this.context.breakQueue(NetQueue.RECEIVE, e);
     }
   }
 
@@ -145,7 +145,7 @@ export class VirtioNet implements VirtioDevice {
   private receive(): void {
     const context = this.context;
     const queue = context?.queues[NetQueue.RECEIVE];
-    if (!context || !queue || this.receiveBroken) return;
+    if (!context || !queue) return;
     let used = 0;
     for (let frames = 0; ; frames++) {
       if (!this.held) {

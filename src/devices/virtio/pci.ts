@@ -2,13 +2,31 @@
 // legacy I/O BAR, no MSI-X. One 32-bit memory BAR holds the four virtio
 // structures, one page each; vendor-specific capabilities tell the driver
 // where. Interrupts are INTx: the driver reads (and so clears) ISR.
-import type { AddressSpace, BusDevice } from '../../bus/index.ts';
+//
+// State: the function's configuration space is VIRTIO_PCI_STATE; everything
+// behind the BAR is the transport's VirtioSharedState. Where this object has
+// the BAR registered on its bus is wiring, re-derived from the state by
+// bar.sync().
+import { AddressSpace, type BusDevice } from '../../bus/index.ts';
+import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from '../device-state.ts';
 import {
-  MemoryBar, PciCapabilityId, PciCommand, PciConfig, PciConfigSpace, PciStatus,
+  MemoryBar, PCI_CONFIG_SIZE, PciCapabilityId, PciCommand, PciConfig, PciConfigSpace, PciStatus,
   type ForbiddenRange, type PciBarListener, type PciFunction,
 } from '../pci/index.ts';
+import type { VirtioDeviceInfo } from './device.ts';
+import { VirtioSharedState } from './shared-state.ts';
 import { DeviceType, VIRTIO_PCI_VENDOR } from './spec.ts';
-import type { QueueField, VirtioTransport } from './transport.ts';
+import { VirtioTransport, type QueueField } from './transport.ts';
+
+/**
+ * A virtio-pci function's own state. The kind says only "virtio-pci":
+ * restoreState also checks the vendor, device and class bytes, which name
+ * the device type.
+ */
+export const VIRTIO_PCI_STATE = new DeviceStateLayout('virtio-pci', 1, {
+  /** Configuration space: Command, BAR 0 as programmed, Interrupt Line, the PCI_CFG window's fields. */
+  config: ['u8', PCI_CONFIG_SIZE],
+});
 
 /** Non-transitional devices are 0x1040 + the virtio device type (4.1.2). */
 export const VIRTIO_PCI_DEVICE_BASE = 0x1040;
@@ -138,21 +156,38 @@ export interface VirtioPciOptions {
    * dropping the ones it had for the old address.
    */
   onNotifyMoved?: (queue: number, address: number | null) => void;
+  /**
+   * The function's state (VIRTIO_PCI_STATE), used as it is: another thread's
+   * object over the same device made it, or createState() did. Absent: a
+   * fresh one, powered on here (with the BAR where `barAddress` says).
+   */
+  state?: SharedArrayBuffer;
 }
 
-export class VirtioPci implements PciFunction, BusDevice {
+export class VirtioPci implements PciFunction, BusDevice, StatefulDevice {
   readonly name: string;
+  readonly state: SharedArrayBuffer;
   readonly config: PciConfigSpace;
   readonly bar: MemoryBar;
-  /** Accesses the spec does not allow (wrong width, unaligned, read-only field, bad PCI_CFG window), for reports. */
-  badAccesses = 0;
   private readonly deviceConfigLength: number;
   private readonly pciCfgCap: number;
+
+  /**
+   * The power-on state of the function that `info` and `firmware` describe,
+   * for the machine to share between the vCPU threads that serve it.
+   */
+  static createState(info: VirtioDeviceInfo, firmware: Pick<VirtioPciOptions, 'irq' | 'barAddress'>): SharedArrayBuffer {
+    const transport = new VirtioTransport(info, VirtioSharedState.create(info.queueMaxSizes.length), { notify() {}, statusChanged() {} });
+    // Built on a bus of its own: only the bytes it powers on are kept.
+    return new VirtioPci(transport, { irq: firmware.irq, barAddress: firmware.barAddress, mmio: AddressSpace.memory() }).state;
+  }
 
   constructor(readonly transport: VirtioTransport, private readonly options: VirtioPciOptions) {
     const { info } = transport;
     this.name = `virtio-pci ${info.name}`;
     if (transport.queueCount * NOTIFY_OFF_MULTIPLIER > REGION_SIZE) throw new RangeError(`${this.name}: too many queues for the notify region`);
+    const powerOn = options.state === undefined;
+    this.state = options.state ?? VIRTIO_PCI_STATE.create();
     const deviceId = VIRTIO_PCI_DEVICE_BASE + info.type;
     this.config = new PciConfigSpace({
       vendorId: VIRTIO_PCI_VENDOR,
@@ -164,7 +199,7 @@ export class VirtioPci implements PciFunction, BusDevice {
       subsystemId: deviceId,
       interruptPin: 1,
       interruptLine: options.irq,
-    });
+    }, VIRTIO_PCI_STATE.views(this.state).config, powerOn);
     this.config.defineMemoryBar(VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE);
 
     const vendor = PciCapabilityId.VENDOR_SPECIFIC;
@@ -191,12 +226,33 @@ export class VirtioPci implements PciFunction, BusDevice {
       listener: options.barListener,
       moved: (address) => this.notifyMoved(address),
     });
-    if (options.barAddress !== undefined) {
+    if (powerOn && options.barAddress !== undefined) {
       this.config.setBarAddress(VIRTIO_PCI_BAR, options.barAddress);
       this.config.command = PciCommand.MEMORY;
       this.bar.sync();
       if (this.bar.mapped === null) throw new RangeError(`${this.name}: BAR at 0x${options.barAddress.toString(16)} overlaps RAM or another device`);
     }
+    // Over a state in use, decode wherever the guest has the BAR now.
+    if (!powerOn) this.bar.sync();
+  }
+
+  /** Accesses the spec does not allow (wrong width, unaligned, read-only field, bad PCI_CFG window), for reports. */
+  get badAccesses(): number {
+    return this.transport.state.badAccesses;
+  }
+
+  /** The configuration space only: the virtio registers behind the BAR are saved with the device (VirtioDeviceRunner). */
+  saveState(): SavedDeviceState {
+    return VIRTIO_PCI_STATE.save(this.state);
+  }
+
+  /** Refuses another device's state, then moves the BAR to where the restored state has it. */
+  restoreState(saved: SavedDeviceState): void {
+    VIRTIO_PCI_STATE.check(saved);
+    // The configuration space is the layout's first field: the saved bytes start with it.
+    this.config.checkIdentity(saved.bytes.subarray(0, PCI_CONFIG_SIZE));
+    VIRTIO_PCI_STATE.restore(saved, this.state);
+    this.bar.sync();
   }
 
   /** Where the driver notifies `queue` now, or null while the BAR decodes nothing. */
@@ -236,7 +292,7 @@ export class VirtioPci implements PciFunction, BusDevice {
     // Never aimed: a dump of configuration space (lspci -xxx) reads the data bytes as they are.
     if (length === 0) return null;
     if (bar !== VIRTIO_PCI_BAR || (length !== 1 && length !== 2 && length !== 4) || offset % length !== 0 || offset + length > VIRTIO_PCI_BAR_SIZE) {
-      this.badAccesses++;
+      this.bad();
       return null;
     }
     return { offset, length };
@@ -290,7 +346,7 @@ export class VirtioPci implements PciFunction, BusDevice {
   }
 
   private bad(): number {
-    this.badAccesses++;
+    this.transport.state.countBadAccess();
     return 0;
   }
 

@@ -47,6 +47,21 @@ export interface QueueFeatures {
   indirectDescriptors: boolean;
 }
 
+/**
+ * The device's place in a queue's rings: all a queue keeps between requests
+ * (the rings themselves are in guest RAM). Free-running 16-bit indexes.
+ */
+export interface QueuePosition {
+  /** The next available entry to take. */
+  nextAvailable: number;
+  /** The used index after the elements pushed so far (published: used.idx in guest RAM). */
+  nextUsed: number;
+  /** The used index when the device last decided about an interrupt (EVENT_IDX bookkeeping). */
+  usedAtLastSignal: number;
+}
+
+const START: QueuePosition = { nextAvailable: 0, nextUsed: 0, usedAtLastSignal: 0 };
+
 /** One guest-physical buffer of a chain. */
 export interface BufferSegment {
   address: number;
@@ -122,7 +137,13 @@ export class Virtqueue {
   /** The used index when we last decided about an interrupt. */
   private usedAtLastSignal = 0;
 
-  constructor(private readonly memory: GuestMemory, addresses: QueueAddresses, private readonly features: QueueFeatures) {
+  /**
+   * `from`: where a saved device left the queue (position()); absent, the
+   * queue starts where a driver's fresh rings do, at 0.
+   */
+  constructor(
+    private readonly memory: GuestMemory, addresses: QueueAddresses, private readonly features: QueueFeatures, from: QueuePosition = START,
+  ) {
     const { size } = addresses;
     if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0) {
       throw new VirtqueueError(`queue size ${size} is not a power of 2 up to ${MAX_QUEUE_SIZE}`);
@@ -136,6 +157,20 @@ export class Virtqueue {
     this.checkArea('descriptor table', this.descriptors, 16, DESCRIPTOR_SIZE * size);
     this.checkArea('available ring', this.available, 2, 6 + 2 * size);
     this.checkArea('used ring', this.used, 4, 6 + 8 * size);
+    this.nextAvailable = from.nextAvailable & 0xffff;
+    this.nextUsed = from.nextUsed & 0xffff;
+    // A saved position was taken after publishing, so used.idx already says nextUsed.
+    this.publishedUsed = this.nextUsed;
+    this.usedAtLastSignal = from.usedAtLastSignal & 0xffff;
+  }
+
+  /**
+   * Where the device is in the rings, to save it. Call between requests
+   * (after publishUsed), never with a chain popped and not yet pushed,
+   * unless the caller gives that chain back (see VirtioDevice.heldBuffers).
+   */
+  position(): QueuePosition {
+    return { nextAvailable: this.nextAvailable, nextUsed: this.nextUsed, usedAtLastSignal: this.usedAtLastSignal };
   }
 
   private checkArea(what: string, address: number, alignment: number, length: number): void {

@@ -1,11 +1,14 @@
 // Runs one virtio device in the thread that processes its queues: follows the
 // driver's status (activate on DRIVER_OK, drop everything on reset), turns the
 // queue setup in the shared state into Virtqueues, and keeps a broken queue
-// from taking the rest of the VM with it.
+// from taking the rest of the VM with it. It also saves and restores the
+// device: the shared state (everything the transports keep) with the queue
+// positions only this thread knows, under the device type's layout.
+import type { SavedDeviceState, StatefulDevice } from '../device-state.ts';
 import type { GuestMemory } from '../../memory/index.ts';
 import type { VirtioDevice, VirtioDeviceContext } from './device.ts';
-import { Virtqueue, VirtqueueError, type DescriptorChain } from './queue.ts';
-import { QueueWord, type VirtioSharedState } from './shared-state.ts';
+import { Virtqueue, VirtqueueError, type DescriptorChain, type QueuePosition } from './queue.ts';
+import { QueueWord, virtioStateLayout, type VirtioSharedState, type VirtioStateLayout } from './shared-state.ts';
 import { Feature, featureBit, InterruptCause, Status } from './spec.ts';
 
 /** How the device interrupts its driver: an irqfd, or a pulse on an interrupt line. */
@@ -13,7 +16,9 @@ export interface InterruptTrigger {
   trigger(): void;
 }
 
-export class VirtioDeviceRunner {
+export class VirtioDeviceRunner implements StatefulDevice {
+  /** The saved form: the shared state's words, named after the device type ("virtio-blk"). */
+  readonly layout: VirtioStateLayout;
   private seenResetEpoch: number;
   private active = false;
   private queues: (Virtqueue | null)[] = [];
@@ -28,7 +33,60 @@ export class VirtioDeviceRunner {
     private readonly memory: GuestMemory,
     private readonly interrupt: InterruptTrigger,
   ) {
+    this.layout = virtioStateLayout(device.info);
     this.seenResetEpoch = state.resetEpoch;
+  }
+
+  /**
+   * The device's state, to be taken only while this thread is quiesced: no
+   * request is half done then, because each one the device takes from a ring
+   * is completed (pushed and published) before the notification that took it
+   * returns. A request the driver made available and the device did not take
+   * stays in guest RAM: the restored device takes it. A buffer the device
+   * took and holds unused (a receive buffer waiting for input) is given back
+   * the same way: the saved position is before it.
+   *
+   * A reset or DRIVER_OK the driver asked for and this thread has not seen
+   * yet is carried out first, so the saved state is never between the two.
+   * Report counters (interrupts, error reasons) are not state and stay here.
+   */
+  saveState(): SavedDeviceState {
+    this.sync();
+    for (let index = 0; index < this.queueCount; index++) {
+      const queue = this.queues[index];
+      const position = queue ? queue.position() : { nextAvailable: 0, nextUsed: 0, usedAtLastSignal: 0 };
+      const held = queue ? this.device.heldBuffers?.(index) ?? 0 : 0;
+      this.state.setQueueWord(index, QueueWord.NEXT_AVAILABLE, (position.nextAvailable - held) & 0xffff);
+      this.state.setQueueWord(index, QueueWord.NEXT_USED, position.nextUsed);
+      this.state.setQueueWord(index, QueueWord.USED_AT_LAST_SIGNAL, position.usedAtLastSignal);
+      this.state.setQueueWord(index, QueueWord.BROKEN, this.brokenQueues.has(index) ? 1 : 0);
+    }
+    return this.layout.save(this.state.buffer);
+  }
+
+  /**
+   * Puts the device where `saved` left it, over the same guest RAM: the
+   * transports' registers (every thread's transport reads the shared state,
+   * so the vCPUs must be paused), and, if the driver had the device running,
+   * its queues at their saved positions. Then it looks at every queue once:
+   * a notification the driver sent before the save may never have reached
+   * the device. Throws InputError for another device type, version or size,
+   * before changing anything.
+   */
+  restoreState(saved: SavedDeviceState): void {
+    this.layout.restore(saved, this.state.buffer);
+    if (this.active) this.device.reset();
+    this.active = false;
+    this.queues = [];
+    this.brokenQueues.clear();
+    // saveState carried out every reset asked for: none is pending in a saved state.
+    this.seenResetEpoch = this.state.resetEpoch;
+    this.state.finishReset(this.seenResetEpoch);
+    if (this.state.status & Status.DRIVER_OK) this.activate(true);
+  }
+
+  private get queueCount(): number {
+    return this.device.info.queueMaxSizes.length;
   }
 
   /** Brings the device in line with the driver's status: carries out a reset, activates on DRIVER_OK. */
@@ -42,7 +100,7 @@ export class VirtioDeviceRunner {
       this.brokenQueues.clear();
       this.state.finishReset(epoch);
     }
-    if (!this.active && this.state.status & Status.DRIVER_OK) this.activate();
+    if (!this.active && this.state.status & Status.DRIVER_OK) this.activate(false);
   }
 
   /** The driver notified `queue` (or a host event calls for a look at it). */
@@ -69,7 +127,8 @@ export class VirtioDeviceRunner {
     }
   }
 
-  private activate(): void {
+  /** `restored`: the queues continue from the positions in the shared state (restoreState), rather than from 0. */
+  private activate(restored: boolean): void {
     const features = this.state.driverFeatures;
     const queueFeatures = {
       eventIndex: (features & featureBit(Feature.RING_EVENT_IDX)) !== 0n,
@@ -77,6 +136,10 @@ export class VirtioDeviceRunner {
     };
     this.queues = this.device.info.queueMaxSizes.map((maxSize, index) => {
       if (!this.state.queueWord(index, QueueWord.READY)) return null;
+      if (restored && this.state.queueWord(index, QueueWord.BROKEN)) {
+        this.brokenQueues.add(index);
+        return null;
+      }
       const size = this.state.queueWord(index, QueueWord.SIZE);
       try {
         if (size > maxSize) throw new VirtqueueError(`queue size ${size} is above the maximum ${maxSize}`);
@@ -85,7 +148,7 @@ export class VirtioDeviceRunner {
           descriptors: this.state.queueAddress(index, QueueWord.DESCRIPTORS_LOW),
           available: this.state.queueAddress(index, QueueWord.AVAILABLE_LOW),
           used: this.state.queueAddress(index, QueueWord.USED_LOW),
-        }, queueFeatures);
+        }, queueFeatures, restored ? this.savedPosition(index) : undefined);
       } catch (e) {
         this.breakQueue(index, e);
         return null;
@@ -101,6 +164,7 @@ export class VirtioDeviceRunner {
         if (q && q.needsInterrupt()) this.raise(InterruptCause.USED_BUFFER);
       },
       countError: (reason) => this.countError(reason),
+      breakQueue: (index, error) => this.breakQueue(index, error),
       serve: (index, complete) => {
         const queue = this.queues[index];
         if (!queue) return;
@@ -114,6 +178,14 @@ export class VirtioDeviceRunner {
     this.device.activate(context);
     // Buffers the driver made available before DRIVER_OK (receive queues) wait for this first look.
     for (let i = 0; i < this.queues.length; i++) this.process(i);
+  }
+
+  private savedPosition(index: number): QueuePosition {
+    return {
+      nextAvailable: this.state.queueWord(index, QueueWord.NEXT_AVAILABLE),
+      nextUsed: this.state.queueWord(index, QueueWord.NEXT_USED),
+      usedAtLastSignal: this.state.queueWord(index, QueueWord.USED_AT_LAST_SIGNAL),
+    };
   }
 
   private process(queue: number): void {

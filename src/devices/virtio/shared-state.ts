@@ -2,8 +2,16 @@
 // guest's register accesses (the vCPU thread, through a transport) and the
 // thread that processes its queues (the virtio I/O thread): negotiated
 // features, device status, where each queue lives, and the interrupt status.
-// It lives in a SharedArrayBuffer so both threads see one copy; each word has
-// one writer except ISR, which both change atomically.
+// It lives in a SharedArrayBuffer so both threads (and several vCPU threads'
+// transports) see one copy; each word has one writer except ISR, which both
+// change atomically.
+//
+// The buffer is laid out by a DeviceStateLayout, so it is also the device's
+// saved form: the I/O thread's VirtioDeviceRunner writes its queue positions
+// into the queue words it owns and copies the buffer out (runner.ts).
+import { DeviceStateLayout } from '../device-state.ts';
+import type { VirtioDeviceInfo } from './device.ts';
+import { DeviceType } from './spec.ts';
 
 /** Words of the device-wide part. */
 const enum Word {
@@ -21,11 +29,14 @@ const enum Word {
   RESET_DONE,
   /** Malformed requests and broken queues, for reports. */
   ERRORS,
+  /** Register accesses the transport's layout does not allow, for reports. */
+  BAD_ACCESSES,
   COUNT,
 }
 
 /** Words of one queue's part. */
 export const enum QueueWord {
+  // What the driver set up through the transport (vCPU thread).
   SIZE,
   READY,
   DESCRIPTORS_LOW,
@@ -34,19 +45,74 @@ export const enum QueueWord {
   AVAILABLE_HIGH,
   USED_LOW,
   USED_HIGH,
+  // The I/O thread's place in the rings. Its Virtqueue keeps them while it
+  // runs; they are written here only when the runner saves the device, and
+  // read only when it restores one.
+  NEXT_AVAILABLE,
+  NEXT_USED,
+  USED_AT_LAST_SIGNAL,
+  /** 1: the queue broke and waits for the driver's reset. */
+  BROKEN,
   COUNT,
+}
+
+/** Layout version of every virtio device's state; bump it when a word is added or changes meaning. */
+const VIRTIO_STATE_VERSION = 1;
+
+/** The saved state's kind: the device type, so a virtio-blk state never lands in a virtio-net. */
+const DEVICE_KINDS: Record<number, string> = {
+  [DeviceType.NET]: 'virtio-net',
+  [DeviceType.BLOCK]: 'virtio-blk',
+  [DeviceType.CONSOLE]: 'virtio-console',
+  [DeviceType.ENTROPY]: 'virtio-rng',
+};
+
+function virtioStateFields(queueCount: number) {
+  return {
+    device: ['i32', Word.COUNT],
+    queues: ['i32', queueCount * QueueWord.COUNT],
+  } as const;
+}
+
+export type VirtioStateLayout = DeviceStateLayout<ReturnType<typeof virtioStateFields>>;
+
+const layouts = new Map<string, VirtioStateLayout>();
+
+/**
+ * The layout of a device's shared state, named after its type ("virtio-blk").
+ * It depends on the queue count, so there is one per (type, queue count),
+ * made once and kept.
+ */
+export function virtioStateLayout(info: Pick<VirtioDeviceInfo, 'type' | 'queueMaxSizes'>): VirtioStateLayout {
+  const kind = DEVICE_KINDS[info.type] ?? `virtio-device-${info.type}`;
+  const queueCount = info.queueMaxSizes.length;
+  const key = `${kind}/${queueCount}`;
+  let layout = layouts.get(key);
+  if (!layout) {
+    layout = new DeviceStateLayout(kind, VIRTIO_STATE_VERSION, virtioStateFields(queueCount));
+    layouts.set(key, layout);
+  }
+  return layout;
+}
+
+/** The shape alone, for a buffer whose device type is not known where it is used (the words are the same for every type). */
+function anyVirtioLayout(queueCount: number): VirtioStateLayout {
+  return virtioStateLayout({ type: 0, queueMaxSizes: new Array<number>(queueCount).fill(0) });
 }
 
 export class VirtioSharedState {
   private readonly words: Int32Array;
+  private readonly queueWords: Int32Array;
 
+  /** `buffer`: made by create() (all zeros is the power-on state: status 0, no queue set up). */
   constructor(readonly buffer: SharedArrayBuffer, readonly queueCount: number) {
-    this.words = new Int32Array(buffer);
-    if (this.words.length !== Word.COUNT + queueCount * QueueWord.COUNT) throw new Error('virtio shared state: wrong size');
+    const views = anyVirtioLayout(queueCount).views(buffer);
+    this.words = views.device;
+    this.queueWords = views.queues;
   }
 
   static create(queueCount: number): VirtioSharedState {
-    return new VirtioSharedState(new SharedArrayBuffer((Word.COUNT + queueCount * QueueWord.COUNT) * 4), queueCount);
+    return new VirtioSharedState(anyVirtioLayout(queueCount).create(), queueCount);
   }
 
   get status(): number { return Atomics.load(this.words, Word.STATUS); }
@@ -88,7 +154,7 @@ export class VirtioSharedState {
     this.words[Word.DEVICE_FEATURE_SELECT] = 0;
     this.words[Word.DRIVER_FEATURE_SELECT] = 0;
     this.words[Word.QUEUE_SELECT] = 0;
-    this.words.fill(0, Word.COUNT);
+    this.queueWords.fill(0);
     Atomics.store(this.words, Word.ISR, 0);
     Atomics.store(this.words, Word.STATUS, 0);
     return Atomics.add(this.words, Word.RESET_EPOCH, 1) + 1;
@@ -115,12 +181,16 @@ export class VirtioSharedState {
   get errors(): number { return Atomics.load(this.words, Word.ERRORS); }
   countError(): void { Atomics.add(this.words, Word.ERRORS, 1); }
 
+  /** Counted by the transports only, under the machine's device lock. */
+  get badAccesses(): number { return this.words[Word.BAD_ACCESSES]!; }
+  countBadAccess(): void { this.words[Word.BAD_ACCESSES] = this.words[Word.BAD_ACCESSES]! + 1; }
+
   queueWord(queue: number, word: QueueWord): number {
-    return Atomics.load(this.words, Word.COUNT + queue * QueueWord.COUNT + word);
+    return Atomics.load(this.queueWords, queue * QueueWord.COUNT + word);
   }
 
   setQueueWord(queue: number, word: QueueWord, value: number): void {
-    Atomics.store(this.words, Word.COUNT + queue * QueueWord.COUNT + word, value);
+    Atomics.store(this.queueWords, queue * QueueWord.COUNT + word, value);
   }
 
   /** A queue's guest-physical address as set through its two 32-bit halves. */

@@ -4,6 +4,9 @@
 // mmio and pci transports only map their register layouts onto this.
 // It runs in the thread that handles exits; the queues themselves are
 // processed elsewhere, which is why every value lands in VirtioSharedState.
+// It keeps no register of its own (the device feature words are fixed by the
+// device's info), so the transports of several vCPU threads over one shared
+// state are one device.
 import type { VirtioDeviceInfo } from './device.ts';
 import { QueueWord, type VirtioSharedState } from './shared-state.ts';
 import { Feature, featureBit, Status } from './spec.ts';
