@@ -102,4 +102,22 @@ describe('AddressSpace (MMIO)', () => {
     expect(mmio.read64(0x2_0000_0000)).toBe(0xffff_ffff_ffff_ffffn);
     expect(mmio.unclaimedReads).toBe(1);
   });
+
+  it('asks onUnclaimed before a miss counts: a range it registers then serves the same access (a BAR another vCPU thread moved)', () => {
+    const mmio = AddressSpace.memory();
+    const moved = new Recorder('bar', 0x55);
+    let asked = 0;
+    mmio.onUnclaimed = () => {
+      asked++;
+      if (mmio.find(0xe000_1000, 4)) return false; // nothing new: the miss stands
+      mmio.register(0xe000_1000, 0x1000, moved);
+      return true;
+    };
+    expect(mmio.read(0xe000_1004, 4)).toBe(0x55);
+    mmio.write64(0xe000_1008, 7n);
+    expect(moved.log).toEqual(['r4@4', 'w4@8=7', 'w4@12=0']);
+    expect(mmio.unclaimedReads + mmio.unclaimedWrites).toBe(0);
+    expect(mmio.read(0xf000_0000, 4)).toBe(0xffff_ffff);
+    expect([asked, mmio.unclaimedReads]).toEqual([2, 1]);
+  });
 });

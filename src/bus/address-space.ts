@@ -32,6 +32,12 @@ export class AddressSpace {
   /** Accesses that no device claimed (also those running past a device's end). */
   unclaimedReads = 0;
   unclaimedWrites = 0;
+  /**
+   * Asked before an access counts as unclaimed: true when it changed what
+   * the space decodes (a PCI BAR another vCPU thread moved), so the access is
+   * looked up once more. Off the hot path: only misses reach it.
+   */
+  onUnclaimed: (() => boolean) | null = null;
 
   constructor(readonly name: string, readonly limit: number) {
     this.portTable = limit <= 0x10000 ? new Int16Array(limit).fill(-1) : null;
@@ -97,6 +103,7 @@ export class AddressSpace {
     const r = this.find(address, size > 1 ? 1 : size);
     if (r !== undefined && size > 1 && r.device.byteWide) return this.readBytes(address, size);
     if (r === undefined || (size > 1 && address + size > r.base + r.length)) {
+      if (this.onUnclaimed !== null && this.onUnclaimed()) return this.read(address, size);
       this.unclaimedReads++;
       return ALL_ONES[size] ?? 0xffff_ffff;
     }
@@ -107,6 +114,7 @@ export class AddressSpace {
     const r = this.find(address, size > 1 ? 1 : size);
     if (r !== undefined && size > 1 && r.device.byteWide) return this.writeBytes(address, size, value);
     if (r === undefined || (size > 1 && address + size > r.base + r.length)) {
+      if (this.onUnclaimed !== null && this.onUnclaimed()) return this.write(address, size, value);
       this.unclaimedWrites++;
       return;
     }
@@ -127,6 +135,7 @@ export class AddressSpace {
   read64(address: number): bigint {
     const r = this.find(address, 8);
     if (r === undefined) {
+      if (this.onUnclaimed !== null && this.onUnclaimed()) return this.read64(address);
       this.unclaimedReads++;
       return 0xffff_ffff_ffff_ffffn;
     }
@@ -140,6 +149,7 @@ export class AddressSpace {
   write64(address: number, value: bigint): void {
     const r = this.find(address, 8);
     if (r === undefined) {
+      if (this.onUnclaimed !== null && this.onUnclaimed()) return this.write64(address, value);
       this.unclaimedWrites++;
       return;
     }

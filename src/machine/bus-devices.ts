@@ -23,7 +23,7 @@ import { VirtioMmio, VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { VirtioPci } from '../devices/virtio/pci.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import { VirtioTransport } from '../devices/virtio/transport.ts';
-import { signalEventFd, type VmFd } from '../kvm/index.ts';
+import { KvmError, signalEventFd, type VmFd } from '../kvm/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import type { VcpuStop } from '../vcpu/index.ts';
 import type { InputRing } from './byte-rings.ts';
@@ -169,11 +169,12 @@ export interface DeviceModule {
 /** Puts each virtio device's transport on the buses: a virtio-mmio window, or a PCI function behind a host bridge. */
 export function attachVirtioTransports(
   buses: { pio: AddressSpace; mmio: AddressSpace; vm: VmFd },
-  virtio: { devices: readonly PlannedVirtioDevice[]; controlFd: number },
+  virtio: { devices: readonly PlannedVirtioDevice[]; controlFd: number; pciBridgeState: SharedArrayBuffer | null },
   options: { ioeventfd: boolean; forbidden: readonly ForbiddenRange[] },
 ): void {
-  const bridge = virtio.devices.some((d) => d.transport === 'pci') ? new PciHostBridge() : null;
+  const bridge = virtio.pciBridgeState ? new PciHostBridge(virtio.pciBridgeState) : null;
   bridge?.attach(buses.pio);
+  const functions: VirtioPci[] = [];
   for (const planned of virtio.devices) {
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
     const transport = new VirtioTransport(planned.info, state, {
@@ -183,14 +184,31 @@ export function attachVirtioTransports(
     if (planned.transport === 'mmio') {
       buses.mmio.register(planned.address, VIRTIO_MMIO_SIZE, new VirtioMmio(transport));
     } else {
-      bridge!.addFunction(new VirtioPci(transport, {
+      const fn = new VirtioPci(transport, {
         irq: planned.irq,
         mmio: buses.mmio,
         barAddress: planned.address,
         forbidden: options.forbidden,
+        state: planned.pciState!,
         ...(options.ioeventfd ? { onNotifyMoved: notifyEventFds(buses.vm, planned.notifyFds) } : {}),
-      }));
+      });
+      bridge!.addFunction(fn);
+      functions.push(fn);
     }
+  }
+  // With several vCPUs, another thread may have moved a BAR (its configuration
+  // space is shared; where each thread's bus decodes it is not): an access
+  // nothing here claims first brings this thread's BARs up to date.
+  if (functions.length) {
+    buses.mmio.onUnclaimed = () => {
+      let moved = false;
+      for (const fn of functions) {
+        const before = fn.bar.mapped;
+        fn.bar.sync();
+        moved ||= fn.bar.mapped !== before;
+      }
+      return moved;
+    };
   }
 }
 
@@ -207,15 +225,27 @@ function notifyEventFds(vm: VmFd, fds: readonly number[]): (queue: number, addre
     if (old === address) return;
     // A guest's BAR write must never throw out of the exit: should KVM refuse
     // an ioeventfd, the notify write exits and still reaches the transport.
+    // Every vCPU thread keeps the ioeventfds where its own view of the BAR
+    // is: the first to see a move does the work, and the others find it done
+    // (ENOENT on the old address, EEXIST on the new).
     try {
-      if (old !== null && old !== undefined) vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true });
+      if (old !== null && old !== undefined) alreadyDone(() => vm.ioeventfd({ address: old, length: 2, fd, pio: false, deassign: true }), 'ENOENT');
       current[queue] = null;
       if (address !== null) {
-        vm.ioeventfd({ address, length: 2, fd, pio: false });
+        alreadyDone(() => vm.ioeventfd({ address, length: 2, fd, pio: false }), 'EEXIST');
         current[queue] = address;
       }
     } catch {
       // Left without an ioeventfd, the queue's notifications take the exit path.
     }
   };
+}
+
+/** Runs an ioctl whose failure with `code` means another thread already did the same. */
+function alreadyDone(ioctl: () => void, code: 'ENOENT' | 'EEXIST'): void {
+  try {
+    ioctl();
+  } catch (e) {
+    if (!(e instanceof KvmError && e.code === code)) throw e;
+  }
 }

@@ -16,7 +16,7 @@ import { DeviceTimers } from './device-timers.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
 import { markTime } from './startup-timing.ts';
 import { postToParent, runThreadBody } from './threads.ts';
-import type { PlannedVirtioDevice } from './virtio-plan.ts';
+import type { VirtioWiring } from './virtio-wiring.ts';
 
 export interface VcpuThreadInit {
   config: MachineConfig & { cpus: number };
@@ -32,7 +32,7 @@ export interface VcpuThreadInit {
   hasIrqchip: boolean;
   vmFd: number;
   devices: DeviceSpec[];
-  virtio: { devices: PlannedVirtioDevice[]; controlFd: number };
+  virtio: VirtioWiring;
   irqLevels: SharedArrayBuffer;
   /** The device lock's word; null with one vCPU. */
   deviceLock: SharedArrayBuffer | null;

@@ -6,7 +6,7 @@
 import { InputError } from '../errors.ts';
 import { IrqLayout, MmioLayout } from '../layout.ts';
 import type { VirtioDeviceInfo } from '../devices/virtio/device.ts';
-import { VIRTIO_PCI_BAR_SIZE } from '../devices/virtio/pci.ts';
+import { VirtioPci, VIRTIO_PCI_BAR_SIZE } from '../devices/virtio/pci.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import type { VirtioDeviceConfig, VirtioTransportKind } from './config.ts';
 
@@ -22,6 +22,8 @@ export interface PlannedVirtioDevice {
   address: number;
   irq: number;
   state: SharedArrayBuffer;
+  /** A virtio-pci function's configuration space (VirtioPci.createState), shared by every vCPU thread; null on mmio. */
+  pciState: SharedArrayBuffer | null;
   /** One eventfd per queue: KVM signals it (ioeventfd) or the vCPU thread does (a notify exit). */
   notifyFds: number[];
   /** KVM_IRQFD eventfd for the device's line, or null to raise it with KVM_IRQ_LINE. */
@@ -53,6 +55,7 @@ export function planVirtioDevices(
       config, index, info, transport, address,
       irq: VIRTIO_IRQS[i]!,
       state: VirtioSharedState.create(queueCount).buffer,
+      pciState: transport === 'pci' ? VirtioPci.createState(info, { irq: VIRTIO_IRQS[i]!, barAddress: address }) : null,
       notifyFds: info.queueMaxSizes.map(() => options.createEventFd()),
       irqfd: options.useIrqfd ? options.createEventFd() : null,
     };

@@ -2,6 +2,7 @@
 // opened once (to learn its shape and fail early on a bad image or TAP),
 // placed (virtio-plan.ts), and its eventfds connected to KVM. The virtio I/O
 // thread (virtio-io-thread.ts) runs them.
+import { PciHostBridge } from '../devices/pci/index.ts';
 import { MmioRegister } from '../devices/virtio/mmio.ts';
 import { closeFd, createEventFd, ofdByteLocks, openTap, type VmFd } from '../kvm/index.ts';
 import { InputError } from '../errors.ts';
@@ -14,6 +15,8 @@ import { planVirtioDevices, type PlannedVirtioDevice } from './virtio-plan.ts';
 export interface VirtioWiring {
   devices: PlannedVirtioDevice[];
   controlFd: number;
+  /** The PCI host bridge's state (CONFIG_ADDRESS), shared by every vCPU thread; null without virtio-pci devices. */
+  pciBridgeState: SharedArrayBuffer | null;
 }
 
 /**
@@ -66,7 +69,7 @@ function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
 export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean): VirtioWiring {
   const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
-  if (configs.length === 0) return { devices: [], controlFd: -1 };
+  if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: null };
   if (!hasIrqchip) throw new InputError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
   refuseSharedWritableImages(configs);
   const imageLocks = lockDiskImages(configs);
@@ -108,7 +111,8 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
       }));
     }
   }
-  return { devices, controlFd: createEventFd() };
+  const pciBridgeState = devices.some((d) => d.transport === 'pci') ? PciHostBridge.createState() : null;
+  return { devices, controlFd: createEventFd(), pciBridgeState };
 }
 
 /** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd, the image locks. */
