@@ -116,7 +116,7 @@ export const PortLayout = {
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
-  /** PCI configuration mechanism #1: CONFIG_ADDRESS and CONFIG_DATA. */
+  /** PCI configuration mechanism #1: CONFIG_ADDRESS and CONFIG_DATA (fixed by the PCI spec; the host bridge decodes them itself). */
   PCI_CONFIG: 0xcf8,
   PCI_CONFIG_COUNT: 8,
   /** 16550A UARTs: 8 ports each. */

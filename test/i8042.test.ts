@@ -3,7 +3,8 @@
 // i8042.c where those are silent).
 import { describe, expect, it } from 'vitest';
 import { RecordingLine } from '../src/devices/interrupt-line.ts';
-import { I8042, I8042_BASE, I8042_PORT_COUNT, I8042Port } from '../src/devices/i8042.ts';
+import { I8042, I8042_PORT_COUNT, I8042Port } from '../src/devices/i8042.ts';
+import { PortLayout } from '../src/layout.ts';
 
 const DATA = I8042Port.DATA;
 const CMD = I8042Port.STATUS_COMMAND;
@@ -39,7 +40,7 @@ function controller() {
 
 describe('registration', () => {
   it('is one range of five ports at 0x60: data at offset 0, status/command at offset 4', () => {
-    expect([I8042_BASE, I8042_PORT_COUNT]).toEqual([0x60, 5]);
+    expect([PortLayout.I8042_DATA, PortLayout.I8042_COMMAND, I8042_PORT_COUNT]).toEqual([0x60, 0x64, 5]);
     const { dev } = controller();
     expect(dev.read(1, 1)).toBe(0xff); // 0x61..0x63 are not the controller's
     expect(dev.read(3, 1)).toBe(0xff);

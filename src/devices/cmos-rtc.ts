@@ -1,6 +1,6 @@
-// The PC's CMOS RAM and real-time clock (Motorola MC146818): port 0x70 selects
-// a byte (bit 7 masks NMI), port 0x71 reads or writes it. Register it at
-// CMOS_BASE with length CMOS_PORT_COUNT.
+// The PC's CMOS RAM and real-time clock (Motorola MC146818): the index port
+// (0x70 on a PC) selects a byte (bit 7 masks NMI), the data port (0x71) reads
+// or writes it. Register it as CMOS_PORT_COUNT ports.
 //
 // The clock is the host's wall clock (injected as `now`) plus an offset the
 // guest can change, in UTC as QEMU and kvmtool give Linux guests. The time
@@ -26,10 +26,9 @@
 import type { BusDevice } from '../bus/index.ts';
 import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 
-export const CMOS_BASE = 0x70;
 export const CMOS_PORT_COUNT = 2;
 
-/** Offsets within the range at CMOS_BASE. */
+/** Offsets within the device's two ports. */
 export const CmosPort = { INDEX: 0, DATA: 1 } as const;
 
 /** CMOS byte indices with a meaning to the clock. */

@@ -9,7 +9,6 @@
 // leaves the stateless ones (this one, the bus) out of that list.
 import type { BusDevice } from '../bus/index.ts';
 
-export const DEBUG_EXIT_PORT = 0x501;
 export const DEBUG_EXIT_WIDTH = 2;
 
 export class DebugExit implements BusDevice {

@@ -4,12 +4,12 @@
 // references leave room, QEMU's hw/input/pckbd.c and ps2.c and kvmtool's
 // hw/i8042.c decide.
 //
-// Registration: one range at base 0x60, length 5 (I8042_BASE,
-// I8042_PORT_COUNT): offset 0 = data port 0x60, offset 4 = status/command port
-// 0x64. That range also covers 0x61 (system control port B, the PC speaker
-// and PIT gate), which another device may need; a machine that wants 0x61
-// elsewhere registers `controller` at 0x60 length 1 and
-// `controller.commandPort` at 0x64 length 1 instead.
+// Registration: one range of I8042_PORT_COUNT ports: offset 0 = data port
+// (0x60 on a PC), offset 4 = status/command port (0x64). That range also
+// covers 0x61 (system control port B, the PC speaker and PIT gate), which
+// another device may need; a machine that wants 0x61 elsewhere (tsvmm's does)
+// registers `controller` at 0x60 length 1 and `controller.commandPort` at
+// 0x64 length 1 instead.
 //
 // Commands complete instantly, so the input buffer is never full (IBF = 0).
 // The 8042's one-byte output buffer is the head of a small queue: a keyboard
@@ -23,12 +23,9 @@ import type { BusDevice } from '../bus/index.ts';
 import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 import type { InterruptLine } from './interrupt-line.ts';
 
-export const I8042_BASE = 0x60;
 export const I8042_PORT_COUNT = 5;
-export const I8042_KEYBOARD_IRQ = 1;
-export const I8042_AUX_IRQ = 12;
 
-/** Offsets within the range at I8042_BASE. */
+/** Offsets within the controller's range. */
 export const I8042Port = { DATA: 0, STATUS_COMMAND: 4 } as const;
 
 /** Status register (read from 0x64). */

@@ -26,13 +26,6 @@ import type { CharSink } from './char-sink.ts';
 import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 import type { InterruptLine } from './interrupt-line.ts';
 
-export const COM_PORTS = [
-  { name: 'COM1', base: 0x3f8, irq: 4 },
-  { name: 'COM2', base: 0x2f8, irq: 3 },
-  { name: 'COM3', base: 0x3e8, irq: 4 },
-  { name: 'COM4', base: 0x2e8, irq: 3 },
-] as const;
-
 export const UART_PORT_COUNT = 8;
 
 /** Register offsets. With LCR.DLAB set, offsets 0 and 1 reach the divisor latch. */

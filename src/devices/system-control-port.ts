@@ -23,8 +23,6 @@
 import type { BusDevice } from '../bus/index.ts';
 import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice } from './device-state.ts';
 
-export const SYSTEM_CONTROL_PORT = 0x61;
-
 export const PortB = {
   TIMER2_GATE: 0x01,
   SPEAKER_DATA: 0x02,

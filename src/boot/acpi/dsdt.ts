@@ -41,6 +41,7 @@ import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, 
 import type { AcpiPlatform, AcpiVirtioMmio } from './platform.ts';
 import { busNumbers, interrupt, ioPorts, ioWindow, memory32Fixed, memoryWindow, resourceTemplate } from './resources.ts';
 import { newTable, SDT_HEADER_SIZE, sealTable } from './sdt.ts';
+import { PortLayout } from '../../layout.ts';
 
 /** Notify value 0x80 on a power button device: "button pressed" (§4.8.3.1.1.2 / table 5.166). */
 const NOTIFY_BUTTON_PRESSED = 0x80;
@@ -72,8 +73,8 @@ function genericEventDevice(platform: AcpiPlatform): number[] {
 }
 
 /** The PCI configuration ports (mechanism #1): address at 0xcf8, data at 0xcfc. */
-const PCI_CONFIG_PORT = 0xcf8;
-const PCI_CONFIG_PORT_COUNT = 8;
+const PCI_CONFIG_PORT = PortLayout.PCI_CONFIG;
+const PCI_CONFIG_PORT_COUNT = PortLayout.PCI_CONFIG_COUNT;
 
 /** _PRT (§6.2.13): INTA of a slot's function 0 ("any function": address 0xSSSSFFFF) on a GSI, no link device. */
 const PRT_ANY_FUNCTION = 0xffff;
