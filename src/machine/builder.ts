@@ -6,6 +6,7 @@
 // it sits, its interrupt, its state buffer), which every vCPU thread turns
 // into device objects on its own buses (bus-devices.ts).
 import { readFileSync, statSync } from 'node:fs';
+import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
@@ -13,6 +14,7 @@ import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
+import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { SystemControlPort } from '../devices/system-control-port.ts';
 import { InputError } from '../errors.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
@@ -21,7 +23,8 @@ import { HostRam } from '../memory/host-ram.ts';
 import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
-import { linuxAcpiPlatform, type DeviceSpec } from './bus-devices.ts';
+import type { DeviceSpec } from './bus-devices.ts';
+import type { PlannedVirtioDevice } from './virtio-plan.ts';
 import { wireVirtio, type VirtioWiring } from './virtio-wiring.ts';
 
 /** A built machine: what the main thread keeps, and what its threads are handed. */
@@ -125,6 +128,21 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
     const vcpu = vm.createVcpu(id);
     vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, host: host.kind, cpuVendor: host.cpuVendor }));
     return vcpu;
+  });
+}
+
+/**
+ * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
+ * host bridge with each function's interrupt when a virtio device is on PCI,
+ * and each virtio-mmio device
+ * (which the guest then finds in the DSDT rather than on its command line).
+ */
+export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number): AcpiPlatform {
+  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
+  const onPci = virtio.filter((d) => d.transport === 'pci');
+  return acpiPlatform(cpus, undefined, {
+    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
+    virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
   });
 }
 

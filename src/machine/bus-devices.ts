@@ -6,7 +6,6 @@
 // it) is passed on to the I/O thread through the queue's eventfd, exactly as
 // KVM would have signalled it.
 import type { AddressSpace } from '../bus/index.ts';
-import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
 import { AcpiGed, ACPI_GED_MMIO_SIZE } from '../devices/acpi-ged.ts';
 import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
@@ -66,21 +65,6 @@ export type DeviceSpec =
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
   | { kind: 'debug-exit'; port: number };
 
-/**
- * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
- * host bridge with each function's interrupt when a virtio device is on PCI,
- * and each virtio-mmio device
- * (which the guest then finds in the DSDT rather than on its command line).
- */
-export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number): AcpiPlatform {
-  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
-  const onPci = virtio.filter((d) => d.transport === 'pci');
-  return acpiPlatform(cpus, undefined, {
-    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
-    virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
-  });
-}
-
 export interface Platform {
   com1: Serial16550;
   /** Moves waiting host input into COM1 as far as its receiver has room. */
@@ -103,7 +87,7 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
   for (const spec of specs) {
     switch (spec.kind) {
       case 'serial16550': {
-        const uart = new Serial16550(`serial ${spec.name}`, options.console, context.irqLine(spec.irq));
+        const uart = new Serial16550(`serial ${spec.name}`, options.console, context.irqLine(spec.irq), spec.state);
         pio.register(spec.port, UART_PORT_COUNT, uart);
         com1 ??= uart;
         break;
