@@ -10,6 +10,11 @@
 // started at. Reading a counter, its OUT pin or the next IRQ0 edge is
 // arithmetic on (now - start), done in whole ticks so it stays exact.
 //
+// State: every mutable bit of the PIT (PIT8254_STATE) lives in one
+// SharedArrayBuffer, so the Pit8254 objects of several vCPU threads over one
+// buffer are one PIT, and saving it is copying the buffer. Its ticks are the
+// machine clock's (clock.ts), which is saved and restored beside it.
+//
 // Timing conventions, per the datasheet's mode descriptions: a count written
 // (or a GATE trigger) at tick t is loaded into the counting element by the CLK
 // pulse at t+1, which does not decrement it. So with initial count N, in mode 0
