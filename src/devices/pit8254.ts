@@ -10,6 +10,11 @@
 // started at. Reading a counter, its OUT pin or the next IRQ0 edge is
 // arithmetic on (now - start), done in whole ticks so it stays exact.
 //
+// State: every mutable bit of the PIT (PIT8254_STATE) lives in one
+// SharedArrayBuffer, so the Pit8254 objects of several vCPU threads over one
+// buffer are one PIT, and saving it is copying the buffer. Its ticks are the
+// machine clock's (clock.ts), which is saved and restored beside it.
+//
 // Timing conventions, per the datasheet's mode descriptions: a count written
 // (or a GATE trigger) at tick t is loaded into the counting element by the CLK
 // pulse at t+1, which does not decrement it. So with initial count N, in mode 0
@@ -34,6 +39,7 @@
 //   end of the strobe (QEMU inverts the strobe and raises IRQ0 one CLK earlier).
 import type { BusDevice } from '../bus/index.ts';
 import type { Clock } from './clock.ts';
+import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice, type StateViews } from './device-state.ts';
 import type { InterruptLine } from './interrupt-line.ts';
 
 export const PIT_HZ = 1_193_182;
@@ -117,60 +123,147 @@ function risingEdgesBetween(mode: number, n: number, da: number, db: number): nu
   }
 }
 
-/** One counter: control logic, count register (CR), counting element (CE), latches, GATE and OUT. */
-class Counter {
-  // Programming, from the last control word.
-  modeBits = 3; // M2..M0 as written (status byte reports them so)
-  mode = 3; // effective mode: 6 and 7 act as 2 and 3
-  rw = RW_WORD;
-  bcd = false;
-  // Separate read and write flip-flops for LSB-then-MSB access (datasheet:
-  // "read LSB, write new LSB, read MSB, write new MSB" is legal).
-  private readMsbNext = false;
-  private writeMsbNext = false;
-  private writeLsb = 0;
-  // Output latches: a latched count (one or two bytes to read) and a status byte.
-  private latched: number[] = [];
-  private statusLatched = false;
-  private status = 0;
-
-  gate: boolean;
-  /** Count register, as clocks (0 written means 65536, or 10000 in BCD). */
-  private crN = 0x10000;
-  /** A count has been written since the control word (modes 1 and 5 wait for it and a trigger). */
-  private hasCount = false;
-  /** NULL COUNT: true until the CLK pulse that moves CR into CE. */
-  private nullUntilTick = Infinity;
-
+/**
+ * The PIT's whole state: one element per counter in each counter field (index
+ * = counter number), then counter 0's IRQ0 statistics. Times are CLK tick
+ * numbers of the machine's clock (pitTicksAt of its ns), so a saved PIT is
+ * meaningful only with the guest clock saved beside it (clock.ts).
+ */
+export const PIT8254_STATE = new DeviceStateLayout('pit8254', 1, {
+  // Control word, as last written.
+  modeBits: ['u8', 3], // M2..M0 as written (modes 6 and 7 act as 2 and 3; status shows them as written)
+  rw: ['u8', 3], // RW1 RW0: 1 LSB only, 2 MSB only, 3 LSB then MSB
+  bcd: ['u8', 3], // 1: four BCD digits
+  // Read/write logic: separate read and write flip-flops for LSB-then-MSB
+  // access (the datasheet allows "read LSB, write new LSB, read MSB, write new MSB").
+  readMsbNext: ['u8', 3],
+  writeMsbNext: ['u8', 3],
+  writeLsb: ['u8', 3], // the LSB of a count whose MSB has not been written yet
+  // Output latches: a latched count (up to two bytes, the next to read first) and a status byte.
+  latchedBytes: ['u8', 6], // counter i: [2i] next, [2i + 1] after it
+  latchedCount: ['u8', 3], // latched bytes not read yet: 0, 1 or 2
+  statusLatched: ['u8', 3],
+  status: ['u8', 3],
+  // GATE input: tied high for counters 0 and 1 on a PC; counter 2's is port 0x61 bit 0.
+  gate: ['u8', 3],
+  // Count register (CR), as clocks: 0 written means 65536 (10000 in BCD).
+  crN: ['i32', 3],
+  hasCount: ['u8', 3], // a count was written since the control word (modes 1 and 5 wait for it and a trigger)
+  nullUntilTick: ['f64', 3], // NULL COUNT until the CLK pulse that moves CR into CE (Infinity: not yet scheduled)
   // The counting sequence. While `armed`, CE and OUT are functions of
   // d = base + (tick - runTick) (frozen at `base` when not `running`).
-  private armed = false;
-  private n = 0x10000;
-  private base = 0;
-  private runTick = 0;
-  private running = false;
-  /** OUT during d = 0, before the load pulse (what it was before a mode 1/5 trigger). */
-  private prevOut = true;
-  /** CE shown while not armed: it keeps whatever it held (the datasheet calls it undefined). */
-  private idleCE = 0;
-  /** Modes 2/3: a count written while counting takes over at this tick (end of cycle / half-cycle). */
-  private switchTick = Infinity;
-  private switchToLowHalf = false;
-
+  armed: ['u8', 3],
+  n: ['i32', 3], // the count CE is running with
+  base: ['f64', 3],
+  runTick: ['f64', 3],
+  running: ['u8', 3],
+  prevOut: ['u8', 3], // OUT during d = 0, before the load pulse (what it was before a mode 1/5 trigger)
+  idleCE: ['i32', 3], // CE shown while not armed: it keeps what it held (the datasheet: undefined)
+  switchTick: ['f64', 3], // modes 2/3: a count written while counting takes over at this tick (Infinity: none)
+  switchToLowHalf: ['u8', 3], // mode 3: ... and starts in the low half of its period
   // Rising edges of OUT not yet taken by the IRQ logic, counted up to syncedTick.
-  private syncedTick: number;
-  private risingEdges = 0;
-  private firstEdgeTick = 0;
+  syncedTick: ['f64', 3],
+  risingEdges: ['f64', 3],
+  firstEdgeTick: ['f64', 3],
+  // What became of counter 0's rising edges (Irq0Counts).
+  irq0Ticks: ['f64', 1],
+  irq0Delivered: ['f64', 1],
+  irq0Coalesced: ['f64', 1],
+  irq0Ignored: ['f64', 1],
+});
 
-  constructor(gate: boolean, tick: number) {
+type PitViews = StateViews<typeof PIT8254_STATE.fields>;
+
+/**
+ * One counter: control logic, count register (CR), counting element (CE),
+ * latches, GATE and OUT. It holds nothing itself: every field below is its
+ * element of a PIT8254_STATE field, so PIT objects of several threads over one
+ * buffer are one PIT.
+ */
+class Counter {
+  constructor(private readonly s: PitViews, private readonly i: number) {}
+
+  // --- state: this counter's element of each PIT8254_STATE field ---------------
+
+  get modeBits(): number { return this.s.modeBits[this.i]; }
+  set modeBits(v: number) { this.s.modeBits[this.i] = v; }
+  /** The effective mode: 6 and 7 act as 2 and 3. */
+  get mode(): number { const m = this.modeBits; return m > 5 ? m - 4 : m; }
+  get rw(): number { return this.s.rw[this.i]; }
+  set rw(v: number) { this.s.rw[this.i] = v; }
+  get bcd(): boolean { return this.s.bcd[this.i] === 1; }
+  set bcd(v: boolean) { this.s.bcd[this.i] = v ? 1 : 0; }
+  private get readMsbNext(): boolean { return this.s.readMsbNext[this.i] === 1; }
+  private set readMsbNext(v: boolean) { this.s.readMsbNext[this.i] = v ? 1 : 0; }
+  private get writeMsbNext(): boolean { return this.s.writeMsbNext[this.i] === 1; }
+  private set writeMsbNext(v: boolean) { this.s.writeMsbNext[this.i] = v ? 1 : 0; }
+  private get writeLsb(): number { return this.s.writeLsb[this.i]; }
+  private set writeLsb(v: number) { this.s.writeLsb[this.i] = v; }
+  private get latchedCount(): number { return this.s.latchedCount[this.i]; }
+  private set latchedCount(v: number) { this.s.latchedCount[this.i] = v; }
+  private get statusLatched(): boolean { return this.s.statusLatched[this.i] === 1; }
+  private set statusLatched(v: boolean) { this.s.statusLatched[this.i] = v ? 1 : 0; }
+  private get status(): number { return this.s.status[this.i]; }
+  private set status(v: number) { this.s.status[this.i] = v; }
+  get gate(): boolean { return this.s.gate[this.i] === 1; }
+  private set gate(v: boolean) { this.s.gate[this.i] = v ? 1 : 0; }
+  private get crN(): number { return this.s.crN[this.i]; }
+  private set crN(v: number) { this.s.crN[this.i] = v; }
+  private get hasCount(): boolean { return this.s.hasCount[this.i] === 1; }
+  private set hasCount(v: boolean) { this.s.hasCount[this.i] = v ? 1 : 0; }
+  private get nullUntilTick(): number { return this.s.nullUntilTick[this.i]; }
+  private set nullUntilTick(v: number) { this.s.nullUntilTick[this.i] = v; }
+  private get armed(): boolean { return this.s.armed[this.i] === 1; }
+  private set armed(v: boolean) { this.s.armed[this.i] = v ? 1 : 0; }
+  private get n(): number { return this.s.n[this.i]; }
+  private set n(v: number) { this.s.n[this.i] = v; }
+  private get base(): number { return this.s.base[this.i]; }
+  private set base(v: number) { this.s.base[this.i] = v; }
+  private get runTick(): number { return this.s.runTick[this.i]; }
+  private set runTick(v: number) { this.s.runTick[this.i] = v; }
+  private get running(): boolean { return this.s.running[this.i] === 1; }
+  private set running(v: boolean) { this.s.running[this.i] = v ? 1 : 0; }
+  private get prevOut(): boolean { return this.s.prevOut[this.i] === 1; }
+  private set prevOut(v: boolean) { this.s.prevOut[this.i] = v ? 1 : 0; }
+  private get idleCE(): number { return this.s.idleCE[this.i]; }
+  private set idleCE(v: number) { this.s.idleCE[this.i] = v; }
+  private get switchTick(): number { return this.s.switchTick[this.i]; }
+  private set switchTick(v: number) { this.s.switchTick[this.i] = v; }
+  private get switchToLowHalf(): boolean { return this.s.switchToLowHalf[this.i] === 1; }
+  private set switchToLowHalf(v: boolean) { this.s.switchToLowHalf[this.i] = v ? 1 : 0; }
+  private get syncedTick(): number { return this.s.syncedTick[this.i]; }
+  private set syncedTick(v: number) { this.s.syncedTick[this.i] = v; }
+  private get risingEdges(): number { return this.s.risingEdges[this.i]; }
+  private set risingEdges(v: number) { this.s.risingEdges[this.i] = v; }
+  private get firstEdgeTick(): number { return this.s.firstEdgeTick[this.i]; }
+  private set firstEdgeTick(v: number) { this.s.firstEdgeTick[this.i] = v; }
+
+  /**
+   * Power-on state, as QEMU (and a PC BIOS) leave it: mode 3, LSB then MSB,
+   * binary, count 0 (65536) loaded at `tick`. Writes every field.
+   */
+  powerOn(gate: boolean, tick: number): void {
+    this.modeBits = 3;
+    this.rw = RW_WORD;
+    this.bcd = false;
+    this.readMsbNext = false;
+    this.writeMsbNext = false;
+    this.writeLsb = 0;
+    this.s.latchedBytes[2 * this.i] = 0;
+    this.s.latchedBytes[2 * this.i + 1] = 0;
+    this.latchedCount = 0;
+    this.statusLatched = false;
+    this.status = 0;
     this.gate = gate;
+    this.crN = 0x10000;
+    this.idleCE = 0;
+    this.switchToLowHalf = false;
     this.syncedTick = tick;
-  }
-
-  /** Power-on state, as QEMU (and a PC BIOS) leave it: mode 3, LSB then MSB, count 0 (65536) loaded. */
-  reset(tick: number): void {
+    this.risingEdges = 0;
+    this.firstEdgeTick = 0;
     this.hasCount = true;
-    this.start(tick, true);
+    this.nullUntilTick = Infinity;
+    this.start(tick, true); // armed, n, base, runTick, running, prevOut, switchTick
     this.nullUntilTick = tick; // loaded before anyone looks
   }
 
@@ -301,7 +394,6 @@ class Counter {
   program(modeBits: number, rw: number, bcd: boolean, tick: number): void {
     this.idleCE = this.countAt(tick);
     this.modeBits = modeBits;
-    this.mode = modeBits > 5 ? modeBits - 4 : modeBits;
     this.rw = rw;
     this.bcd = bcd;
     this.readMsbNext = false;
@@ -314,11 +406,21 @@ class Counter {
 
   /** Counter latch command (and read-back with COUNT): a second latch before the read is ignored. */
   latchCount(tick: number): void {
-    if (this.latched.length > 0) return;
+    if (this.latchedCount > 0) return;
     const v = this.shownCount(tick);
-    if (this.rw === RW_LSB) this.latched = [v & 0xff];
-    else if (this.rw === RW_MSB) this.latched = [v >> 8];
-    else this.latched = [v & 0xff, v >> 8];
+    const bytes = this.s.latchedBytes;
+    const at = 2 * this.i;
+    if (this.rw === RW_LSB) {
+      bytes[at] = v & 0xff;
+      this.latchedCount = 1;
+    } else if (this.rw === RW_MSB) {
+      bytes[at] = v >> 8;
+      this.latchedCount = 1;
+    } else {
+      bytes[at] = v & 0xff;
+      bytes[at + 1] = v >> 8;
+      this.latchedCount = 2;
+    }
   }
 
   /** Read-back with STATUS: OUTPUT | NULL COUNT | RW1 RW0 | M2 M1 M0 | BCD. */
@@ -336,7 +438,15 @@ class Counter {
       this.statusLatched = false;
       return this.status;
     }
-    if (this.latched.length > 0) return this.latched.shift()!;
+    const latched = this.latchedCount;
+    if (latched > 0) {
+      const bytes = this.s.latchedBytes;
+      const at = 2 * this.i;
+      const byte = bytes[at];
+      bytes[at] = bytes[at + 1]; // the MSB of a two-byte latch is next
+      this.latchedCount = latched - 1;
+      return byte;
+    }
     const v = this.shownCount(tick);
     if (this.rw === RW_LSB) return v & 0xff;
     if (this.rw === RW_MSB) return v >> 8;
@@ -436,6 +546,11 @@ class Counter {
 export interface Pit8254Options {
   /** Called after the guest programmed a counter: counter 0's next IRQ0 edge may have moved. */
   onReprogrammed?: () => void;
+  /**
+   * The PIT's state (PIT8254_STATE), as Pit8254.createState() made it or as
+   * another thread's Pit8254 over it left it; absent: a new PIT at power-on.
+   */
+  state?: SharedArrayBuffer;
 }
 
 /** What became of counter 0's rising edges (IRQ0 ticks). */
@@ -450,24 +565,48 @@ export interface Irq0Counts {
   ignored: number;
 }
 
-export class Pit8254 implements BusDevice {
+export class Pit8254 implements BusDevice, StatefulDevice {
   readonly name = 'pit';
+  /** Every mutable bit of the PIT (PIT8254_STATE): share it to serve the PIT from several threads. */
+  readonly state: SharedArrayBuffer;
+  private readonly s: PitViews;
   private readonly counters: readonly [Counter, Counter, Counter];
   private readonly onReprogrammed: (() => void) | undefined;
-  private readonly irq0Counts: Irq0Counts = { ticks: 0, delivered: 0, coalesced: 0, ignored: 0 };
+
+  /** A PIT's state at power-on, at `clock`'s present time. */
+  static createState(clock: Clock): SharedArrayBuffer {
+    const state = PIT8254_STATE.create();
+    const s = PIT8254_STATE.views(state);
+    const tick = pitTicksAt(clock.nowNs());
+    // Counters 0 and 1 have GATE tied high on a PC; counter 2's GATE is port 0x61 bit 0.
+    new Counter(s, 0).powerOn(true, tick);
+    new Counter(s, 1).powerOn(true, tick);
+    new Counter(s, 2).powerOn(false, tick);
+    return state;
+  }
 
   /** `irq0` receives counter 0's OUT as pulses on an edge-triggered input. */
   constructor(private readonly clock: Clock, private readonly irq0: InterruptLine, options: Pit8254Options = {}) {
     this.onReprogrammed = options.onReprogrammed;
-    const tick = this.tick();
-    // Counters 0 and 1 have GATE tied high on a PC; counter 2's GATE is port 0x61 bit 0.
-    this.counters = [new Counter(true, tick), new Counter(true, tick), new Counter(false, tick)];
-    for (const c of this.counters) c.reset(tick);
+    this.state = options.state ?? Pit8254.createState(clock);
+    this.s = PIT8254_STATE.views(this.state);
+    this.counters = [new Counter(this.s, 0), new Counter(this.s, 1), new Counter(this.s, 2)];
+  }
+
+  saveState(): SavedDeviceState {
+    return PIT8254_STATE.save(this.state);
+  }
+
+  /** Takes `saved` as the PIT's state; the times in it are the machine clock's, restored beside it. */
+  restoreState(saved: SavedDeviceState): void {
+    PIT8254_STATE.restore(saved, this.state);
+    this.onReprogrammed?.(); // counter 0's next IRQ0 edge is the restored one
   }
 
   /** IRQ0 ticks so far and what became of them (a copy). */
   get irq0Ticks(): Irq0Counts {
-    return { ...this.irq0Counts };
+    const s = this.s;
+    return { ticks: s.irq0Ticks[0], delivered: s.irq0Delivered[0], coalesced: s.irq0Coalesced[0], ignored: s.irq0Ignored[0] };
   }
 
   report(): Record<string, unknown> {
@@ -608,12 +747,12 @@ export class Pit8254 implements BusDevice {
     c.sync(tick);
     const edges = c.takeEdges();
     if (edges === 0) return;
-    const counts = this.irq0Counts;
-    counts.ticks += edges;
-    counts.coalesced += edges - 1;
+    const s = this.s;
+    s.irq0Ticks[0] += edges;
+    s.irq0Coalesced[0] += edges - 1;
     const outcome = this.irq0.pulse();
-    if (outcome === 'new') counts.delivered++;
-    else if (outcome === 'coalesced') counts.coalesced++;
-    else counts.ignored++;
+    if (outcome === 'new') s.irq0Delivered[0]++;
+    else if (outcome === 'coalesced') s.irq0Coalesced[0]++;
+    else s.irq0Ignored[0]++;
   }
 }
