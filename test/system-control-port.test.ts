@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { AddressSpace } from '../src/bus/index.ts';
 import { ManualClock } from '../src/devices/clock.ts';
 import { RecordingLine } from '../src/devices/interrupt-line.ts';
-import { PIT_HZ, PIT_PORT_BASE, PIT_PORT_COUNT, Pit8254 } from '../src/devices/pit8254.ts';
+import { PIT_HZ, PIT_PORT_COUNT, Pit8254 } from '../src/devices/pit8254.ts';
 import { PortB, SystemControlPort, type Timer2 } from '../src/devices/system-control-port.ts';
 import { PortLayout } from '../src/layout.ts';
 
@@ -14,7 +14,7 @@ function pc() {
   const pit = new Pit8254(clock, new RecordingLine());
   const portB = new SystemControlPort(pit);
   const pio = AddressSpace.ports();
-  pio.register(PIT_PORT_BASE, PIT_PORT_COUNT, pit);
+  pio.register(PortLayout.PIT, PIT_PORT_COUNT, pit);
   pio.register(PortLayout.SYSTEM_CONTROL_B, 1, portB);
   const inb = (port: number) => pio.read(port, 1);
   const outb = (value: number, port: number) => pio.write(port, 1, value); // Linux's argument order

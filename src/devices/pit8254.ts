@@ -43,10 +43,8 @@ import { DeviceStateLayout, type SavedDeviceState, type StatefulDevice, type Sta
 import type { InterruptLine } from './interrupt-line.ts';
 
 export const PIT_HZ = 1_193_182;
-export const PIT_PORT_BASE = 0x40;
 export const PIT_PORT_COUNT = 4;
-export const PIT_IRQ = 0;
-/** Offsets from PIT_PORT_BASE. */
+/** Offsets within the PIT's four ports (0x40-0x43 on a PC). */
 export const PitReg = { COUNTER0: 0, COUNTER1: 1, COUNTER2: 2, CONTROL: 3 } as const;
 const NS_PER_S = 1_000_000_000;
 

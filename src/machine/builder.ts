@@ -11,7 +11,9 @@ import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
+import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
+import { Pit8254 } from '../devices/pit8254.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
@@ -37,6 +39,8 @@ export interface BuiltMachine {
   /** The in-kernel PIC, IOAPIC and local APICs exist. */
   irqchip: boolean;
   vcpus: VcpuFd[];
+  /** The guest clock's state (devices/clock.ts): every thread's clock reads the same guest time from it. */
+  clock: SharedArrayBuffer;
   /** The legacy and ACPI devices, in the order they are put on the buses. */
   devices: DeviceSpec[];
   virtio: VirtioWiring;
@@ -63,12 +67,13 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
   const irqchip = addInterruptControllers(vm, config, guest.kind === 'linux');
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus);
-  const devices = machineDevices(config, guest.kind === 'linux');
+  const clock = MonotonicClock.createState();
+  const devices = machineDevices(config, guest.kind === 'linux', clock);
   const virtio = wireVirtio(vm, config, irqchip);
   const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
   return {
-    config, kvm, vm, ram, irqchip, vcpus, devices, virtio,
+    config, kvm, vm, ram, irqchip, vcpus, clock, devices, virtio,
     irqLevels: createIrqLevels(),
     deviceLock: config.cpus > 1 ? DeviceLock.createState() : null,
     bootPlan,
@@ -147,12 +152,12 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
 }
 
 /** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
-export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean): DeviceSpec[] {
+export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean, clock: SharedArrayBuffer = MonotonicClock.createState()): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
     ...(config.pit === 'kernel' ? [] : [
-      { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT },
+      { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT, state: Pit8254.createState(new MonotonicClock(clock)) },
       { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B, state: SystemControlPort.createState() },
     ] satisfies DeviceSpec[]),
     { kind: 'i8042', dataPort: PortLayout.I8042_DATA, commandPort: PortLayout.I8042_COMMAND, keyboardIrq: IrqLayout.KEYBOARD, auxIrq: IrqLayout.MOUSE, state: I8042.createState() },

@@ -57,7 +57,7 @@ export interface PlatformOptions {
  */
 export type DeviceSpec =
   | { kind: 'serial16550'; name: string; port: number; irq: number; state: SharedArrayBuffer }
-  | { kind: 'pit8254'; port: number; irq: number }
+  | { kind: 'pit8254'; port: number; irq: number; state: SharedArrayBuffer }
   | { kind: 'system-control-port'; port: number; state: SharedArrayBuffer }
   | { kind: 'i8042'; dataPort: number; commandPort: number; keyboardIrq: number; auxIrq: number; state: SharedArrayBuffer }
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
@@ -94,7 +94,7 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
       }
       case 'pit8254': {
         const timers = options.timers;
-        pit = new Pit8254(options.clock, context.irqLine(spec.irq), { onReprogrammed: timers ? () => timers.reschedule() : undefined });
+        pit = new Pit8254(options.clock, context.irqLine(spec.irq), { onReprogrammed: timers ? () => timers.reschedule() : undefined, state: spec.state });
         pio.register(spec.port, PIT_PORT_COUNT, pit);
         timers?.add(pit);
         break;

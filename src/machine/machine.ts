@@ -190,6 +190,7 @@ export class Machine {
       devices: built.devices,
       virtio: built.virtio,
       irqLevels: built.irqLevels,
+      clock: built.clock,
       deviceLock: built.deviceLock,
       symbols: built.symbols,
     };

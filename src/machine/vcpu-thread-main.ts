@@ -34,6 +34,8 @@ export interface VcpuThreadInit {
   devices: DeviceSpec[];
   virtio: VirtioWiring;
   irqLevels: SharedArrayBuffer;
+  /** The guest clock's state, shared by every thread. */
+  clock: SharedArrayBuffer;
   /** The device lock's word; null with one vCPU. */
   deviceLock: SharedArrayBuffer | null;
   /** A Linux guest's kernel symbols, read and checked by the main thread (null: none). */
@@ -82,7 +84,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const threadMask = blockSignalInThisThread(SIGUSR2);
   fd.setSignalMask(withoutSignal(threadMask, SIGUSR2));
   const threadId = currentThreadId();
-  const clock = new MonotonicClock();
+  const clock = new MonotonicClock(init.clock);
   const timers = init.hasIrqchip ? new DeviceTimers(clock, new ThreadTimer(SIGUSR2, threadId)) : null;
   const platform = attachDevices(init.devices, context, {
     console: consoleSink,

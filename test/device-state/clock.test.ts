@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CLOCK_STATE, MonotonicClock } from '../../src/devices/clock.ts';
 import { DeviceStateLayout } from '../../src/devices/device-state.ts';
 import { InputError } from '../../src/errors.ts';
-import { workerUrl } from '../../src/machine/worker-url.ts';
+import { workerUrl } from '../../src/machine/threads.ts';
 
 const S = 1_000_000_000;
 
