@@ -98,7 +98,7 @@ export class DeviceStateLayout<Fields extends Record<string, StateField>> {
   /** Throws InputError unless `saved` can be restored into this layout. */
   check(saved: SavedDeviceState): void {
     if (saved.kind !== this.kind) {
-      throw new InputError(`device state of a ${saved.kind} cannot be restored into a ${this.kind}`);
+      throw new InputError(`${saved.kind} state cannot be restored into ${this.kind} (another device)`);
     }
     if (saved.version !== this.version) {
       throw new InputError(`${this.kind} state version ${saved.version} cannot be restored: this tsvmm reads version ${this.version}`);

@@ -104,7 +104,7 @@ describe('save and restore', () => {
 
   it('refuses the state of another kind of device', () => {
     const other = new DeviceStateLayout('other', 3, EXAMPLE.fields);
-    expect(refusal(other.save(other.create())).message).toBe('device state of a other cannot be restored into a example');
+    expect(refusal(other.save(other.create())).message).toBe('other state cannot be restored into example (another device)');
   });
 
   it('refuses another version of the same device', () => {

@@ -106,7 +106,7 @@ describe('PCI host bridge state', () => {
     const { pci } = virtioFunction(BLK);
     const saved = bridge.saveState();
     expect(() => pci.restoreState(saved)).toThrow(InputError);
-    expect(() => pci.restoreState(saved)).toThrow('device state of a pci-host-bridge cannot be restored into a virtio-pci');
+    expect(() => pci.restoreState(saved)).toThrow('pci-host-bridge state cannot be restored into virtio-pci (another device)');
     expect(() => bridge.restoreState({ ...saved, version: 2 })).toThrow(/pci-host-bridge state version 2 cannot be restored/);
     expect(() => bridge.restoreState({ ...saved, bytes: new Uint8Array(8) })).toThrow(/8 bytes, expected .* \(damaged state\)/);
   });

@@ -225,7 +225,7 @@ describe('the 8254 saved and restored', () => {
     const saved = pit.saveState();
     const clockState = new MonotonicClock().saveState();
     expect(() => pit.restoreState(clockState)).toThrow(InputError);
-    expect(() => pit.restoreState(clockState)).toThrow('device state of a clock cannot be restored into a pit8254');
+    expect(() => pit.restoreState(clockState)).toThrow('clock state cannot be restored into pit8254 (another device)');
     expect(() => pit.restoreState({ ...saved, version: 0 })).toThrow('pit8254 state version 0 cannot be restored: this tsvmm reads version 1');
     expect(() => pit.restoreState({ ...saved, bytes: saved.bytes.subarray(8) })).toThrow(
       `pit8254 state: ${PIT8254_STATE.bytes - 8} bytes, expected ${PIT8254_STATE.bytes} (damaged state)`,

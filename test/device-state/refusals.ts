@@ -9,7 +9,7 @@ export function expectRestoreRefusals(layout: DeviceStateLayout<Record<string, S
   const own = device.saveState();
   const otherKind = layout.kind === 'serial16550' ? 'i8042' : 'serial16550';
   const refusals: [SavedDeviceState, string][] = [
-    [{ ...own, kind: otherKind }, `device state of a ${otherKind} cannot be restored into a ${layout.kind}`],
+    [{ ...own, kind: otherKind }, `${otherKind} state cannot be restored into ${layout.kind} (another device)`],
     [{ ...own, version: layout.version + 1 }, `${layout.kind} state version ${layout.version + 1} cannot be restored: this tsvmm reads version ${layout.version}`],
     [{ ...own, bytes: new Uint8Array(layout.bytes + 8) }, `${layout.kind} state: ${layout.bytes + 8} bytes, expected ${layout.bytes} (damaged state)`],
   ];

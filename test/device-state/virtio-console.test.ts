@@ -94,6 +94,6 @@ describe.each(TRANSPORTS)('virtio-console state over virtio-%s', (transport) => 
     const blk = new VirtioTestDriver(new VirtioBlk(MemoryDisk.filled(8), { name: 'blk0', serial: 's' }), { transport }).start();
     const console = new VirtioTestDriver(new VirtioConsole({ name: 'console0', io: new HostIo() }), { transport });
     expect(() => console.runner.restoreState(blk.saveState().device)).toThrow(InputError);
-    expect(() => console.runner.restoreState(blk.saveState().device)).toThrow('device state of a virtio-blk cannot be restored into a virtio-console');
+    expect(() => console.runner.restoreState(blk.saveState().device)).toThrow('virtio-blk state cannot be restored into virtio-console (another device)');
   });
 });

@@ -90,6 +90,6 @@ describe.each(TRANSPORTS)('virtio-net state over virtio-%s', (transport) => {
     const { driver: net } = run(transport, false);
     const rng = new VirtioTestDriver(new VirtioRng({ name: 'rng0' }), { transport }).start();
     expect(() => rng.runner.restoreState(net.saveState().device)).toThrow(InputError);
-    expect(() => net.runner.restoreState(rng.saveState().device)).toThrow('device state of a virtio-rng cannot be restored into a virtio-net');
+    expect(() => net.runner.restoreState(rng.saveState().device)).toThrow('virtio-rng state cannot be restored into virtio-net (another device)');
   });
 });
