@@ -12,6 +12,7 @@ import { EXIT_FAILURE } from './errors.ts';
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, ShutdownPolicy } from './shutdown.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
+import { isPlatformDevice, platformConfigFromOptions } from './platform-options.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
 
 export interface RunOptions extends VirtioOptions {
@@ -125,7 +126,9 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     ...(options.irqchip ? { irqchip: true } : {}),
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),
-    ...virtioConfigFromOptions(options),
+    // --device names a virtio device or one of the PC's own (isa-debug-exit).
+    ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice)),
+    ...virtioConfigFromOptions({ ...options, device: (options.device ?? []).filter((spec) => !isPlatformDevice(spec)) }),
   };
   if (options.kernel) {
     // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.

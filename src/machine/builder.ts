@@ -129,7 +129,7 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
 }
 
 /** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
-export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean): DeviceSpec[] {
+export function machineDevices(config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
@@ -144,7 +144,7 @@ export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
     ] satisfies DeviceSpec[] : []),
-    { kind: 'debug-exit', port: PortLayout.DEBUG_EXIT },
+    { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
   ];
 }
 

@@ -25,6 +25,8 @@ export interface MachineConfig {
    * absolute paths of modules exporting `attach(platform: PlatformContext)`.
    */
   deviceModules?: string[];
+  /** Where the isa-debug-exit device sits (default: src/layout.ts's DEBUG_EXIT, 2 ports). */
+  debugExit?: { port: number; size: number };
   /** Where guest console output goes (default: stdout). */
   consoleFd?: number;
   /** Where traces go (default: stderr). */
