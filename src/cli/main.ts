@@ -1,5 +1,6 @@
 // The tsvmm command line. Every failure a user can cause ends as one line on
-// stderr and exit status 2; a VM or guest failure as one line and status 1.
+// stderr and exit status 2; a VM or guest failure as one line and status 4
+// (src/cli/errors.ts).
 import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
 import { InputError } from '../errors.ts';
