@@ -40,11 +40,11 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('exitloop done\n');
     const lines = r.stderr.split('\n');
-    expect(lines.filter((l) => l === 'exit IO out port=0x0510 size=1 data=0x5a')).toHaveLength(iterations);
+    expect(lines.filter((l) => l === 'exit IO out port=0x0520 size=1 data=0x5a')).toHaveLength(iterations);
     // Table: every loop iteration, 14 bytes of "exitloop done\n", one debug-exit write.
     expect(r.stderr).toMatch(new RegExp(`^exits: ${iterations + 15}$`, 'm'));
     expect(r.stderr).toMatch(new RegExp(`^  IO +${iterations + 15}$`, 'm'));
-    expect(r.stderr).toMatch(new RegExp(`^  IO out port 0x0510 +${iterations}$`, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^  IO out port 0x0520 +${iterations}$`, 'm'));
     expect(r.stderr).toMatch(/^ {2}IO out port 0x03f8 +14$/m);
     expect(r.stderr).toMatch(/^ {2}IO out port 0x0501 +1$/m);
   });
