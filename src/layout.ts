@@ -118,6 +118,14 @@ export const PortLayout = {
    */
   DEBUG_EXIT: 0x501,
   DEBUG_EXIT_COUNT: 2,
+  /**
+   * QEMU's fw_cfg on a PC (docs/specs/fw_cfg.rst): selector and data, and the
+   * DMA address register; kvm-unit-tests and Linux's qemu_fw_cfg look here.
+   */
+  FW_CFG: 0x510,
+  FW_CFG_COUNT: 2,
+  FW_CFG_DMA: 0x514,
+  FW_CFG_DMA_COUNT: 8,
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
@@ -144,6 +152,8 @@ export const FIXED_PORT_RANGES: readonly { name: string; base: number; count: nu
   { name: 'system control port B', base: PortLayout.SYSTEM_CONTROL_B, count: 1 },
   { name: 'the i8042', base: PortLayout.I8042_COMMAND, count: 1 },
   { name: 'the CMOS RTC', base: PortLayout.CMOS, count: PortLayout.CMOS_COUNT },
+  { name: 'fw_cfg', base: PortLayout.FW_CFG, count: PortLayout.FW_CFG_COUNT },
+  { name: 'fw_cfg DMA', base: PortLayout.FW_CFG_DMA, count: PortLayout.FW_CFG_DMA_COUNT },
   { name: 'ACPI sleep control', base: PortLayout.ACPI_SLEEP, count: PortLayout.ACPI_SLEEP_COUNT },
   { name: 'PCI configuration', base: PortLayout.PCI_CONFIG, count: PortLayout.PCI_CONFIG_COUNT },
   { name: 'COM1', base: PortLayout.COM1, count: PortLayout.UART_COUNT },

@@ -1,7 +1,8 @@
 // `tsvmm run`'s options for the PC's own (non-virtio) devices, in QEMU's
 // spelling so that a QEMU command line from a test suite carries over:
 //   --device isa-debug-exit[,iobase=N][,iosize=N]
-import type { MachineConfig } from '../machine/config.ts';
+//   --fw-cfg [name=]NAME,file=PATH | [name=]NAME,string=S   (QEMU's -fw_cfg)
+import type { FwCfgFileConfig, MachineConfig } from '../machine/config.ts';
 import { InputError } from '../errors.ts';
 import { FIXED_PORT_RANGES, PortLayout } from '../layout.ts';
 import { hex } from '../hex.ts';
@@ -42,9 +43,54 @@ export function parseIsaDebugExit(spec: string): NonNullable<MachineConfig['debu
   return { port, size };
 }
 
-/** The machine settings of the platform devices among `--device` specs. */
-export function platformConfigFromOptions(devices: readonly string[]): Pick<MachineConfig, 'debugExit'> {
+/** The machine settings of the platform devices among `--device` specs, and the `--fw-cfg` files. */
+export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'fwCfgFiles'> {
   const debugExits = devices.filter((spec) => spec.split(',', 1)[0] === 'isa-debug-exit');
   if (debugExits.length > 1) throw new InputError('--device isa-debug-exit: given more than once (tsvmm has one debug-exit device)');
-  return debugExits.length ? { debugExit: parseIsaDebugExit(debugExits[0]!) } : {};
+  return {
+    ...(debugExits.length ? { debugExit: parseIsaDebugExit(debugExits[0]!) } : {}),
+    ...(fwCfg.length ? { fwCfgFiles: fwCfg.map(parseFwCfg) } : {}),
+  };
+}
+
+/**
+ * Splits a QEMU option string at single commas; ",," is a literal comma
+ * (how QEMU's option parser lets a value such as string=a,,b hold one).
+ */
+function splitQemuOptions(spec: string): string[] {
+  const parts: string[] = [];
+  let current = '';
+  for (let i = 0; i < spec.length; i++) {
+    if (spec[i] !== ',') current += spec[i];
+    else if (spec[i + 1] === ',') {
+      current += ',';
+      i++;
+    } else {
+      parts.push(current);
+      current = '';
+    }
+  }
+  parts.push(current);
+  return parts;
+}
+
+/** `--fw-cfg [name=]NAME,file=PATH` or `--fw-cfg [name=]NAME,string=S`: one file in fw_cfg's directory. */
+export function parseFwCfg(spec: string): FwCfgFileConfig {
+  const flag = '--fw-cfg';
+  const settings = new Map<string, string>();
+  splitQemuOptions(spec).forEach((part, i) => {
+    const eq = part.indexOf('=');
+    // The first item may be the bare name, as in QEMU's "-fw_cfg opt/x,file=y".
+    const [key, value] = eq < 0 ? (i === 0 ? ['name', part] : [part, '']) : [part.slice(0, eq), part.slice(eq + 1)];
+    if (!['name', 'file', 'string'].includes(key)) throw new InputError(`${flag} ${spec}: unknown setting "${key}" (known: name, file, string)`);
+    if (settings.has(key)) throw new InputError(`${flag} ${spec}: "${key}" given twice`);
+    if (value === '') throw new InputError(`${flag} ${spec}: ${key} needs a value (${key}=...)`);
+    settings.set(key, value);
+  });
+  const name = settings.get('name');
+  const file = settings.get('file');
+  const string = settings.get('string');
+  if (name === undefined) throw new InputError(`${flag} ${spec}: no name (name=opt/NAME)`);
+  if ((file === undefined) === (string === undefined)) throw new InputError(`${flag} ${spec}: give either file=PATH or string=S`);
+  return file !== undefined ? { name, file } : { name, string: string! };
 }

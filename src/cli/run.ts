@@ -34,6 +34,8 @@ export interface RunOptions extends VirtioOptions {
   shutdownTimeout?: string;
   /** What a guest reboot does: exit (default) or restart. */
   reboot?: string;
+  /** `--fw-cfg` files (repeatable). */
+  fwCfg?: string[];
 }
 
 /**
@@ -53,7 +55,7 @@ const TRACE_KINDS = ['exits'];
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
-  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
 ];
 
 /**
@@ -127,7 +129,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),
     // --device names a virtio device or one of the PC's own (isa-debug-exit).
-    ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice)),
+    ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice), options.fwCfg),
     ...virtioConfigFromOptions({ ...options, device: (options.device ?? []).filter((spec) => !isPlatformDevice(spec)) }),
   };
   if (options.kernel) {

@@ -11,6 +11,7 @@ import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
+import { FwCfg, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
 import { SystemControlPort } from '../devices/system-control-port.ts';
@@ -22,6 +23,7 @@ import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type Transferable
 import type { MachineConfig } from './config.ts';
 import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
 import { linuxAcpiPlatform, type DeviceSpec } from './bus-devices.ts';
+import { machineFwCfg, readFwCfgFiles } from './fw-cfg-items.ts';
 import { wireVirtio, type VirtioWiring } from './virtio-wiring.ts';
 
 /** A built machine: what the main thread keeps, and what its threads are handed. */
@@ -50,8 +52,9 @@ export interface BuiltMachine {
 
 export function buildMachine(requested: MachineConfig): BuiltMachine {
   const guest = readGuest(requested); // the guest's files first: a bad path fails before any KVM work
-  const kvm = KvmSystem.open();
   const warnings: string[] = [];
+  const fwCfgFiles = readFwCfgFiles(requested.fwCfgFiles ?? [], readGuestFile, warnings);
+  const kvm = KvmSystem.open();
   const config = { ...requested, ...kvmFeatures(kvm, requested), cpus: vcpuCount(kvm, requested, warnings) };
 
   const vm = kvm.createVm();
@@ -60,7 +63,7 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
   const irqchip = addInterruptControllers(vm, config, guest.kind === 'linux');
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus);
-  const devices = machineDevices(config, guest.kind === 'linux');
+  const devices = machineDevices(config, guest.kind === 'linux', machineFwCfg(config, fwCfgFiles));
   const virtio = wireVirtio(vm, config, irqchip);
   const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
@@ -128,8 +131,11 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
   });
 }
 
-/** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
-export function machineDevices(config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean): DeviceSpec[] {
+/**
+ * The PC's legacy devices, and ACPI's when the guest boots with ACPI tables
+ * (Linux); fw_cfg with `fwCfg`'s contents (the builder always gives them).
+ */
+export function machineDevices(config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean, fwCfg?: FwCfgContents): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
@@ -145,6 +151,9 @@ export function machineDevices(config: Pick<MachineConfig, 'pit' | 'debugExit'>,
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
     ] satisfies DeviceSpec[] : []),
     { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
+    ...(fwCfg ? [
+      { kind: 'fw-cfg', port: PortLayout.FW_CFG, dmaPort: PortLayout.FW_CFG_DMA, contents: fwCfg, state: FwCfg.createState() },
+    ] satisfies DeviceSpec[] : []),
   ];
 }
 

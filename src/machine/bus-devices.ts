@@ -13,6 +13,7 @@ import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
 import { DebugExit } from '../devices/debug-exit.ts';
+import { FwCfg, FW_CFG_DMA_PORT_COUNT, FW_CFG_PORT_COUNT, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
 import type { InterruptLine } from '../devices/interrupt-line.ts';
 import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
@@ -64,7 +65,8 @@ export type DeviceSpec =
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
-  | { kind: 'debug-exit'; port: number; size: number };
+  | { kind: 'debug-exit'; port: number; size: number }
+  | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
 
 /**
  * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
@@ -147,6 +149,12 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
           context.requestStop({ cause: 'debug-exit', status, value });
         }));
         break;
+      case 'fw-cfg': {
+        const fwCfg = new FwCfg(spec.contents, context.memory, spec.state);
+        pio.register(spec.port, FW_CFG_PORT_COUNT, fwCfg);
+        pio.register(spec.dmaPort, FW_CFG_DMA_PORT_COUNT, fwCfg.dma);
+        break;
+      }
     }
   }
   if (!com1) throw new Error('a tsvmm PC has a COM1');
