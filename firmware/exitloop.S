@@ -14,7 +14,7 @@
 #   12   u32   iterations  100000      loop count (0 allowed: no loop)
 #   16   u32   op          0           0 out8 port, 1 in8 port, 2 MMIO write32,
 #                                      3 MMIO read32, 4 out32 port, 5 out16 port
-#   20   u32   port        0x510       port for ops 0, 1, 4, 5
+#   20   u32   port        0x520       port for ops 0, 1, 4, 5
 #   24   u64   mmio_addr   0xD0000000  address for ops 2, 3 (no RAM there)
 #   32   u32   value       0x2A        value written by ops 0, 2, 4, 5
 #   36   u32   cpl         3           privilege level of the loop: 3 or 0
@@ -41,7 +41,7 @@ params:
 p_magic:      .long 0x50565354          # "TSVP"
 p_iterations: .long 100000
 p_op:         .long 0
-p_port:       .long 0x510
+p_port:       .long 0x520
 p_mmio_addr:  .quad 0xD0000000
 p_value:      .long 0x2A
 p_cpl:        .long 3

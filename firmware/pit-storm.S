@@ -5,7 +5,7 @@
 # ring 0 to install an IRQ0 handler (vector 0x20: the IDT grows to 33 gates),
 # initialise the 8259 PIC (IRQ0 only) and program channel 0 in mode 2 (rate
 # generator) with `count`. Then it drops to ring 3 with interrupts on (IF = 1,
-# IOPL = 3) and does the work: `work` writes of a byte to TEST_PORT (0x510,
+# IOPL = 3) and does the work: `work` writes of a byte to TEST_PORT (0x520,
 # where nothing answers: each one is a plain VM exit). The handler, in ring 0,
 # counts the tick and sends the PIC an EOI; it does no exit of its own (the
 # PIC is in the kernel). Afterwards IRQ0 is masked at the PIC and the guest

@@ -1,7 +1,7 @@
 # stringio — real mode: string port I/O (`rep outs` / `rep ins`).
 #
 # 1. `rep outsb` writes "String I/O OK\n" (14 bytes) to COM1 in one instruction.
-# 2. `rep outsw` writes four 16-bit words to TEST_PORT (0x510):
+# 2. `rep outsw` writes four 16-bit words to TEST_PORT (0x520):
 #    0x1111, 0x2222, 0x3333, 0x4444.
 # 3. `rep insw` reads four 16-bit words from TEST_PORT into memory, and the
 #    guest prints them: "insw=XXXX,XXXX,XXXX,XXXX\n" (upper-case hex).

@@ -111,8 +111,21 @@ export const PortLayout = {
   /** CMOS RTC: index and data. */
   CMOS: 0x70,
   CMOS_COUNT: 2,
-  /** QEMU's isa-debug-exit default: a write of v ends tsvmm with status (v << 1) | 1. */
+  /**
+   * QEMU's isa-debug-exit defaults (iobase 0x501, iosize 2): a write of v ends
+   * tsvmm with status (v << 1) | 1. `--device isa-debug-exit,iobase=,iosize=`
+   * moves it (kvm-unit-tests puts it at 0xf4, 4 ports).
+   */
   DEBUG_EXIT: 0x501,
+  DEBUG_EXIT_COUNT: 2,
+  /**
+   * QEMU's fw_cfg on a PC (docs/specs/fw_cfg.rst): selector and data, and the
+   * DMA address register; kvm-unit-tests and Linux's qemu_fw_cfg look here.
+   */
+  FW_CFG: 0x510,
+  FW_CFG_COUNT: 2,
+  FW_CFG_DMA: 0x514,
+  FW_CFG_DMA_COUNT: 8,
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
@@ -126,6 +139,28 @@ export const PortLayout = {
   COM4: 0x2e8,
   UART_COUNT: 8,
 } as const;
+
+/**
+ * The port ranges of the machine's own devices, which a device the user
+ * places (isa-debug-exit's iobase) may not overlap. Every UART is listed,
+ * though only COM1 is populated, so that a guest's probe of COM2-4 stays
+ * unclaimed.
+ */
+export const FIXED_PORT_RANGES: readonly { name: string; base: number; count: number }[] = [
+  { name: 'the PIT', base: PortLayout.PIT, count: PortLayout.PIT_COUNT },
+  { name: 'the i8042', base: PortLayout.I8042_DATA, count: 1 },
+  { name: 'system control port B', base: PortLayout.SYSTEM_CONTROL_B, count: 1 },
+  { name: 'the i8042', base: PortLayout.I8042_COMMAND, count: 1 },
+  { name: 'the CMOS RTC', base: PortLayout.CMOS, count: PortLayout.CMOS_COUNT },
+  { name: 'fw_cfg', base: PortLayout.FW_CFG, count: PortLayout.FW_CFG_COUNT },
+  { name: 'fw_cfg DMA', base: PortLayout.FW_CFG_DMA, count: PortLayout.FW_CFG_DMA_COUNT },
+  { name: 'ACPI sleep control', base: PortLayout.ACPI_SLEEP, count: PortLayout.ACPI_SLEEP_COUNT },
+  { name: 'PCI configuration', base: PortLayout.PCI_CONFIG, count: PortLayout.PCI_CONFIG_COUNT },
+  { name: 'COM1', base: PortLayout.COM1, count: PortLayout.UART_COUNT },
+  { name: 'COM2', base: PortLayout.COM2, count: PortLayout.UART_COUNT },
+  { name: 'COM3', base: PortLayout.COM3, count: PortLayout.UART_COUNT },
+  { name: 'COM4', base: PortLayout.COM4, count: PortLayout.UART_COUNT },
+];
 
 /** Interrupt lines: ISA IRQs 0-15 (PIC and IOAPIC pins 0-15) and IOAPIC GSIs above. */
 export const IrqLayout = {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from '../src/cli/errors.ts';
+import { DebugExit } from '../src/devices/debug-exit.ts';
 import { parseSize } from '../src/cli/size.ts';
 import { parseMemory } from '../src/cli/run.ts';
 import { InputError } from '../src/errors.ts';
@@ -32,7 +33,7 @@ describe('memory sizes', () => {
 });
 
 describe('exit statuses', () => {
-  it('one table: input errors of every layer end with 2, host and KVM failures with 1, anything else is a bug', () => {
+  it('one table: input errors of every layer end with 2, host and KVM failures with 4, anything else is a bug', () => {
     // Errors from each layer that reads user input, as the layers throw them.
     expect(exitStatusOf(new InputError('--mem x: not a size'))).toBe(EXIT_USAGE);
     expect(exitStatusOf(new Qcow2CorruptionError('a.qcow2', 'L1 table past the end'))).toBe(EXIT_USAGE);
@@ -41,6 +42,17 @@ describe('exit statuses', () => {
     expect(exitStatusOf(new ImageIoError('a.img: read of 512 bytes at offset 0 failed: EIO'))).toBe(EXIT_FAILURE);
     expect(exitStatusOf(new KvmError('KVM_CREATE_VM', 13))).toBe(EXIT_FAILURE);
     expect(exitStatusOf(new TypeError('x is undefined'))).toBeNull();
+  });
+
+  it('a failure of tsvmm, KVM or the host (4) is no status a debug-exit write can produce, nor one kvm-unit-tests\' runner calls PASS or SKIP', () => {
+    expect(EXIT_FAILURE).toBe(4);
+    const debugExitStatuses = new Set<number>();
+    for (let v = 0; v < 0x200; v++) new DebugExit((status) => debugExitStatuses.add(status)).write(0, 2, v);
+    expect(debugExitStatuses.has(EXIT_FAILURE)).toBe(false);
+    expect(debugExitStatuses.has(EXIT_USAGE)).toBe(false);
+    // scripts/vmm.bash: 1 (debug-exit of 0) is PASS, 77 SKIP, 124 a timeout, above 127 a signal; 0 a clean stop.
+    expect([0, 1, 77, 124]).not.toContain(EXIT_FAILURE);
+    expect(EXIT_FAILURE).toBeLessThan(128);
   });
 
   it('a read the host refuses on an image is an ImageIoError; a truncated image is an InputError', () => {

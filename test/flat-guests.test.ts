@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { exitLoopImage, ExitLoopOp, firmwarePath, ROOT } from '../bench/lib/artifacts.ts';
 import { Machine } from '../src/machine/machine.ts';
 import { detectVirtualization } from '../src/kvm/index.ts';
+import { VM_FAILURE_STATUS } from '../src/vcpu/index.ts';
 import { hasKvm, TSVMM, tsvmm } from './helpers/kvm.ts';
 import { spawn } from 'node:child_process';
 
@@ -39,18 +40,18 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('exitloop done\n');
     const lines = r.stderr.split('\n');
-    expect(lines.filter((l) => l === 'exit IO out port=0x0510 size=1 data=0x5a')).toHaveLength(iterations);
+    expect(lines.filter((l) => l === 'exit IO out port=0x0520 size=1 data=0x5a')).toHaveLength(iterations);
     // Table: every loop iteration, 14 bytes of "exitloop done\n", one debug-exit write.
     expect(r.stderr).toMatch(new RegExp(`^exits: ${iterations + 15}$`, 'm'));
     expect(r.stderr).toMatch(new RegExp(`^  IO +${iterations + 15}$`, 'm'));
-    expect(r.stderr).toMatch(new RegExp(`^  IO out port 0x0510 +${iterations}$`, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^  IO out port 0x0520 +${iterations}$`, 'm'));
     expect(r.stderr).toMatch(/^ {2}IO out port 0x03f8 +14$/m);
     expect(r.stderr).toMatch(/^ {2}IO out port 0x0501 +1$/m);
   });
 
-  it('a guest that halts with interrupts disabled ends tsvmm with a clear message', () => {
+  it('a guest that halts with interrupts disabled ends tsvmm with a clear message and status 4, never a debug-exit status', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('halt')]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(VM_FAILURE_STATUS);
     expect(r.stderr).toMatch(/^tsvmm: guest halted at RIP 0x[0-9a-f]+ .* with interrupts disabled: nothing can wake it\n$/);
   });
 
@@ -66,13 +67,13 @@ describe.skipIf(!hasKvm)('tsvmm run --flat', () => {
 
   it('with an in-kernel irqchip (HLT stays in KVM), a halt with interrupts disabled is still found and reported', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('halt'), '--irqchip']);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(VM_FAILURE_STATUS);
     expect(r.stderr).toMatch(/^tsvmm: guest halted at RIP 0x[0-9a-f]+ .* with interrupts disabled: nothing can wake it\n$/);
   });
 
-  it('a triple fault is reported as such', () => {
+  it('a triple fault is reported as such, with status 4', () => {
     const r = tsvmm(['run', '--flat', firmwarePath('triplefault')]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(VM_FAILURE_STATUS);
     expect(r.stderr).toMatch(/^tsvmm: guest triple-faulted at RIP 0x[0-9a-f]+/);
   });
 });

@@ -70,7 +70,7 @@ describe.skipIf(reason !== null || detectVirtualization().kind !== 'pvm')('a sto
 
   it('ends with the emulation failure named: RIP, instruction and bytes', async () => {
     const r = await bootUntil(['-k', vmlinux, '-m', '256M'], /$^/, 240_000);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(4);
     expect(r.stdout).toMatch(/Linux version/);
     expect(r.stderr).toMatch(/^tsvmm: KVM internal error: the instruction emulator could not emulate an instruction \(KVM_EXIT_INTERNAL_ERROR suberror 1\) at RIP 0xffffffff[0-9a-f]{8} \(CS 0x10, linear 0xffffffff[0-9a-f]{8}\); instruction: int3 \(bytes cc( [0-9a-f]{2})+\)$/m);
   }, 300_000);

@@ -1,7 +1,7 @@
 // How tsvmm ends when the guest does not end it: on a signal, SIGINT with 130
 // and SIGTERM with 143 (128 + the signal's number, as a shell reports a
 // process killed by it), one line on stderr, and a terminal put back out of
-// raw mode; when its console output is closed, with one line and status 1.
+// raw mode; when its console output is closed, with one line and status 4.
 // Never with a stack trace.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -90,7 +90,7 @@ describe.skipIf(!hasKvm)('run: ended by a signal', () => {
 });
 
 describe.skipIf(!hasKvm)('run: the console output closed under a running guest', () => {
-  it('stdout closed by its reader (`tsvmm run ... | head -c 10`): one line, status 1', async () => {
+  it('stdout closed by its reader (`tsvmm run ... | head -c 10`): one line, status 4', async () => {
     // A guest that writes to COM1 without end.
     const flood = serialFloodImage(scratch, { count: 0xffffffff, end: 'spin' });
     const child = spawn(process.execPath, [TSVMM, 'run', '--flat', flood], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -101,6 +101,6 @@ describe.skipIf(!hasKvm)('run: the console output closed under a running guest',
     const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     clearTimeout(giveUp);
     expect(stderr).toMatch(/^tsvmm: the console's output \(fd 1\) can no longer be written \(EPIPE\): guest stopped\n$/);
-    expect(status).toBe(1);
+    expect(status).toBe(4);
   });
 });

@@ -36,6 +36,6 @@ class LockedNullDevice implements BusDevice {
 
 export function attach(platform: PlatformContext): void {
   const device = new LockedNullDevice();
-  platform.pio.register(0x510, 4, device);
+  platform.pio.register(0x520, 4, device);
   platform.mmio.register(0xd000_0000, 0x1000, device);
 }

@@ -1,5 +1,5 @@
 // The benchmark's no-op device: takes the exitloop guest's accesses on port
-// 0x510 and at MMIO 0xD0000000, does nothing with writes, reads zero. What is
+// 0x520 and at MMIO 0xD0000000, does nothing with writes, reads zero. What is
 // measured is then the exit path itself.
 import type { BusDevice } from '../../src/bus/index.ts';
 import type { PlatformContext } from '../../src/machine/bus-devices.ts';
@@ -16,6 +16,6 @@ class NullDevice implements BusDevice {
 
 export function attach(platform: PlatformContext): void {
   const device = new NullDevice();
-  platform.pio.register(0x510, 4, device);
+  platform.pio.register(0x520, 4, device);
   platform.mmio.register(0xd000_0000, 0x1000, device);
 }

@@ -55,7 +55,7 @@ class RemoteNullDevice implements BusDevice {
 export function attach(platform: PlatformContext) {
   const device = new RemoteNullDevice();
   device.worker.unref();
-  platform.pio.register(0x510, 4, device);
+  platform.pio.register(0x520, 4, device);
   platform.mmio.register(0xd000_0000, 0x1000, device);
   return {};
 }

@@ -35,7 +35,7 @@ export interface ExitLoopParams {
   cpl?: 0 | 3;
 }
 
-export const EXIT_LOOP_PORT = 0x510;
+export const EXIT_LOOP_PORT = 0x520;
 export const EXIT_LOOP_MMIO = 0xd000_0000;
 
 /** A copy of exitloop.bin with its parameter block set; returns the copy's path. */

@@ -1,11 +1,14 @@
 // How the CLI ends: one line on stderr, exit status 2 for bad usage or input,
-// 1 for a VM or guest failure. No stack traces for anything a user can cause.
+// 4 when tsvmm, KVM or the host failed the VM. No stack traces for anything a
+// user can cause. (1 and every other odd status are a guest's debug-exit
+// writes: src/vcpu/stop.ts says why a failure must never be one of them.)
 import { InputError } from '../errors.ts';
 import { KvmError } from '../kvm/index.ts';
 import { ImageIoError } from '../storage/block-backend.ts';
+import { VM_FAILURE_STATUS } from '../vcpu/index.ts';
 
 export const EXIT_USAGE = 2;
-export const EXIT_FAILURE = 1;
+export const EXIT_FAILURE = VM_FAILURE_STATUS;
 
 /**
  * The errors that end tsvmm with their message as it is, and the status each

@@ -12,6 +12,7 @@ import { EXIT_FAILURE } from './errors.ts';
 import { DEFAULT_SHUTDOWN_TIMEOUT_S, ShutdownPolicy } from './shutdown.ts';
 import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
+import { isPlatformDevice, platformConfigFromOptions } from './platform-options.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
 
 export interface RunOptions extends VirtioOptions {
@@ -33,6 +34,8 @@ export interface RunOptions extends VirtioOptions {
   shutdownTimeout?: string;
   /** What a guest reboot does: exit (default) or restart. */
   reboot?: string;
+  /** `--fw-cfg` files (repeatable). */
+  fwCfg?: string[];
 }
 
 /**
@@ -52,7 +55,7 @@ const TRACE_KINDS = ['exits'];
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
-  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
 ];
 
 /**
@@ -125,7 +128,9 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     ...(options.irqchip ? { irqchip: true } : {}),
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),
-    ...virtioConfigFromOptions(options),
+    // --device names a virtio device or one of the PC's own (isa-debug-exit).
+    ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice), options.fwCfg),
+    ...virtioConfigFromOptions({ ...options, device: (options.device ?? []).filter((spec) => !isPlatformDevice(spec)) }),
   };
   if (options.kernel) {
     // On PVM, CPUID cannot hide every feature the emulator fails on: tell Linux too.

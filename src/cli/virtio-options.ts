@@ -15,7 +15,7 @@ export interface VirtioOptions {
 }
 
 /** Splits "a,b=c,d" into the first item and key=value settings (a bare word is `true`). */
-function splitSpec(flag: string, spec: string): { head: string; settings: Map<string, string | true> } {
+export function splitSpec(flag: string, spec: string): { head: string; settings: Map<string, string | true> } {
   const [head = '', ...rest] = spec.split(',');
   const settings = new Map<string, string | true>();
   for (const item of rest) {
@@ -42,7 +42,7 @@ function rejectUnknown(flag: string, spec: string, settings: Map<string, string 
   }
 }
 
-function stringSetting(flag: string, spec: string, settings: Map<string, string | true>, key: string): string | undefined {
+export function stringSetting(flag: string, spec: string, settings: Map<string, string | true>, key: string): string | undefined {
   const value = settings.get(key);
   if (value === true) throw new InputError(`${flag} ${spec}: ${key} needs a value (${key}=...)`);
   return value;
@@ -86,7 +86,7 @@ export function parseDevice(spec: string): VirtioDeviceConfig {
   rejectUnknown('--device', spec, settings, []);
   if (head === 'virtio-rng') return { kind: 'rng', ...transport };
   if (head === 'virtio-console') return { kind: 'console', ...transport };
-  throw new InputError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console; disks and networks have --disk and --net)`);
+  throw new InputError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console, isa-debug-exit; disks and networks have --disk and --net)`);
 }
 
 /** The machine's virtio settings from the command line. */

@@ -13,8 +13,9 @@ import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
-import { Pit8254 } from '../devices/pit8254.ts';
+import { FwCfg, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
+import { Pit8254 } from '../devices/pit8254.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
 import { SystemControlPort } from '../devices/system-control-port.ts';
@@ -26,6 +27,7 @@ import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type Transferable
 import type { MachineConfig } from './config.ts';
 import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
 import type { DeviceSpec } from './bus-devices.ts';
+import { machineFwCfg, readFwCfgFiles } from './fw-cfg-items.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
 import { wireVirtio, type VirtioWiring } from './virtio-wiring.ts';
 
@@ -57,8 +59,9 @@ export interface BuiltMachine {
 
 export function buildMachine(requested: MachineConfig): BuiltMachine {
   const guest = readGuest(requested); // the guest's files first: a bad path fails before any KVM work
-  const kvm = KvmSystem.open();
   const warnings: string[] = [];
+  const fwCfgFiles = readFwCfgFiles(requested.fwCfgFiles ?? [], readGuestFile, warnings);
+  const kvm = KvmSystem.open();
   const config = { ...requested, ...kvmFeatures(kvm, requested), cpus: vcpuCount(kvm, requested, warnings) };
 
   const vm = kvm.createVm();
@@ -68,7 +71,7 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus);
   const clock = MonotonicClock.createState();
-  const devices = machineDevices(config, guest.kind === 'linux', clock);
+  const devices = machineDevices(config, guest.kind === 'linux', { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
   const virtio = wireVirtio(vm, config, irqchip);
   const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
@@ -151,8 +154,15 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
   });
 }
 
-/** The PC's legacy devices, and ACPI's when the guest boots with ACPI tables (Linux). */
-export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean, clock: SharedArrayBuffer = MonotonicClock.createState()): DeviceSpec[] {
+/**
+ * The PC's legacy devices, and ACPI's when the guest boots with ACPI tables
+ * (Linux); fw_cfg with `fwCfg`'s contents (the builder always gives them).
+ * `clock` is the guest clock the PIT counts from.
+ */
+export function machineDevices(
+  config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean,
+  { clock = MonotonicClock.createState(), fwCfg }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents } = {},
+): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
@@ -167,7 +177,10 @@ export function machineDevices(config: Pick<MachineConfig, 'pit'>, acpi: boolean
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
     ] satisfies DeviceSpec[] : []),
-    { kind: 'debug-exit', port: PortLayout.DEBUG_EXIT },
+    { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
+    ...(fwCfg ? [
+      { kind: 'fw-cfg', port: PortLayout.FW_CFG, dmaPort: PortLayout.FW_CFG_DMA, contents: fwCfg, state: FwCfg.createState() },
+    ] satisfies DeviceSpec[] : []),
   ];
 }
 

@@ -11,7 +11,8 @@ import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
-import { DebugExit, DEBUG_EXIT_WIDTH } from '../devices/debug-exit.ts';
+import { DebugExit } from '../devices/debug-exit.ts';
+import { FwCfg, FW_CFG_DMA_PORT_COUNT, FW_CFG_PORT_COUNT, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
 import type { InterruptLine } from '../devices/interrupt-line.ts';
 import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
@@ -63,7 +64,8 @@ export type DeviceSpec =
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
-  | { kind: 'debug-exit'; port: number };
+  | { kind: 'debug-exit'; port: number; size: number }
+  | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
 
 export interface Platform {
   com1: Serial16550;
@@ -126,11 +128,17 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
         mmio.register(spec.address, ACPI_GED_MMIO_SIZE, new AcpiGed(context.irqLine(spec.gsi), spec.state));
         break;
       case 'debug-exit':
-        pio.register(spec.port, DEBUG_EXIT_WIDTH, new DebugExit((status, value) => {
+        pio.register(spec.port, spec.size, new DebugExit((status, value) => {
           // Silent, like QEMU: the exit status is the guest's message.
           context.requestStop({ cause: 'debug-exit', status, value });
         }));
         break;
+      case 'fw-cfg': {
+        const fwCfg = new FwCfg(spec.contents, context.memory, spec.state);
+        pio.register(spec.port, FW_CFG_PORT_COUNT, fwCfg);
+        pio.register(spec.dmaPort, FW_CFG_DMA_PORT_COUNT, fwCfg.dma);
+        break;
+      }
     }
   }
   if (!com1) throw new Error('a tsvmm PC has a COM1');

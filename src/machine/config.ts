@@ -25,6 +25,10 @@ export interface MachineConfig {
    * absolute paths of modules exporting `attach(platform: PlatformContext)`.
    */
   deviceModules?: string[];
+  /** Where the isa-debug-exit device sits (default: src/layout.ts's DEBUG_EXIT, 2 ports). */
+  debugExit?: { port: number; size: number };
+  /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */
+  fwCfgFiles?: FwCfgFileConfig[];
   /** Where guest console output goes (default: stdout). */
   consoleFd?: number;
   /** Where traces go (default: stderr). */
@@ -43,6 +47,9 @@ export interface MachineConfig {
   /** Where host input goes and which console Linux uses: COM1 (default) or the virtio console (hvc0). */
   console?: 'serial' | 'virtio';
 }
+
+/** One fw_cfg file: its contents from a host file, or a string (without a NUL), as QEMU's -fw_cfg. */
+export type FwCfgFileConfig = { name: string } & ({ file: string } | { string: string });
 
 export type VirtioTransportKind = 'mmio' | 'pci';
 

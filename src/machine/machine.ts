@@ -4,7 +4,7 @@
 import type { LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import type { MachineConfig } from './config.ts';
-import { Command, Control, controlBlock, createControlBlocks, type VcpuStop } from '../vcpu/index.ts';
+import { Command, Control, controlBlock, createControlBlocks, VM_FAILURE_STATUS, type VcpuStop } from '../vcpu/index.ts';
 import { buildMachine, type BuiltMachine } from './builder.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
 import { KvmInterruptLine } from './interrupts.ts';
@@ -123,7 +123,7 @@ export class Machine {
     let consoleLost: VcpuStop | null = null;
     const pumping = consoleReader.pump().catch((e: unknown) => {
       const code = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
-      consoleLost = { cause: 'console-closed', status: 1, message: `the console's output (fd ${consoleFd}) can no longer be written (${code}): guest stopped` };
+      consoleLost = { cause: 'console-closed', status: VM_FAILURE_STATUS, message: `the console's output (fd ${consoleFd}) can no longer be written (${code}): guest stopped` };
       this.stop();
     });
     this.threads = built.vcpus.map((fd, id) => this.startVcpuThread(id, fd.fd, fd.runMapping));

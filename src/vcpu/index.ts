@@ -3,5 +3,6 @@ export { DeviceLock } from './device-lock.ts';
 export { ExitTracer, type TraceSink } from './exit-trace.ts';
 export { guestCpuid, PVM_HIDDEN, PVM_KERNEL_PARAMETERS, type CpuidOptions } from './cpuid.ts';
 export type { StopCause, VcpuStop } from './stop.ts';
+export { VM_FAILURE_STATUS } from './stop.ts';
 export { instructionName } from './instruction-names.ts';
 export { KernelSymbols, findSystemMap, type TransferableSymbols } from './kernel-symbols.ts';

@@ -1,5 +1,18 @@
 // How a vCPU's run ends: what the VMM should tell the user, and its exit status.
 
+/**
+ * The exit status of a VM that ended in a way its guest did not ask for: a
+ * halt nothing can wake, a triple fault, an instruction KVM's emulator could
+ * not run, KVM refusing to enter the guest, tsvmm failing to serve an exit.
+ * It must never look like a guest's own result: a debug-exit write of v ends
+ * with (v << 1) | 1, always odd, and kvm-unit-tests' runner
+ * (scripts/vmm.bash, qemu_fixup_return_code) takes 1 as "the test passed",
+ * 77 as SKIP, 124 as a timeout and above 127 as a signal; 0 is a clean
+ * power-off and 2 bad usage. 4 is even, and every such runner reports it as
+ * FAIL.
+ */
+export const VM_FAILURE_STATUS = 4;
+
 /** Why a run ended; the user-facing words are in `message`. */
 export type StopCause =
   | 'stopped'         // the host asked (Ctrl-A x, a signal, close())

@@ -13,7 +13,7 @@ import type { GuestMemory } from '../memory/index.ts';
 import type { ExitTracer } from './exit-trace.ts';
 import { instructionName } from './instruction-names.ts';
 import type { KernelSymbols } from './kernel-symbols.ts';
-import type { VcpuStop } from './stop.ts';
+import { VM_FAILURE_STATUS, type VcpuStop } from './stop.ts';
 import type { DeviceLock } from './device-lock.ts';
 import { hex } from '../hex.ts';
 
@@ -122,7 +122,7 @@ export class Vcpu {
       return this.loop();
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
-      return { cause: 'vmm-error', status: 1, message: `tsvmm failed while running the guest: ${message} (at ${this.describeRip()})` };
+      return { cause: 'vmm-error', status: VM_FAILURE_STATUS, message: `tsvmm failed while running the guest: ${message} (at ${this.describeRip()})` };
     }
   }
 
@@ -222,34 +222,34 @@ export class Vcpu {
         const rip = this.describeRip();
         if (!this.hasIrqchip) {
           const interrupts = run.getUint8(RunOffset.ifFlag) ? 'enabled, but no interrupt controller exists to wake it' : 'disabled';
-          return { cause: 'halt', status: 1, message: `guest halted at ${rip} with interrupts ${interrupts}: nothing can wake it` };
+          return { cause: 'halt', status: VM_FAILURE_STATUS, message: `guest halted at ${rip} with interrupts ${interrupts}: nothing can wake it` };
         }
         return null;
       }
 
       case KVM_EXIT_SHUTDOWN:
-        return { cause: 'shutdown', status: 1, message: `guest triple-faulted at ${this.describeRip()} (KVM_EXIT_SHUTDOWN): the CPU reset itself` };
+        return { cause: 'shutdown', status: VM_FAILURE_STATUS, message: `guest triple-faulted at ${this.describeRip()} (KVM_EXIT_SHUTDOWN): the CPU reset itself` };
 
       case KVM_EXIT_FAIL_ENTRY: {
         const hwReason = run.getBigUint64(RunOffset.failEntryReason, true);
         const cpu = run.getUint32(RunOffset.failEntryCpu, true);
-        return { cause: 'fail-entry', status: 1, message: `KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason ${hex(hwReason)} on host CPU ${cpu}): invalid guest state at ${this.describeRip()}` };
+        return { cause: 'fail-entry', status: VM_FAILURE_STATUS, message: `KVM could not enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason ${hex(hwReason)} on host CPU ${cpu}): invalid guest state at ${this.describeRip()}` };
       }
 
       case KVM_EXIT_INTERNAL_ERROR:
-        return { cause: 'internal-error', status: 1, message: this.describeInternalError() };
+        return { cause: 'internal-error', status: VM_FAILURE_STATUS, message: this.describeInternalError() };
 
       case KVM_EXIT_SYSTEM_EVENT: {
         const type = run.getUint32(RunOffset.systemEventType, true);
         if (type === SystemEvent.KVM_SYSTEM_EVENT_SHUTDOWN) return { cause: 'poweroff', status: 0, message: 'guest powered off' };
         if (type === SystemEvent.KVM_SYSTEM_EVENT_RESET) return { cause: 'reboot', status: 0, message: 'guest rebooted' };
-        return { cause: 'system-event', status: 1, message: `guest system event: ${systemEventName(type)}` };
+        return { cause: 'system-event', status: VM_FAILURE_STATUS, message: `guest system event: ${systemEventName(type)}` };
       }
 
       case KVM_EXIT_DEBUG: {
         const exception = run.getUint32(RunOffset.debugException, true);
         const pc = run.getBigUint64(RunOffset.debugPc, true);
-        return { cause: 'debug', status: 1, message: `debug exit (exception ${exception}) at pc ${hex(pc)}: guest debugging is not enabled` };
+        return { cause: 'debug', status: VM_FAILURE_STATUS, message: `debug exit (exception ${exception}) at pc ${hex(pc)}: guest debugging is not enabled` };
       }
 
       case KVM_EXIT_IRQ_WINDOW_OPEN:
@@ -258,7 +258,7 @@ export class Vcpu {
         return null;
 
       default:
-        return { cause: 'unhandled-exit', status: 1, message: `unhandled exit KVM_EXIT_${exitReasonName(reason)} (${reason}) at ${this.describeRip()}` };
+        return { cause: 'unhandled-exit', status: VM_FAILURE_STATUS, message: `unhandled exit KVM_EXIT_${exitReasonName(reason)} (${reason}) at ${this.describeRip()}` };
     }
   }
 
@@ -278,7 +278,7 @@ export class Vcpu {
     Atomics.store(this.control, Control.STUCK_AT_CHECK, stuck !== null ? check : 0);
     if (stuck === null || this.controls.some((peer) => Atomics.load(peer, Control.STUCK_AT_CHECK) !== check)) return null;
     if (this.controls.length === 1) {
-      return { cause: 'halt', status: 1, message: `guest halted at ${this.describeRip()} with interrupts disabled: nothing can wake it` };
+      return { cause: 'halt', status: VM_FAILURE_STATUS, message: `guest halted at ${this.describeRip()} with interrupts disabled: nothing can wake it` };
     }
     const where = this.controls.map((peer, id) => {
       const low = Atomics.load(peer, Control.STUCK_RIP_LOW);
@@ -288,7 +288,7 @@ export class Vcpu {
       const symbol = this.symbols?.lookup(rip);
       return `vCPU ${id} at RIP ${hex(rip)}${symbol ? ` in ${symbol}` : ''}`;
     });
-    return { cause: 'halt', status: 1, message: `every vCPU is halted with interrupts disabled (${where.join(', ')}): nothing can wake the guest` };
+    return { cause: 'halt', status: VM_FAILURE_STATUS, message: `every vCPU is halted with interrupts disabled (${where.join(', ')}): nothing can wake the guest` };
   }
 
   /** RIP when halted with interrupts off, 'not started' for an AP still waiting for INIT/SIPI, null when it can still run. */
