@@ -108,6 +108,14 @@ describe('guest CPUID topology: one package, one core per vCPU', () => {
     expect(leaf(cpuid(0, 4, 'intel'), 0x8000_0008).ecx).toBe(0x703f);
   });
 
+  it('on AMD, leaf 0x8000001E gives each vCPU its own core (KVM reports zeros: every vCPU core 0)', () => {
+    const amdHost = [...host, entry(0x8000_001e, 0, {})];
+    for (const vcpuId of [0, 1]) {
+      const ext = leaf(guestCpuid(amdHost, { vcpuId, cpus: 2, host: 'vmx', cpuVendor: 'amd' }), 0x8000_001e);
+      expect([ext.eax, ext.ebx & 0xff, (ext.ebx >>> 8) & 0xff, ext.ecx]).toEqual([vcpuId, vcpuId, 0, 0]);
+    }
+  });
+
   it('a vCPU id outside the machine is refused', () => {
     expect(() => cpuid(2, 2)).toThrow(/vcpuId 2 is not one of the machine's 2 vCPUs/);
     expect(() => cpuid(0, 0)).toThrow(/cpus must be a positive integer/);

@@ -116,6 +116,13 @@ export function guestCpuid(supported: readonly CpuidEntry[], options: CpuidOptio
       // AMD: ECX[7:0] cores - 1 (NC), ECX[15:12] the APIC ID bits that number them.
       if (options.cpuVendor === 'amd') e.ecx = ((e.ecx & ~0xf0ff) | (topology.coreIdBits << 12) | Math.min(topology.cpus - 1, 0xff)) >>> 0;
     }
+    if (e.function === 0x8000_001e && options.cpuVendor === 'amd') {
+      // AMD extended APIC ID; EBX core ID, one thread per core; ECX node 0 of one.
+      // (KVM reports zeros here; Linux would take every vCPU for core 0: SMT siblings.)
+      e.eax = vcpuId;
+      e.ebx = vcpuId & 0xff;
+      e.ecx = 0;
+    }
   }
 
   // Without XSAVE the XSAVE state leaf would only mislead the guest.
