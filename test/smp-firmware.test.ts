@@ -1,15 +1,20 @@
 // firmware/smp.S: the BSP wakes the AP with INIT-SIPI-SIPI through the
 // in-kernel local APIC and both report over COM1 — the AP its APIC ID from its
 // LAPIC and from its CPUID (tsvmm's per-vCPU table), the BSP that it saw the AP.
+// QEMU running the same file is the reference that the guest itself is right.
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { firmwarePath } from '../bench/lib/artifacts.ts';
+import { writeFlatRom } from '../bench/lib/flat-rom.ts';
+import { findQemu, qemuArgs } from '../bench/lib/peers.ts';
 import { Machine } from '../src/machine/machine.ts';
 import { hasKvm, tsvmm } from './helpers/kvm.ts';
 
 const BOTH_REPORTED = 'ap apic=01 cpuid=01\nbsp apic=00 ap-seen\n';
+const qemu = findQemu();
 
 describe.skipIf(!hasKvm)('SMP start-up of a flat guest (firmware/smp.S)', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-smp-'));
@@ -36,6 +41,13 @@ describe.skipIf(!hasKvm)('SMP start-up of a flat guest (firmware/smp.S)', () => 
       closeSync(fd);
     }
     expect(readFileSync(consoleFile, 'utf8')).toBe(BOTH_REPORTED);
+  });
+
+  it.skipIf(!qemu.path)('the same guest as QEMU\'s BIOS with -smp 2 (the reference): the same output, status 1', () => {
+    const rom = writeFlatRom(firmwarePath('smp'), join(scratch, 'smp.rom'));
+    const r = spawnSync(qemu.path!, [...qemuArgs(rom, 16), '-smp', '2'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toBe(BOTH_REPORTED);
+    expect(r.status).toBe(1);
   });
 
   it('with one vCPU nobody answers: the BSP gives up on its deadline and says so', () => {
