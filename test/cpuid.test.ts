@@ -20,6 +20,14 @@ describe('guest CPUID', () => {
     expect(out.some((e) => e.function === 0xd)).toBe(false);
   });
 
+  it('on PVM hides KVM\'s hypercall-based PV features (PV_UNHALT, PV_SEND_IPI, PV_SCHED_YIELD) and keeps the rest', () => {
+    const kvmFeatures = entry(0x4000_0001, 0, { eax: 0x0100_7efb }); // what KVM on PVM reports
+    const pvm = guestCpuid([...supported, kvmFeatures], { vcpuId: 0, host: 'pvm', cpuVendor: 'intel' });
+    expect(pvm.find((e) => e.function === 0x4000_0001)!.eax).toBe(0x0100_567b);
+    const vmx = guestCpuid([...supported, kvmFeatures], { vcpuId: 0, host: 'vmx', cpuVendor: 'intel' });
+    expect(vmx.find((e) => e.function === 0x4000_0001)!.eax).toBe(0x0100_7efb);
+  });
+
   it('on PVM with an AMD CPU advertises XSAVEERPTR', () => {
     const out = guestCpuid(supported, { vcpuId: 0, host: 'pvm', cpuVendor: 'amd' });
     expect(out.find((e) => e.function === 0x8000_0008)!.ebx & 4).toBe(4);

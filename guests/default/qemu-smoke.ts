@@ -58,7 +58,8 @@ async function main(): Promise<number> {
     '-accel', 'kvm',
     // No ACPI: QEMU then lists the virtio-mmio devices on the command line itself.
     '-M', 'microvm,acpi=off,rtc=on',
-    '-cpu', isPvm ? 'host,-cx16,-popcnt,-smap,-xsave' : 'host',
+    // On PVM also without KVM's hypercall-based PV features (src/vcpu/cpuid.ts PVM_HIDDEN).
+    '-cpu', isPvm ? 'host,-cx16,-popcnt,-smap,-xsave,kvm-pv-unhalt=off,kvm-pv-ipi=off,kvm-pv-sched-yield=off' : 'host',
     '-m', '256',
     '-smp', String(args.cpus),
     '-kernel', kernel, '-initrd', initrd, '-append', append,

@@ -10,6 +10,14 @@ export const PVM_HIDDEN = {
   leaf1Ecx: { CX16: 13, POPCNT: 23, XSAVE: 26, OSXSAVE: 27 },
   /** CPUID.(7,0):EBX — SMAP brings clac/stac into interrupt entry. */
   leaf7Ebx: { SMAP: 20 },
+  /**
+   * CPUID.40000001:EAX, KVM's paravirt features that the guest uses through a
+   * `vmcall` hypercall, on which a PVM guest's vCPU stops making progress:
+   * with PV_SEND_IPI and PV_SCHED_YIELD advertised, an SMP Linux hangs
+   * bringing up its second CPU (measured: QEMU -smp 2 on PVM; with both off
+   * it boots). PV_UNHALT's kick (paravirt spinlocks) is a hypercall too.
+   */
+  kvmFeaturesEax: { PV_UNHALT: 7, PV_SEND_IPI: 11, PV_SCHED_YIELD: 13 },
 } as const;
 
 /**
@@ -27,6 +35,7 @@ export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308 pvm_host';
 const XSAVEERPTR = 2;
 const HYPERVISOR_PRESENT = 31;
 const KVM_SIGNATURE = 'KVMKVMKVM\0\0\0';
+const KVM_FEATURES_LEAF = 0x4000_0001;
 
 export interface CpuidOptions {
   /** This vCPU's index, which is also its APIC ID (KVM sets the LAPIC ID to the vCPU id). */
@@ -110,6 +119,9 @@ export function guestCpuid(supported: readonly CpuidEntry[], options: CpuidOptio
     }
     if (e.function === 7 && e.index === 0 && pvm) {
       for (const n of Object.values(PVM_HIDDEN.leaf7Ebx)) e.ebx = (e.ebx & ~bit(n)) >>> 0;
+    }
+    if (e.function === KVM_FEATURES_LEAF && pvm) {
+      for (const n of Object.values(PVM_HIDDEN.kvmFeaturesEax)) e.eax = (e.eax & ~bit(n)) >>> 0;
     }
     if (e.function === 0x8000_0008) {
       if (pvm && options.cpuVendor === 'amd') e.ebx = (e.ebx | bit(XSAVEERPTR)) >>> 0;
