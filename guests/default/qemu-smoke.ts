@@ -2,10 +2,12 @@
 // the banner appears, a command typed on the serial console runs, and
 // `poweroff` ends QEMU. Prints the timings.
 //
-//   npx tsx guests/default/qemu-smoke.ts [--kernel vmlinux --initrd initramfs.cpio] [--timeout 600]
+//   npx tsx guests/default/qemu-smoke.ts [--kernel vmlinux --initrd initramfs.cpio] [--timeout 600] [--smp N]
 //
 // Without --kernel/--initrd it uses (and if needed builds) the cached default
-// guest. Needs qemu-system-x86 (apt-get install qemu-system-x86) and /dev/kvm.
+// guest. With --smp N the guest gets N CPUs (microvm's MP table lists them)
+// and its `nproc` must say N. Needs qemu-system-x86 (apt-get install
+// qemu-system-x86) and /dev/kvm.
 // On a PVM host it hides the CPUID features PVM's emulator cannot run and adds
 // the guest's PVM parameters, as tsvmm does.
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,10 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildDefaultGuest, defaultGuestCmdline } from './recipe.ts';
 
-interface Args { kernel?: string; initrd?: string; timeoutSeconds: number; extraAppend: string }
+interface Args { kernel?: string; initrd?: string; timeoutSeconds: number; extraAppend: string; cpus: number }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { timeoutSeconds: 600, extraAppend: '' };
+  const args: Args = { timeoutSeconds: 600, extraAppend: '', cpus: 1 };
   for (let i = 0; i < argv.length; i++) {
     const value = argv[i + 1];
     switch (argv[i]) {
@@ -25,9 +27,11 @@ function parseArgs(argv: string[]): Args {
       case '--initrd': args.initrd = value; i++; break;
       case '--timeout': args.timeoutSeconds = Number(value); i++; break;
       case '--append': args.extraAppend = value ?? ''; i++; break;
+      case '--smp': args.cpus = Number(value); i++; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
+  if (!Number.isInteger(args.cpus) || args.cpus < 1) throw new Error(`--smp needs a positive whole number, not ${args.cpus}`);
   return args;
 }
 
@@ -54,8 +58,10 @@ async function main(): Promise<number> {
     '-accel', 'kvm',
     // No ACPI: QEMU then lists the virtio-mmio devices on the command line itself.
     '-M', 'microvm,acpi=off,rtc=on',
-    '-cpu', isPvm ? 'host,-cx16,-popcnt,-smap,-xsave' : 'host',
+    // On PVM also without KVM's hypercall-based PV features (src/vcpu/cpuid.ts PVM_HIDDEN).
+    '-cpu', isPvm ? 'host,-cx16,-popcnt,-smap,-xsave,kvm-pv-unhalt=off,kvm-pv-ipi=off,kvm-pv-sched-yield=off' : 'host',
     '-m', '256',
+    '-smp', String(args.cpus),
     '-kernel', kernel, '-initrd', initrd, '-append', append,
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
     '-no-reboot',
@@ -75,8 +81,8 @@ async function main(): Promise<number> {
   const steps: Array<{ name: string; until: RegExp; then?: string }> = [
     { name: 'first kernel output', until: /Linux version/ },
     { name: 'banner', until: /tsvmm guest: Linux \S+[\s\S]*boot time: \S+ s/ },
-    { name: 'shell prompt', until: /tsvmm:\/# /, then: 'echo typed-$((6*7)); ls /sys/bus/virtio/devices\n' },
-    { name: 'typed command ran', until: /typed-42/, then: 'poweroff\n' },
+    { name: 'shell prompt', until: /tsvmm:\/# /, then: 'echo typed-$((6*7)) nproc=$(nproc); ls /sys/bus/virtio/devices\n' },
+    { name: 'typed command ran', until: new RegExp(`typed-42 nproc=${args.cpus}\\b`), then: 'poweroff\n' },
   ];
   let step = 0;
   let from = 0;

@@ -3,13 +3,14 @@
 // A vmlinux with a PVH note enters through PVH (what PVM hosts need, see
 // docs/pvm.md); a bzImage, or a vmlinux without one, through the 64-bit entry.
 // The ACPI tables, when the machine has them, go to the BIOS area, and both
-// entries tell the kernel where their RSDP is.
+// entries tell the kernel where their RSDP is; the MP table goes to the EBDA.
 import type { GuestMemory } from '../memory/index.ts';
 import { AcpiLayout, buildAcpiTables, type AcpiPlatform, type AcpiTables } from './acpi/index.ts';
 import { writeBootParams } from './boot-params.ts';
 import { ENTRY_64_OFFSET, looksLikeBzImage, parseBzImage } from './bzimage.ts';
 import { longModeEntry, pvhEntry, writeGdtAndIdt, writeIdentityPageTables, type EntryState } from './cpu-entry.ts';
 import { looksLikeElf, parseElfKernel, physicalEntry } from './elf.ts';
+import { writeMpTable } from './mptable.ts';
 import { InputError } from '../errors.ts';
 import { hex } from '../hex.ts';
 import { e820Map, type E820Entry } from './memory-map.ts';
@@ -25,6 +26,11 @@ export interface LinuxBootRequest {
   ram: readonly RamLayoutEntry[];
   /** The platform the ACPI tables describe; without it the guest gets no tables. */
   acpi?: AcpiPlatform;
+  /**
+   * The number of vCPUs the MP table lists (a kernel booted with acpi=off,
+   * or built without ACPI, finds its CPUs there); without it, no MP table.
+   */
+  cpus?: number;
 }
 
 export interface LinuxBootPlan {
@@ -37,6 +43,8 @@ export interface LinuxBootPlan {
   e820: E820Entry[];
   /** Where the ACPI tables went, when the machine has them. */
   acpi?: AcpiTables['tables'];
+  /** Where the MP table's floating pointer and configuration table went. */
+  mpTable?: { floatingPointer: number; configTable: number; configLength: number };
 }
 
 const PAGE = 4096;
@@ -134,6 +142,12 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     acpi = buildAcpiTables(request.acpi, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE);
     memory.write(acpi.rsdpAddress, acpi.image);
   }
+  let mpTable: LinuxBootPlan['mpTable'];
+  if (request.cpus !== undefined) {
+    // Its interrupt routing is the ACPI tables' when there are any, so both say the same.
+    const { floatingPointer, configTable, configLength } = writeMpTable(memory, request.cpus, request.acpi);
+    mpTable = { floatingPointer, configTable, configLength };
+  }
 
   writeGdtAndIdt(memory);
   let state: EntryState;
@@ -159,6 +173,6 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
   return {
     state,
     plan: { format, entryKind, entry, kernelRange: { start: kernelStart, end: kernelEnd }, ...(initrd ? { initrd } : {}), cmdline: request.cmdline, e820,
-      ...(acpi ? { acpi: acpi.tables } : {}) },
+      ...(acpi ? { acpi: acpi.tables } : {}), ...(mpTable ? { mpTable } : {}) },
   };
 }

@@ -134,7 +134,7 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
   const supported = kvm.supportedCpuid();
   return Array.from({ length: cpus }, (_, id) => {
     const vcpu = vm.createVcpu(id);
-    vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, host: host.kind, cpuVendor: host.cpuVendor }));
+    vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, cpus, host: host.kind, cpuVendor: host.cpuVendor }));
     return vcpu;
   });
 }
@@ -217,6 +217,8 @@ function loadGuest(
       cmdline: [linux.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
       ram: ramLayout(config.memoryBytes),
       acpi: linuxAcpiPlatform(virtio.devices, config.cpus),
+      // An MP table too: a kernel booted with acpi=off finds its CPUs there.
+      cpus: config.cpus,
     }, reset);
     entry = booted.state;
     plan = booted.plan;
