@@ -268,10 +268,14 @@ export class VcpuFd {
    * exit_reason is then KVM_EXIT_INTR). Any other failure throws.
    */
   enter(): number {
-    if (libcCalls.ioctlWithValue(this.fd, this.runRequest, 0) === 0) return 0;
-    const errno = lastErrno();
-    if (errno === Errno.EINTR) return -1;
-    throw new KvmError('KVM_RUN', errno);
+    for (;;) {
+      if (libcCalls.ioctlWithValue(this.fd, this.runRequest, 0) === 0) return 0;
+      const errno = lastErrno();
+      if (errno === Errno.EINTR) return -1;
+      // An AP waiting for its start-up IPI returns EAGAIN once INIT/SIPI woke
+      // it (KVM's kvm_arch_vcpu_ioctl_run): enter again, now to run it.
+      if (errno !== Errno.EAGAIN) throw new KvmError('KVM_RUN', errno);
+    }
   }
 
   getRegisters(): Registers {
