@@ -16,15 +16,23 @@
 #   4. spins on `ap_flag` until the AP sets it, bounded by a TSC deadline of
 #      2^32..2^33 cycles (~1.5-3 s at 3 GHz; the AP needs a few ms even on PVM)
 #      and an iteration count.
+#   5. then both CPUs write to COM1 at the same time: the BSP sets `go` and
+#      writes FLOOD_BYTES 'b's while the AP writes as many 'a's; the BSP waits
+#      (bounded) for the AP's `ap_done` and ends the line. A VMM whose vCPU
+#      threads raced in the UART would lose or double bytes: the test counts them.
 # AP (vCPU 1): the same switch to protected mode on its own stack; reads its
 # APIC ID from its own LAPIC (the same address, a per-CPU register) and the
 # initial APIC ID from CPUID.1:EBX[31:24] (the VMM's per-vCPU CPUID); prints
-# them; sets `ap_flag`; `cli; hlt`. The AP prints before it sets the flag and
-# the BSP prints only after it sees it, so the two lines never interleave.
+# them; sets `ap_flag`; waits for `go`, writes its 'a's, sets `ap_done`;
+# `cli; hlt`. The AP prints before it sets the flag and the BSP prints only
+# after it sees it, so the two report lines never interleave.
 #
-# Expected output, status 1:
+# Expected output, status 1 (the a's and b's mixed in any order):
 #   ap apic=01 cpuid=01
 #   bsp apic=00 ap-seen
+#   <FLOOD_BYTES a's and FLOOD_BYTES b's>
+#   flood done
+# Failures beyond those below: "flood ap-timeout" status 9 (the AP never finished).
 # Failures: "bsp apic=00 ap-timeout" status 3 (the AP never reported);
 # "smp: not the BSP" status 5 (vCPU 0 lacks the BSP flag, or an AP came here);
 # "smp: ICR busy" status 7 (an IPI stayed pending).
@@ -55,6 +63,9 @@
         .set ICR_POLLS,         0x10000
         .set STARTUP_GAP_LOOPS, 100
         .set AP_WAIT_POLLS,     0x40000000      # the count bound; the TSC deadline ends the wait sooner
+        .set FLOOD_BYTES,       2000            # each CPU's share of the concurrent COM1 writes
+        .set LSR_THRE,          0x20            # line status: the transmit holding register is empty
+        .set LSR_POLLS,         0x100000        # bound on the wait for THRE
 
         .code16
         .text
@@ -137,6 +148,29 @@ ap_seen:
         call puthex8
         mov esi, offset msg_seen
         call puts32
+
+        # Both CPUs on COM1 at once.
+        mov dword ptr [go], 1
+        mov al, 'b'
+        call flood32
+        rdtsc
+        lea esi, [edx + 2]              # the same kind of deadline as above
+        mov edi, AP_WAIT_POLLS
+4:      cmp dword ptr [ap_done], 0
+        jne flood_done
+        pause
+        rdtsc
+        cmp edx, esi
+        jae flood_timeout
+        dec edi
+        jnz 4b
+flood_timeout:
+        mov esi, offset msg_flood_timeout
+        call puts32
+        EXIT_VM 4
+flood_done:
+        mov esi, offset msg_flood_done
+        call puts32
         EXIT_VM 0
 
 not_bsp:
@@ -156,6 +190,25 @@ wait_icr_idle:
         call puts32
         EXIT_VM 3
 2:      ret
+
+# flood32: write AL to COM1 FLOOD_BYTES times, each once LSR says THR is
+# empty (as a driver must: a UART that takes time to send, like QEMU's,
+# drops a byte written over one it has not sent). Clobbers: EAX, BL, ECX, DX, EDI.
+flood32:
+        mov bl, al
+        mov ecx, FLOOD_BYTES
+1:      mov dx, COM1_LSR
+        mov edi, LSR_POLLS
+2:      in al, dx
+        test al, LSR_THRE
+        jnz 3f
+        dec edi
+        jnz 2b
+3:      mov dx, COM1_THR
+        mov al, bl
+        out dx, al
+        loop 1b
+        ret
 
 # puts32: print the NUL-terminated string at ESI on COM1. Clobbers: AL, DX, ESI.
 puts32:
@@ -190,9 +243,13 @@ msg_icr_busy: .asciz "smp: ICR busy\n"
 msg_ap:       .asciz "ap apic="
 msg_cpuid:    .asciz " cpuid="
 msg_newline:  .asciz "\n"
+msg_flood_done:    .asciz "\nflood done\n"
+msg_flood_timeout: .asciz "\nflood ap-timeout\n"
 
         .balign 4
 ap_flag:        .long 0
+go:             .long 0                 # set by the BSP: start writing
+ap_done:        .long 0                 # set by the AP: its writes are out
 
         .balign 8
 gdt:    .quad 0                         # 0x00: null
@@ -246,6 +303,23 @@ ap32:
         mov eax, ebp
         or eax, AP_REPORTED
         mov dword ptr [ap_flag], eax
+
+        # Wait for the BSP's go (bounded like its own waits), then write at the same time as it.
+        rdtsc
+        lea esi, [edx + 2]
+        mov edi, AP_WAIT_POLLS
+2:      cmp dword ptr [go], 0
+        jne 3f
+        pause
+        rdtsc
+        cmp edx, esi
+        jae 1f
+        dec edi
+        jnz 2b
+        jmp 1f
+3:      mov al, 'a'
+        call flood32
+        mov dword ptr [ap_done], 1
 1:      cli
         hlt
         jmp 1b

@@ -1,5 +1,5 @@
-// The product's main job, end to end: `tsvmm run` boots the default guest
-// (guests/default) to its shell on the console; a command typed into tsvmm's
+// The product's main job, end to end: `tsvmm run --cpus 2` boots the default
+// guest (guests/default, an SMP kernel) to its shell on the console; a command typed into tsvmm's
 // stdin runs in the guest and its output comes back; `poweroff` ends tsvmm
 // with status 0. About 1.5 minutes on a PVM host: the one full boot of the
 // default suite, so every check here shares it, including Linux's own virtio
@@ -55,6 +55,8 @@ function makeDisks(): void {
 
 function guestArgs(): string[] {
   return [
+    // Two vCPUs: the guest brings up its AP through KVM's local APIC and both serve the devices.
+    '--cpus', '2',
     '--disk', `${RAW},format=raw,serial=tsvmm-raw,transport=mmio`,
     '--disk', `${QCOW2},format=qcow2,serial=tsvmm-qcow2,transport=pci`,
     '--device', 'virtio-rng,transport=mmio',
@@ -159,6 +161,19 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     const out = await guestRun(`ip link set eth0 up && ip addr add ${tap!.guest}/24 dev eth0 && ping -c 1 -W 10 ${tap!.host}`, 90_000);
     expect(out).toMatch(/1 packets transmitted, 1 packets received/);
   }, 120_000);
+
+  it('SMP: two CPUs online, and both take interrupts and run work', async () => {
+    // A busy loop pinned to each CPU (taskset), then the per-CPU counts of local timer interrupts.
+    const out = await guestRun('echo "nproc $(nproc)"; for c in 0 1; do taskset -c $c sh -c \'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; echo "cpu $c done"\' & done; wait; grep -E "^ *(LOC|CPU)" /proc/interrupts; dmesg | grep -e "Brought up" -e "smpboot"', 120_000);
+    expect(out).toMatch(/^nproc 2$/m);
+    expect(out).toMatch(/^cpu 0 done$/m);
+    expect(out).toMatch(/^cpu 1 done$/m);
+    expect(out).toMatch(/smp: Brought up 1 node, 2 CPUs/);
+    const loc = /^ *LOC:\s+(\d+)\s+(\d+)/m.exec(out);
+    expect(loc).not.toBeNull();
+    expect(Number(loc![1])).toBeGreaterThan(0);
+    expect(Number(loc![2])).toBeGreaterThan(0);
+  }, 180_000);
 
   it('ACPI: Linux found tsvmm\'s tables, the power button and the GED, with no ACPI errors', async () => {
     const out = await guestRun('dmesg | grep -i -e acpi -e ged -e "firmware bug"');
