@@ -164,10 +164,11 @@ describe.skipIf(!hasKvm)('the default guest', () => {
 
   it('SMP: two CPUs online, and both take interrupts and run work', async () => {
     // A busy loop pinned to each CPU (taskset), then the per-CPU counts of local timer interrupts.
-    const out = await guestRun('echo "nproc $(nproc)"; for c in 0 1; do taskset -c $c sh -c \'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; echo "cpu $c done"\' & done; wait; grep -E "^ *(LOC|CPU)" /proc/interrupts; dmesg | grep -e "Brought up" -e "smpboot"', 120_000);
+    const out = await guestRun('echo "nproc $(nproc)"; for c in 0 1; do taskset -c $c sh -c \'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; echo "cpu $0 done on $(cut -d" " -f39 /proc/self/stat)"\' $c & done; wait; grep -E "^ *(LOC|CPU)" /proc/interrupts; dmesg | grep -e "Brought up" -e "smpboot"', 120_000);
     expect(out).toMatch(/^nproc 2$/m);
-    expect(out).toMatch(/^cpu 0 done$/m);
-    expect(out).toMatch(/^cpu 1 done$/m);
+    // Each loop ran where taskset put it (field 39 of /proc/self/stat: the CPU it last ran on).
+    expect(out).toMatch(/^cpu 0 done on 0$/m);
+    expect(out).toMatch(/^cpu 1 done on 1$/m);
     expect(out).toMatch(/smp: Brought up 1 node, 2 CPUs/);
     const loc = /^ *LOC:\s+(\d+)\s+(\d+)/m.exec(out);
     expect(loc).not.toBeNull();
