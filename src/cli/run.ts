@@ -202,7 +202,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
     shutdown.dispose();
     terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
-    if (result.stop.cause === 'stopped') {
+    // With --reboot restart a reset is not an end: one that met a stop request (a signal, Ctrl-A x) ends as that stop.
+    const stopped = result.stop.cause === 'stopped' || (onReboot === 'restart' && result.stop.cause === 'reboot');
+    if (stopped) {
       if (quit) {
         writeSync(2, '\ntsvmm: quit (Ctrl-A x)\n');
         return 0;
