@@ -250,12 +250,14 @@ describe.skipIf(!hasIasl)('iasl -d decodes them', () => {
     expect(dsl).not.toMatch(/PNP0A03/);
   });
 
-  it('DSDT: COM1 and each virtio-mmio device with its window and interrupt, for a kernel that maps ISA IRQs only for what ACPI describes', () => {
+  it('DSDT: COM1, fw_cfg and each virtio-mmio device with its window and interrupt, for a kernel that maps ISA IRQs only for what ACPI describes', () => {
     const platform = acpiPlatform(1, undefined, { virtioMmio: [{ address: 0xd100_0000, size: 0x200, irq: 5 }, { address: 0xd100_1000, size: 0x200, irq: 6 }] });
     const { dsl, bytes } = disassemble(buildAcpiTables(platform, AcpiLayout.TABLES_ADDRESS, AcpiLayout.TABLES_MAX_SIZE), 'DSDT', 'dsdt-devices');
     expect(dsl).toMatch(/Device \(COM1\)\n\s*\{\n\s*Name \(_HID, EisaId \("PNP0501"\)[^]*IO \(Decode16,\n\s*0x03F8,[^\n]*\n\s*0x03F8,[^\n]*\n\s*0x01,[^\n]*\n\s*0x08,[^]*Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*0x00000004,/);
     const virtio = [...dsl.matchAll(/Device \((VR\d\d)\)\n\s*\{\n\s*Name \(_HID, "LNRO0005"\)[^]*?Memory32Fixed \(ReadWrite,\n\s*(0x\w+),[^\n]*\n\s*(0x\w+),[^]*?Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)\n\s*\{\n\s*(0x\w+),/g)];
     expect(virtio.map((m) => [m[1], Number(m[2]), Number(m[3]), Number(m[4])])).toEqual([['VR00', 0xd100_0000, 0x200, 5], ['VR01', 0xd100_1000, 0x200, 6]]);
+    // fw_cfg as QEMU describes it: selector, data and DMA registers, 12 ports from 0x510.
+    expect(dsl).toMatch(/Device \(FWCF\)\n\s*\{\n\s*Name \(_HID, "QEMU0002"\)[^]*?Name \(_STA, 0x0B\)[^]*?IO \(Decode16,\n\s*0x0510,[^\n]*\n\s*0x0510,[^\n]*\n\s*0x01,[^\n]*\n\s*0x0C,/);
     recompilesToSameBytes('dsdt-devices', bytes);
   });
 

@@ -57,6 +57,8 @@ function guestArgs(): string[] {
   return [
     // Two vCPUs: the guest brings up its AP through KVM's local APIC and both serve the devices.
     '--cpus', '2',
+    // A file for Linux's qemu_fw_cfg driver to show under /sys/firmware.
+    '--fw-cfg', 'name=opt/tsvmm/greeting,string=hello from the host',
     '--disk', `${RAW},format=raw,serial=tsvmm-raw,transport=mmio`,
     '--disk', `${QCOW2},format=qcow2,serial=tsvmm-qcow2,transport=pci`,
     '--device', 'virtio-rng,transport=mmio',
@@ -175,6 +177,12 @@ describe.skipIf(!hasKvm)('the default guest', () => {
     expect(Number(loc![1])).toBeGreaterThan(0);
     expect(Number(loc![2])).toBeGreaterThan(0);
   }, 180_000);
+
+  it('fw_cfg: Linux\'s qemu_fw_cfg driver finds the device in the DSDT and lists tsvmm\'s files, --fw-cfg\'s among them', async () => {
+    const out = await guestRun('ls /sys/firmware/qemu_fw_cfg/by_name/etc; cat /sys/firmware/qemu_fw_cfg/by_name/opt/tsvmm/greeting/raw; echo');
+    expect(out).toMatch(/^e820$/m);
+    expect(out).toMatch(/^hello from the host$/m);
+  }, 60_000);
 
   it('ACPI: Linux found tsvmm\'s tables, the power button and the GED, with no ACPI errors', async () => {
     const out = await guestRun('dmesg | grep -i -e acpi -e ged -e "firmware bug"');

@@ -27,6 +27,8 @@
 //       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8)  Interrupt (...) { 4 } }) }
 //     Device (VR00) { Name (_HID, "LNRO0005")  Name (_UID, Zero)   // one per virtio-mmio device
 //       Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base, 0x200)  Interrupt (...) { irq } }) }
+//     Device (FWCF) { Name (_HID, "QEMU0002")  Name (_STA, 0x0B)       // QEMU's fw_cfg
+//       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x510, 0x510, 1, 12) }) }
 //     Device (PMRS) {                               // motherboard resources:
 //       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
 //       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
@@ -116,6 +118,16 @@ function uart(index: number, port: number, irq: number): number[] {
   ]);
 }
 
+/** QEMU's fw_cfg ("QEMU0002", the ID Linux's qemu_fw_cfg driver matches), as QEMU describes it. */
+function fwCfg(port: number, count: number): number[] {
+  return device('FWCF', [
+    name('_HID', string('QEMU0002')),
+    // Present, decoding, not shown in the UI (QEMU's value).
+    name('_STA', integer(0x0b)),
+    name('_CRS', resourceTemplate([ioPorts(port, port, 1, count)])),
+  ]);
+}
+
 /** A virtio-mmio device ("LNRO0005", the ID Linux's virtio_mmio driver matches). */
 function virtioMmio(index: number, dev: AcpiVirtioMmio): number[] {
   return device(`VR${index.toString(16).toUpperCase().padStart(2, '0')}`, [
@@ -148,6 +160,7 @@ export function dsdtAml(platform: AcpiPlatform): Aml {
       ...(platform.pci ? [pciHostBridge(platform.pci)] : []),
       ...platform.uarts.map((u, i) => uart(i, u.port, u.irq)),
       ...platform.virtioMmio.map((dev, i) => virtioMmio(i, dev)),
+      ...(platform.fwCfg ? [fwCfg(platform.fwCfg.port, platform.fwCfg.count)] : []),
       motherboardResources(platform),
     ]),
   ];

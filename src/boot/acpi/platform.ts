@@ -80,6 +80,8 @@ export interface AcpiPlatform {
    * built-in COM1 would find no interrupt behind them).
    */
   uarts: readonly { port: number; irq: number }[];
+  /** QEMU's fw_cfg (QEMU0002): its ports, selector and data through DMA; null without one. */
+  fwCfg: { port: number; count: number } | null;
   virtioMmio: readonly AcpiVirtioMmio[];
 }
 
@@ -124,6 +126,7 @@ export function acpiPlatform(
       }
       : null,
     uarts: [{ port: PortLayout.COM1, irq: IrqLayout.COM1_COM3 }],
+    fwCfg: { port: PortLayout.FW_CFG, count: PortLayout.FW_CFG_DMA + PortLayout.FW_CFG_DMA_COUNT - PortLayout.FW_CFG },
     virtioMmio: devices.virtioMmio ?? [],
   };
 }
