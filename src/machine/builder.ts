@@ -143,7 +143,7 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
 }
 
 /**
- * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
+ * What the ACPI tables of a kernel guest (Linux or multiboot) describe: its vCPUs, COM1, the PCI
  * host bridge with each function's interrupt when a virtio device is on PCI,
  * and each virtio-mmio device
  * (which the guest then finds in the DSDT rather than on its command line).
