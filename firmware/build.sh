@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build every firmware/*.S into firmware/build/<name>.elf (with symbols, for
 # objdump/gdb) and firmware/build/<name>.bin (the flat image a VMM loads at
-# 0x10000). Uses only binutils: as, ld, objcopy. Runnable from any directory;
+# 0x10000), and every firmware/multiboot/*.S into firmware/build/<name>.elf (a
+# multiboot kernel). Uses only binutils: as, ld, objcopy. Runnable from any directory;
 # rebuilding is always safe (outputs are simply overwritten).
 set -euo pipefail
 
@@ -41,4 +42,15 @@ for src in "${sources[@]}"; do
     "$OBJCOPY" -O binary "$out/$name.elf" "$out/$name.bin"
     rm -f "$out/$name.o"
     printf '  %-14s %6d bytes\n' "$name.bin" "$(stat -c %s "$out/$name.bin")"
+done
+
+# Multiboot v1 kernels: 32-bit ELF files linked at 0x400000, which a VMM loads
+# by their program headers (tsvmm run -k firmware/build/<name>.elf).
+for src in "$here"/multiboot/*.S; do
+    name="${src##*/}"
+    name="${name%.S}"
+    "$AS" --32 --fatal-warnings --noexecstack -o "$out/$name.o" "$src"
+    "$LD" -m elf_i386 -nostdlib -z max-page-size=0x1000 --no-warn-rwx-segments -T "$here/multiboot/multiboot.ld" -o "$out/$name.elf" "$out/$name.o"
+    rm -f "$out/$name.o"
+    printf '  %-14s %6d bytes\n' "$name.elf" "$(stat -c %s "$out/$name.elf")"
 done

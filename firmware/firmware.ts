@@ -12,6 +12,8 @@ function newestSource(): number {
   const files = [
     ...readdirSync(FIRMWARE_SOURCE_DIR).filter((f) => f.endsWith('.S') || f.endsWith('.ld')).map((f) => join(FIRMWARE_SOURCE_DIR, f)),
     ...readdirSync(join(FIRMWARE_SOURCE_DIR, 'include')).map((f) => join(FIRMWARE_SOURCE_DIR, 'include', f)),
+    ...readdirSync(join(FIRMWARE_SOURCE_DIR, 'multiboot')).map((f) => join(FIRMWARE_SOURCE_DIR, 'multiboot', f)),
+    join(FIRMWARE_SOURCE_DIR, 'build.sh'),
   ];
   return Math.max(...files.map((f) => statSync(f).mtimeMs));
 }
@@ -23,8 +25,17 @@ export function buildFirmware(): void {
 
 /** The path of firmware/build/<name>.bin, built first when absent or stale. */
 export function firmwarePath(name: string): string {
-  const path = join(FIRMWARE_BUILD_DIR, `${name}.bin`);
+  return builtFirmware(`firmware/${name}.S`, `${name}.bin`);
+}
+
+/** The path of firmware/build/<name>.elf for firmware/multiboot/<name>.S, a multiboot kernel. */
+export function multibootFirmwarePath(name: string): string {
+  return builtFirmware(`firmware/multiboot/${name}.S`, `${name}.elf`);
+}
+
+function builtFirmware(source: string, file: string): string {
+  const path = join(FIRMWARE_BUILD_DIR, file);
   if (!existsSync(path) || statSync(path).mtimeMs < newestSource()) buildFirmware();
-  if (!existsSync(path)) throw new Error(`firmware/${name}.S did not build to ${path}`);
+  if (!existsSync(path)) throw new Error(`${source} did not build to ${path}`);
   return path;
 }

@@ -5,6 +5,7 @@
 // to the guest. Devices themselves only know register offsets.
 //
 //   0x0000_0000  RAM (low): boot structures below 1 MiB, the kernel from 1 MiB
+//   0x0009_0000    multiboot information (a multiboot kernel's, up to the EBDA)
 //   0x000e_0000    ACPI tables (BIOS area, reserved in e820)
 //   0xd000_0000  MMIO gap start: no RAM from here to 4 GiB
 //   0xd100_0000    virtio-mmio windows, one page each
@@ -54,6 +55,17 @@ export const BootLayout = {
   /** Kernel command line (NUL-terminated). */
   CMDLINE: 0x2_0000,
   CMDLINE_MAX: 0x1_0000,
+  /**
+   * A multiboot kernel's information structure (src/boot/multiboot.ts), its
+   * module list, its memory map, then its strings (command line, module
+   * names) up to the EBDA. High in conventional memory, because
+   * kvm-unit-tests reuses page 0 for its AP trampoline and links
+   * realmode.flat at 0x8000; a kernel segment may not overlap it.
+   */
+  MULTIBOOT_INFO: 0x9_0000,
+  MULTIBOOT_MODULES: 0x9_0080,
+  MULTIBOOT_MMAP: 0x9_0100,
+  MULTIBOOT_STRINGS: 0x9_0800,
   /**
    * End of conventional memory: the EBDA from here to 640 KiB and the BIOS
    * area above are reserved in e820. The MP table lives at its start, where

@@ -107,7 +107,7 @@ describe.skipIf(!hasKvm)('bad input: one line on stderr, exit status 2', () => {
     writeFileSync(junk, Buffer.alloc(300, 0x5a));
     let r = tsvmm(['run', '-k', junk]);
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe(`tsvmm: ${junk}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)\n`);
+    expect(r.stderr).toBe(`tsvmm: ${junk}: no bzImage header, no ELF header and no multiboot header in its first 8 KiB; tsvmm boots a Linux bzImage, a 64-bit ELF vmlinux, or a multiboot v1 kernel\n`);
     const truncated = join(scratch, 'truncated-vmlinux');
     const elf = Buffer.alloc(200);
     elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);

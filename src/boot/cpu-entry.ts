@@ -1,6 +1,7 @@
 // The CPU state a Linux kernel expects at its entry points, built by the VMM
 // instead of a bootloader: a flat GDT, identity page tables for the 64-bit
-// entry, and the segment and control registers for 64-bit or PVH (32-bit) entry.
+// entry, and the segment and control registers for 64-bit, PVH or multiboot
+// (both 32-bit) entry.
 import type { GuestMemory } from '../memory/index.ts';
 import type { Registers, Segment, SpecialRegisters } from '../kvm/index.ts';
 import { BootLayout } from '../layout.ts';
@@ -95,11 +96,25 @@ export function longModeEntry(reset: EntryState, entry: number, bootParams: numb
   };
 }
 
-/** The PVH entry (x86/HVM direct boot ABI): 32-bit protected mode, paging off, EBX = hvm_start_info. */
-export function pvhEntry(reset: EntryState, entry: number, startInfo: number): EntryState {
+/** 32-bit protected mode with paging off and flat 4 GiB segments, EBX = `ebx`, interrupts off. */
+function protectedModeEntry(reset: EntryState, entry: number, ebx: number): EntryState {
   const sregs = withFlatSegments(reset.sregs, 'code32');
   return {
-    regs: { ...reset.regs, rip: BigInt(entry), rbx: BigInt(startInfo), rflags: 0x2n, rsp: 0n, rbp: 0n },
+    regs: { ...reset.regs, rip: BigInt(entry), rbx: BigInt(ebx), rflags: 0x2n, rsp: 0n, rbp: 0n },
     sregs: { ...sregs, cr0: (CR0_PE | CR0_ET), cr3: 0n, cr4: 0n, efer: 0n },
   };
+}
+
+/** The PVH entry (x86/HVM direct boot ABI): 32-bit protected mode, paging off, EBX = hvm_start_info. */
+export function pvhEntry(reset: EntryState, entry: number, startInfo: number): EntryState {
+  return protectedModeEntry(reset, entry, startInfo);
+}
+
+/** What EAX holds at a multiboot v1 entry: how the kernel knows a multiboot loader started it. */
+export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2bad_b002;
+
+/** The multiboot v1 entry (§3.2): as PVH's, with EAX = the loader magic and EBX = the multiboot information. */
+export function multibootEntry(reset: EntryState, entry: number, info: number): EntryState {
+  const state = protectedModeEntry(reset, entry, info);
+  return { ...state, regs: { ...state.regs, rax: BigInt(MULTIBOOT_BOOTLOADER_MAGIC) } };
 }

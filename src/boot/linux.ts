@@ -47,6 +47,9 @@ export interface LinuxBootPlan {
   mpTable?: { floatingPointer: number; configTable: number; configLength: number };
 }
 
+/** What --kernel takes, for the message that refuses anything else (the builder finds multiboot kernels before Linux's). */
+const BOOTABLE_FORMATS = 'tsvmm boots a Linux bzImage, a 64-bit ELF vmlinux, or a multiboot v1 kernel';
+
 const PAGE = 4096;
 const DEFAULT_CMDLINE_MAX = 2048;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -78,6 +81,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
   };
 
   if (looksLikeElf(kernel)) {
+    if (kernel[4] === 1) throw new InputError(`${kernelSource}: a 32-bit ELF file without a multiboot header; ${BOOTABLE_FORMATS}`);
     const elf = parseElfKernel(kernel, kernelSource);
     format = 'vmlinux';
     kernelStart = Math.min(...elf.segments.map((s) => s.physicalAddress));
@@ -112,7 +116,7 @@ export function bootLinux(memory: GuestMemory, request: LinuxBootRequest, reset:
     memory.write(kernelStart, image.protectedMode);
     entry = kernelStart + ENTRY_64_OFFSET;
   } else {
-    throw new InputError(`${kernelSource}: not a Linux kernel (neither an ELF vmlinux nor a bzImage)`);
+    throw new InputError(`${kernelSource}: no bzImage header, no ELF header and no multiboot header in its first 8 KiB; ${BOOTABLE_FORMATS}`);
   }
 
   const cmdlineBytes = Buffer.from(request.cmdline, 'latin1');

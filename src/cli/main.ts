@@ -62,7 +62,7 @@ function program(setStatus: (status: number) => void): Command {
     .description('run a guest')
     .option('-k, --kernel <file>', 'a Linux kernel: bzImage, or vmlinux (PVH entry when it has one)')
     .option('-i, --initrd <file>', 'an initramfs for the kernel')
-    .option('-p, --append <cmdline>', 'kernel command line, after tsvmm\'s console and reboot settings')
+    .option('-p, --append <cmdline>', 'kernel command line, after tsvmm\'s console and reboot settings (a multiboot kernel gets it alone, after its file name)')
     .option('--flat <file>', 'a flat real-mode binary, loaded at 0x10000 and started at 1000:0000')
     .option('--system-map <file>', 'kernel symbols, to name where a kernel stopped (default: a System.map beside the kernel)')
     .option('--irqchip', 'give a flat guest the in-kernel PIC/IOAPIC/LAPIC (Linux guests always have them)')

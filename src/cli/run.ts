@@ -140,6 +140,8 @@ export function configFromOptions(options: RunOptions): MachineConfig {
       ...common,
       linux: {
         kernel: options.kernel, cmdline,
+        // A multiboot kernel gets only these, after its file name (as under QEMU).
+        ...(options.append ? { args: options.append } : {}),
         ...(options.initrd !== undefined ? { initrd: options.initrd } : {}),
         ...(options.systemMap !== undefined ? { systemMap: options.systemMap } : {}),
       },

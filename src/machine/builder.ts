@@ -9,6 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
+import { bootMultiboot, findMultibootHeader, type MultibootHeader } from '../boot/multiboot.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { MonotonicClock } from '../devices/clock.ts';
@@ -67,11 +68,13 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
   const vm = kvm.createVm();
   vm.setIdentityMapAddress(MmioLayout.KVM_IDENTITY_MAP);
   vm.setTssAddress(MmioLayout.KVM_TSS);
-  const irqchip = addInterruptControllers(vm, config, guest.kind === 'linux');
+  // A kernel (Linux or multiboot) starts after "the firmware", with the PC's interrupt controllers and ACPI tables.
+  const kernel = guest.kind !== 'flat';
+  const irqchip = addInterruptControllers(vm, config, kernel);
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus);
   const clock = MonotonicClock.createState();
-  const devices = machineDevices(config, guest.kind === 'linux', { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
+  const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
   const virtio = wireVirtio(vm, config, irqchip);
   const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
@@ -107,18 +110,18 @@ function vcpuCount(kvm: KvmSystem, config: MachineConfig, warnings: string[]): n
 }
 
 /**
- * The PIC, IOAPIC and local APICs in KVM. Linux needs them, and so does a
- * second vCPU (started by an IPI). A flat guest on one vCPU runs without by
+ * The PIC, IOAPIC and local APICs in KVM. A kernel (Linux, multiboot) needs
+ * them, and so does a second vCPU (started by an IPI). A flat guest on one vCPU runs without by
  * default, so that a halt with nothing to wake it comes back as KVM_EXIT_HLT.
  * KVM's in-kernel PIT needs the in-kernel irqchip.
  */
-function addInterruptControllers(vm: VmFd, config: MachineConfig & { cpus: number }, linux: boolean): boolean {
-  const irqchip = linux || config.irqchip === true || config.pit === 'kernel' || config.cpus > 1;
+function addInterruptControllers(vm: VmFd, config: MachineConfig & { cpus: number }, kernel: boolean): boolean {
+  const irqchip = kernel || config.irqchip === true || config.pit === 'kernel' || config.cpus > 1;
   if (!irqchip) return false;
   vm.createIrqchip();
   if (config.pit === 'kernel') vm.createPit2();
   // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
-  if (linux) initializeLegacyPics(vm);
+  if (kernel) initializeLegacyPics(vm);
   return true;
 }
 
@@ -140,7 +143,7 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
 }
 
 /**
- * What the ACPI tables of a Linux guest describe: its vCPUs, COM1, the PCI
+ * What the ACPI tables of a kernel guest (Linux or multiboot) describe: its vCPUs, COM1, the PCI
  * host bridge with each function's interrupt when a virtio device is on PCI,
  * and each virtio-mmio device
  * (which the guest then finds in the DSDT rather than on its command line).
@@ -186,12 +189,16 @@ export function machineDevices(
 
 type Guest =
   | { kind: 'linux'; kernel: Uint8Array; initrd?: Uint8Array; symbols: KernelSymbols | null }
+  | { kind: 'multiboot'; kernel: Uint8Array; header: MultibootHeader; initrd?: Uint8Array }
   | { kind: 'flat'; image: Uint8Array };
 
 function readGuest(config: MachineConfig): Guest {
   if (config.linux) {
     const kernel = readGuestFile(config.linux.kernel, 'kernel');
     const initrd = config.linux.initrd ? readGuestFile(config.linux.initrd, 'initrd') : undefined;
+    // The multiboot header first: it is what marks a kernel as not Linux (neither format has one).
+    const header = findMultibootHeader(kernel);
+    if (header) return { kind: 'multiboot', kernel, header, ...(initrd ? { initrd } : {}) };
     return { kind: 'linux', kernel, ...(initrd ? { initrd } : {}), symbols: kernelSymbols(config.linux) };
   }
   if (config.flat) return { kind: 'flat', image: readGuestFile(config.flat.path, 'flat image') };
@@ -222,6 +229,15 @@ function loadGuest(
     }, reset);
     entry = booted.state;
     plan = booted.plan;
+  } else if (guest.kind === 'multiboot') {
+    const linux = config.linux!;
+    entry = bootMultiboot(ram.memory, {
+      kernel: guest.kernel, kernelSource: linux.kernel, args: linux.args ?? '',
+      ...(guest.initrd ? { initrd: guest.initrd, initrdSource: linux.initrd! } : {}),
+      ram: ramLayout(config.memoryBytes),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus),
+      cpus: config.cpus,
+    }, guest.header, reset).state;
   } else {
     loadFlat(ram.memory, guest.image, config.flat!.path);
     entry = flatEntryState(reset);

@@ -8,8 +8,14 @@ export interface MachineConfig {
   cpus?: number;
   /** A flat real-mode binary (see src/boot/flat.ts). */
   flat?: { path: string };
-  /** A Linux kernel (bzImage or vmlinux), its initrd and command line (see src/boot/linux.ts). */
-  linux?: { kernel: string; initrd?: string; cmdline: string; systemMap?: string };
+  /**
+   * A kernel (`--kernel`): a Linux bzImage or vmlinux (src/boot/linux.ts) or a
+   * multiboot v1 kernel (src/boot/multiboot.ts), which the builder tells apart
+   * by the file's headers. `cmdline` is a Linux kernel's whole command line;
+   * `args` is the user's own part of it alone, which a multiboot kernel gets
+   * after its file name, without tsvmm's Linux console settings.
+   */
+  linux?: { kernel: string; initrd?: string; cmdline: string; args?: string; systemMap?: string };
   /**
    * Create the in-kernel interrupt controllers (PIC, IOAPIC, local APIC).
    * Always on for Linux; off by default for flat guests, so that a flat guest
