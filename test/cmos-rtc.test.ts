@@ -1,30 +1,14 @@
 // The CMOS RTC register by register (Motorola MC146818 datasheet; QEMU
 // hw/rtc/mc146818rtc.c where the datasheet is silent).
 import { describe, expect, it } from 'vitest';
-import { CmosPort, CmosReg, CmosRtc } from '../src/devices/cmos-rtc.ts';
+import { rtc, START } from './helpers/cmos.ts';
+import { CmosPort, CmosReg } from '../src/devices/cmos-rtc.ts';
 
 const A_UIP = 0x80;
 const B_SET = 0x80, B_PIE = 0x40, B_AIE = 0x20, B_UIE = 0x10, B_SQWE = 0x08, B_BINARY = 0x04, B_24H = 0x02;
 const C_IRQF = 0x80, C_PF = 0x40, C_UF = 0x10;
 const D_VRT = 0x80;
 
-/** Saturday 2025-05-17 21:07:09.250 UTC. */
-const START = Date.UTC(2025, 4, 17, 21, 7, 9, 250);
-
-function rtc(bytes?: Record<number, number>) {
-  const clock = { ms: START };
-  const dev = new CmosRtc({ now: () => new Date(clock.ms), ...(bytes ? { bytes } : {}) });
-  const read = (index: number) => {
-    dev.write(CmosPort.INDEX, 1, index);
-    return dev.read(CmosPort.DATA, 1);
-  };
-  const write = (index: number, value: number) => {
-    dev.write(CmosPort.INDEX, 1, index);
-    dev.write(CmosPort.DATA, 1, value);
-  };
-  const time = () => [CmosReg.SECONDS, CmosReg.MINUTES, CmosReg.HOURS, CmosReg.DAY_OF_WEEK, CmosReg.DAY_OF_MONTH, CmosReg.MONTH, CmosReg.YEAR, CmosReg.CENTURY].map(read);
-  return { dev, clock, read, write, time };
-}
 
 describe('index port (0x70) and the NMI mask', () => {
   it('bit 7 masks NMI and is not part of the index', () => {
@@ -288,7 +272,7 @@ describe('plain CMOS RAM (0x0E..0x7F)', () => {
   });
 
   it('takes initial contents from the constructor and setByte (memory size as QEMU puts it)', () => {
-    const { dev, read } = rtc({ 0x34: 0x00, 0x35: 0x3f });
+    const { dev, read } = rtc({ bytes: { 0x34: 0x00, 0x35: 0x3f } });
     dev.setByte(0x5b, 0x00);
     dev.setByte(0x5c, 0x10);
     dev.setByte(0x5d, 0x00);
@@ -299,7 +283,7 @@ describe('plain CMOS RAM (0x0E..0x7F)', () => {
   it('setByte refuses the clock registers and the century byte', () => {
     const { dev } = rtc();
     for (const index of [0x00, 0x0b, 0x0d, 0x32, 0x80, -1]) expect(() => dev.setByte(index, 0)).toThrow(RangeError);
-    expect(() => rtc({ 0x32: 0x19 })).toThrow(RangeError);
+    expect(() => rtc({ bytes: { 0x32: 0x19 } })).toThrow(RangeError);
   });
 });
 

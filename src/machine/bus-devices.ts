@@ -68,7 +68,6 @@ export type DeviceSpec =
   | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
 
 export interface Platform {
-  com1: Serial16550;
   /** Moves waiting host input into COM1 as far as its receiver has room. */
   feedInput(): void;
 }
@@ -150,7 +149,7 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
     if (input && input.pending() > 0) input.deliver(input.pending(), (bytes) => uart.receive(bytes));
   };
   uart.onReceiveSpace = feedInput;
-  return { com1: uart, feedInput };
+  return { feedInput };
 }
 
 /** What a device module (MachineConfig.deviceModules) exports. */

@@ -13,17 +13,12 @@ import type { VcpuThreadInit, VcpuThreadReady, VcpuThreadStopped } from './vcpu-
 import { VirtioIoThread } from './virtio-io-thread.ts';
 import { closeVirtioWiring, type VirtioWiring } from './virtio-wiring.ts';
 
-export interface MachineResult {
-  stop: VcpuStop;
-  /** Exits of all vCPUs together. */
-  exits: number;
-  /** Wall time from the first KVM_RUN to the end, in the bootstrap vCPU's thread. */
-  runNs: number;
-  unclaimed: { pio: number; mmio: number };
-  traceSummary?: string;
-  /** What device modules reported (tests), from each vCPU thread in turn. */
-  reports: unknown[];
-  /** What each virtio device counted (requests, errors, interrupts). */
+/**
+ * How a run ended: what the vCPU threads reported, together (exits and
+ * unclaimed accesses summed, device modules' reports in vCPU order, runNs the
+ * bootstrap vCPU's), and what each virtio device counted.
+ */
+export interface MachineResult extends VcpuThreadStopped {
   virtio: Record<string, unknown>[];
 }
 

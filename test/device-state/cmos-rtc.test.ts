@@ -3,31 +3,13 @@
 // B.SET. A chip driven into such a state is saved, restored into a fresh
 // chip, and both then read alike, byte by byte and as the clock runs on.
 import { describe, expect, it } from 'vitest';
+import { rtc, START } from '../helpers/cmos.ts';
 import { CMOS_RTC_STATE, CmosPort, CmosReg, CmosRtc } from '../../src/devices/cmos-rtc.ts';
 import { expectRestoreRefusals } from './refusals.ts';
 
 const B_SET = 0x80, B_UIE = 0x10, B_BINARY = 0x04, B_24H = 0x02;
 const C_UF = 0x10;
 
-/** Saturday 2025-05-17 21:07:09.250 UTC. */
-const START = Date.UTC(2025, 4, 17, 21, 7, 9, 250);
-
-function rtc(options: { state?: SharedArrayBuffer; ms?: number } = {}) {
-  const clock = { ms: options.ms ?? START };
-  const dev = new CmosRtc({ now: () => new Date(clock.ms), ...(options.state ? { state: options.state } : {}) });
-  const read = (index: number) => {
-    dev.write(CmosPort.INDEX, 1, index);
-    return dev.read(CmosPort.DATA, 1);
-  };
-  const write = (index: number, value: number) => {
-    dev.write(CmosPort.INDEX, 1, index);
-    dev.write(CmosPort.DATA, 1, value);
-  };
-  const time = () => [CmosReg.SECONDS, CmosReg.MINUTES, CmosReg.HOURS, CmosReg.DAY_OF_WEEK, CmosReg.DAY_OF_MONTH, CmosReg.MONTH, CmosReg.YEAR, CmosReg.CENTURY].map(read);
-  /** Every index 0..127 in order (C's read-to-clear included, alike on both sides). */
-  const all = () => Array.from({ length: 128 }, (_, i) => read(i));
-  return { dev, clock, read, write, time, all };
-}
 
 /** Binary 12-hour mode, the clock moved to 1999-12-31 (an offset from the host), RAM and an alarm set, then SET with a new time written under it. */
 function busyRtc() {
