@@ -49,7 +49,7 @@ done
 for src in "$here"/multiboot/*.S; do
     name="${src##*/}"
     name="${name%.S}"
-    "$AS" --32 --fatal-warnings --noexecstack -o "$out/$name.o" "$src"
+    "$AS" --32 --fatal-warnings --noexecstack -I "$here/include" -o "$out/$name.o" "$src"
     "$LD" -m elf_i386 -nostdlib -z max-page-size=0x1000 --no-warn-rwx-segments -T "$here/multiboot/multiboot.ld" -o "$out/$name.elf" "$out/$name.o"
     rm -f "$out/$name.o"
     printf '  %-14s %6d bytes\n' "$name.elf" "$(stat -c %s "$out/$name.elf")"
