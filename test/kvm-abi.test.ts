@@ -7,10 +7,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Capability, ExitReason, InternalError, Ioctl, IoDirection, Layouts, MpState, SystemEvent } from '../src/kvm/index.ts';
+import {
+  Capability, ClockFlag, ExitReason, InternalError, Ioctl, IoDirection, Layouts, MemoryRegionFlag, MpState, SystemEvent,
+} from '../src/kvm/index.ts';
 import { FcntlCommand, FlockLayout, FlockType } from '../src/kvm/libc.ts';
 
-const constants = { ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent, ...MpState, ...FcntlCommand, ...FlockType };
+const constants = {
+  ...Capability, ...ExitReason, ...IoDirection, ...InternalError, ...SystemEvent, ...MpState, ...MemoryRegionFlag, ...ClockFlag,
+  ...FcntlCommand, ...FlockType,
+};
 /** libc structs (image locking's struct flock), checked like the KVM ones. */
 const libcLayouts = { flock: FlockLayout };
 
@@ -25,7 +30,7 @@ function cProgram(): string {
     }
   }
   for (const name of Object.keys(Ioctl)) lines.push(`  printf("ioctl %s %lu\\n", "${name}", (unsigned long)${name});`);
-  for (const name of Object.keys(constants)) lines.push(`  printf("const %s %d\\n", "${name}", ${name});`);
+  for (const name of Object.keys(constants)) lines.push(`  printf("const %s %lld\\n", "${name}", (long long)${name});`);
   return `#define _GNU_SOURCE\n#include <fcntl.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n#include <linux/if_tun.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
 }
 
@@ -60,7 +65,7 @@ describe('src/kvm matches <linux/kvm.h> and <fcntl.h>', () => {
     }
   });
 
-  it('capabilities, exit reasons and their sub-codes, fcntl lock commands and types', () => {
+  it('capabilities, exit reasons and their sub-codes, memory-slot and clock flags, fcntl lock commands and types', () => {
     for (const [name, value] of Object.entries(constants)) {
       expect({ name, value }).toEqual({ name, value: facts.get(`const ${name}`) });
     }

@@ -26,6 +26,11 @@ export function mapAnonymous(size: number): HostMapping {
   return { address, size };
 }
 
+/** Returns a mapping's memory to the host; nothing may use its views afterwards. */
+export function unmap(mapping: HostMapping): void {
+  if (libcCalls.munmap(mapping.address, mapping.size) !== 0) throw new KvmError('munmap', lastErrno());
+}
+
 /** Maps a file descriptor shared (the vCPU's kvm_run page). */
 export function mapShared(fd: number, size: number, what: string): HostMapping {
   const MAP_SHARED = 0x01;

@@ -1,11 +1,11 @@
 // The kernel interface of tsvmm: everything above src/kvm imports from here.
-export { KvmSystem, VmFd, VcpuFd, KVM_API_VERSION, type IoEventFdRequest } from './kvm.ts';
+export { KvmSystem, VmFd, VcpuFd, KVM_API_VERSION, type ClockData, type IoEventFdRequest, type MsrRead } from './kvm.ts';
 export { KvmError } from './errors.ts';
-export { Capability, Ioctl, type CapabilityName, type IoctlName } from './ioctls.ts';
+export { Capability, ClockFlag, Ioctl, MemoryRegionFlag, type CapabilityName, type IoctlName } from './ioctls.ts';
 export { Layouts, RunOffset, type Layout, type StructName } from './structs.ts';
 export type { CpuidEntry, MsrEntry, Registers, SpecialRegisters, Segment, DescriptorTable } from './codec.ts';
 export {
-  mapAnonymous, viewOf, createEventFd, signalEventFd, drainEventFd, ReadableWaiter, closeFd, currentThreadId, signalThread, SIGUSR2, type HostMapping,
+  mapAnonymous, unmap, viewOf, createEventFd, signalEventFd, drainEventFd, ReadableWaiter, closeFd, currentThreadId, signalThread, SIGUSR2, type HostMapping,
 } from './host.ts';
 export { errnoName } from './libc.ts';
 export {

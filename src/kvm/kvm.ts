@@ -7,7 +7,7 @@ import {
 import { KvmError } from './errors.ts';
 import { Capability, Ioctl, type CapabilityName, type IoctlName } from './ioctls.ts';
 import { Errno, lastErrno, libcCalls } from './libc.ts';
-import { closeFd, mapShared, signalThread, SIGUSR2, viewOf, type HostMapping } from './host.ts';
+import { closeFd, mapAnonymous, mapShared, signalThread, SIGUSR2, unmap, viewOf, type HostMapping } from './host.ts';
 import { Layouts } from './structs.ts';
 
 const O_RDWR = 0o2;
@@ -36,6 +36,37 @@ function ioctlBuffer(fd: number, name: IoctlName, buf: Uint8Array, detail?: stri
 
 function viewOfBytes(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A struct that tsvmm only saves and restores, read whole. */
+function getStruct(fd: number, name: IoctlName, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  ioctlBuffer(fd, name, bytes);
+  return bytes;
+}
+
+/** Writes back what getStruct read; a buffer of another size is not that struct. */
+function setStruct(fd: number, name: IoctlName, bytes: Uint8Array, size: number): void {
+  if (bytes.length !== size) throw new Error(`${name}: the state is ${bytes.length} bytes, KVM's struct is ${size}`);
+  ioctlBuffer(fd, name, bytes);
+}
+
+/** What KVM_GET_MSRS made of a list of MSRs: the values it read, and the MSRs it refused. */
+export interface MsrRead {
+  entries: MsrEntry[];
+  unreadable: number[];
+}
+
+/** kvmclock as KVM_GET_CLOCK reports it (kvm_clock_data). */
+export interface ClockData {
+  /** The guest's kvmclock, in nanoseconds. */
+  clock: bigint;
+  /** ClockFlag bits: which of the fields below are valid, and whether the clock is stable across vCPUs. */
+  flags: number;
+  /** The host's CLOCK_REALTIME in nanoseconds at the same instant (KVM_CLOCK_REALTIME). */
+  realtime: bigint;
+  /** The host's TSC at the same instant (KVM_CLOCK_HOST_TSC). */
+  hostTsc: bigint;
 }
 
 export const KVM_API_VERSION = 12;
@@ -67,6 +98,25 @@ export class KvmSystem {
 
   vcpuMmapSize(): number {
     return ioctlValue(this.fd, 'KVM_GET_VCPU_MMAP_SIZE');
+  }
+
+  /**
+   * KVM_GET_MSR_INDEX_LIST: the MSRs a VMM should save and restore. Asked
+   * twice: with room for none, KVM fails with E2BIG and says how many.
+   */
+  msrIndexList(): number[] {
+    const header = Layouts.kvm_msr_list.size;
+    const probe = new Uint8Array(header);
+    if (libcCalls.ioctlWithBuffer(this.fd, Ioctl.KVM_GET_MSR_INDEX_LIST, probe) === 0) return [];
+    if (lastErrno() !== Errno.E2BIG) throw new KvmError('KVM_GET_MSR_INDEX_LIST', lastErrno());
+    const count = viewOfBytes(probe).getUint32(0, true);
+    const bytes = new Uint8Array(header + count * 4);
+    const view = viewOfBytes(bytes);
+    view.setUint32(0, count, true);
+    ioctlBuffer(this.fd, 'KVM_GET_MSR_INDEX_LIST', bytes);
+    const indices: number[] = [];
+    for (let i = 0; i < view.getUint32(0, true); i++) indices.push(view.getUint32(header + i * 4, true));
+    return indices;
   }
 
   /** The CPUID leaves this host's KVM can present to a guest. */
@@ -122,12 +172,19 @@ const KVM_PIT_SPEAKER_DUMMY = 1;
 export class VmFd {
   private readonly irqLevel = new Uint8Array(Layouts.kvm_irq_level.size);
   private readonly irqLevelView = viewOfBytes(this.irqLevel);
+  /** Native memory KVM_GET_DIRTY_LOG writes a slot's bitmap into (the struct holds a pointer). */
+  private dirtyBitmap: HostMapping | null = null;
 
   constructor(readonly fd: number, readonly vcpuMmapSize: number) {}
 
   /** Another thread's handle on the VM (fds are process-wide). */
   static attach(fd: number): VmFd {
     return new VmFd(fd, 0);
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM: what this VM (not only the host) supports. */
+  checkExtension(cap: CapabilityName): number {
+    return ioctlValue(this.fd, 'KVM_CHECK_EXTENSION', Capability[cap], cap);
   }
 
   setUserMemoryRegion(slot: number, guestPhysAddr: number, size: number, hostAddress: bigint, flags = 0): void {
@@ -213,12 +270,63 @@ export class VmFd {
     ioctlBuffer(this.fd, 'KVM_IRQFD', bytes, `gsi ${gsi}`);
   }
 
+  /** KVM_GET_CLOCK: the guest's kvmclock (the same for every vCPU of the VM). */
+  getClock(): ClockData {
+    const bytes = getStruct(this.fd, 'KVM_GET_CLOCK', Layouts.kvm_clock_data.size);
+    const view = viewOfBytes(bytes);
+    const f = Layouts.kvm_clock_data.fields;
+    return {
+      clock: view.getBigUint64(f.clock.offset, true),
+      flags: view.getUint32(f.flags.offset, true),
+      realtime: view.getBigUint64(f.realtime.offset, true),
+      hostTsc: view.getBigUint64(f.host_tsc.offset, true),
+    };
+  }
+
+  /**
+   * KVM_SET_CLOCK. KVM reads only `clock`, and `realtime` when `flags` has
+   * KVM_CLOCK_REALTIME (it then adds the wall time elapsed since); kernels
+   * before 5.16 refuse any flag.
+   */
+  setClock(clock: bigint, flags = 0, realtime = 0n): void {
+    ioctlBuffer(this.fd, 'KVM_SET_CLOCK', encodeStruct(Layouts.kvm_clock_data, { clock, flags, realtime }));
+  }
+
+  /** KVM_GET_PIT2: the in-kernel i8254's state (kvm_pit_state2), for saving only. */
+  getPit2(): Uint8Array {
+    return getStruct(this.fd, 'KVM_GET_PIT2', Layouts.kvm_pit_state2.size);
+  }
+
+  setPit2(state: Uint8Array): void {
+    setStruct(this.fd, 'KVM_SET_PIT2', state, Layouts.kvm_pit_state2.size);
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG: one bit per page of memory slot `slot` (`pages` long),
+   * set for each page the guest wrote since the last call, which clears them.
+   * The slot must have been added with KVM_MEM_LOG_DIRTY_PAGES. Writes by
+   * tsvmm itself through its own view of RAM are not in it.
+   */
+  getDirtyLog(slot: number, pages: number): Uint8Array {
+    // KVM writes whole longs: the bitmap is rounded up to 64 pages.
+    const size = Math.ceil(pages / 64) * 8;
+    if (this.dirtyBitmap === null || this.dirtyBitmap.size < size) {
+      if (this.dirtyBitmap !== null) unmap(this.dirtyBitmap);
+      this.dirtyBitmap = mapAnonymous(Math.max(size, 4096));
+    }
+    const request = encodeStruct(Layouts.kvm_dirty_log, { slot, dirty_bitmap: this.dirtyBitmap.address });
+    ioctlBuffer(this.fd, 'KVM_GET_DIRTY_LOG', request, `slot ${slot}`);
+    return new Uint8Array(viewOf(this.dirtyBitmap.address, size)).slice();
+  }
+
   createVcpu(id: number): VcpuFd {
     const fd = ioctlValue(this.fd, 'KVM_CREATE_VCPU', id, `vCPU ${id}`);
     return VcpuFd.attach(fd, this.vcpuMmapSize);
   }
 
   close(): void {
+    if (this.dirtyBitmap !== null) unmap(this.dirtyBitmap);
+    this.dirtyBitmap = null;
     closeFd(this.fd);
   }
 }
@@ -331,6 +439,107 @@ export class VcpuFd {
     return viewOfBytes(bytes).getUint32(0, true);
   }
 
+  setMpState(state: number): void {
+    ioctlBuffer(this.fd, 'KVM_SET_MP_STATE', encodeStruct(Layouts.kvm_mp_state, { mp_state: state }), `mp_state ${state}`);
+  }
+
+  /**
+   * Completes the exit KVM_RUN last returned without running the guest: a
+   * PIO or MMIO read's data goes into the guest's register and RIP moves past
+   * the instruction only on the next KVM_RUN, so the state read before that
+   * would replay it. KVM_RUN with immediate_exit set does just that and
+   * returns EINTR (the KVM API doc's advice before saving a vCPU).
+   */
+  completePendingExit(): void {
+    const immediateExit = Layouts.kvm_run.fields.immediate_exit.offset;
+    this.run.setUint8(immediateExit, 1);
+    try {
+      if (this.enter() === 0) throw new Error('KVM_RUN with immediate_exit ran the guest');
+    } finally {
+      this.run.setUint8(immediateExit, 0);
+    }
+  }
+
+  /** KVM_GET_FPU: x87 and SSE state (kvm_fpu), where KVM has no XSAVE. */
+  getFpu(): Uint8Array {
+    return getStruct(this.fd, 'KVM_GET_FPU', Layouts.kvm_fpu.size);
+  }
+
+  setFpu(state: Uint8Array): void {
+    setStruct(this.fd, 'KVM_SET_FPU', state, Layouts.kvm_fpu.size);
+  }
+
+  /**
+   * The XSAVE area (x87, SSE, AVX, ...). `size` is KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2):
+   * above 4 KiB (AMX's state, say) only KVM_GET_XSAVE2 returns all of it.
+   */
+  getXsave(size: number = Layouts.kvm_xsave.size): Uint8Array {
+    if (size > Layouts.kvm_xsave.size) return getStruct(this.fd, 'KVM_GET_XSAVE2', size);
+    return getStruct(this.fd, 'KVM_GET_XSAVE', Layouts.kvm_xsave.size);
+  }
+
+  /** KVM_SET_XSAVE takes either size: KVM reads as many bytes as KVM_CAP_XSAVE2 says. */
+  setXsave(state: Uint8Array): void {
+    if (state.length < Layouts.kvm_xsave.size) throw new Error(`KVM_SET_XSAVE: the state is ${state.length} bytes, at least ${Layouts.kvm_xsave.size} expected`);
+    ioctlBuffer(this.fd, 'KVM_SET_XSAVE', state);
+  }
+
+  /** KVM_GET_XCRS: the extended control registers (XCR0), with KVM_CAP_XCRS. */
+  getXcrs(): Uint8Array {
+    return getStruct(this.fd, 'KVM_GET_XCRS', Layouts.kvm_xcrs.size);
+  }
+
+  setXcrs(state: Uint8Array): void {
+    setStruct(this.fd, 'KVM_SET_XCRS', state, Layouts.kvm_xcrs.size);
+  }
+
+  /** KVM_GET_VCPU_EVENTS: pending or injected exceptions, interrupts, NMIs and SIPIs, the interrupt shadow. */
+  getVcpuEvents(): Uint8Array {
+    return getStruct(this.fd, 'KVM_GET_VCPU_EVENTS', Layouts.kvm_vcpu_events.size);
+  }
+
+  setVcpuEvents(state: Uint8Array): void {
+    setStruct(this.fd, 'KVM_SET_VCPU_EVENTS', state, Layouts.kvm_vcpu_events.size);
+  }
+
+  /** KVM_GET_DEBUGREGS: DR0-DR3, DR6, DR7. */
+  getDebugRegs(): Uint8Array {
+    return getStruct(this.fd, 'KVM_GET_DEBUGREGS', Layouts.kvm_debugregs.size);
+  }
+
+  setDebugRegs(state: Uint8Array): void {
+    setStruct(this.fd, 'KVM_SET_DEBUGREGS', state, Layouts.kvm_debugregs.size);
+  }
+
+  /** KVM_GET_TSC_KHZ: the guest TSC's frequency (KVM_CAP_GET_TSC_KHZ). */
+  getTscKhz(): number {
+    return ioctlValue(this.fd, 'KVM_GET_TSC_KHZ');
+  }
+
+  /** KVM_SET_TSC_KHZ: scales the guest TSC to `khz` (KVM_CAP_TSC_CONTROL; hardware TSC scaling). */
+  setTscKhz(khz: number): void {
+    ioctlValue(this.fd, 'KVM_SET_TSC_KHZ', khz, `${khz} kHz`);
+  }
+
+  /** KVM_GET_CPUID2: the CPUID table this vCPU was given. */
+  getCpuid(): CpuidEntry[] {
+    const header = Layouts.kvm_cpuid2.size;
+    const stride = Layouts.kvm_cpuid_entry2.size;
+    for (let capacity = 128; ; capacity *= 2) {
+      const bytes = new Uint8Array(header + capacity * stride);
+      const view = viewOfBytes(bytes);
+      view.setUint32(0, capacity, true);
+      if (libcCalls.ioctlWithBuffer(this.fd, Ioctl.KVM_GET_CPUID2, bytes) < 0) {
+        const errno = lastErrno();
+        if (errno === Errno.E2BIG && capacity < 4096) continue;
+        throw new KvmError('KVM_GET_CPUID2', errno);
+      }
+      const entries: CpuidEntry[] = [];
+      for (let i = 0; i < view.getUint32(0, true); i++) entries.push(decodeCpuidEntry(view, header + i * stride));
+      return entries;
+    }
+  }
+
   /** The in-kernel local APIC's register page (KVM_GET_LAPIC), 1 KiB. */
   getLapic(): Uint8Array {
     const bytes = new Uint8Array(Layouts.kvm_lapic_state.size);
@@ -361,14 +570,22 @@ export class VcpuFd {
     }
   }
 
-  getMsrs(indices: readonly number[]): MsrEntry[] {
-    const bytes = this.msrBuffer(indices.map((index) => ({ index, data: 0n })));
-    const read = ioctlBuffer(this.fd, 'KVM_GET_MSRS', bytes);
-    const view = viewOfBytes(bytes);
-    const out: MsrEntry[] = [];
-    for (let i = 0; i < read; i++) {
-      const at = Layouts.kvm_msrs.size + i * Layouts.kvm_msr_entry.size;
-      out.push({ index: view.getUint32(at, true), data: view.getBigUint64(at + 8, true) });
+  /**
+   * KVM_GET_MSRS. KVM stops at the first MSR it cannot read; this asks again
+   * after it, so every readable MSR is read and each refused one is named.
+   */
+  getMsrs(indices: readonly number[]): MsrRead {
+    const out: MsrRead = { entries: [], unreadable: [] };
+    for (let start = 0; start < indices.length;) {
+      const bytes = this.msrBuffer(indices.slice(start).map((index) => ({ index, data: 0n })));
+      const read = ioctlBuffer(this.fd, 'KVM_GET_MSRS', bytes);
+      const view = viewOfBytes(bytes);
+      for (let i = 0; i < read; i++) {
+        const at = Layouts.kvm_msrs.size + i * Layouts.kvm_msr_entry.size;
+        out.entries.push({ index: view.getUint32(at, true), data: view.getBigUint64(at + 8, true) });
+      }
+      if (start + read < indices.length) out.unreadable.push(indices[start + read]!);
+      start += read + 1;
     }
     return out;
   }

@@ -123,6 +123,23 @@ export const Layouts = {
   kvm_mp_state: layout(4, { mp_state: [0, 4] }),
   // Header only: `sigset` holds the kernel's 8-byte signal set.
   kvm_signal_mask: layout(4, { len: [0, 4], sigset: [4, 0] }),
+  // Header only: `indices` is a flexible array of u32 MSR numbers.
+  kvm_msr_list: layout(4, { nmsrs: [0, 4], indices: [4, 0] }),
+  // KVM_GET_DIRTY_LOG: `dirty_bitmap` is a pointer to one bit per page of the slot.
+  kvm_dirty_log: layout(16, { slot: [0, 4], padding1: [4, 4], dirty_bitmap: [8, 8] }),
+  // KVM_GET/SET_CLOCK: kvmclock's nanoseconds, and (with KVM_CLOCK_REALTIME) the host's wall clock at that instant.
+  kvm_clock_data: layout(48, { clock: [0, 8], flags: [8, 4], pad0: [12, 4], realtime: [16, 8], host_tsc: [24, 8], pad: [32, 16] }),
+  // The in-kernel i8254 (KVM_GET/SET_PIT2): three channels of 24 bytes, then flags.
+  kvm_pit_state2: layout(112, { channels: [0, 72], flags: [72, 4], reserved: [76, 36] }),
+  kvm_vcpu_events: layout(64, {
+    exception: [0, 8], interrupt: [8, 4], nmi: [12, 4], sipi_vector: [16, 4], flags: [20, 4], smi: [24, 4],
+    triple_fault: [28, 1], reserved: [29, 26], exception_has_payload: [55, 1], exception_payload: [56, 8],
+  }),
+  kvm_debugregs: layout(128, { db: [0, 32], dr6: [32, 8], dr7: [40, 8], flags: [48, 8], reserved: [56, 72] }),
+  // KVM_GET_XSAVE's 4 KiB; KVM_GET_XSAVE2 writes KVM_CAP_XSAVE2's size, the part past 4 KiB into `extra`.
+  kvm_xsave: layout(4096, { region: [0, 4096], extra: [4096, 0] }),
+  kvm_xcrs: layout(392, { nr_xcrs: [0, 4], flags: [4, 4], xcrs: [8, 256], padding: [264, 128] }),
+  kvm_xcr: layout(16, { xcr: [0, 4], reserved: [4, 4], value: [8, 8] }),
   kvm_translation: layout(24, {
     linear_address: [0, 8], physical_address: [8, 8], valid: [16, 1], writeable: [17, 1], usermode: [18, 1],
   }),
