@@ -444,17 +444,19 @@ export class VcpuFd {
   }
 
   /**
-   * Completes the exit KVM_RUN last returned without running the guest: a
+   * Completes the exit KVM_RUN last returned without running the guest on: a
    * PIO or MMIO read's data goes into the guest's register and RIP moves past
-   * the instruction only on the next KVM_RUN, so the state read before that
+   * the instruction only at the next KVM_RUN, so a state read before that
    * would replay it. KVM_RUN with immediate_exit set does just that and
-   * returns EINTR (the KVM API doc's advice before saving a vCPU).
+   * returns EINTR (the KVM API doc's advice before saving a vCPU). Returns
+   * false when the completion went on into another exit instead (the next
+   * batch of a string instruction, now in kvm_run): serve it, then ask again.
    */
-  completePendingExit(): void {
+  completePendingExit(): boolean {
     const immediateExit = Layouts.kvm_run.fields.immediate_exit.offset;
     this.run.setUint8(immediateExit, 1);
     try {
-      if (this.enter() === 0) throw new Error('KVM_RUN with immediate_exit ran the guest');
+      return this.enter() < 0;
     } finally {
       this.run.setUint8(immediateExit, 0);
     }

@@ -51,16 +51,32 @@ export const MSR_IA32_TSC = 0x10;
 export const MSR_IA32_TSC_DEADLINE = 0x6e0;
 
 /**
- * The MSRs of KVM_GET_MSR_INDEX_LIST that this vCPU really reads back: the
- * list names every MSR KVM knows, but a read can still fail for one the
- * vCPU's CPUID does not enable (or one PVM does not emulate). Probe on a vCPU
- * that already has its CPUID. IA32_TSC goes first: KVM turns a TSC deadline
- * into a host timer against the guest TSC at the moment it is written.
+ * The MSRs of KVM_GET_MSR_INDEX_LIST that this vCPU can save and restore:
+ * the list names every MSR KVM knows, but one the vCPU's CPUID does not
+ * enable (or one PVM does not emulate) may fail to read, and some read but
+ * refuse their own value back in this VM (MSR_KVM_ASYNC_PF_INT without an
+ * in-kernel LAPIC). So each is read and written back: probe on a vCPU that
+ * has its CPUID and has not run yet. IA32_TSC is never refused, and writing
+ * it back would lose the ticks in between: it is only read, and goes first,
+ * because KVM turns a TSC deadline into a host timer against the guest TSC
+ * at the moment it is written.
  */
 export function savableMsrs(kvm: KvmSystem, vcpu: VcpuFd): number[] {
   const { entries } = vcpu.getMsrs(kvm.msrIndexList());
-  const indices = entries.map((entry) => entry.index);
+  const writable = entries.filter((entry) => entry.index === MSR_IA32_TSC || writesBack(vcpu, entry));
+  const indices = writable.map((entry) => entry.index);
   return [...indices.filter((index) => index === MSR_IA32_TSC), ...indices.filter((index) => index !== MSR_IA32_TSC)];
+}
+
+function writesBack(vcpu: VcpuFd, entry: MsrEntry): boolean {
+  try {
+    vcpu.setMsrs([entry]);
+    return true;
+  } catch (e) {
+    // A refusal is KVM setting fewer MSRs than asked; a failed ioctl is another matter.
+    if (e instanceof KvmError) throw e;
+    return false;
+  }
 }
 
 export function vcpuStateSupport(kvm: KvmSystem, vcpu: VcpuFd): VcpuStateSupport {
@@ -86,11 +102,17 @@ function hasLocalApic(vcpu: VcpuFd): boolean {
 
 /**
  * Reads a stopped vCPU's state. The exit KVM_RUN last returned is completed
- * first: an OUT's RIP (and an IN's data) land only at the next KVM_RUN, and
- * a state read before that would replay the instruction after a restore.
+ * first: an IN's data (and, on hardware KVM, an OUT's RIP) land only at the
+ * next KVM_RUN, and a state read before that would replay the instruction
+ * after a restore. A `rep outs` stopped part way is consistent once its
+ * element is completed: RCX and RSI say what is left, RIP still points at it.
+ * Best called in the vCPU's own thread: KVM_RUN from another thread makes KVM
+ * move the vCPU to it (an RCU grace period).
  */
 export function saveVcpuState(vcpu: VcpuFd, support: VcpuStateSupport): VcpuState {
-  vcpu.completePendingExit();
+  if (!vcpu.completePendingExit()) {
+    throw new Error('KVM_RUN: completing the vCPU\'s last exit started another (a string I/O instruction went on): serve that exit, then save');
+  }
   // First: KVM_GET_MP_STATE makes the LAPIC accept a pending INIT or SIPI
   // (kvm_apic_accept_events), which resets registers the reads below return.
   const mpState = vcpu.getMpState();
