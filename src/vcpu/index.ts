@@ -7,6 +7,6 @@ export { VM_FAILURE_STATUS } from './stop.ts';
 export { instructionName } from './instruction-names.ts';
 export { KernelSymbols, findSystemMap, type TransferableSymbols } from './kernel-symbols.ts';
 export {
-  saveVcpuState, restoreVcpuState, savableMsrs, vcpuStateSupport, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE,
+  saveVcpuState, restoreVcpuState, savableMsrs, vcpuStateSupport, MSR_IA32_TSC,
   type VcpuState, type VcpuStateSupport, type FloatingPointState,
 } from './vcpu-state.ts';

@@ -1,8 +1,8 @@
 // A vCPU's whole architectural state as plain data (numbers, bigints,
 // Uint8Arrays: it survives structured clone and v8.serialize), and the order
 // KVM needs to read and write it in. The order follows Firecracker's
-// arch/x86_64/vcpu.rs (save_state/restore_state) and QEMU's kvm_arch_put_registers;
-// each step that depends on another says why.
+// arch/x86_64/vcpu.rs (save_state/restore_state); each step that depends on
+// another says why.
 //
 // Call both with the vCPU out of KVM_RUN (kicked, or its thread stopped) and,
 // on a VM with several vCPUs, with all of them out: KVM_GET/SET_VCPU_EVENTS
@@ -13,7 +13,7 @@ import {
 
 /** What this KVM can save of a vCPU: asked once, before the first save (plain data, for any thread). */
 export interface VcpuStateSupport {
-  /** The MSRs to save: KVM_GET_MSR_INDEX_LIST without those this KVM does not read back. */
+  /** The MSRs to save: KVM_GET_MSR_INDEX_LIST without those this vCPU does not read and write back (savableMsrs). */
   msrs: number[];
   /** KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)'s buffer size; 0 when KVM has no XSAVE (the legacy FPU state is saved instead). */
   xsaveSize: number;
@@ -48,7 +48,6 @@ export interface VcpuState {
 }
 
 export const MSR_IA32_TSC = 0x10;
-export const MSR_IA32_TSC_DEADLINE = 0x6e0;
 
 /**
  * The MSRs of KVM_GET_MSR_INDEX_LIST that this vCPU can save and restore:
