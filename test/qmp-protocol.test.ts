@@ -83,7 +83,7 @@ describe('greeting and capabilities negotiation', () => {
     await c.next();
     expect(await c.command({ execute: 'qmp_capabilities', arguments: { enable: ['oob'] } })).toEqual(genericError('Capability oob not available'));
     expect(await c.command({ execute: 'qmp_capabilities', arguments: { enable: ['foo'] } }))
-      .toEqual(genericError("Parameter 'enable[0]' does not accept value 'foo'"));
+      .toEqual(genericError("Parameter 'null' does not accept value 'foo'"));
     expect(await c.command({ execute: 'qmp_capabilities', arguments: { enable: 'oob' } }))
       .toEqual(genericError("Invalid parameter type for 'enable', expected: array"));
     expect(await c.command({ execute: 'qmp_capabilities', arguments: { foo: 1 } })).toEqual(genericError("Parameter 'foo' is unexpected"));
@@ -154,8 +154,10 @@ describe('requests', () => {
     expect(await c.command(capabilities([{ capability: 'events' }]))).toEqual(genericError("Parameter 'capabilities[0].state' is missing"));
     expect(await c.command(capabilities([{ capability: 'events', state: true, x: 1 }])))
       .toEqual(genericError("Parameter 'capabilities[0].x' is unexpected"));
+    expect(await c.command(capabilities([{ capability: 7, state: true }])))
+      .toEqual(genericError("Invalid parameter type for 'capabilities[0].capability', expected: string"));
     expect(await c.command(capabilities([{ capability: 'nonesuch', state: true }])))
-      .toEqual(genericError("Parameter 'capabilities[0].capability' does not accept value 'nonesuch'"));
+      .toEqual(genericError("Parameter 'capability' does not accept value 'nonesuch'"));
     expect(machine.calls.filter((call) => call.startsWith('capability') || call.startsWith('migrate'))).toEqual([]);
   });
 });

@@ -12,9 +12,10 @@
 // visit_check_struct), and a nested member is named by its path:
 // "capabilities[0].state".
 //
-// Two known differences: JSON.parse cannot tell 1e3 from 1000, so an integer
-// written as a float is accepted; and an enum inside a list is named by its
-// path ("enable[0]") where QEMU 7.2 prints 'null'.
+// An unknown enum value is the exception QEMU makes: it names the bare member
+// ('capability', not 'capabilities[0].capability'), and a list element, which
+// has no member name, as 'null'. One known difference: JSON.parse cannot tell
+// 1e3 from 1000, so an integer written as a float is accepted.
 
 import { MonitorError } from './target.ts';
 
@@ -47,7 +48,7 @@ function checkStruct(input: Record<string, unknown>, schema: ArgSchema, prefix: 
       if (!optional) throw new MonitorError(`Parameter '${path}' is missing`);
       continue;
     }
-    out[name] = checkValue(input[name], type, path);
+    out[name] = checkValue(input[name], type, path, name);
   }
   for (const name of Object.keys(input)) {
     if (!known.has(name)) throw new MonitorError(`Parameter '${prefix + name}' is unexpected`);
@@ -55,7 +56,8 @@ function checkStruct(input: Record<string, unknown>, schema: ArgSchema, prefix: 
   return out;
 }
 
-function checkValue(value: unknown, type: ArgType, path: string): unknown {
+/** member: the bare member name, null for a list element (QEMU's enum errors print only that). */
+function checkValue(value: unknown, type: ArgType, path: string, member: string | null): unknown {
   if (type === 'any') return value;
   if (type === 'str') {
     if (typeof value !== 'string') throw invalidType(path, 'string');
@@ -78,12 +80,12 @@ function checkValue(value: unknown, type: ArgType, path: string): unknown {
   }
   if ('enum' in type) {
     if (typeof value !== 'string') throw invalidType(path, 'string');
-    if (!type.enum.includes(value)) throw new MonitorError(`Parameter '${path}' does not accept value '${value}'`);
+    if (!type.enum.includes(value)) throw new MonitorError(`Parameter '${member ?? 'null'}' does not accept value '${value}'`);
     return value;
   }
   if ('list' in type) {
     if (!Array.isArray(value)) throw invalidType(path, 'array');
-    return value.map((element, index) => checkValue(element, type.list, `${path}[${index}]`));
+    return value.map((element, index) => checkValue(element, type.list, `${path}[${index}]`, null));
   }
   if (!isObject(value)) throw invalidType(path, 'object');
   return checkStruct(value, type.struct, `${path}.`);
