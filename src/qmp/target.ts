@@ -55,6 +55,8 @@ export interface MigrationInfo {
     transferred: number; remaining: number; total: number; duplicate: number; normal: number;
     normalBytes: number; dirtySyncCount: number; mbps: number; pagesPerSecond: number; dirtyPagesRate: number;
     pageSize: number; multifdBytes: number; postcopyRequests: number;
+    /** Bytes sent while the guest ran, and while it was stopped (QEMU 7.2's precopy-bytes, downtime-bytes). */
+    precopyBytes: number; downtimeBytes: number;
   };
   /** Set when status is 'failed'. */
   errorDesc?: string;
