@@ -2,6 +2,7 @@
 // run. Adding a suite is one entry here (see bench/lib/suite.ts for the shape).
 import { benchBlk, chartBlk, formatBlk } from './blk.ts';
 import { benchExits, chartExits, formatExits } from './exits.ts';
+import { benchLifecycle, chartLifecycle, formatLifecycle } from './lifecycle.ts';
 import { benchMemory, chartMemory, formatMemory } from './memory.ts';
 import { benchPit, chartPit, formatPit } from './pit.ts';
 import { benchSerialFlood, chartSerialFlood, formatSerialFlood } from './serial-flood.ts';
@@ -50,6 +51,13 @@ export const SUITES: readonly Suite[] = [
     run: (options) => benchBlk({ runs: options.runs, log: options.log }),
     format: formatBlk,
     chart: chartBlk,
+  }),
+  defineSuite({
+    name: 'lifecycle',
+    description: 'snapshot save and restore against a cold start, live migration total time and downtime: tsvmm and QEMU, through QMP',
+    run: benchLifecycle,
+    format: formatLifecycle,
+    chart: chartLifecycle,
   }),
 ];
 
