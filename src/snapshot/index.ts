@@ -4,3 +4,4 @@ export { SnapshotReader, RamRecord, SectionRecord, type RamPage, type SnapshotRe
 export { nonZeroPages, pagesInBitmap } from './ram-pages.ts';
 export { openIncoming, openOutgoing, parseMigrationUri, type MigrationUri } from './uri.ts';
 export type { IncomingChannel, IncomingOptions, OpenOptions, OutgoingChannel } from './channel.ts';
+export { receiveSnapshot, sendSnapshot } from './transfer.ts';

@@ -113,6 +113,7 @@ export type SnapshotRecord = RamRecord | SectionRecord;
 export class SnapshotReader {
   private recordsRead = 0;
   private consumed = false;
+  private reachedEnd = false;
   private machineConfig: unknown;
 
   private constructor(private readonly source: ByteSource, private readonly label: string) {}
@@ -126,6 +127,11 @@ export class SnapshotReader {
     await reader.readPreamble();
     reader.machineConfig = await reader.readConfig();
     return reader;
+  }
+
+  /** True once records() went through the end record and found nothing behind it. */
+  get complete(): boolean {
+    return this.reachedEnd;
   }
 
   /** The machine config the stream was written with, parsed from its JSON. */
@@ -152,6 +158,7 @@ export class SnapshotReader {
     if (!await readEnd(this.source, this.label)) {
       throw new InputError(`${this.label}: damaged: data follows the end record (at byte ${this.source.offset})`);
     }
+    this.reachedEnd = true;
   }
 
   private async readPreamble(): Promise<void> {
