@@ -32,7 +32,8 @@ export async function fileIncoming(uri: string, path: string): Promise<IncomingC
   const handle = await open(path, 'r').catch((e: unknown) => {
     throw new InputError(`${uri}: cannot open: ${systemErrorText(e)}`);
   });
-  const stream = handle.createReadStream();
+  // 1 MiB reads: a RAM record at a time, where 64 KiB reads took 2-3 times as long to restore 256 MiB.
+  const stream = handle.createReadStream({ highWaterMark: 1024 * 1024 });
   watchErrors(stream);
   return {
     uri,
