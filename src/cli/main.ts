@@ -81,7 +81,23 @@ function program(setStatus: (status: number) => void): Command {
     .option('--no-irqfd', 'device interrupts use KVM_IRQ_LINE instead of KVM_IRQFD')
     .option('--reboot <action>', 'what a guest reboot does: exit (default: tsvmm ends with status 0, like QEMU\'s -no-reboot) or restart (the guest boots again)')
     .option('--shutdown-timeout <seconds>', 'after SIGTERM presses the ACPI power button, stop a guest that has not powered off within this time (default 30)')
+    .option('--qmp <endpoint>', 'a QMP monitor (QEMU\'s protocol): unix:PATH[,server=on,wait=off] or tcp:HOST:PORT[,server=on,wait=off] (repeatable)', repeat)
+    .option('-S, --paused', 'start with the vCPUs stopped (status prelaunch) until QMP\'s cont')
+    .option('--name <name>', 'the VM\'s name (query-name)')
+    .option('--uuid <uuid>', 'the VM\'s UUID (query-uuid)')
+    .option('--incoming <uri>', 'wait for the VM\'s state from a migration: tcp:HOST:PORT, unix:PATH, exec:CMD (e.g. "exec:cat FILE")')
+    .option('--restore <file>', 'start from a snapshot file (tsvmm snapshot save): the same as --incoming file:FILE')
     .action(async (options: RunOptions) => setStatus(await runCommand(options)));
+
+  const snapshot = cli.command('snapshot').description('snapshots of a running VM, through its QMP monitor');
+  snapshot.command('save')
+    .description('save the VM\'s state (not its disks) to FILE; the VM keeps running (restore: tsvmm run ... --restore FILE)')
+    .requiredOption('--qmp <endpoint>', 'the VM\'s QMP monitor: unix:PATH or tcp:HOST:PORT')
+    .argument('<file>', 'the snapshot file to write')
+    .action(async (file: string, options: { qmp: string }) => {
+      const { snapshotSaveCommand } = await import('./snapshot.ts');
+      setStatus(await snapshotSaveCommand(options.qmp, file));
+    });
 
   cli.command('check')
     .description('report whether tsvmm can run here and what kind of KVM this host has')

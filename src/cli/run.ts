@@ -1,11 +1,14 @@
 // `tsvmm run`: build a machine from the command line and run it to its end.
 import { constants, freemem, totalmem } from 'node:os';
-import { writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
 import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
-import { Machine } from '../machine/machine.ts';
+import { VmController } from '../control/vm-controller.ts';
+import { parseQmpEndpoint } from '../qmp/endpoint.ts';
+import { QmpMonitor } from '../qmp/monitor.ts';
 import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
 import { EXIT_FAILURE } from './errors.ts';
@@ -36,6 +39,14 @@ export interface RunOptions extends VirtioOptions {
   reboot?: string;
   /** `--fw-cfg` files (repeatable). */
   fwCfg?: string[];
+  /** QMP monitors (repeatable). */
+  qmp?: string[];
+  /** -S: start paused. */
+  paused?: boolean;
+  name?: string;
+  uuid?: string;
+  incoming?: string;
+  restore?: string;
 }
 
 /**
@@ -56,7 +67,20 @@ const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
   ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
+  ['qmp', '--qmp'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
 ];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** --incoming URI or --restore FILE (a file: URI): where the VM's state comes from, if anywhere. */
+export function incomingUri(options: Pick<RunOptions, 'incoming' | 'restore'>): string | null {
+  if (options.incoming !== undefined && options.restore !== undefined) throw new InputError('give either --incoming or --restore, not both');
+  if (options.restore !== undefined) {
+    if (!existsSync(options.restore)) throw new InputError(`--restore ${options.restore}: no such file`);
+    return `file:${resolve(options.restore)}`;
+  }
+  return options.incoming ?? null;
+}
 
 /**
  * Checks what can be checked before anything is built or started: empty
@@ -75,6 +99,7 @@ export function checkRunOptions(options: RunOptions): void {
     if (options[key] !== undefined && options.kernel === undefined) throw new InputError(`${flag} needs --kernel`);
   }
   if (options.append !== undefined && options.flat !== undefined) throw new InputError('--append needs --kernel (a flat guest has no command line)');
+  if (options.uuid !== undefined && !UUID.test(options.uuid)) throw new InputError(`--uuid ${options.uuid}: expected a UUID like 5a1c2f3e-0b7d-4c4e-9f21-6a2b8d0c1e33`);
 }
 
 /** --reboot exit|restart: whether a guest's reboot ends tsvmm (QEMU's -no-reboot) or boots the guest again. */
@@ -161,49 +186,59 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const config = configFromOptions(options);
   const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
   const onReboot = parseRebootAction(options.reboot);
+  const incoming = incomingUri(options);
+  const endpoints = (options.qmp ?? []).map(parseQmpEndpoint);
   markTime('create-vm');
-  let machine = Machine.create(config);
-  for (const warning of machine.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
+  const say = (line: string) => writeSync(2, `\r\n${line}\r\n`);
+  const controller = new VmController(config, {
+    name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, onReboot, say,
+  });
+  for (const warning of controller.current.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
     writeSync(2, `tsvmm: note: --mem ${formatSize(config.memoryBytes)} is more than the ${formatSize(freemem())} free on this host\n`);
   }
-  if (config.linux && detectVirtualization().kind === 'pvm') {
+  if (config.linux && !incoming && detectVirtualization().kind === 'pvm') {
     writeSync(2, 'tsvmm: note: this host is PVM (no VT-x/AMD-V): guest kernel code runs under KVM\'s instruction emulator (~1 µs per instruction), so a kernel boots in minutes, and a stock kernel stops at its first unemulated instruction; the default guest carries the changes that avoid them (guests/)\n');
   }
   // SIGTERM asks the guest to power off; SIGINT, or a SIGTERM it ignores, stops it (src/cli/shutdown.ts).
   const shutdown = new ShutdownPolicy({
-    pressPowerButton: () => machine.pressPowerButton(),
-    stop: () => machine.stop(),
+    pressPowerButton: () => controller.current.pressPowerButton(),
+    stop: () => controller.stopForSignal(),
     // \r: the terminal may be in raw mode.
-    say: (line) => writeSync(2, `\r\n${line}\r\n`),
+    say,
   }, shutdownTimeoutMs);
   const onSignal = (signal: NodeJS.Signals) => shutdown.onSignal(signal);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let quit = false;
   const terminal = new TerminalConsole({
-    sendInput: (bytes) => machine.sendInput(bytes),
+    sendInput: (bytes) => controller.current.sendInput(bytes),
     quit: () => {
       quit = true;
-      machine.stop();
+      controller.stopForSignal();
     },
     powerButton: () => shutdown.onPowerKey(),
   });
-  terminal.start();
-  markTime('run');
+  let monitors: QmpMonitor | null = null;
   try {
-    let result = await machine.run();
-    // --reboot restart: a fresh machine from the same configuration, as after a power cycle (disks keep what was written).
-    while (onReboot === 'restart' && result.stop.cause === 'reboot' && !shutdown.stoppedBy && !quit) {
-      writeSync(2, '\r\ntsvmm: guest rebooted: starting it again (--reboot restart)\r\n');
-      machine.close();
-      machine = Machine.create(config);
-      result = await machine.run();
+    if (endpoints.length) {
+      monitors = await QmpMonitor.listen(controller, endpoints);
+      // wait=on (QEMU's default): the VM starts once a client connected.
+      await monitors.waitForClients((where) => writeSync(2, `tsvmm: waiting for a QMP client on ${where}\n`));
     }
+    terminal.start();
+    markTime('run');
+    const ended = await controller.run();
+    const result = ended.result;
     shutdown.dispose();
     terminal.stop();
     if (result.traceSummary) writeSync(config.traceFd ?? 2, `${result.traceSummary}\n`);
+    if (ended.quit) return 0;
+    if (controller.runState() === 'postmigrate') {
+      writeSync(2, 'tsvmm: the VM migrated away\n');
+      return 0;
+    }
     // With --reboot restart a reset is not an end: one that met a stop request (a signal, Ctrl-A x) ends as that stop.
     const stopped = result.stop.cause === 'stopped' || (onReboot === 'restart' && result.stop.cause === 'reboot');
     if (stopped) {
@@ -222,6 +257,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     terminal.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    machine.close();
+    await monitors?.close();
+    controller.current.close();
   }
 }

@@ -23,6 +23,7 @@ import { SystemControlPort } from '../devices/system-control-port.ts';
 import { InputError } from '../errors.ts';
 import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/index.ts';
 import { IrqLayout, MmioLayout, PortLayout, ramLayout } from '../layout.ts';
+import { DirtyPageLog } from '../memory/dirty-pages.ts';
 import { HostRam } from '../memory/host-ram.ts';
 import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols } from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
@@ -56,9 +57,20 @@ export interface BuiltMachine {
   symbols: TransferableSymbols | null;
   /** Things the user should know that do not stop the machine (one line each). */
   warnings: string[];
+  /** Guest pages tsvmm's own threads write, logged during a migration (memory/dirty-pages.ts). */
+  dirtyLog: SharedArrayBuffer;
 }
 
-export function buildMachine(requested: MachineConfig): BuiltMachine {
+export interface BuildOptions {
+  /**
+   * The machine's RAM, vCPUs and devices will come from a snapshot or an
+   * incoming migration: the guest is not loaded, and the disk images are
+   * locked only once the state has arrived (the source may still hold them).
+   */
+  restoring?: boolean;
+}
+
+export function buildMachine(requested: MachineConfig, { restoring = false }: BuildOptions = {}): BuiltMachine {
   const guest = readGuest(requested); // the guest's files first: a bad path fails before any KVM work
   const warnings: string[] = [];
   const fwCfgFiles = readFwCfgFiles(requested.fwCfgFiles ?? [], readGuestFile, warnings);
@@ -75,8 +87,8 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
   const vcpus = addVcpus(kvm, vm, config.cpus);
   const clock = MonotonicClock.createState();
   const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
-  const virtio = wireVirtio(vm, config, irqchip);
-  const bootPlan = loadGuest(guest, config, ram, vcpus, irqchip, virtio);
+  const virtio = wireVirtio(vm, config, irqchip, { lockImages: !restoring });
+  const bootPlan = restoring ? null : loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
   return {
     config, kvm, vm, ram, irqchip, vcpus, clock, devices, virtio,
@@ -85,6 +97,7 @@ export function buildMachine(requested: MachineConfig): BuiltMachine {
     bootPlan,
     symbols: guest.kind === 'linux' ? guest.symbols?.toTransferable() ?? null : null,
     warnings,
+    dirtyLog: DirtyPageLog.create(ram.memory.end),
   };
 }
 

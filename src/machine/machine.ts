@@ -5,13 +5,17 @@ import type { LinuxBootPlan } from '../boot/linux.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
 import type { MachineConfig } from './config.ts';
 import { Command, Control, controlBlock, createControlBlocks, VM_FAILURE_STATUS, type VcpuStop } from '../vcpu/index.ts';
-import { buildMachine, type BuiltMachine } from './builder.ts';
+import { MonotonicClock } from '../devices/clock.ts';
+import type { SavedDeviceState } from '../devices/device-state.ts';
+import { DirtyPageLog } from '../memory/dirty-pages.ts';
+import { buildMachine, type BuildOptions, type BuiltMachine } from './builder.ts';
+import { restoreMachineState, saveMachineState, type MachineState } from './machine-state.ts';
 import { ConsoleRingReader, createConsoleRing, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
 import { KvmInterruptLine } from './interrupts.ts';
 import { startThread, VCPU_THREAD, VCPU_THREAD_OPTIONS, type ThreadHandle } from './threads.ts';
 import type { VcpuThreadInit, VcpuThreadReady, VcpuThreadStopped } from './vcpu-thread-main.ts';
 import { VirtioIoThread } from './virtio-io-thread.ts';
-import { closeVirtioWiring, type VirtioWiring } from './virtio-wiring.ts';
+import { closeVirtioWiring, lockWiredImages, releaseWiredImages, type VirtioWiring } from './virtio-wiring.ts';
 
 /**
  * How a run ended: what the vCPU threads reported, together (exits and
@@ -25,6 +29,8 @@ export interface MachineResult extends VcpuThreadStopped {
 const HALT_CHECK_INTERVAL_MS = 2000;
 /** How long a vCPU thread asked to stop may take to leave KVM_RUN before it is terminated anyway. */
 const VCPU_STOP_TIMEOUT_MS = 2000;
+/** How long a vCPU thread asked to pause may take to leave KVM_RUN before pause() fails. */
+const VCPU_PAUSE_TIMEOUT_MS = 5000;
 
 // A vCPU kick is SIGUSR2 to the vCPU thread. The process needs a handler or
 // the signal's default action would end it; the handler itself has nothing to do.
@@ -58,14 +64,28 @@ export class Machine {
   private haltCheck = 0;
   private stopRequested = false;
   private powerButton: AcpiGed | null = null;
+  /** Paused: no vCPU in KVM_RUN, the virtio devices idle, guest time standing still. */
+  private pausedNow = false;
+  /** Whoever is pausing or resuming now: they take turns. */
+  private transition: Promise<void> = Promise.resolve();
+  /** kvmclock when the machine paused (or as restored): set back on resume so the guest sees no time pass. */
+  private kvmClockAtPause: bigint | null = null;
+  private readonly guestClock: MonotonicClock;
+  /** The virtio devices' saved states, for the I/O thread to start from (a restore). */
+  private virtioRestore: SavedDeviceState[] | null = null;
 
   private constructor(private readonly built: BuiltMachine) {
     this.controls = createControlBlocks(built.config.cpus);
+    this.guestClock = new MonotonicClock(built.clock);
   }
 
-  /** Builds the VM and loads the guest (builder.ts); throws InputError for a bad configuration or guest image. */
-  static create(config: MachineConfig): Machine {
-    return new Machine(buildMachine(config));
+  /**
+   * Builds the VM and loads the guest (builder.ts); throws InputError for a bad
+   * configuration or guest image. `restoring`: its state will come from a
+   * snapshot or migration (restoreState) instead of the guest's images.
+   */
+  static create(config: MachineConfig, options: BuildOptions = {}): Machine {
+    return new Machine(buildMachine(config, options));
   }
 
   get config(): BuiltMachine['config'] {
@@ -97,17 +117,31 @@ export class Machine {
    * vCPUs halted inside KVM (with an irqchip) are checked for a halt nothing
    * can end.
    */
-  async run(options: { haltCheckIntervalMs?: number } = {}): Promise<MachineResult> {
+  async run(options: { haltCheckIntervalMs?: number; paused?: boolean } = {}): Promise<MachineResult> {
     installKickHandler();
     const { built } = this;
     const consoleFd = this.config.consoleFd ?? 1;
+    // Started paused (-S), every thread waits for resume() before the guest runs.
+    // A restored machine starts paused too, and resumes below unless asked to stay paused.
+    const stayPaused = options.paused ?? false;
+    if (stayPaused || this.pausedNow) this.enterPaused();
+    if (this.pausedNow && this.kvmClockAtPause === null) {
+      // Guest time starts standing still until the first resume().
+      this.kvmClockAtPause = built.vm.getClock().clock;
+      this.guestClock.pause();
+    }
     const virtioThread = built.virtio.devices.length
-      ? await VirtioIoThread.start({ ram: built.ram.descriptors, vmFd: built.vm.fd, wiring: built.virtio, consoleFd })
+      ? await VirtioIoThread.start({
+        ram: built.ram.descriptors, vmFd: built.vm.fd, wiring: built.virtio, consoleFd,
+        dirtyLog: built.dirtyLog, restore: this.virtioRestore, paused: this.pausedNow,
+      })
       : null;
+    this.virtioRestore = null;
     this.virtioThread = virtioThread;
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
     this.haltWatchdog = built.irqchip ? setInterval(() => {
+      if (this.pausedNow) return;
       this.haltCheck = (this.haltCheck % 0x7fff_ffff) + 1;
       for (const thread of this.threads) Atomics.store(thread.control, Control.CHECK_HALT, this.haltCheck);
       this.kickAll();
@@ -122,6 +156,7 @@ export class Machine {
       this.stop();
     });
     this.threads = built.vcpus.map((fd, id) => this.startVcpuThread(id, fd.fd, fd.runMapping));
+    if (this.pausedNow && !stayPaused) void this.resume();
 
     try {
       const first = await Promise.race([
@@ -194,8 +229,8 @@ export class Machine {
     void handle.ready.then((ready) => {
       if (thread.ended) return;
       thread.threadId = ready.threadId;
-      // Whatever arrived while it started: a stop, host input (COM1 is served by vCPU 0).
-      if (this.stopRequested || (id === 0 && (this.inputBacklog.length || this.input.pending()))) this.kick(thread);
+      // Whatever arrived while it started: a stop or pause, host input (COM1 is served by vCPU 0).
+      if (this.stopRequested || Atomics.load(thread.control, Control.COMMAND) !== Command.RUN || (id === 0 && (this.inputBacklog.length || this.input.pending()))) this.kick(thread);
     }, () => {});
     const ended = () => {
       thread.ended = true;
@@ -250,11 +285,131 @@ export class Machine {
     }
   }
 
-  /** Stops the guest, every vCPU even inside KVM_RUN; run() then resolves with cause "stopped". */
+  /** Stops the guest, every vCPU even inside KVM_RUN or paused; run() then resolves with cause "stopped". */
   stop(): void {
     this.stopRequested = true;
-    for (const thread of this.threads) Atomics.store(thread.control, Control.COMMAND, Command.STOP);
+    for (const thread of this.threads) {
+      Atomics.store(thread.control, Control.COMMAND, Command.STOP);
+      Atomics.notify(thread.control, Control.COMMAND);
+    }
     this.kickAll();
+  }
+
+  get paused(): boolean {
+    return this.pausedNow;
+  }
+
+  /**
+   * Pauses the machine: every vCPU leaves KVM_RUN and waits (kicked out of
+   * it, as QEMU's pause_all_vcpus does), the virtio devices stop serving,
+   * and guest time stops: the TypeScript clock (the PIT), and kvmclock, read
+   * now and set back on resume(). Resolves once no vCPU runs.
+   */
+  pause(): Promise<void> {
+    return this.inTurn(async () => {
+      if (this.pausedNow) return;
+      this.enterPaused();
+      this.kickAll();
+      await Promise.all(this.threads.map((thread) => this.untilParked(thread)));
+      await this.virtioThread?.pause();
+      this.kvmClockAtPause = this.built.vm.getClock().clock;
+      this.guestClock.pause();
+    });
+  }
+
+  /** Continues a paused machine where it stopped, guest time included. */
+  resume(): Promise<void> {
+    return this.inTurn(async () => {
+      if (!this.pausedNow) return;
+      if (this.kvmClockAtPause !== null) this.built.vm.setClock(this.kvmClockAtPause);
+      this.kvmClockAtPause = null;
+      this.guestClock.resume();
+      await this.virtioThread?.resume();
+      this.pausedNow = false;
+      for (let id = 0; id < this.config.cpus; id++) {
+        const control = controlBlock(this.controls, id);
+        // A stop that came meanwhile stays a stop.
+        Atomics.compareExchange(control, Control.COMMAND, Command.PAUSE, Command.RUN);
+        Atomics.notify(control, Control.COMMAND);
+      }
+    });
+  }
+
+  private inTurn(step: () => Promise<void>): Promise<void> {
+    const next = this.transition.then(step);
+    this.transition = next.catch(() => {});
+    return next;
+  }
+
+  /** Marks the machine paused and asks every vCPU thread (started or not yet) to park. */
+  private enterPaused(): void {
+    this.pausedNow = true;
+    for (let id = 0; id < this.config.cpus; id++) {
+      Atomics.compareExchange(controlBlock(this.controls, id), Control.COMMAND, Command.RUN, Command.PAUSE);
+    }
+  }
+
+  /** Resolves once `thread` is parked outside KVM_RUN (or has ended). */
+  private async untilParked(thread: VcpuThread): Promise<void> {
+    const deadline = Date.now() + VCPU_PAUSE_TIMEOUT_MS;
+    while (!thread.ended && Atomics.load(thread.control, Control.PAUSED) !== 1) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`vCPU ${thread.id} did not leave KVM_RUN within ${VCPU_PAUSE_TIMEOUT_MS} ms of being asked to pause`);
+      // Kicked again: a kick that landed before the thread was ready is lost.
+      this.kick(thread);
+      const wait = Atomics.waitAsync(thread.control, Control.PAUSED, 0, Math.min(left, 50));
+      if (wait.async) await wait.value;
+    }
+  }
+
+  /**
+   * The whole machine's state but its RAM: every vCPU, the in-kernel
+   * interrupt controllers and kvmclock, each device. Only while paused.
+   */
+  async saveState(): Promise<MachineState> {
+    if (!this.pausedNow) throw new Error('the machine must be paused to save its state');
+    const { built } = this;
+    return {
+      ...saveMachineState(built, this.kvmClockAtPause!),
+      virtio: this.virtioThread ? await this.virtioThread.save() : [],
+    };
+  }
+
+  /**
+   * Puts a saved state into this machine, built with `restoring` and not yet
+   * run; it then runs from there, paused until resume(). Everything is
+   * checked against this machine's devices before anything is changed.
+   */
+  restoreState(state: MachineState): void {
+    if (this.threads.length) throw new Error('restoreState: the machine already runs');
+    restoreMachineState(this.built, state);
+    this.virtioRestore = state.virtio;
+    this.kvmClockAtPause = state.vm.clock.ns;
+    this.pausedNow = true;
+  }
+
+  /** Guest pages tsvmm's own threads write, logged while a migration runs. */
+  get dirtyLog(): DirtyPageLog {
+    return new DirtyPageLog(this.built.dirtyLog);
+  }
+
+  /** What the main thread may ask of the VM and its vCPUs while paused (registers, dirty logs). */
+  get kvm(): Pick<BuiltMachine, 'vm' | 'vcpus' | 'kvm' | 'ram'> {
+    return this.built;
+  }
+
+  /** Each vCPU's host thread id (0 before it started or after it ended). */
+  get vcpuThreadIds(): number[] {
+    return this.built.vcpus.map((_, id) => this.threads[id]?.threadId ?? 0);
+  }
+
+  /** The disk images' locks: let go when the VM migrated away, taken when it arrived. */
+  releaseImages(): void {
+    releaseWiredImages(this.built.virtio);
+  }
+
+  lockImages(): void {
+    lockWiredImages(this.built.virtio);
   }
 
   /**

@@ -119,6 +119,11 @@ async function main(init: VcpuThreadInit): Promise<void> {
       timers?.poll();
       platform.feedInput();
     },
+    // Guest time stood still (or was restored) while paused: the timer's host deadline moved.
+    onResume: () => {
+      timers?.poll();
+      platform.feedInput();
+    },
   });
   Atomics.store(controls[init.vcpuId]!, Control.THREAD_ID, threadId);
   post({ kind: 'ready', threadId });

@@ -4,10 +4,18 @@
 // the devices' own host fds (a TAP device), and on a control eventfd the
 // other threads use to say "the driver changed status", "host input", "stop".
 // A device's interrupt is an irqfd write (or a KVM_IRQ_LINE pulse).
+//
+// The main thread also sends it requests (virtio-io-thread.ts) over a message
+// port, with a control-eventfd signal to wake it: pause (stop serving the
+// devices' host fds, so nothing writes guest RAM), resume, save (each
+// device's state, taken quiesced, its disk flushed) and restore.
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { SavedDeviceState } from '../devices/device-state.ts';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import { drainEventFd, ReadableWaiter, signalEventFd, VmFd } from '../kvm/index.ts';
+import { DirtyPageLog } from '../memory/dirty-pages.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
 import { postToParent, runThreadBody } from './threads.ts';
@@ -24,7 +32,24 @@ export interface VirtioThreadInit {
   /** The virtio console's output ring (to stdout) and input ring (from stdin). */
   consoleOutput: ConsoleRingBuffers;
   consoleInput: ConsoleRingBuffers;
+  /** Where the main thread's requests arrive (VirtioThreadRequest), and their replies go. */
+  requests: MessagePort;
+  /** Where the queues log the guest pages they write during a migration (memory/dirty-pages.ts). */
+  dirtyLog: SharedArrayBuffer;
+  /** Device states to start from (a snapshot or migration), one per device in order; null: a fresh machine. */
+  restore: SavedDeviceState[] | null;
+  /** Start paused: serve nothing until a resume request. */
+  paused: boolean;
 }
+
+/** A request from the main thread; every one is answered with a VirtioThreadReply of the same id. */
+export type VirtioThreadRequest =
+  | { id: number; op: 'pause' | 'resume' | 'save' }
+  | { id: number; op: 'restore'; states: SavedDeviceState[] };
+
+export type VirtioThreadReply =
+  | { id: number; ok: true; states?: SavedDeviceState[] }
+  | { id: number; ok: false; message: string };
 
 /** What the thread hands back when it stops: what each device counted. */
 export interface VirtioThreadStopped {
@@ -69,6 +94,7 @@ function main(init: VirtioThreadInit): void {
     },
   };
 
+  const dirty = new DirtyPageLog(init.dirtyLog);
   const runners: VirtioDeviceRunner[] = [];
   /** What to do when an fd becomes readable. */
   const handlers = new Map<number, () => void>();
@@ -76,7 +102,7 @@ function main(init: VirtioThreadInit): void {
     const device: VirtioDevice = openVirtioDevice(planned.config, planned.index, host);
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
     const interrupt = planned.irqfd !== null ? new EventFdTrigger(planned.irqfd) : new IrqLinePulse(vm, planned.irq);
-    const runner = new VirtioDeviceRunner(device, state, memory, interrupt);
+    const runner = new VirtioDeviceRunner(device, state, memory, interrupt, dirty);
     runners.push(runner);
     planned.notifyFds.forEach((fd, queue) => handlers.set(fd, () => {
       drainEventFd(fd);
@@ -84,10 +110,43 @@ function main(init: VirtioThreadInit): void {
     }));
     for (const fd of device.pollFds ?? []) handlers.set(fd, () => runner.hostEvent((d) => d.onReadable!(fd)));
   }
-  // Another thread woke this one: a driver changed status, or host input
-  // waits for a device that takes it (the virtio console's input ring).
+  let paused = init.paused;
+  const restoreAll = (states: SavedDeviceState[]) => {
+    if (states.length !== runners.length) throw new Error(`${states.length} virtio device states for ${runners.length} devices`);
+    // Each is checked before any is applied: a mismatch changes nothing.
+    runners.forEach((runner, i) => runner.checkState(states[i]!));
+    runners.forEach((runner, i) => runner.restoreState(states[i]!));
+  };
+  if (init.restore) restoreAll(init.restore);
+  const serve = (request: VirtioThreadRequest): VirtioThreadReply => {
+    try {
+      switch (request.op) {
+        case 'pause':
+          paused = true;
+          return { id: request.id, ok: true };
+        case 'resume':
+          // A notification that came just before the pause is still readable on its eventfd: it is served next.
+          paused = false;
+          return { id: request.id, ok: true };
+        case 'save':
+          for (const runner of runners) runner.device.flush?.();
+          return { id: request.id, ok: true, states: runners.map((runner) => runner.saveState()) };
+        case 'restore':
+          restoreAll(request.states);
+          return { id: request.id, ok: true };
+      }
+    } catch (e) {
+      return { id: request.id, ok: false, message: e instanceof Error ? e.message : String(e) };
+    }
+  };
+  // Another thread woke this one: a request, a driver changed status, or host
+  // input waits for a device that takes it (the virtio console's input ring).
   handlers.set(init.controlFd, () => {
     drainEventFd(init.controlFd);
+    for (let m = receiveMessageOnPort(init.requests); m; m = receiveMessageOnPort(init.requests)) {
+      init.requests.postMessage(serve(m.message as VirtioThreadRequest));
+    }
+    if (paused) return;
     for (const runner of runners) {
       runner.sync();
       if (runner.device.receiveHostInput) runner.hostEvent((device) => device.receiveHostInput!());
@@ -101,8 +160,9 @@ function main(init: VirtioThreadInit): void {
   // bring; without such devices the fd list never changes.
   const hostFdDevices = runners.map((r) => r.device).filter((d) => d.pollFds);
   while (Atomics.load(control, 0) === 0) {
-    let fds = notifyFds;
-    if (hostFdDevices.length) {
+    // Paused, only requests are served: no device may write guest RAM.
+    let fds = paused ? [init.controlFd] : notifyFds;
+    if (hostFdDevices.length && !paused) {
       fds = [...notifyFds];
       for (const device of hostFdDevices) if (device.wantsPoll?.() !== false) fds.push(...device.pollFds!);
     }

@@ -66,13 +66,14 @@ function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
  * the guest starts on a bad disk image or a missing TAP device), plans where
  * they sit, and connects their eventfds to KVM.
  */
-export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean): VirtioWiring {
+export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean, { lockImages = true } = {}): VirtioWiring {
   const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
   if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: null };
   if (!hasIrqchip) throw new InputError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
   refuseSharedWritableImages(configs);
-  const imageLocks = lockDiskImages(configs);
+  // An incoming migration locks its disks only once the source let them go (lockWiredImages).
+  const imageLocks = lockImages ? lockDiskImages(configs) : [];
   try {
     const wiring = wireLockedVirtio(vm, config, configs);
     heldImageLocks.set(wiring, imageLocks);
@@ -115,6 +116,22 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
   return { devices, controlFd: createEventFd(), pciBridgeState };
 }
 
+/**
+ * Takes the disk images' locks for a machine wired without them (an incoming
+ * migration, once the source has released them). InputError when another
+ * process still holds one.
+ */
+export function lockWiredImages(wiring: VirtioWiring): void {
+  if (heldImageLocks.get(wiring)?.length) return;
+  heldImageLocks.set(wiring, lockDiskImages(wiring.devices.map((d) => d.config)));
+}
+
+/** Lets the disk images go while the machine lives on (the VM migrated away: its destination takes them). */
+export function releaseWiredImages(wiring: VirtioWiring): void {
+  for (const locks of heldImageLocks.get(wiring) ?? []) locks.release();
+  heldImageLocks.delete(wiring);
+}
+
 /** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd, the image locks. */
 export function closeVirtioWiring(wiring: VirtioWiring): void {
   for (const device of wiring.devices) {
@@ -122,6 +139,5 @@ export function closeVirtioWiring(wiring: VirtioWiring): void {
     for (const fd of [...device.notifyFds, ...(device.irqfd !== null ? [device.irqfd] : [])]) closeFd(fd);
   }
   if (wiring.controlFd >= 0) closeFd(wiring.controlFd);
-  for (const locks of heldImageLocks.get(wiring) ?? []) locks.release();
-  heldImageLocks.delete(wiring);
+  releaseWiredImages(wiring);
 }

@@ -33,8 +33,8 @@ export const MIGRATION_CAPABILITIES = [
   'zero-copy-send', 'postcopy-preempt',
 ] as const;
 
-/** The URI schemes QEMU's migrate knows; which of them work is the machine's business. */
-const MIGRATION_SCHEMES = ['tcp:', 'unix:', 'exec:', 'fd:', 'rdma:', 'vsock:'];
+/** The URI schemes QEMU's migrate knows (file: since QEMU 8.2); which of them work is the machine's business. */
+const MIGRATION_SCHEMES = ['tcp:', 'unix:', 'exec:', 'fd:', 'rdma:', 'vsock:', 'file:'];
 
 /** QEMU's MAX_MIGRATE_DOWNTIME (ms). */
 const MAX_DOWNTIME_LIMIT_MS = 2000n * 1000n;

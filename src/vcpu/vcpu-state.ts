@@ -106,10 +106,12 @@ function hasLocalApic(vcpu: VcpuFd): boolean {
  * after a restore. A `rep outs` stopped part way is consistent once its
  * element is completed: RCX and RSI say what is left, RIP still points at it.
  * Best called in the vCPU's own thread: KVM_RUN from another thread makes KVM
- * move the vCPU to it (an RCU grace period).
+ * move the vCPU to it (an RCU grace period). `exitCompleted`: the caller
+ * knows no exit is in flight, and nothing is run.
  */
-export function saveVcpuState(vcpu: VcpuFd, support: VcpuStateSupport): VcpuState {
-  if (!vcpu.completePendingExit()) {
+export function saveVcpuState(vcpu: VcpuFd, support: VcpuStateSupport, { exitCompleted = false } = {}): VcpuState {
+  // A vCPU the machine parked after KVM_EXIT_INTR (vcpu.ts, Command.PAUSE) has no exit in flight.
+  if (!exitCompleted && !vcpu.completePendingExit()) {
     throw new Error('KVM_RUN: completing the vCPU\'s last exit started another (a string I/O instruction went on): serve that exit, then save');
   }
   // First: KVM_GET_MP_STATE makes the LAPIC accept a pending INIT or SIPI

@@ -19,7 +19,7 @@ import { hex } from '../hex.ts';
 
 /** Words of the control block another thread uses to reach a running vCPU. */
 export const Control = {
-  /** 0 = run; 1 = stop at the next exit (set before kicking the thread). */
+  /** A Command: run, stop at the next exit, or pause there (set before kicking the thread). */
   COMMAND: 0,
   /** The vCPU thread's kernel thread id, for tgkill. */
   THREAD_ID: 1,
@@ -33,7 +33,9 @@ export const Control = {
   /** Where it was then, for the message: RIP's low and high words; -1 in both: never started. */
   STUCK_RIP_LOW: 4,
   STUCK_RIP_HIGH: 5,
-  WORDS: 6,
+  /** 1 while the vCPU thread is parked by Command.PAUSE, out of KVM_RUN: its vCPU's state may be read and written then. */
+  PAUSED: 6,
+  WORDS: 7,
 } as const;
 
 /** A control block per vCPU, in one SharedArrayBuffer: vCPU i's words start at i * Control.WORDS. */
@@ -46,7 +48,12 @@ export function controlBlock(buffer: SharedArrayBuffer, id: number): Int32Array 
   return new Int32Array(buffer, id * Control.WORDS * 4, Control.WORDS);
 }
 
-export const Command = { RUN: 0, STOP: 1 } as const;
+/**
+ * What the main thread asks of a vCPU thread. PAUSE parks the thread outside
+ * KVM_RUN (it raises Control.PAUSED) until the command changes back to RUN,
+ * or to STOP.
+ */
+export const Command = { RUN: 0, STOP: 1, PAUSE: 2 } as const;
 
 const {
   KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_EXIT_FAIL_ENTRY,
@@ -75,6 +82,8 @@ export interface VcpuOptions {
    * guest here.
    */
   onKick?: (() => void) | null;
+  /** Runs when the vCPU continues after a pause: guest time may have been restored meanwhile. */
+  onResume?: (() => void) | null;
 }
 
 export class Vcpu {
@@ -91,6 +100,7 @@ export class Vcpu {
   private readonly hasIrqchip: boolean;
   private readonly symbols: KernelSymbols | null;
   private readonly onKick: (() => void) | null;
+  private readonly onResume: (() => void) | null;
   private pendingStop: VcpuStop | null = null;
   /** Exits handled, by any reason (cheap: one increment). */
   exits = 0;
@@ -109,6 +119,7 @@ export class Vcpu {
     this.hasIrqchip = options.hasIrqchip ?? false;
     this.symbols = options.symbols ?? null;
     this.onKick = options.onKick ?? null;
+    this.onResume = options.onResume ?? null;
   }
 
   /** A device asks the VM to end (debug-exit, poweroff): the loop returns after this exit. */
@@ -119,6 +130,9 @@ export class Vcpu {
   /** Runs the guest until something ends it. A device that throws ends the VM with its message. */
   runUntilStop(): VcpuStop {
     try {
+      // A machine started paused (-S, a restore) parks its vCPUs before their first KVM_RUN.
+      const stop = this.parkWhilePaused();
+      if (stop !== null) return stop;
       return this.loop();
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
@@ -207,6 +221,7 @@ export class Vcpu {
         if (Atomics.load(this.control, Control.COMMAND) === Command.STOP) {
           return { cause: 'stopped', status: 0 };
         }
+        if (Atomics.load(this.control, Control.COMMAND) === Command.PAUSE) return this.parkWhilePaused();
         if (this.onKick !== null) {
           this.deviceLock?.acquire();
           try {
@@ -260,6 +275,32 @@ export class Vcpu {
       default:
         return { cause: 'unhandled-exit', status: VM_FAILURE_STATUS, message: `unhandled exit KVM_EXIT_${exitReasonName(reason)} (${reason}) at ${this.describeRip()}` };
     }
+  }
+
+  /**
+   * While the command is PAUSE, waits outside KVM_RUN with Control.PAUSED
+   * raised, so the main thread may read and write this vCPU's state (a
+   * snapshot) knowing KVM is not running it. Returns the stop when the pause
+   * ends in one, null when the vCPU is to run on.
+   */
+  private parkWhilePaused(): VcpuStop | null {
+    const control = this.control;
+    if (Atomics.load(control, Control.COMMAND) !== Command.PAUSE) return null;
+    Atomics.store(control, Control.PAUSED, 1);
+    Atomics.notify(control, Control.PAUSED);
+    while (Atomics.load(control, Control.COMMAND) === Command.PAUSE) Atomics.wait(control, Control.COMMAND, Command.PAUSE);
+    Atomics.store(control, Control.PAUSED, 0);
+    Atomics.notify(control, Control.PAUSED);
+    if (Atomics.load(control, Control.COMMAND) === Command.STOP) return { cause: 'stopped', status: 0 };
+    if (this.onResume !== null) {
+      this.deviceLock?.acquire();
+      try {
+        this.onResume();
+      } finally {
+        this.deviceLock?.release();
+      }
+    }
+    return null;
   }
 
   /**

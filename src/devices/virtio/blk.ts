@@ -190,6 +190,10 @@ export class VirtioBlk implements VirtioDevice {
     return BlkStatus.OK;
   }
 
+  flush(): void {
+    if (!this.disk.readOnly) this.disk.flush();
+  }
+
   close(): void {
     this.disk.close();
   }

@@ -75,6 +75,8 @@ export interface VirtioDevice {
    * device's thread, so it must be cheap when nothing waits.
    */
   receiveHostInput?(): void;
+  /** Makes everything written so far durable on the host (a disk's caches): before its state is saved for another process. */
+  flush?(): void;
   close?(): void;
   report?(): Record<string, unknown>;
 }

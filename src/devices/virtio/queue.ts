@@ -10,6 +10,7 @@
 // writable one) fails only its request: the chain comes back with `error` set
 // and the device completes it with nothing written.
 import type { GuestMemory } from '../../memory/index.ts';
+import type { DirtyPageLog } from '../../memory/dirty-pages.ts';
 import { DescriptorFlag, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './spec.ts';
 import { hex } from '../../hex.ts';
 
@@ -137,12 +138,17 @@ export class Virtqueue {
   /** The used index when we last decided about an interrupt. */
   private usedAtLastSignal = 0;
 
+  /** Each taken chain's writable buffers by head, kept while pages written are logged. */
+  private readonly writableByHead: (readonly BufferSegment[])[] = [];
+
   /**
    * `from`: where a saved device left the queue (position()); absent, the
-   * queue starts where a driver's fresh rings do, at 0.
+   * queue starts where a driver's fresh rings do, at 0. `dirty`: where pages
+   * this queue writes in guest RAM are logged while a migration runs.
    */
   constructor(
     private readonly memory: GuestMemory, addresses: QueueAddresses, private readonly features: QueueFeatures, from: QueuePosition = START,
+    private readonly dirty: DirtyPageLog | null = null,
   ) {
     const { size } = addresses;
     if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0) {
@@ -199,6 +205,7 @@ export class Virtqueue {
     this.nextAvailable = (this.nextAvailable + 1) & 0xffff;
     const chain = new DescriptorChain(head);
     chain.error = this.walk(chain, this.descriptors, this.size, head, false);
+    if (this.dirty !== null) this.writableByHead[head] = chain.writable;
     return chain;
   }
 
@@ -265,6 +272,16 @@ export class Virtqueue {
     this.memory.writeU32(element, head);
     this.memory.writeU32(element + 4, written);
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
+    if (this.dirty !== null && this.dirty.logging) {
+      // The device wrote (at most) the chain's writable buffers, and the used ring.
+      for (const segment of this.writableByHead[head] ?? []) this.dirty.mark(segment.address, segment.length);
+      this.markUsedRing();
+    }
+  }
+
+  /** Logs the used ring's pages written (idx, elements, avail_event) while a migration runs. */
+  private markUsedRing(): void {
+    this.dirty?.mark(this.used, 6 + 8 * this.size);
   }
 
   /**
@@ -310,6 +327,7 @@ export class Virtqueue {
     } else {
       this.memory.writeU16(this.used, this.memory.readU16(this.used) & ~VIRTQ_USED_F_NO_NOTIFY);
     }
+    this.markUsedRing();
     memoryBarrier();
     return this.pending() > 0;
   }

@@ -10,6 +10,7 @@ import type { VirtioDevice, VirtioDeviceContext } from './device.ts';
 import { Virtqueue, VirtqueueError, type DescriptorChain, type QueuePosition } from './queue.ts';
 import { QueueWord, virtioStateLayout, type VirtioSharedState, type VirtioStateLayout } from './shared-state.ts';
 import { Feature, featureBit, InterruptCause, Status } from './spec.ts';
+import type { DirtyPageLog } from '../../memory/dirty-pages.ts';
 
 /** How the device interrupts its driver: an irqfd, or a pulse on an interrupt line. */
 export interface InterruptTrigger {
@@ -32,6 +33,8 @@ export class VirtioDeviceRunner implements StatefulDevice {
     readonly state: VirtioSharedState,
     private readonly memory: GuestMemory,
     private readonly interrupt: InterruptTrigger,
+    /** Where the queues log the guest pages they write while a migration runs. */
+    private readonly dirty: DirtyPageLog | null = null,
   ) {
     this.layout = virtioStateLayout(device.info);
     this.seenResetEpoch = state.resetEpoch;
@@ -83,6 +86,11 @@ export class VirtioDeviceRunner implements StatefulDevice {
     this.seenResetEpoch = this.state.resetEpoch;
     this.state.finishReset(this.seenResetEpoch);
     if (this.state.status & Status.DRIVER_OK) this.activate(true);
+  }
+
+  /** Throws InputError unless `saved` is this device's state, in this layout version. */
+  checkState(saved: SavedDeviceState): void {
+    this.layout.check(saved);
   }
 
   private get queueCount(): number {
@@ -148,7 +156,7 @@ export class VirtioDeviceRunner implements StatefulDevice {
           descriptors: this.state.queueAddress(index, QueueWord.DESCRIPTORS_LOW),
           available: this.state.queueAddress(index, QueueWord.AVAILABLE_LOW),
           used: this.state.queueAddress(index, QueueWord.USED_LOW),
-        }, queueFeatures, restored ? this.savedPosition(index) : undefined);
+        }, queueFeatures, restored ? this.savedPosition(index) : undefined, this.dirty);
       } catch (e) {
         this.breakQueue(index, e);
         return null;

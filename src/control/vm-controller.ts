@@ -1,0 +1,289 @@
+// The machine under control: what `tsvmm run` drives and what the QMP
+// monitor talks to (src/qmp/target.ts). It owns the current Machine and its
+// run state, as QEMU's runstate.c does: it starts it (paused with -S, or from
+// an incoming migration or a snapshot), pauses and resumes it, resets it by
+// building it again from its images, raises QMP's events, and hands
+// migrations to migration.ts.
+import { InputError } from '../errors.ts';
+import { Machine, type MachineResult } from '../machine/machine.ts';
+import type { MachineConfig } from '../machine/config.ts';
+import { probeFormat } from '../storage/image-info.ts';
+import {
+  MonitorError, type BlockInfo, type CpuInfo, type CpuRegisters, type MachineControl, type MachineEvent,
+  type MigrationInfo, type MigrationParameters, type RunState,
+} from '../qmp/target.ts';
+import { cpuRegisters } from './registers.ts';
+import { MIGRATION_CAPABILITIES } from '../qmp/commands.ts';
+import { IncomingMigration, OutgoingMigration, DEFAULT_MIGRATION_PARAMETERS } from './migration.ts';
+
+/** The migration capabilities tsvmm acts on: MIGRATION events. */
+const SUPPORTED_CAPABILITIES = new Set(['events']);
+
+export interface ControllerOptions {
+  name?: string | null;
+  uuid?: string | null;
+  /** -S: the vCPUs wait for `cont`. */
+  paused?: boolean;
+  /** --incoming URI / --restore FILE: the machine's state comes from there, not from its images. */
+  incoming?: string | null;
+  /** What a guest reboot does: end tsvmm (QEMU's -no-reboot) or boot it again. */
+  onReboot?: 'exit' | 'restart';
+  /** A line for the user (stderr), e.g. a failed migration the guest survived. */
+  say?: (line: string) => void;
+}
+
+/** How the VM ended: the last machine's result, and whether `quit` ended it. */
+export interface ControllerResult {
+  result: MachineResult;
+  quit: boolean;
+}
+
+export class VmController implements MachineControl {
+  readonly name: string | null;
+  readonly uuid: string;
+  private machine: Machine;
+  private state: RunState;
+  private readonly listeners: ((event: MachineEvent) => void)[] = [];
+  private resetRequested = false;
+  private quitRequested = false;
+  private outgoing: OutgoingMigration | null = null;
+  private readonly capabilities: Record<string, boolean> = Object.fromEntries(MIGRATION_CAPABILITIES.map((c) => [c, false]));
+  private parameters: MigrationParameters = { ...DEFAULT_MIGRATION_PARAMETERS };
+  private readonly say: (line: string) => void;
+
+  constructor(readonly config: MachineConfig, private readonly options: ControllerOptions = {}) {
+    this.name = options.name ?? null;
+    this.uuid = options.uuid ?? '00000000-0000-0000-0000-000000000000';
+    this.say = options.say ?? (() => {});
+    this.machine = Machine.create(config, { restoring: Boolean(options.incoming) });
+    this.state = options.incoming ? 'inmigrate' : options.paused ? 'prelaunch' : 'running';
+  }
+
+  get current(): Machine {
+    return this.machine;
+  }
+
+  /**
+   * Runs the VM to its end: through an incoming migration first when there
+   * is one, across resets, until the guest powers off, fails, or is quit.
+   */
+  async run(): Promise<ControllerResult> {
+    if (this.options.incoming) {
+      try {
+        await new IncomingMigration(this.machine, this.config, (status) => this.migrationEvent(status)).receive(this.options.incoming);
+      } catch (e) {
+        throw e instanceof InputError ? e : new InputError(`incoming migration failed: ${(e as Error).message}`);
+      }
+      this.state = this.options.paused ? 'paused' : 'running';
+    }
+    for (;;) {
+      const result = await this.machine.run({ paused: this.state === 'prelaunch' || this.state === 'paused' });
+      if (this.resetRequested && result.stop.cause === 'stopped') {
+        this.resetRequested = false;
+        this.rebuild();
+        this.emit({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } });
+        continue;
+      }
+      if (result.stop.cause === 'reboot') {
+        this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
+        if (this.options.onReboot === 'restart' && !this.quitRequested) {
+          this.options.say?.('tsvmm: guest rebooted: starting it again (--reboot restart)');
+          this.rebuild();
+          continue;
+        }
+      }
+      this.finish(result);
+      return { result, quit: this.quitRequested };
+    }
+  }
+
+  /** A fresh machine from the same configuration, as after a power cycle (disks keep what was written). */
+  private rebuild(): void {
+    const paused = this.state === 'paused';
+    this.machine.close();
+    this.machine = Machine.create(this.config);
+    this.state = paused ? 'paused' : 'running';
+  }
+
+  private finish(result: MachineResult): void {
+    const { cause } = result.stop;
+    if (this.state === 'postmigrate') return;
+    this.state = cause === 'poweroff' || cause === 'reboot' || cause === 'stopped' ? 'shutdown' : 'internal-error';
+    const reason = this.quitRequested ? 'host-qmp-quit' : cause === 'poweroff' ? 'guest-shutdown' : cause === 'reboot' ? 'guest-reset' : cause === 'stopped' ? 'host-signal' : 'host-error';
+    this.emit({ event: 'SHUTDOWN', data: { guest: reason === 'guest-shutdown' || reason === 'guest-reset', reason } });
+  }
+
+  // ---- MachineControl ----------------------------------------------------
+
+  runState(): RunState {
+    return this.state;
+  }
+
+  cpus(): CpuInfo[] {
+    return this.machine.vcpuThreadIds.map((threadId, index) => ({ index, threadId }));
+  }
+
+  async registers(cpuIndex: number): Promise<CpuRegisters> {
+    const vcpu = this.machine.kvm.vcpus[cpuIndex];
+    if (!vcpu) throw new MonitorError(`CPU ${cpuIndex} does not exist`);
+    // KVM_GET_REGS would wait for a vCPU inside KVM_RUN (a halted guest: for ever): park it first.
+    return this.whilePaused(() => cpuRegisters(vcpu));
+  }
+
+  blockDevices(): BlockInfo[] {
+    const disks = (this.config.virtio ?? []).filter((d) => d.kind === 'blk');
+    const planned = this.machine.virtio.devices.filter((d) => d.config.kind === 'blk');
+    return disks.map((disk, i) => {
+      const capacitySectors = planned[i] ? new DataView(planned[i]!.info.config.buffer, planned[i]!.info.config.byteOffset).getBigUint64(0, true) : 0n;
+      return {
+        device: `virtio${i}`,
+        qdev: `/machine/peripheral-anon/device[${i}]/virtio-backend`,
+        file: disk.path,
+        format: disk.format ?? probeFormat(disk.path),
+        readOnly: disk.readOnly ?? false,
+        virtualSize: Number(capacitySectors) * 512,
+        backingFile: null,
+      };
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'running') {
+      await this.machine.pause();
+      this.state = 'paused';
+      this.emit({ event: 'STOP' });
+    } else if (this.state === 'prelaunch' || this.state === 'inmigrate') {
+      // QEMU: stop before the guest ever ran only cancels the automatic start.
+      this.options.paused = true;
+    }
+  }
+
+  async cont(): Promise<void> {
+    if (this.state === 'running') return;
+    if (this.state === 'inmigrate') {
+      this.options.paused = false;
+      return;
+    }
+    if (this.state === 'postmigrate') {
+      // As QEMU: the VM may run here again after a migration (a snapshot), if its disks are still free.
+      try {
+        this.machine.lockImages();
+      } catch (e) {
+        throw new MonitorError(`the VM migrated away and its disks are in use: ${(e as Error).message}`);
+      }
+    }
+    if (this.state === 'shutdown' || this.state === 'internal-error') throw new MonitorError(`Resetting the Virtual Machine is required (state ${this.state})`);
+    if (this.state === 'finish-migrate') throw new MonitorError('Migration is not finished yet');
+    await this.machine.resume();
+    this.state = 'running';
+    this.emit({ event: 'RESUME' });
+  }
+
+  systemReset(): Promise<void> {
+    if (this.state === 'inmigrate' || this.state === 'finish-migrate' || this.state === 'postmigrate') {
+      throw new MonitorError(`system_reset is not possible while the VM is ${this.state}`);
+    }
+    this.resetRequested = true;
+    this.machine.stop();
+    return Promise.resolve();
+  }
+
+  systemPowerdown(): void {
+    if (!this.machine.pressPowerButton()) throw new MonitorError('this guest has no ACPI power button (a flat guest)');
+    this.emit({ event: 'POWERDOWN' });
+  }
+
+  quit(): void {
+    this.quitRequested = true;
+    this.outgoing?.cancel();
+    this.machine.stop();
+  }
+
+  /** SIGINT or a guest that ignored its power button: the VM ends as stopped. */
+  stopForSignal(): void {
+    this.machine.stop();
+  }
+
+  migrate(uri: string): Promise<void> {
+    if (this.outgoing?.active) throw new MonitorError('There\'s a migration process in progress');
+    if (this.state !== 'running' && this.state !== 'paused') throw new MonitorError(`migrate: the VM is ${this.state}`);
+    const wasRunning = this.state === 'running';
+    const migration = new OutgoingMigration(this.machine, this.config, {
+      parameters: this.parameters,
+      onStatus: (status) => this.migrationEvent(status),
+      // Stop-and-copy: the run state QEMU shows while the last pages and the devices go out.
+      onStopped: () => {
+        this.state = 'finish-migrate';
+        if (wasRunning) this.emit({ event: 'STOP' });
+      },
+    });
+    this.outgoing = migration;
+    // Started now, answered now: query-migrate follows it (QEMU's migrate returns at once too).
+    void migration.run(uri).then(() => {
+      this.state = 'postmigrate';
+    }, (e: unknown) => {
+      const stillHere = this.state === 'finish-migrate' ? (wasRunning ? 'running' : 'paused') : this.state;
+      this.state = stillHere;
+      if (wasRunning && this.machine.paused === false) this.emit({ event: 'RESUME' });
+      this.say(`tsvmm: migration to ${uri} failed: ${(e as Error).message}; the guest keeps running here`);
+    });
+    return Promise.resolve();
+  }
+
+  migrateIncoming(_uri: string): Promise<void> {
+    return Promise.reject(new MonitorError("The incoming migration is given at start: tsvmm run --incoming URI (QEMU's -incoming defer is not supported)"));
+  }
+
+  migrationInfo(): MigrationInfo {
+    return this.outgoing ? this.outgoing.info() : { status: 'none' };
+  }
+
+  migrateCancel(): void {
+    this.outgoing?.cancel();
+  }
+
+  migrationCapabilities(): Record<string, boolean> {
+    return { ...this.capabilities };
+  }
+
+  setMigrationCapability(name: string, state: boolean): void {
+    if (!(name in this.capabilities)) throw new MonitorError(`Invalid parameter '${name}'`);
+    if (this.outgoing?.active) throw new MonitorError('There\'s a migration process in progress');
+    if (state && !SUPPORTED_CAPABILITIES.has(name)) throw new MonitorError(`Migration capability '${name}' is not supported by tsvmm`);
+    this.capabilities[name] = state;
+  }
+
+  migrationParameters(): MigrationParameters {
+    return { ...this.parameters };
+  }
+
+  setMigrationParameters(changes: Partial<MigrationParameters>): void {
+    if (changes.downtimeLimitMs !== undefined && !(changes.downtimeLimitMs >= 0 && changes.downtimeLimitMs <= 2000000)) {
+      throw new MonitorError("Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds");
+    }
+    if (changes.maxBandwidth !== undefined && !(changes.maxBandwidth >= 0)) throw new MonitorError("Parameter 'max_bandwidth' expects a non-negative size");
+    this.parameters = { ...this.parameters, ...changes };
+  }
+
+  onEvent(listener: (event: MachineEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(event: MachineEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private migrationEvent(status: MigrationInfo['status']): void {
+    if (this.capabilities.events) this.emit({ event: 'MIGRATION', data: { status } });
+  }
+
+  private async whilePaused<T>(read: () => T): Promise<T> {
+    const running = !this.machine.paused;
+    if (running) await this.machine.pause();
+    try {
+      return read();
+    } finally {
+      if (running) await this.machine.resume();
+    }
+  }
+}

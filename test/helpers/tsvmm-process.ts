@@ -1,0 +1,70 @@
+// A tsvmm process a test drives while it runs: its output as it arrives, its
+// QMP monitor, and its end. Every wait is bounded.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { QmpClient } from '../../src/cli/qmp-client.ts';
+import { TSVMM } from './kvm.ts';
+
+export class TsvmmProcess {
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  private readonly child: ChildProcess;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    this.child.stdout!.setEncoding('utf8').on('data', (text: string) => (this.stdout += text));
+    this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  /** Waits until `test` holds for the output so far (polling), or fails after `timeoutMs` saying what it saw. */
+  async waitFor(what: string, test: (stdout: string) => boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let ended = false;
+    void this.exited.then(() => (ended = true));
+    while (!test(this.stdout)) {
+      if (Date.now() > deadline || ended) {
+        throw new Error(`waiting for ${what}: ${ended ? 'tsvmm ended' : 'timed out'}; stdout: ${this.stdout.slice(-400)}; stderr: ${this.stderr.slice(-400)}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Connects to its QMP monitor once the socket exists. */
+  async monitor(endpoint: string, timeoutMs = 30_000): Promise<QmpClient> {
+    const path = /^unix:([^,]+)/.exec(endpoint)?.[1];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!path || existsSync(path)) {
+        try {
+          return await QmpClient.open(endpoint);
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`no monitor at ${endpoint} after ${timeoutMs} ms; stderr: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Its exit status, killing it if it has not ended within `timeoutMs`. */
+  async end(timeoutMs = 30_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const killed = new Promise<number | null>((resolve) => {
+      timer = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        resolve(-1);
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, killed]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
