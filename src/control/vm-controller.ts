@@ -107,7 +107,11 @@ export class VmController implements MachineControl {
 
   private finish(result: MachineResult): void {
     const { cause } = result.stop;
-    if (this.state === 'postmigrate') return;
+    if (this.state === 'postmigrate') {
+      // The guest lives on elsewhere: this end is only the process's.
+      if (this.quitRequested) this.emit({ event: 'SHUTDOWN', data: { guest: false, reason: 'host-qmp-quit' } });
+      return;
+    }
     this.state = cause === 'poweroff' || cause === 'reboot' || cause === 'stopped' ? 'shutdown' : 'internal-error';
     const reason = this.quitRequested ? 'host-qmp-quit' : cause === 'poweroff' ? 'guest-shutdown' : cause === 'reboot' ? 'guest-reset' : cause === 'stopped' ? 'host-signal' : 'host-error';
     this.emit({ event: 'SHUTDOWN', data: { guest: reason === 'guest-shutdown' || reason === 'guest-reset', reason } });

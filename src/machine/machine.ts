@@ -156,7 +156,8 @@ export class Machine {
       this.stop();
     });
     this.threads = built.vcpus.map((fd, id) => this.startVcpuThread(id, fd.fd, fd.runMapping));
-    if (this.pausedNow && !stayPaused) void this.resume();
+    // A restored machine that cannot resume (KVM refused its clock) ends as a failure, not an unhandled rejection.
+    if (this.pausedNow && !stayPaused) this.resume().catch(() => this.stop());
 
     try {
       const first = await Promise.race([
