@@ -249,6 +249,10 @@ describe.skipIf(!hasQemu || !hasKvm)('node-qemu against QEMU 7.2 and tsvmm', () 
     expect(ours.map((e) => e['event'])).toEqual(theirs.map((e) => e['event']));
     const differences = theirs.flatMap((event, i) => shapeDifferences(event, ours[i], '', []).map((d) => `${String(event['event'])}: ${d}`));
     expect(differences).toEqual([]);
+    // A migration's states are the same words in the same order (setup, active, completed).
+    const migrationStates = (events: Array<Record<string, unknown>>) =>
+      events.filter((e) => e['event'] === 'MIGRATION').map((e) => (e['data'] as { status: string }).status);
+    expect(migrationStates(ours)).toEqual(migrationStates(theirs));
   });
 
   it('got through the whole sequence on both (the migration completed, quit ended the server)', () => {

@@ -251,15 +251,22 @@ export class VmController implements MachineControl {
     });
     this.outgoing = migration;
     // Started now, answered now: query-migrate follows it (QEMU's migrate returns at once too).
-    void migration.run(uri).then(() => {
-      this.state = 'postmigrate';
+    void migration.run(uri).then((completed) => {
+      if (completed) this.state = 'postmigrate';
+      else this.migrationAbandoned(wasRunning);
     }, (e: unknown) => {
-      const stillHere = this.state === 'finish-migrate' ? (wasRunning ? 'running' : 'paused') : this.state;
-      this.state = stillHere;
-      if (wasRunning && this.machine.paused === false) this.emit({ event: 'RESUME' });
-      this.say(`tsvmm: migration to ${uri} failed: ${(e as Error).message}; the guest keeps running here`);
+      this.migrationAbandoned(wasRunning);
+      this.say(`tsvmm: migration to ${uri} failed: ${(e as Error).message}; the guest keeps ${wasRunning ? 'running' : 'paused'} here`);
     });
     return Promise.resolve();
+  }
+
+  /** A migration cancelled or failed: the VM is as it was before (the migration resumed the machine if it paused it). */
+  private migrationAbandoned(wasRunning: boolean): void {
+    if (this.state !== 'finish-migrate') return;
+    this.state = wasRunning ? 'running' : 'paused';
+    // Its STOP came with stop-and-copy: say the guest runs again.
+    if (wasRunning) this.emit({ event: 'RESUME' });
   }
 
   migrateIncoming(_uri: string): Promise<void> {
