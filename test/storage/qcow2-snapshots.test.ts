@@ -3,7 +3,8 @@
 // tsvmm takes, qemu-img lists and applies; what qemu-img takes, tsvmm lists,
 // applies and deletes; `qemu-img check` stays clean throughout.
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, type writevSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { imgInfo, imgSnapshot } from '../../src/cli/img.ts';
 import { ofdByteLocks } from '../../src/kvm/index.ts';
@@ -259,9 +260,9 @@ describe('tsvmm img snapshot -l', () => {
 
 describe('crash consistency: every write of create, apply and delete cut short (SIGKILL at that point)', () => {
   /** Writes beyond the first `allowed` fail, as if the process had been killed there: what was written stays. */
-  async function cutAfter<T>(allowed: number, operation: () => T): Promise<{ writes: number }> {
-    const { createRequire, syncBuiltinESMExports } = await import('node:module');
-    const fs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+  function cutAfter(allowed: number, operation: () => unknown): { writes: number } {
+    // The CommonJS object behind node:fs; syncBuiltinESMExports() makes the ESM bindings HostFile uses follow it.
+    const fs = createRequire(import.meta.url)('node:fs') as { writevSync: typeof writevSync };
     const original = fs.writevSync;
     let writes = 0;
     fs.writevSync = ((fd: number, buffers: readonly NodeJS.ArrayBufferView[], position?: number) => {
@@ -299,7 +300,7 @@ describe('crash consistency: every write of create, apply and delete cut short (
     }
   }
 
-  it('the disk reads as before or (apply) as the snapshot, the snapshot stays intact, and check finds no harm', async () => {
+  it('the disk reads as before or (apply) as the snapshot, the snapshot stays intact, and check finds no harm', () => {
     const template = scratch.path('crash-template.qcow2');
     createQcow2(template, { size: MiB, clusterSize: 512 });
     const old = new Uint8Array(MiB);
@@ -317,13 +318,12 @@ describe('crash consistency: every write of create, apply and delete cut short (
     for (const [name, operation] of Object.entries(operations)) {
       const probe = scratch.path(`crash-${name}-all.qcow2`);
       copyFileSync(template, probe);
-      const { writes: total } = await cutAfter(Infinity, () => operation(probe));
-      console.log(`${name}: ${total} writes`);
+      const { writes: total } = cutAfter(Infinity, () => operation(probe));
       expect(total).toBeGreaterThan(10);
       for (const allowed of cutPoints(total)) {
         const path = scratch.path(`crash-${name}-${allowed}.qcow2`);
         copyFileSync(template, path);
-        await cutAfter(allowed, () => operation(path));
+        cutAfter(allowed, () => operation(path));
         if (name === 'apply') {
           const content = readDisk(path);
           expect([current, kept].some((bytes) => Buffer.compare(Buffer.from(content), Buffer.from(bytes)) === 0), `after ${allowed} writes`).toBe(true);

@@ -90,7 +90,13 @@ function edit<T>(path: string, operation: (editor: SnapshotEditor) => T): T {
     try {
       return operation(editor);
     } catch (e) {
-      if (e instanceof Qcow2CorruptionError) editor.markCorrupt();
+      if (e instanceof Qcow2CorruptionError) {
+        try {
+          editor.markCorrupt();
+        } catch {
+          // The corruption is what the user needs to hear about; a failed mark changes nothing they can do.
+        }
+      }
       throw e;
     }
   } finally {
