@@ -168,21 +168,27 @@ describe.skipIf(!hasKvm)('the control plane on the default Linux guest with a di
     expect(hostSector(RAW, 'raw', SECTOR.booted)).toBe(marker('booted'));
   }, BOOT_MS + 120_000);
 
-  it('stop/cont: the guest is paused for 3 s, its clock does not jump by the pause, and the shell answers after cont', async () => {
+  it('stop/cont: the guest is paused for 5 s, its clock does not jump by the pause, and the shell answers after cont', async () => {
     const before = await guestUptime(booted);
     const wallStart = Date.now();
     await bootedMonitor.execute('stop');
+    const stoppedAt = Date.now();
     expect(await bootedMonitor.execute('query-status')).toMatchObject({ running: false, status: 'paused' });
-    await sleep(3000);
+    await sleep(5000);
+    const contAt = Date.now();
     await bootedMonitor.execute('cont');
     expect(await bootedMonitor.execute('query-status')).toMatchObject({ running: true, status: 'running' });
     const after = await guestUptime(booted);
     const wallMs = Date.now() - wallStart;
     const guestMs = (after - before) * 1000;
-    timings.push(`stop/cont: ${seconds(wallMs)} of wall time with 3 s paused, ${seconds(guestMs)} of guest uptime`);
+    const pausedMs = contAt - stoppedAt;
+    // What the guest's clock left out of the wall time: the pause, give or
+    // take the console's latency between the guest reading /proc/uptime and
+    // the test seeing the answer (up to a second or so on a loaded PVM host).
+    const missedMs = wallMs - guestMs;
+    timings.push(`stop/cont: ${seconds(wallMs)} of wall time with ${seconds(pausedMs)} paused, ${seconds(guestMs)} of guest uptime (the guest missed ${seconds(missedMs)})`);
     expect(guestMs).toBeGreaterThan(0);
-    // The guest lived through everything but the 3 s paused (with room for the shell's own latency).
-    expect(guestMs).toBeLessThan(wallMs - 2500);
+    expect(missedMs).toBeGreaterThan(pausedMs - 2000);
     expect(bootedMonitor.events.map((e) => e.event)).toEqual(['STOP', 'RESUME']);
   }, 120_000);
 
