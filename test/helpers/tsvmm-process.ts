@@ -11,10 +11,13 @@ export class TsvmmProcess {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  /** With `input`, what `type` writes reaches tsvmm's stdin (the guest's console); else stdin is empty. */
+  constructor(args: string[], { input = false } = {}) {
+    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => (this.stdout += text));
     this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
+    // Keys typed after tsvmm ended are lost, as on a terminal, not an error of the test's own.
+    this.child.stdin?.on('error', () => {});
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 
@@ -62,6 +65,12 @@ export class TsvmmProcess {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Keystrokes into tsvmm's stdin (made with `input`). */
+  type(text: string): void {
+    if (!this.child.stdin) throw new Error('this tsvmm was started without input');
+    this.child.stdin.write(text);
   }
 
   kill(): void {
