@@ -10,7 +10,6 @@
 // (past the guest's page cache) what the previous process wrote, and a new
 // write lands. The host then finds every write where it belongs: A's and B's
 // in the raw image, C's only in the overlay.
-import { createServer } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -22,7 +21,7 @@ import type { QmpClient } from '../../src/cli/qmp-client.ts';
 import { openDisk } from '../../src/storage/open-disk.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
 import { hasKvm } from '../helpers/kvm.ts';
-import { TsvmmProcess } from '../helpers/tsvmm-process.ts';
+import { freePort, qmpSockets, sleep, TsvmmProcess } from '../helpers/tsvmm-process.ts';
 
 const BOOT_MS = 300_000;
 const PROMPT = /tsvmm:\/# /;
@@ -39,18 +38,9 @@ const pattern = randomBytes(512).toString('hex').slice(0, 64);
 const SECTOR = { booted: 100, migrated: 101, restored: 102 } as const;
 const marker = (who: keyof typeof SECTOR) => `written-by-${who}-guest`;
 
-let sockets = 0;
-const qmpSocket = () => `unix:${join(scratch, `qmp${sockets++}.sock`)},server=on,wait=off`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const qmpSocket = qmpSockets(scratch);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The default guest with one disk and a monitor; every process of the chain gets the same machine. */
 const guestArgs = (disk: string, qmp: string) => ['run', '--disk', `${disk},serial=control-disk`, '--qmp', qmp];

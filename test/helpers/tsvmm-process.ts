@@ -2,6 +2,8 @@
 // QMP monitor, and its end. Every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { QmpClient } from '../../src/cli/qmp-client.ts';
 import { TSVMM } from './kvm.ts';
 
@@ -76,4 +78,21 @@ export class TsvmmProcess {
   kill(): void {
     this.child.kill('SIGKILL');
   }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A TCP port on 127.0.0.1 free right now (a destination's --incoming). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Numbered QMP endpoints (unix sockets) in `folder`, one per call. */
+export function qmpSockets(folder: string): () => string {
+  let next = 0;
+  return () => `unix:${join(folder, `qmp${next++}.sock`)},server=on,wait=off`;
 }
