@@ -86,7 +86,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('-S, --paused', 'start with the vCPUs stopped (status prelaunch) until QMP\'s cont')
     .option('--name <name>', 'the VM\'s name (query-name)')
     .option('--uuid <uuid>', 'the VM\'s UUID (query-uuid)')
-    .option('--incoming <uri>', 'wait for the VM\'s state from a migration: tcp:HOST:PORT, unix:PATH, exec:CMD (e.g. "exec:cat FILE")')
+    .option('--incoming <uri>', 'wait for the VM\'s state from a migration: tcp:HOST:PORT, unix:PATH, exec:CMD (e.g. "exec:cat FILE"), or defer (the URI comes in QMP\'s migrate-incoming)')
     .option('--restore <file>', 'start from a snapshot file (tsvmm snapshot save): the same as --incoming file:FILE')
     .action(async (options: RunOptions) => setStatus(await runCommand(options)));
 

@@ -217,3 +217,45 @@ describe.skipIf(!hasKvm)('live migration between two tsvmm processes', () => {
     }
   });
 });
+
+describe.skipIf(!hasKvm)('--incoming defer and migrate-incoming (how libvirt starts a destination)', () => {
+  it('the destination waits for its URI in QMP, then takes the migration; a second migrate-incoming is refused', async () => {
+    const settings: CounterSettings = { pages: 16, every: 4096, limit: 30 * 4096 };
+    const port = await freePort();
+    const qmpSource = qmpSocket();
+    const qmpDestination = qmpSocket();
+    const source = new TsvmmProcess([...tsvmmCounterArgs(settings), '--qmp', qmpSource]);
+    const destination = new TsvmmProcess([...tsvmmCounterArgs(settings), '--incoming', 'defer', '--qmp', qmpDestination]);
+    try {
+      const monitor = await source.monitor(qmpSource);
+      const destinationMonitor = await destination.monitor(qmpDestination);
+      expect(await destinationMonitor.execute('query-status')).toMatchObject({ status: 'inmigrate' });
+      await destinationMonitor.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
+      await expect(destinationMonitor.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` })).rejects.toThrow(/already/);
+      await source.waitFor('a count line', (out) => countLines(out).length >= 1);
+      await monitor.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      expect(await destination.end(60_000)).toBe(CounterStatus.DONE);
+      expectContiguous(source.stdout + destination.stdout, 4096);
+      await monitor.execute('quit').catch(() => {});
+      expect(await source.end()).toBe(0);
+    } finally {
+      source.kill();
+      destination.kill();
+    }
+  });
+
+  it('quit while waiting for a migration ends tsvmm at once, status 0', async () => {
+    for (const incoming of ['defer', `tcp:127.0.0.1:${await freePort()}`]) {
+      const qmp = qmpSocket();
+      const vm = new TsvmmProcess([...tsvmmCounterArgs({ pages: 16 }), '--incoming', incoming, '--qmp', qmp]);
+      try {
+        const monitor = await vm.monitor(qmp);
+        await monitor.execute('quit').catch(() => {});
+        expect(await vm.end(10_000), incoming).toBe(0);
+        expect(vm.stderr, incoming).not.toMatch(/Error|at /);
+      } finally {
+        vm.kill();
+      }
+    }
+  });
+});
