@@ -73,7 +73,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
     .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
-    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or isa-debug-exit[,iobase=N][,iosize=N] (QEMU\'s; default 0x501, 2 ports)', repeat)
+    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device)', repeat)
     .option('--fw-cfg <spec>', 'a file in fw_cfg (QEMU\'s -fw_cfg): [name=]opt/NAME,file=PATH or [name=]opt/NAME,string=S (repeatable)', repeat)
     .option('--virtio-transport <kind>', 'transport of virtio devices that name none: mmio (default) or pci')
     .option('--console <kind>', 'guest console and host input: serial (COM1, default) or virtio (hvc0)')

@@ -153,7 +153,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     ...(options.irqchip ? { irqchip: true } : {}),
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),
-    // --device names a virtio device or one of the PC's own (isa-debug-exit).
+    // --device names a virtio device or one of the PC's own (isa-debug-exit, pc-testdev).
     ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice), options.fwCfg),
     ...virtioConfigFromOptions({ ...options, device: (options.device ?? []).filter((spec) => !isPlatformDevice(spec)) }),
   };

@@ -13,6 +13,7 @@ export interface MachineShape {
   pit: 'tsvmm' | 'kernel';
   console: 'serial' | 'virtio';
   debugExit: string;
+  pcTestdev: boolean;
   fwCfgFiles: string[];
   /** Each virtio device: kind, transport, and for a disk whether it is read-only. */
   virtio: string[];
@@ -28,6 +29,7 @@ export function machineShape(config: MachineConfig): MachineShape {
     pit: config.pit ?? 'tsvmm',
     console: config.console ?? 'serial',
     debugExit: config.debugExit ? `${config.debugExit.port}/${config.debugExit.size}` : 'default',
+    pcTestdev: Boolean(config.pcTestdev),
     fwCfgFiles: (config.fwCfgFiles ?? []).map((f) => f.name),
     virtio: (config.virtio ?? []).map((d) => `${d.kind}:${d.transport ?? transport}${d.kind === 'blk' && d.readOnly ? ':ro' : ''}`),
   };
@@ -35,7 +37,7 @@ export function machineShape(config: MachineConfig): MachineShape {
 
 const LABELS: Record<keyof MachineShape, string> = {
   memoryBytes: 'RAM bytes', cpus: 'vCPUs', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
-  console: 'console', debugExit: 'isa-debug-exit', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
+  console: 'console', debugExit: 'isa-debug-exit', pcTestdev: 'pc-testdev', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
 };
 
 /** Null when `saved` (from a stream's header) fits `here`; else one line naming the first difference. */

@@ -16,6 +16,7 @@ import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
 import { FwCfg, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
+import { PcTestdev } from '../devices/pc-testdev.ts';
 import { Pit8254 } from '../devices/pit8254.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
@@ -176,7 +177,7 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
  * `clock` is the guest clock the PIT counts from.
  */
 export function machineDevices(
-  config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean,
+  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev'>, acpi: boolean,
   { clock = MonotonicClock.createState(), fwCfg }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents } = {},
 ): DeviceSpec[] {
   return [
@@ -194,6 +195,11 @@ export function machineDevices(
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
     ] satisfies DeviceSpec[] : []),
     { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
+    ...(config.pcTestdev ? [{
+      kind: 'pc-testdev', ioport: PortLayout.PC_TESTDEV_IOPORT, flush: PortLayout.PC_TESTDEV_FLUSH,
+      ioportByte: PortLayout.PC_TESTDEV_IOPORT_BYTE, irqPort: PortLayout.PC_TESTDEV_IRQ,
+      iomem: MmioLayout.PC_TESTDEV_IOMEM, state: PcTestdev.createState(),
+    }] satisfies DeviceSpec[] : []),
     ...(fwCfg ? [
       { kind: 'fw-cfg', port: PortLayout.FW_CFG, dmaPort: PortLayout.FW_CFG_DMA, contents: fwCfg, state: FwCfg.createState() },
     ] satisfies DeviceSpec[] : []),

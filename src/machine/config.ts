@@ -33,6 +33,8 @@ export interface MachineConfig {
   deviceModules?: string[];
   /** Where the isa-debug-exit device sits (default: src/layout.ts's DEBUG_EXIT, 2 ports). */
   debugExit?: { port: number; size: number };
+  /** QEMU's pc-testdev, the test device of kvm-unit-tests (`--device pc-testdev`). */
+  pcTestdev?: boolean;
   /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */
   fwCfgFiles?: FwCfgFileConfig[];
   /** Where guest console output goes (default: stdout). */

@@ -13,6 +13,7 @@ import { CMOS_RTC_STATE } from '../devices/cmos-rtc.ts';
 import type { DeviceStateLayout, SavedDeviceState, StateField } from '../devices/device-state.ts';
 import { FW_CFG_STATE } from '../devices/fw-cfg.ts';
 import { I8042_STATE } from '../devices/i8042.ts';
+import { PC_TESTDEV_STATE } from '../devices/pc-testdev.ts';
 import { PCI_HOST_BRIDGE_STATE } from '../devices/pci/index.ts';
 import { PIT8254_STATE } from '../devices/pit8254.ts';
 import { SERIAL16550_STATE } from '../devices/serial16550.ts';
@@ -51,6 +52,7 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], 'debug-exit'>, AnyLayou
   'acpi-sleep': ACPI_SLEEP_STATE,
   'acpi-ged': ACPI_GED_STATE,
   'fw-cfg': FW_CFG_STATE,
+  'pc-testdev': PC_TESTDEV_STATE,
 };
 
 /** Each device state buffer with its layout, in a fixed order. */
