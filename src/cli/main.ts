@@ -70,6 +70,7 @@ function program(setStatus: (status: number) => void): Command {
     .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
     .option('-c, --cpus <n>', 'vCPUs (default 1); more than one gives a flat guest the in-kernel irqchip too')
     .option('--smp <n>', 'the same as --cpus, in QEMU\'s spelling (N or cpus=N)')
+    .option('--cpu <model>', 'the CPU: host or max (default host: what KVM supports here), then [,+feature|-feature|feature=on|off][,vendor=S] (QEMU\'s -cpu spelling)')
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
     .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)

@@ -4,7 +4,7 @@ import { existsSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
-import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
+import { parseCpuModel, PVM_KERNEL_PARAMETERS, type CpuModel } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { VmController } from '../control/vm-controller.ts';
 import { parseQmpEndpoint } from '../qmp/endpoint.ts';
@@ -29,6 +29,7 @@ export interface RunOptions extends VirtioOptions {
   mem?: string;
   cpus?: string;
   smp?: string;
+  cpu?: string;
   trace?: string[];
   /** Commander's --no-ioeventfd / --no-irqfd. */
   ioeventfd?: boolean;
@@ -65,7 +66,7 @@ const TRACE_KINDS = ['exits'];
  */
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
-  ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
+  ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['cpu', '--cpu'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
   ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
   ['qmp', '--qmp'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
 ];
@@ -116,6 +117,13 @@ export function parseShutdownTimeout(text: string | undefined): number {
   return seconds * 1000;
 }
 
+/** --cpu MODEL[,+feature|-feature...] (src/vcpu/cpu-model.ts). */
+function parseCpu(spec: string): CpuModel {
+  const model = parseCpuModel(spec);
+  if (typeof model === 'string') throw new InputError(`--cpu ${spec}: ${model}`);
+  return model;
+}
+
 /** -c/--cpus N, or QEMU's --smp N / --smp cpus=N. */
 export function parseCpus(options: Pick<RunOptions, 'cpus' | 'smp'>): number {
   if (options.cpus !== undefined && options.smp !== undefined) throw new InputError('give either --cpus or --smp, not both');
@@ -148,6 +156,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
   const common = {
     memoryBytes: parseMemory(options.mem),
     cpus: parseCpus(options),
+    ...(options.cpu !== undefined ? { cpu: parseCpu(options.cpu) } : {}),
     traceExits: (options.trace ?? []).includes('exits'),
     pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
     ...(options.irqchip ? { irqchip: true } : {}),

@@ -7,6 +7,8 @@ import type { MachineConfig } from '../machine/config.ts';
 export interface MachineShape {
   memoryBytes: number;
   cpus: number;
+  /** The --cpu model and changes, as given (default host). */
+  cpu: string;
   /** A kernel guest has ACPI and the PC's interrupt controllers; a flat one is its own firmware. */
   guest: 'kernel' | 'flat';
   irqchip: boolean;
@@ -24,6 +26,7 @@ export function machineShape(config: MachineConfig): MachineShape {
   return {
     memoryBytes: config.memoryBytes,
     cpus: config.cpus ?? 1,
+    cpu: JSON.stringify(config.cpu ?? { name: 'host', features: {} }),
     guest: config.flat ? 'flat' : 'kernel',
     irqchip: Boolean(config.irqchip) || Boolean(config.linux) || (config.cpus ?? 1) > 1 || config.pit === 'kernel',
     pit: config.pit ?? 'tsvmm',
@@ -36,7 +39,7 @@ export function machineShape(config: MachineConfig): MachineShape {
 }
 
 const LABELS: Record<keyof MachineShape, string> = {
-  memoryBytes: 'RAM bytes', cpus: 'vCPUs', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
+  memoryBytes: 'RAM bytes', cpus: 'vCPUs', cpu: 'CPU model', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
   console: 'console', debugExit: 'isa-debug-exit', pcTestdev: 'pc-testdev', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
 };
 

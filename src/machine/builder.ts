@@ -26,7 +26,9 @@ import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/
 import { IrqLayout, MmioLayout, PortLayout, ramLayout } from '../layout.ts';
 import { DirtyPageLog } from '../memory/dirty-pages.ts';
 import { HostRam } from '../memory/host-ram.ts';
-import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols } from '../vcpu/index.ts';
+import {
+  applyCpuModel, DeviceLock, findSystemMap, guestCpuid, HOST_CPU, KernelSymbols, kvmHasFeature, type CpuModel, type TransferableSymbols,
+} from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
 import type { DeviceSpec } from './bus-devices.ts';
@@ -85,7 +87,7 @@ export function buildMachine(requested: MachineConfig, { restoring = false }: Bu
   const kernel = guest.kind !== 'flat';
   const irqchip = addInterruptControllers(vm, config, kernel);
   const ram = addRam(vm, config.memoryBytes);
-  const vcpus = addVcpus(kvm, vm, config.cpus);
+  const vcpus = addVcpus(kvm, vm, config.cpus, config.cpu ?? HOST_CPU, warnings);
   const clock = MonotonicClock.createState();
   const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
   const virtio = wireVirtio(vm, config, irqchip, { lockImages: !restoring });
@@ -146,14 +148,20 @@ function addRam(vm: VmFd, memoryBytes: number): HostRam {
 }
 
 /** vCPU 0 is the bootstrap processor; the others wait in KVM for INIT and SIPI from it. */
-function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
+function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number, model: CpuModel, warnings: string[]): VcpuFd[] {
   const host = detectVirtualization();
   const supported = kvm.supportedCpuid();
-  return Array.from({ length: cpus }, (_, id) => {
+  // KVM emulates the TSC-deadline timer but leaves it out of its supported CPUID.
+  const tscDeadline = kvm.checkExtension('KVM_CAP_TSC_DEADLINE_TIMER') > 0;
+  const vcpus = Array.from({ length: cpus }, (_, id) => {
     const vcpu = vm.createVcpu(id);
-    vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, cpus, host: host.kind, cpuVendor: host.cpuVendor }));
+    const entries = guestCpuid(supported, { vcpuId: id, cpus, host: host.kind, cpuVendor: host.cpuVendor, tscDeadline });
+    const dropped = applyCpuModel(entries, model, kvmHasFeature(supported, tscDeadline));
+    if (id === 0 && dropped.length) warnings.push(`--cpu: this host's KVM does not support ${dropped.join(', ')}; the guest runs without`);
+    vcpu.setCpuid(entries);
     return vcpu;
   });
+  return vcpus;
 }
 
 /**

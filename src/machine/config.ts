@@ -1,11 +1,14 @@
 // What a VM is made of, as plain data: the CLI builds it, the main thread
 // creates the VM from it, and the vCPU thread receives a copy.
+import type { CpuModel } from '../vcpu/index.ts';
 
 export interface MachineConfig {
   /** Guest RAM in bytes. */
   memoryBytes: number;
   /** vCPUs (default 1). More than one needs, and implies, the in-kernel irqchip. */
   cpus?: number;
+  /** The CPU model and feature changes (`--cpu host,+x2apic,-pcid`); default: host. */
+  cpu?: CpuModel;
   /** A flat real-mode binary (see src/boot/flat.ts). */
   flat?: { path: string };
   /**
