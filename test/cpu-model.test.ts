@@ -1,6 +1,7 @@
-// --cpu: the models, QEMU's feature spelling, and what reaches the guest's CPUID.
+// --cpu: the models, QEMU's feature spelling, and what reaches the guest's CPUID; --pit off.
 import { describe, expect, it } from 'vitest';
 import { configFromOptions } from '../src/cli/run.ts';
+import { machineDevices } from '../src/machine/builder.ts';
 import { InputError } from '../src/errors.ts';
 import type { CpuidEntry } from '../src/kvm/index.ts';
 import { applyCpuModel, guestCpuid, kvmHasFeature, parseCpuModel, type CpuModel } from '../src/vcpu/index.ts';
@@ -73,5 +74,16 @@ describe('--cpu', () => {
     text.writeUInt32LE(leaf0.edx, 4);
     text.writeUInt32LE(leaf0.ecx, 8);
     expect(text.toString('latin1')).toBe('GenuineIntel');
+  });
+});
+
+describe('--pit off (QEMU\'s -machine pit=off)', () => {
+  it('leaves the PIT and port 0x61 off the machine; tsvmm and kernel keep theirs', () => {
+    expect(configFromOptions({ flat: 'x.bin', pit: 'off' }).pit).toBe('off');
+    expect(() => configFromOptions({ flat: 'x.bin', pit: 'none' })).toThrow(/expected "tsvmm".*"kernel".*"off"/);
+    const kinds = (pit: 'tsvmm' | 'kernel' | 'off') => machineDevices({ pit }, false).map((d) => d.kind);
+    expect(kinds('off')).not.toContain('pit8254');
+    expect(kinds('off')).not.toContain('system-control-port');
+    expect(kinds('tsvmm')).toContain('pit8254');
   });
 });

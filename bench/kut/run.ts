@@ -94,6 +94,7 @@ function tsvmmCommand(test: KutTest): string[] | { untranslatable: string } {
     if (option === '-m' && value) args.push('-m', /^\d+$/.test(value) ? `${value}M` : value);
     else if (option === '-smp' && value) args.push('--smp', value);
     else if (option === '-cpu' && value && tsvmmHas.cpu) args.push('--cpu', value);
+    else if ((option === '-machine' || option === '-M') && value === 'pit=off') args.push('--pit', 'off');
     else return { untranslatable: `${option}${value && !value.startsWith('-') ? ` ${value}` : ''}` };
     i++;
   }

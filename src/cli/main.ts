@@ -66,7 +66,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--flat <file>', 'a flat real-mode binary, loaded at 0x10000 and started at 1000:0000')
     .option('--system-map <file>', 'kernel symbols, to name where a kernel stopped (default: a System.map beside the kernel)')
     .option('--irqchip', 'give a flat guest the in-kernel PIC/IOAPIC/LAPIC (Linux guests always have them)')
-    .option('--pit <who>', 'i8254 PIT emulation: tsvmm (TypeScript, default) or kernel (KVM_CREATE_PIT2)')
+    .option('--pit <who>', 'i8254 PIT emulation: tsvmm (TypeScript, default), kernel (KVM_CREATE_PIT2) or off (no PIT, QEMU\'s -machine pit=off)')
     .addOption(new Option('-m, --mem <size>', 'guest RAM, e.g. 256M, 2G (default 256M; a bare number is MiB)'))
     .option('-c, --cpus <n>', 'vCPUs (default 1); more than one gives a flat guest the in-kernel irqchip too')
     .option('--smp <n>', 'the same as --cpus, in QEMU\'s spelling (N or cpus=N)')

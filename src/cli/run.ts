@@ -147,8 +147,8 @@ export function parseMemory(text: string | undefined): number {
 export function configFromOptions(options: RunOptions): MachineConfig {
   checkRunOptions(options);
   if (options.flat === undefined && options.kernel === undefined) throw new InputError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
-  if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
-    throw new InputError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
+  if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel' && options.pit !== 'off') {
+    throw new InputError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254), "kernel" (KVM's) or "off" (none)`);
   }
   for (const kind of options.trace ?? []) {
     if (!TRACE_KINDS.includes(kind)) throw new InputError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
@@ -158,7 +158,7 @@ export function configFromOptions(options: RunOptions): MachineConfig {
     cpus: parseCpus(options),
     ...(options.cpu !== undefined ? { cpu: parseCpu(options.cpu) } : {}),
     traceExits: (options.trace ?? []).includes('exits'),
-    pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
+    pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel' | 'off',
     ...(options.irqchip ? { irqchip: true } : {}),
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),

@@ -12,7 +12,7 @@ export interface MachineShape {
   /** A kernel guest has ACPI and the PC's interrupt controllers; a flat one is its own firmware. */
   guest: 'kernel' | 'flat';
   irqchip: boolean;
-  pit: 'tsvmm' | 'kernel';
+  pit: 'tsvmm' | 'kernel' | 'off';
   console: 'serial' | 'virtio';
   debugExit: string;
   pcTestdev: boolean;

@@ -191,7 +191,7 @@ export function machineDevices(
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
-    ...(config.pit === 'kernel' ? [] : [
+    ...(config.pit === 'kernel' || config.pit === 'off' ? [] : [
       { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT, state: Pit8254.createState(new MonotonicClock(clock)) },
       { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B, state: SystemControlPort.createState() },
     ] satisfies DeviceSpec[]),

@@ -25,8 +25,12 @@ export interface MachineConfig {
    * that halts with nothing to wake it returns to tsvmm (KVM_EXIT_HLT).
    */
   irqchip?: boolean;
-  /** Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM (KVM_CREATE_PIT2). */
-  pit?: 'tsvmm' | 'kernel';
+  /**
+   * Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM
+   * (KVM_CREATE_PIT2); or no PIT at all (QEMU's -machine pit=off, which
+   * kvm-unit-tests' vmexit_ipi asks for), and then no port 0x61 either.
+   */
+  pit?: 'tsvmm' | 'kernel' | 'off';
   /** `--trace exits`: print every exit and a table of counts at the end. */
   traceExits?: boolean;
   /**
