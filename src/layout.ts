@@ -153,6 +153,9 @@ export const PortLayout = {
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
+  /** The ACPI PM timer, where QEMU's PC puts it (its PM block's offset 8). */
+  ACPI_PM_TIMER: 0x608,
+  ACPI_PM_TIMER_COUNT: 4,
   /** PCI configuration mechanism #1: CONFIG_ADDRESS and CONFIG_DATA (fixed by the PCI spec; the host bridge decodes them itself). */
   PCI_CONFIG: 0xcf8,
   PCI_CONFIG_COUNT: 8,

@@ -201,6 +201,7 @@ export function machineDevices(
     ...(acpi ? [
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
+      { kind: 'acpi-pm-timer', port: PortLayout.ACPI_PM_TIMER },
     ] satisfies DeviceSpec[] : []),
     { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
     ...(config.pcTestdev ? [{

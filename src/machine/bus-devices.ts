@@ -7,6 +7,7 @@
 // KVM would have signalled it.
 import type { AddressSpace } from '../bus/index.ts';
 import { AcpiGed, ACPI_GED_MMIO_SIZE } from '../devices/acpi-ged.ts';
+import { AcpiPmTimer, ACPI_PM_TIMER_PORT_COUNT } from '../devices/acpi-pm-timer.ts';
 import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
@@ -67,6 +68,7 @@ export type DeviceSpec =
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
+  | { kind: 'acpi-pm-timer'; port: number }
   | { kind: 'debug-exit'; port: number; size: number }
   | { kind: 'pc-testdev'; ioport: number; flush: number; ioportByte: number; irqPort: number; iomem: number; state: SharedArrayBuffer }
   | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
@@ -129,6 +131,9 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
         break;
       case 'acpi-ged':
         mmio.register(spec.address, ACPI_GED_MMIO_SIZE, new AcpiGed(context.irqLine(spec.gsi), spec.state));
+        break;
+      case 'acpi-pm-timer':
+        pio.register(spec.port, ACPI_PM_TIMER_PORT_COUNT, new AcpiPmTimer(options.clock));
         break;
       case 'debug-exit':
         pio.register(spec.port, spec.size, new DebugExit((status, value) => {

@@ -42,8 +42,11 @@ export interface MachineState {
 
 type AnyLayout = DeviceStateLayout<Record<string, StateField>>;
 
+/** Devices with no state of their own (the PM timer counts from the machine's clock). */
+type StatelessKind = 'debug-exit' | 'acpi-pm-timer';
+
 /** The state layout of each legacy and ACPI device kind. */
-const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], 'debug-exit'>, AnyLayout> = {
+const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayout> = {
   'serial16550': SERIAL16550_STATE,
   'pit8254': PIT8254_STATE,
   'system-control-port': SYSTEM_CONTROL_PORT_STATE,
@@ -57,7 +60,7 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], 'debug-exit'>, AnyLayou
 
 /** Each device state buffer with its layout, in a fixed order. */
 function stateBuffers(built: BuiltMachine): { legacy: [AnyLayout, SharedArrayBuffer][]; pci: [AnyLayout, SharedArrayBuffer][] } {
-  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
+  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' || spec.kind === 'acpi-pm-timer' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
   const { pciBridgeState, devices } = built.virtio;
   const pci: [AnyLayout, SharedArrayBuffer][] = pciBridgeState
     ? [[PCI_HOST_BRIDGE_STATE, pciBridgeState], ...devices.flatMap((d): [AnyLayout, SharedArrayBuffer][] => (d.pciState ? [[VIRTIO_PCI_STATE, d.pciState]] : []))]
