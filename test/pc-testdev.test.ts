@@ -54,16 +54,16 @@ describe('pc-testdev', () => {
     expect(pio.read(0xe9, 2)).toBe(0xadbe);
   });
 
-  it('a byte written to 0x2000 + n drives interrupt line n to (value != 0)', () => {
+  it('a byte written to 0x2000 + n drives interrupt line n to (value != 0); a wider write, each byte its line', () => {
     const { pio, lines } = machineWithTestdev();
     pio.write(0x200e, 1, 1);
     pio.write(0x200e, 1, 0);
     pio.write(0x2017, 1, 5);
     expect(lines.get(0x0e)!.levels).toEqual([true, false]);
     expect(lines.get(0x17)!.level).toBe(true);
-    // QEMU accepts byte accesses only.
-    pio.write(0x2003, 2, 1);
-    expect(lines.has(3)).toBe(false);
+    // realmode's sti-inhibit test: outl 1 to 0x200b.
+    pio.write(0x200b, 4, 1);
+    expect([0x0b, 0x0c, 0x0d, 0x0e].map((n) => lines.get(n)!.level)).toEqual([true, false, false, false]);
   });
 
   it('a 32-bit write to 0xe4 flushes the page holding the address, other widths nothing', () => {

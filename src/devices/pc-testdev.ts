@@ -10,7 +10,10 @@
 //                        (eventinj uses it to inject exceptions mid-fault)
 //   port 0xe8, 4 ports   the same scratch register, served a byte at a time
 //   port 0x2000, 24      one port per interrupt line: a byte write drives
-//                        ISA IRQ/GSI `offset` to (value != 0) (the ioapic test)
+//                        ISA IRQ/GSI `offset` to (value != 0) (the ioapic
+//                        test); a wider write is split into bytes, as QEMU's
+//                        memory core splits it (valid.max_access_size 1), so
+//                        realmode's `outl 1, 0x200b` raises IRQ 11 and lowers 12-14
 //   MMIO 0xff000000, 64 KiB  a RAM-like buffer that every access exits for
 //                        (tests of instructions the emulator must do on MMIO)
 //
@@ -79,9 +82,9 @@ export class PcTestdev implements StatefulDevice {
     const lines: (InterruptLine | undefined)[] = [];
     this.irq = {
       name: 'pc-testdev irq-line',
+      byteWide: true,
       read: () => 0,
-      write: (offset, size, value) => {
-        if (size !== 1) return; // QEMU: 1-byte accesses only
+      write: (offset, _size, value) => {
         (lines[offset] ??= wiring.irqLine(offset)).setLevel((value & 0xff) !== 0);
       },
     };
