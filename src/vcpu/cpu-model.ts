@@ -42,6 +42,8 @@ export const CPU_FEATURES: Record<string, readonly [number, number, Register, nu
   'rdpid': [7, 0, 'ecx', 22],
   'arch-capabilities': [7, 0, 'edx', 29],
   'svm': [0x8000_0001, 0, 'ecx', 2],
+  'skinit': [0x8000_0001, 0, 'ecx', 12],
+  'npt': [0x8000_000a, 0, 'edx', 0],
   'nx': [0x8000_0001, 0, 'edx', 20],
   'pdpe1gb': [0x8000_0001, 0, 'edx', 26],
   'rdtscp': [0x8000_0001, 0, 'edx', 27],
