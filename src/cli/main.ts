@@ -83,6 +83,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--reboot <action>', 'what a guest reboot does: exit (default: tsvmm ends with status 0, like QEMU\'s -no-reboot) or restart (the guest boots again)')
     .option('--shutdown-timeout <seconds>', 'after SIGTERM presses the ACPI power button, stop a guest that has not powered off within this time (default 30)')
     .option('--qmp <endpoint>', 'a QMP monitor (QEMU\'s protocol): unix:PATH[,server=on,wait=off] or tcp:HOST:PORT[,server=on,wait=off] (repeatable)', repeat)
+    .option('--serial <chardev>', 'the console on a unix socket instead of the terminal: unix:PATH,server=on,wait=off[,logfile=FILE] (QEMU\'s -serial)')
     .option('-S, --paused', 'start with the vCPUs stopped (status prelaunch) until QMP\'s cont')
     .option('--name <name>', 'the VM\'s name (query-name)')
     .option('--uuid <uuid>', 'the VM\'s UUID (query-uuid)')

@@ -8,6 +8,7 @@ import { parseCpuModel, PVM_KERNEL_PARAMETERS, type CpuModel } from '../vcpu/ind
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { VmController } from '../control/vm-controller.ts';
 import { parseQmpEndpoint } from '../qmp/endpoint.ts';
+import { parseSerialSpec, SerialSocket } from './serial-socket.ts';
 import { QmpMonitor } from '../qmp/monitor.ts';
 import { markTime } from '../machine/startup-timing.ts';
 import { defaultLinuxGuest } from './guest.ts';
@@ -48,6 +49,8 @@ export interface RunOptions extends VirtioOptions {
   uuid?: string;
   incoming?: string;
   restore?: string;
+  /** --serial unix:PATH,server=on,wait=off: the console on a socket instead of the terminal. */
+  serial?: string;
 }
 
 /**
@@ -68,7 +71,7 @@ const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['cpu', '--cpu'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
   ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
-  ['qmp', '--qmp'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
+  ['qmp', '--qmp'], ['serial', '--serial'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
 ];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -192,16 +195,23 @@ export async function runCommand(options: RunOptions): Promise<number> {
     const guest = await defaultLinuxGuest();
     options = { ...options, kernel: guest.kernel, initrd: guest.initrd, systemMap: guest.systemMap };
   }
-  const config = configFromOptions(options);
+  let config = configFromOptions(options);
   const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
   const onReboot = parseRebootAction(options.reboot);
   const incoming = incomingUri(options);
   const endpoints = (options.qmp ?? []).map(parseQmpEndpoint);
   markTime('create-vm');
   const say = (line: string) => writeSync(2, `\r\n${line}\r\n`);
+  // The console on a socket (a VM in the background): what clients type goes to the guest.
+  let controllerForInput: VmController | null = null;
+  const serial = options.serial !== undefined
+    ? await SerialSocket.listen(parseSerialSpec(options.serial), (bytes) => controllerForInput?.current.sendInput(bytes))
+    : null;
+  if (serial) config = { ...config, consoleFd: serial.consoleFd };
   const controller = new VmController(config, {
     name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, onReboot, say,
   });
+  controllerForInput = controller;
   for (const warning of controller.current.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {
     // MAP_NORESERVE lets this start; say so, since the guest may not touch it all.
@@ -236,7 +246,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
       // wait=on (QEMU's default): the VM starts once a client connected.
       await monitors.waitForClients((where) => writeSync(2, `tsvmm: waiting for a QMP client on ${where}\n`));
     }
-    terminal.start();
+    if (!serial) terminal.start();
     markTime('run');
     const ended = await controller.run();
     const result = ended.result;
@@ -268,5 +278,6 @@ export async function runCommand(options: RunOptions): Promise<number> {
     process.off('SIGTERM', onSignal);
     await monitors?.close();
     controller.current.close();
+    await serial?.close();
   }
 }

@@ -69,12 +69,15 @@ export class OutgoingMigration {
     this.abortStream?.();
   }
 
-  async run(uri: string): Promise<void> {
+  /** True once the guest is over there; false when cancelled (the machine then runs on here); throws when it failed. */
+  async run(uri: string): Promise<boolean> {
     const { machine } = this;
     let pausedHere = false;
     let imagesReleased = false;
     const abort = new AbortController();
     this.abortStream = () => abort.abort(new Cancelled());
+    // QEMU's first MIGRATION event: the migration exists, nothing sent yet.
+    this.options.onStatus('setup');
     try {
       await sendSnapshot(uri, { machine: machineShape(this.config) }, async (writer) => {
         this.startDirtyLogging();
@@ -95,8 +98,8 @@ export class OutgoingMigration {
           this.downtimeStartedAt = Date.now();
           pausedHere = !machine.paused;
           await machine.pause();
+          // Still "active", as QEMU's without pause-before-switchover: "device" is that capability's pause.
           this.options.onStopped();
-          this.setStatus('device');
           const before = this.ram.transferred;
           await this.sendPages(writer, [...new Set([...dirty, ...this.harvestDirtyPages()])]);
           this.ram.downtimeBytes = this.ram.transferred - before;
@@ -113,6 +116,7 @@ export class OutgoingMigration {
       this.stopDirtyLogging();
       this.endedAt = Date.now();
       this.setStatus('completed');
+      return true;
     } catch (e) {
       this.stopDirtyLogging();
       this.endedAt = Date.now();
@@ -122,6 +126,7 @@ export class OutgoingMigration {
       this.error = cancelled ? null : (e as Error).message;
       this.setStatus(cancelled ? 'cancelled' : 'failed');
       if (!cancelled) throw e;
+      return false;
     }
   }
 

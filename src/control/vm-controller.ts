@@ -7,7 +7,7 @@
 import { InputError } from '../errors.ts';
 import { Machine, type MachineResult } from '../machine/machine.ts';
 import type { MachineConfig } from '../machine/config.ts';
-import { probeFormat } from '../storage/image-info.ts';
+import { imageInfo, probeFormat } from '../storage/image-info.ts';
 import {
   MonitorError, type BlockInfo, type CpuInfo, type CpuRegisters, type MachineControl, type MachineEvent,
   type MigrationInfo, type MigrationParameters, type RunState,
@@ -44,7 +44,8 @@ export class VmController implements MachineControl {
   private machine: Machine;
   private state: RunState;
   private readonly listeners: ((event: MachineEvent) => void)[] = [];
-  private resetRequested = false;
+  /** Set while a system_reset waits for the machine to be built again: resolves its answer. */
+  private resetDone: (() => void) | null = null;
   private quitRequested = false;
   private outgoing: OutgoingMigration | null = null;
   private readonly capabilities: Record<string, boolean> = Object.fromEntries(MIGRATION_CAPABILITIES.map((c) => [c, false]));
@@ -76,12 +77,22 @@ export class VmController implements MachineControl {
       }
       this.state = this.options.paused ? 'paused' : 'running';
     }
+    try {
+      return await this.runMachines();
+    } finally {
+      // A reset asked for as the VM ended is answered all the same.
+      this.settleReset();
+    }
+  }
+
+  private async runMachines(): Promise<ControllerResult> {
     for (;;) {
       const result = await this.machine.run({ paused: this.state === 'prelaunch' || this.state === 'paused' });
-      if (this.resetRequested && result.stop.cause === 'stopped') {
-        this.resetRequested = false;
+      // A quit that came with the reset wins: the VM ends.
+      if (this.resetDone && !this.quitRequested && result.stop.cause === 'stopped') {
         this.rebuild();
         this.emit({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } });
+        this.settleReset();
         continue;
       }
       if (result.stop.cause === 'reboot') {
@@ -99,10 +110,16 @@ export class VmController implements MachineControl {
 
   /** A fresh machine from the same configuration, as after a power cycle (disks keep what was written). */
   private rebuild(): void {
-    const paused = this.state === 'paused';
     this.machine.close();
     this.machine = Machine.create(this.config);
-    this.state = paused ? 'paused' : 'running';
+    // Paused, or not started yet (-S), it stays so, as QEMU's does.
+    if (this.state !== 'paused' && this.state !== 'prelaunch') this.state = 'running';
+  }
+
+  private settleReset(): void {
+    const done = this.resetDone;
+    this.resetDone = null;
+    done?.();
   }
 
   private finish(result: MachineResult): void {
@@ -138,15 +155,17 @@ export class VmController implements MachineControl {
     const disks = (this.config.virtio ?? []).filter((d) => d.kind === 'blk');
     const planned = this.machine.virtio.devices.filter((d) => d.config.kind === 'blk');
     return disks.map((disk, i) => {
+      const format = disk.format ?? probeFormat(disk.path);
       const capacitySectors = planned[i] ? new DataView(planned[i]!.info.config.buffer, planned[i]!.info.config.byteOffset).getBigUint64(0, true) : 0n;
       return {
         device: `virtio${i}`,
         qdev: `/machine/peripheral-anon/device[${i}]/virtio-backend`,
         file: disk.path,
-        format: disk.format ?? probeFormat(disk.path),
+        format,
         readOnly: disk.readOnly ?? false,
         virtualSize: Number(capacitySectors) * 512,
-        backingFile: null,
+        // As the image's header names it (a qcow2 overlay's base), the way QEMU shows it.
+        backingFile: imageInfo(disk.path, format)['backing-filename'] ?? null,
       };
     });
   }
@@ -187,9 +206,18 @@ export class VmController implements MachineControl {
     if (this.state === 'inmigrate' || this.state === 'finish-migrate' || this.state === 'postmigrate') {
       throw new MonitorError(`system_reset is not possible while the VM is ${this.state}`);
     }
-    this.resetRequested = true;
+    // Answered once the new machine is in place (QEMU's main loop, too, resets
+    // before it takes the next command): what follows, a power button press
+    // or a query, reaches the machine after the reset, and RESET comes first.
+    const done = new Promise<void>((resolve) => {
+      const earlier = this.resetDone;
+      this.resetDone = () => {
+        earlier?.();
+        resolve();
+      };
+    });
     this.machine.stop();
-    return Promise.resolve();
+    return done;
   }
 
   systemPowerdown(): void {
@@ -223,15 +251,22 @@ export class VmController implements MachineControl {
     });
     this.outgoing = migration;
     // Started now, answered now: query-migrate follows it (QEMU's migrate returns at once too).
-    void migration.run(uri).then(() => {
-      this.state = 'postmigrate';
+    void migration.run(uri).then((completed) => {
+      if (completed) this.state = 'postmigrate';
+      else this.migrationAbandoned(wasRunning);
     }, (e: unknown) => {
-      const stillHere = this.state === 'finish-migrate' ? (wasRunning ? 'running' : 'paused') : this.state;
-      this.state = stillHere;
-      if (wasRunning && this.machine.paused === false) this.emit({ event: 'RESUME' });
-      this.say(`tsvmm: migration to ${uri} failed: ${(e as Error).message}; the guest keeps running here`);
+      this.migrationAbandoned(wasRunning);
+      this.say(`tsvmm: migration to ${uri} failed: ${(e as Error).message}; the guest keeps ${wasRunning ? 'running' : 'paused'} here`);
     });
     return Promise.resolve();
+  }
+
+  /** A migration cancelled or failed: the VM is as it was before (the migration resumed the machine if it paused it). */
+  private migrationAbandoned(wasRunning: boolean): void {
+    if (this.state !== 'finish-migrate') return;
+    this.state = wasRunning ? 'running' : 'paused';
+    // Its STOP came with stop-and-copy: say the guest runs again.
+    if (wasRunning) this.emit({ event: 'RESUME' });
   }
 
   migrateIncoming(_uri: string): Promise<void> {

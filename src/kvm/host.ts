@@ -63,6 +63,15 @@ export function closeFd(fd: number): void {
   libcCalls.close(fd);
 }
 
+const O_CLOEXEC = 0o2000000;
+
+/** A pipe(2): bytes written to `write` come out of `read`, for a thread that writes an fd and a reader that is a stream. */
+export function createPipe(): { read: number; write: number } {
+  const fds = new Int32Array(2);
+  if (libcCalls.pipe2(fds, O_CLOEXEC) < 0) throw new KvmError('pipe2', lastErrno());
+  return { read: fds[0]!, write: fds[1]! };
+}
+
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 

@@ -32,6 +32,7 @@ export const libcCalls = {
   ),
   munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
   mprotect: bind<(addr: Address, len: number, prot: number) => Status>('int mprotect(void *addr, unsigned long len, int prot)'),
+  pipe2: bind<(fds: Int32Array, flags: number) => Status>('int pipe2(int *fds, int flags)'),
   eventfd: bind<(initval: number, flags: number) => Fd>('int eventfd(unsigned int initval, int flags)'),
   poll: bind<(fds: Uint8Array, nfds: number, timeout: number) => number>('int poll(void *fds, unsigned long nfds, int timeout)'),
   gettid: bind<() => number>('int gettid(void)'),

@@ -35,6 +35,14 @@ export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308 pvm_host';
 const XSAVEERPTR = 2;
 const HYPERVISOR_PRESENT = 31;
 const TSC_DEADLINE = 24;
+/**
+ * CPUID.80000007:EDX bit 8. With it Linux prefers the TSC to kvm-clock, and
+ * the TSC runs on while the VM is paused (QMP stop), so the guest's clock
+ * would jump by the pause on cont. QEMU's migratable CPU models leave it out
+ * for the same reason; without it Linux keeps kvm-clock, which tsvmm holds
+ * still across a pause with KVM_GET_CLOCK/KVM_SET_CLOCK.
+ */
+const INVARIANT_TSC = 8;
 const KVM_SIGNATURE = 'KVMKVMKVM\0\0\0';
 const KVM_FEATURES_LEAF = 0x4000_0001;
 
@@ -127,6 +135,7 @@ export function guestCpuid(supported: readonly CpuidEntry[], options: CpuidOptio
     if (e.function === KVM_FEATURES_LEAF && pvm) {
       for (const n of Object.values(PVM_HIDDEN.kvmFeaturesEax)) e.eax = (e.eax & ~bit(n)) >>> 0;
     }
+    if (e.function === 0x8000_0007) e.edx = (e.edx & ~bit(INVARIANT_TSC)) >>> 0;
     if (e.function === 0x8000_0008) {
       if (pvm && options.cpuVendor === 'amd') e.ebx = (e.ebx | bit(XSAVEERPTR)) >>> 0;
       // AMD: ECX[7:0] cores - 1 (NC), ECX[15:12] the APIC ID bits that number them.

@@ -4,29 +4,19 @@
 // tsvmm processes. The guest is the counter (firmware/multiboot/counter.S):
 // it counts without a gap and checks every page of its buffer as it goes,
 // so a lost, stale or repeated page, or a count that restarts, shows.
-import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { countLines, CounterStatus, tsvmmCounterArgs, type CounterSettings } from '../../bench/lib/counter-guest.ts';
 import { hasKvm, tsvmm } from '../helpers/kvm.ts';
-import { TsvmmProcess } from '../helpers/tsvmm-process.ts';
+import { freePort, qmpSockets, sleep, TsvmmProcess } from '../helpers/tsvmm-process.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-let sockets = 0;
-const qmpSocket = () => `unix:${join(scratch, `qmp${sockets++}.sock`)},server=on,wait=off`;
+const qmpSocket = qmpSockets(scratch);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Every count in `output`, checked to step by `every` from its first without a gap or a repeat. */
 function expectContiguous(output: string, every: number): number[] {

@@ -293,6 +293,8 @@ export class Virtqueue {
     if (this.publishedUsed === this.nextUsed) return;
     this.publishedUsed = this.nextUsed;
     this.memory.writeU16(this.used + 2, this.nextUsed);
+    // Its elements may have been pushed before a migration started logging.
+    this.markUsedRing();
   }
 
   /**

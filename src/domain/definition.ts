@@ -1,0 +1,74 @@
+// A domain as plain data: the part of libvirt's domain XML that tsvmm honours
+// (docs: libvirt's formatdomain). parse.ts reads it from XML, serialize.ts
+// writes it back in libvirt's layout, run-options.ts turns it into `tsvmm run`.
+//
+// Every field is filled in: what the XML left out holds libvirt's default (or
+// a generated UUID or MAC address), so a definition says exactly what runs and
+// parse(serialize(d)) gives d back.
+
+/** What the guest's power-off, reboot or crash does (libvirt's on_poweroff, on_reboot, on_crash). */
+export type LifecycleAction = 'destroy' | 'restart';
+
+export interface DomainDefinition {
+  name: string;
+  /** Lower-case, with dashes: 5a1c2f3e-0b7d-4c4e-9f21-6a2b8d0c1e33. */
+  uuid: string;
+  /** A short one-line description (libvirt's <title>). */
+  title?: string;
+  description?: string;
+  /** Guest RAM in bytes, a whole number of 4 KiB pages (<memory>; <currentMemory> is the same: no balloon). */
+  memoryBytes: number;
+  vcpus: number;
+  os: DomainOs;
+  onPoweroff: LifecycleAction;
+  onReboot: LifecycleAction;
+  onCrash: LifecycleAction;
+  devices: DomainDevices;
+}
+
+/** Direct kernel boot; with no kernel, tsvmm boots its default guest (there is no firmware to boot a disk). */
+export interface DomainOs {
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+export interface DomainDevices {
+  /** <emulator>: kept as given, for the tool that starts the domain to check. */
+  emulator?: string;
+  /** In XML order. */
+  disks: DiskDefinition[];
+  interfaces: InterfaceDefinition[];
+  /** A pty serial port: COM1, the only one a tsvmm PC has. */
+  serial: boolean;
+  /** Where the console is: COM1 (target type='serial') or a virtio console (hvc0); null when none is given. */
+  console: 'serial' | 'virtio' | null;
+  /** A virtio-rng fed from /dev/urandom. */
+  rng: boolean;
+}
+
+export interface DiskDefinition {
+  /** <source file='...'>: an image file. */
+  path: string;
+  format: 'raw' | 'qcow2';
+  /** <target dev='vdX'>: the name libvirt gives the disk; tsvmm attaches disks in this name's order. */
+  target: string;
+  readOnly: boolean;
+  serial?: string;
+}
+
+/**
+ * A network card (virtio-net). How it reaches the host is kept as libvirt
+ * states it; connecting it is the networks' part of tsvmm.
+ */
+export type InterfaceDefinition = { mac: string } & (
+  | { type: 'network'; network: string }
+  | { type: 'bridge'; bridge: string }
+  | { type: 'user' }
+);
+
+/** libvirt's defaults for an absent <on_poweroff>, <on_reboot>, <on_crash>. */
+export const DEFAULT_LIFECYCLE = { onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy' } as const;
+
+/** The random source tsvmm's virtio-rng draws from (node:crypto, which reads the kernel's urandom pool). */
+export const RNG_BACKEND = '/dev/urandom';

@@ -1,0 +1,333 @@
+// libvirt domain XML → DomainDefinition. Each element tsvmm knows is read by
+// one function below; ElementReader.finish() refuses whatever else a file has,
+// naming it and its line, so a definition never loses a setting silently.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { isAbsolute } from 'node:path';
+import { MIN_MEMORY } from '../machine/config.ts';
+import { DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type DomainDevices, type DomainOs, type InterfaceDefinition, type LifecycleAction } from './definition.ts';
+import { ElementReader } from './element-reader.ts';
+import { memoryBytes } from './units.ts';
+import { readXmlDocument } from './xml-document.ts';
+
+/** A name tsvmm can use as a file name in its state folder and on a command line. */
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,99}$/;
+const UUID_DIGITS = /^[0-9a-f]{32}$/i;
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
+/** virtio-blk's GET_ID answer holds 20 bytes (virtio 1.2, 5.2.6). */
+const DISK_SERIAL_BYTES = 20;
+const PAGE_BYTES = 4096;
+const LIFECYCLE_ACTIONS = ['destroy', 'restart'] as const;
+
+/** Reads a domain definition; `fileName` is what error messages name. */
+export function parseDomainXml(text: string, fileName: string): DomainDefinition {
+  const domain = new ElementReader(readXmlDocument(text, fileName), fileName);
+  if (domain.name !== 'domain') throw domain.error('the root element of a domain definition is <domain>');
+  domain.requiredAttribute('type');
+  domain.choice('type', ['kvm'], 'tsvmm runs guests with KVM only (type=\'kvm\')');
+  // A running domain's number, which `dumpxml` prints: libvirt ignores it in a definition, and so does tsvmm.
+  domain.attribute('id');
+  const name = readName(domain);
+  const uuidElement = domain.child('uuid');
+  const title = domain.child('title');
+  const description = domain.child('description');
+  const definition: DomainDefinition = {
+    name,
+    uuid: uuidElement ? readUuid(uuidElement) : randomUUID(),
+    ...(title ? { title: readTitle(title) } : {}),
+    ...(description ? { description: finished(description, description.text()) } : {}),
+    memoryBytes: readMemory(domain),
+    vcpus: readVcpus(domain),
+    os: readOs(domain),
+    onPoweroff: readLifecycle(domain, 'on_poweroff', DEFAULT_LIFECYCLE.onPoweroff),
+    onReboot: readLifecycle(domain, 'on_reboot', DEFAULT_LIFECYCLE.onReboot),
+    onCrash: readLifecycle(domain, 'on_crash', DEFAULT_LIFECYCLE.onCrash),
+    devices: readDevices(domain),
+  };
+  readClock(domain);
+  domain.finish();
+  return definition;
+}
+
+/** Checks that `element` has nothing unread and passes `value` through. */
+function finished<T>(element: ElementReader, value: T): T {
+  element.finish();
+  return value;
+}
+
+function readName(domain: ElementReader): string {
+  const element = domain.child('name');
+  if (!element) throw domain.error('needs a <name>');
+  const name = element.text().trim();
+  if (!NAME.test(name)) {
+    throw element.error(`"${name}" is not a name tsvmm can use: up to 100 letters, digits and _ . + : -, not starting with . + : or -`);
+  }
+  return finished(element, name);
+}
+
+/** libvirt writes a UUID with dashes and also reads its 32 hex digits alone. */
+function readUuid(element: ElementReader): string {
+  const text = element.text().trim();
+  const digits = text.replace(/-/g, '');
+  if (!UUID_DIGITS.test(digits) || (digits.length !== text.length && !/^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(text))) {
+    throw element.error(`"${text}" is not a UUID (like 5a1c2f3e-0b7d-4c4e-9f21-6a2b8d0c1e33)`);
+  }
+  const hex = digits.toLowerCase();
+  return finished(element, `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`);
+}
+
+function readTitle(element: ElementReader): string {
+  const title = element.text();
+  if (title.includes('\n')) throw element.error('a title is one line');
+  return finished(element, title);
+}
+
+function readSize(element: ElementReader): number {
+  const bytes = memoryBytes(element.text().trim(), element.attribute('unit'));
+  if (typeof bytes === 'string') throw element.error(bytes);
+  return finished(element, bytes);
+}
+
+/** <memory> is the guest's RAM; <currentMemory>, a balloon's target, can only be the same (tsvmm has no balloon). */
+function readMemory(domain: ElementReader): number {
+  const element = domain.child('memory');
+  if (!element) throw domain.error('needs a <memory> size');
+  const bytes = readSize(element);
+  if (bytes < MIN_MEMORY) throw element.error(`${bytes} bytes is too little: a guest needs at least ${MIN_MEMORY / 1024} KiB`);
+  if (bytes % PAGE_BYTES !== 0) throw element.error(`${bytes} bytes is not a whole number of 4 KiB pages`);
+  const current = domain.child('currentMemory');
+  if (current && readSize(current) !== bytes) throw current.error('must equal <memory>: tsvmm has no memory balloon to hold a guest below it');
+  return bytes;
+}
+
+function readVcpus(domain: ElementReader): number {
+  const element = domain.child('vcpu');
+  if (!element) return 1;
+  // 'static' is libvirt's default and what tsvmm does: vCPU threads go wherever the host schedules them.
+  element.choice('placement', ['static'], 'tsvmm does not place vCPUs (only placement=\'static\')');
+  const text = element.text().trim();
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw element.error(`"${text}" is not a number of vCPUs (1 or more)`);
+  return finished(element, Number(text));
+}
+
+function readOs(domain: ElementReader): DomainOs {
+  const os = domain.child('os');
+  if (!os) throw domain.error('needs an <os> with <type>hvm</type>');
+  const type = os.child('type');
+  if (!type) throw os.error('needs <type>hvm</type>');
+  type.choice('arch', ['x86_64'], 'tsvmm runs x86_64 guests only');
+  if (type.text().trim() !== 'hvm') throw type.error(`"${type.text().trim()}": tsvmm runs hvm guests only`);
+  type.finish();
+  const result: DomainOs = {};
+  for (const key of ['kernel', 'initrd', 'cmdline'] as const) {
+    const element = os.child(key);
+    if (!element) continue;
+    const value = key === 'cmdline' ? element.text() : readPath(element, element.text().trim());
+    element.finish();
+    if (key !== 'kernel' && result.kernel === undefined) throw element.error('needs a <kernel> (without one tsvmm boots its default guest, which has its own)');
+    result[key] = value;
+  }
+  os.finish();
+  return result;
+}
+
+function readPath(element: ElementReader, path: string): string {
+  if (!isAbsolute(path)) throw element.error(`"${path}" is not an absolute path`);
+  // `tsvmm run --disk PATH,format=...` separates settings with commas.
+  if (path.includes(',')) throw element.error(`"${path}": tsvmm cannot use a path with a comma`);
+  return path;
+}
+
+function readLifecycle(domain: ElementReader, name: string, fallback: LifecycleAction): LifecycleAction {
+  const element = domain.child(name);
+  if (!element) return fallback;
+  const action = element.text().trim();
+  if (!(LIFECYCLE_ACTIONS as readonly string[]).includes(action)) {
+    throw element.error(`"${action}": tsvmm can destroy or restart the domain (not ${action})`);
+  }
+  return finished(element, action as LifecycleAction);
+}
+
+/** <clock offset='utc'/>: the RTC tsvmm gives every guest keeps UTC (src/devices/cmos-rtc.ts); nothing else to read. */
+function readClock(domain: ElementReader): void {
+  const clock = domain.child('clock');
+  if (!clock) return;
+  clock.requiredAttribute('offset');
+  clock.choice('offset', ['utc'], 'the guest\'s clock is the host\'s in UTC (only offset=\'utc\')');
+  clock.finish();
+}
+
+function readDevices(domain: ElementReader): DomainDevices {
+  const devices = domain.child('devices');
+  const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false };
+  if (!devices) return result;
+  const emulator = devices.child('emulator');
+  if (emulator) {
+    const path = emulator.text().trim();
+    if (!path) throw emulator.error('is empty');
+    result.emulator = finished(emulator, path);
+  }
+  const targets = new Map<string, number>();
+  for (const element of devices.children('disk')) {
+    const disk = readDisk(element);
+    const first = targets.get(disk.target);
+    if (first !== undefined) throw element.error(`target dev='${disk.target}' is the disk's at line ${first} too`);
+    targets.set(disk.target, element.line);
+    result.disks.push(disk);
+  }
+  result.interfaces = readInterfaces(devices.children('interface'));
+  const serial = devices.child('serial');
+  if (serial) result.serial = readSerial(serial);
+  const console = devices.child('console');
+  if (console) {
+    result.console = readConsole(console);
+    // libvirt's console of type serial is the first serial port itself, which it then adds when absent.
+    if (result.console === 'serial') result.serial = true;
+  }
+  const rng = devices.child('rng');
+  if (rng) result.rng = readRng(rng);
+  const memballoon = devices.child('memballoon');
+  if (memballoon) {
+    memballoon.requiredAttribute('model');
+    memballoon.choice('model', ['none'], 'tsvmm has no memory balloon (only model=\'none\')');
+    memballoon.finish();
+  }
+  devices.finish();
+  return result;
+}
+
+function readDisk(disk: ElementReader): DiskDefinition {
+  disk.choice('type', ['file'], 'tsvmm reads disk images from files (type=\'file\')');
+  disk.choice('device', ['disk'], 'tsvmm attaches disks only (device=\'disk\')');
+  const driver = disk.child('driver');
+  let format: DiskDefinition['format'] = 'raw';
+  if (driver) {
+    driver.choice('name', ['qemu'], 'the driver is tsvmm\'s own, which reads QEMU\'s formats (name=\'qemu\')');
+    format = driver.choice('type', ['raw', 'qcow2'], 'tsvmm reads raw and qcow2 images') ?? 'raw';
+    driver.finish();
+  }
+  const source = disk.child('source');
+  if (!source) throw disk.error('needs a <source file=\'...\'/>');
+  const path = readPath(source, source.requiredAttribute('file'));
+  source.finish();
+  const target = disk.child('target');
+  if (!target) throw disk.error('needs a <target dev=\'vda\' bus=\'virtio\'/>');
+  const dev = target.requiredAttribute('dev');
+  if (!/^vd[a-z]{1,3}$/.test(dev)) throw target.error(`dev='${dev}': tsvmm disks are virtio disks, named vda, vdb, ...`);
+  target.choice('bus', ['virtio'], 'tsvmm attaches disks to virtio (bus=\'virtio\')');
+  target.finish();
+  const readOnly = disk.child('readonly');
+  readOnly?.finish();
+  const serialElement = disk.child('serial');
+  let serial: string | undefined;
+  if (serialElement) {
+    serial = serialElement.text();
+    if (!/^[A-Za-z0-9_ .+-]+$/.test(serial)) throw serialElement.error(`"${serial}": a serial is letters, digits, spaces and _ . + - (as libvirt's schema says)`);
+    if (Buffer.byteLength(serial) > DISK_SERIAL_BYTES) throw serialElement.error(`"${serial}": a virtio disk's serial holds ${DISK_SERIAL_BYTES} bytes`);
+    serialElement.finish();
+  }
+  disk.finish();
+  return { path, format, target: dev, readOnly: readOnly !== undefined, ...(serial !== undefined ? { serial } : {}) };
+}
+
+function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
+  const read = elements.map((element) => {
+    const type = element.requiredAttribute('type');
+    element.choice('type', ['network', 'bridge', 'user'], 'tsvmm connects interfaces of type network, bridge or user');
+    const mac = element.child('mac');
+    let address: string | null = null;
+    if (mac) {
+      address = mac.requiredAttribute('address').toLowerCase();
+      if (!MAC.test(address)) throw mac.error(`address='${address}' is not a MAC address (like 52:54:00:12:34:56)`);
+      if (parseInt(address.slice(0, 2), 16) & 1) throw mac.error(`address='${address}' is a multicast address`);
+      mac.finish();
+    }
+    const source = element.child('source');
+    const via = type === 'network' || type === 'bridge' ? readInterfaceSource(element, source, type) : null;
+    const model = element.child('model');
+    if (model) {
+      model.requiredAttribute('type');
+      model.choice('type', ['virtio'], 'tsvmm\'s network card is virtio (type=\'virtio\')');
+      model.finish();
+    }
+    element.finish();
+    return { element, address, type, via };
+  });
+  const taken = new Map<string, number>();
+  for (const { element, address } of read) {
+    if (address === null) continue;
+    if (taken.has(address)) throw element.error(`mac address='${address}' is the interface's at line ${taken.get(address)} too`);
+    taken.set(address, element.line);
+  }
+  return read.map(({ address, type, via }) => {
+    const mac = address ?? generateMac(taken);
+    taken.set(mac, 0);
+    if (type === 'network') return { type, mac, network: via! };
+    if (type === 'bridge') return { type, mac, bridge: via! };
+    return { type: 'user', mac };
+  });
+}
+
+/** <source network='default'/> or <source bridge='br0'/>: what the interface connects to. */
+function readInterfaceSource(element: ElementReader, source: ElementReader | undefined, type: 'network' | 'bridge'): string {
+  if (!source) throw element.error(`type='${type}' needs a <source ${type}='...'/>`);
+  const name = source.requiredAttribute(type);
+  if (!name.trim()) throw source.error(`${type}='' names nothing`);
+  source.finish();
+  return name;
+}
+
+/** 52:54:00:xx:xx:xx, QEMU's prefix, as libvirt generates them; never one already in the domain. */
+function generateMac(taken: Map<string, number>): string {
+  for (;;) {
+    const tail = [...randomBytes(3)].map((byte) => byte.toString(16).padStart(2, '0'));
+    const mac = ['52', '54', '00', ...tail].join(':');
+    if (!taken.has(mac)) return mac;
+  }
+}
+
+/** <serial type='pty'>: COM1. libvirt's dumpxml spells out its target (isa-serial, port 0); tsvmm reads that too. */
+function readSerial(serial: ElementReader): boolean {
+  serial.requiredAttribute('type');
+  serial.choice('type', ['pty'], 'tsvmm gives the serial port a console of its own (only type=\'pty\')');
+  const target = serial.child('target');
+  if (target) {
+    target.choice('type', ['isa-serial'], 'a tsvmm PC has one ISA serial port');
+    target.choice('port', ['0'], 'a tsvmm PC has one serial port, port 0 (COM1)');
+    const model = target.child('model');
+    if (model) {
+      model.choice('name', ['isa-serial'], 'a tsvmm PC has one ISA serial port');
+      model.finish();
+    }
+    target.finish();
+  }
+  serial.finish();
+  return true;
+}
+
+function readConsole(console: ElementReader): 'serial' | 'virtio' {
+  console.requiredAttribute('type');
+  console.choice('type', ['pty'], 'tsvmm gives the console one of its own (only type=\'pty\')');
+  const target = console.child('target');
+  let kind: 'serial' | 'virtio' = 'serial';
+  if (target) {
+    kind = target.choice('type', ['serial', 'virtio'], 'the console is the serial port or a virtio console') ?? 'serial';
+    target.choice('port', ['0'], 'tsvmm has one console (port 0)');
+    target.finish();
+  }
+  console.finish();
+  return kind;
+}
+
+function readRng(rng: ElementReader): boolean {
+  rng.requiredAttribute('model');
+  rng.choice('model', ['virtio'], 'tsvmm\'s random number generator is virtio-rng (model=\'virtio\')');
+  const backend = rng.child('backend');
+  if (!backend) throw rng.error(`needs <backend model='random'>${RNG_BACKEND}</backend>`);
+  backend.requiredAttribute('model');
+  backend.choice('model', ['random'], 'tsvmm draws random bytes from the host (model=\'random\')');
+  const source = backend.text().trim();
+  if (source !== '' && source !== RNG_BACKEND) throw backend.error(`"${source}": tsvmm draws from ${RNG_BACKEND} only`);
+  backend.finish();
+  rng.finish();
+  return true;
+}
