@@ -52,6 +52,8 @@ export class VmController implements MachineControl {
   /** Set while a system_reset waits for the machine to be built again: resolves its answer. */
   private resetDone: (() => void) | null = null;
   private quitRequested = false;
+  /** A signal stopped the VM: a guest reset that crosses it is not restarted. */
+  private stopRequested = false;
   private outgoing: OutgoingMigration | null = null;
   /** With --incoming defer: hands over migrate-incoming's URI. */
   private deferredIncoming: ((uri: string) => void) | null = null;
@@ -117,7 +119,7 @@ export class VmController implements MachineControl {
       }
       if (result.stop.cause === 'reboot') {
         this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
-        if (this.options.onReboot === 'restart' && !this.quitRequested) {
+        if (this.options.onReboot === 'restart' && !this.quitRequested && !this.stopRequested) {
           this.options.say?.('tsvmm: guest rebooted: starting it again (--reboot restart)');
           this.rebuild();
           continue;
@@ -257,6 +259,7 @@ export class VmController implements MachineControl {
 
   /** SIGINT or a guest that ignored its power button: the VM ends as stopped. */
   stopForSignal(): void {
+    this.stopRequested = true;
     this.machine.stop();
   }
 

@@ -289,9 +289,11 @@ export class Machine {
   /** Stops the guest, every vCPU even inside KVM_RUN or paused; run() then resolves with cause "stopped". */
   stop(): void {
     this.stopRequested = true;
-    for (const thread of this.threads) {
-      Atomics.store(thread.control, Control.COMMAND, Command.STOP);
-      Atomics.notify(thread.control, Control.COMMAND);
+    // Every control block, started thread or not: a stop that comes before run() stops the VM at its first exit.
+    for (let id = 0; id < this.config.cpus; id++) {
+      const control = controlBlock(this.controls, id);
+      Atomics.store(control, Control.COMMAND, Command.STOP);
+      Atomics.notify(control, Control.COMMAND);
     }
     this.kickAll();
   }
