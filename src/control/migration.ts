@@ -16,7 +16,8 @@ import type { MachineConfig } from '../machine/config.ts';
 import type { Machine } from '../machine/machine.ts';
 import { PAGE_SIZE } from '../memory/dirty-pages.ts';
 import type { MigrationInfo, MigrationParameters, MigrationStatus } from '../qmp/target.ts';
-import { nonZeroPages, receiveSnapshot, sendSnapshot, type SnapshotWriter } from '../snapshot/index.ts';
+import { basename, dirname, join } from 'node:path';
+import { mapRamFile, nonZeroPages, receiveSnapshot, sendSnapshot, writeRamFile, type RamFileLayout, type SnapshotWriter } from '../snapshot/index.ts';
 import type { MachineState } from '../machine/machine-state.ts';
 import { describeShapeMismatch, machineShape } from './machine-shape.ts';
 
@@ -27,8 +28,15 @@ export const DEFAULT_MIGRATION_PARAMETERS: MigrationParameters = { downtimeLimit
 const MAX_ROUNDS = 30;
 /** Pages per writeRamPages() call: between two, a cancel and max-bandwidth are looked at. */
 const PAGES_PER_BATCH = 1024;
+/** The stream section that says where a snapshot's RAM file is (ram-file.ts). */
+const RAM_FILE_SECTION = 'ram-file';
 /** The stream section that holds MachineState. */
 const MACHINE_SECTION = 'machine';
+
+/** The file a `file:` URI names, or null for any other URI. */
+function snapshotFilePath(uri: string): string | null {
+  return uri.startsWith('file:') ? uri.slice('file:'.length) : null;
+}
 
 class Cancelled extends Error {
   constructor() {
@@ -79,7 +87,23 @@ export class OutgoingMigration {
     // QEMU's first MIGRATION event: the migration exists, nothing sent yet.
     this.options.onStatus('setup');
     try {
+      const file = snapshotFilePath(uri);
       await sendSnapshot(uri, { machine: machineShape(this.config) }, async (writer) => {
+        if (file !== null && machine.paused) {
+          // A paused machine saved to a file: a snapshot. Its RAM goes to a file
+          // of its own that a restore maps instead of reading (ram-file.ts).
+          this.setupMs = Date.now() - this.startedAt;
+          this.setStatus('active');
+          this.downtimeStartedAt = Date.now();
+          const { layout, bytesWritten } = writeRamFile(`${file}.ram`, `${basename(file)}.ram`, machine.memory);
+          this.ram.normal = bytesWritten / PAGE_SIZE;
+          this.ram.transferred = bytesWritten;
+          await writer.writeValue(RAM_FILE_SECTION, layout);
+          await writer.writeValue(MACHINE_SECTION, await machine.saveState());
+          machine.releaseImages();
+          imagesReleased = true;
+          return;
+        }
         this.startDirtyLogging();
         this.setupMs = Date.now() - this.startedAt;
         this.setStatus('active');
@@ -248,6 +272,7 @@ export class IncomingMigration {
     try {
       this.onStatus('setup');
       let state: MachineState | null = null;
+      let ramFile: RamFileLayout | null = null;
       await receiveSnapshot(uri, async (reader) => {
         const saved = reader.config as { machine?: unknown } | null;
         const mismatch = describeShapeMismatch(saved?.machine, machineShape(this.config));
@@ -256,9 +281,18 @@ export class IncomingMigration {
         for await (const record of reader.records()) {
           if (record.type === 'ram') record.applyTo(this.machine.memory);
           else if (record.name === MACHINE_SECTION) state = record.readValue() as MachineState;
+          else if (record.name === RAM_FILE_SECTION) ramFile = record.readValue() as RamFileLayout;
         }
       }, signal ? { signal } : {});
       if (state === null) throw new InputError(`${uri}: the stream ended without the machine's state`);
+      if (ramFile !== null) {
+        const file = snapshotFilePath(uri);
+        const layout = ramFile as RamFileLayout;
+        if (file === null || typeof layout.file !== 'string' || layout.file.includes('/')) {
+          throw new InputError(`${uri}: this snapshot keeps its RAM in a file beside it: restore it with --restore FILE`);
+        }
+        mapRamFile(join(dirname(file), layout.file), layout, this.machine.kvm.ram.descriptors);
+      }
       // The source released the disks before it ended the stream.
       this.machine.lockImages();
       this.machine.restoreState(state);

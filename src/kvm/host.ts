@@ -43,6 +43,18 @@ export function dropGuestMappingOfPage(pageAddress: Address): void {
   if (libcCalls.mprotect(pageAddress, 4096, PROT_READ | PROT_WRITE) !== 0) throw new KvmError('mprotect', lastErrno(), 'a guest page, to map it again');
 }
 
+/**
+ * Replaces `size` bytes of memory at `address` (guest RAM not yet run) with
+ * a private copy-on-write mapping of `fd` from `offset`: the pages are read
+ * from the file when first touched, and writes stay in this process. This is
+ * how a snapshot's RAM is restored without reading it (Firecracker's way).
+ */
+export function mapFilePrivateOver(address: Address, size: number, fd: number, offset: number): void {
+  const MAP_FIXED = 0x10;
+  const mapped = BigInt(libcCalls.mmap(address, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, offset));
+  if (mapped !== address) throw new KvmError('mmap', lastErrno(), `${size} bytes of a snapshot's RAM file over guest memory`);
+}
+
 /** Maps a file descriptor shared (the vCPU's kvm_run page). */
 export function mapShared(fd: number, size: number, what: string): HostMapping {
   const MAP_SHARED = 0x01;

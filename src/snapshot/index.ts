@@ -5,3 +5,4 @@ export { nonZeroPages, pagesInBitmap } from './ram-pages.ts';
 export { openIncoming, openOutgoing, parseMigrationUri, type MigrationUri } from './uri.ts';
 export type { IncomingChannel, IncomingOptions, OpenOptions, OutgoingChannel } from './channel.ts';
 export { receiveSnapshot, sendSnapshot } from './transfer.ts';
+export { mapRamFile, writeRamFile, type RamFileLayout } from './ram-file.ts';

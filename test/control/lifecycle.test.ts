@@ -4,7 +4,7 @@
 // tsvmm processes. The guest is the counter (firmware/multiboot/counter.S):
 // it counts without a gap and checks every page of its buffer as it goes,
 // so a lost, stale or repeated page, or a count that restarts, shows.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -115,8 +115,11 @@ describe.skipIf(!hasKvm)('snapshots: tsvmm snapshot save, tsvmm run --restore', 
     } finally {
       source.kill();
     }
-    // Zero pages are not written: far less than the 64 MiB of RAM.
-    expect(readFileSync(snapshot).length).toBeLessThan(24 * 2 ** 20);
+    // The RAM is in FILE.ram, page for page, zero pages as holes: far less than the 64 MiB of RAM on disk.
+    const ram = statSync(`${snapshot}.ram`);
+    expect(ram.size).toBe(64 * 2 ** 20);
+    expect(ram.blocks * 512).toBeLessThan(24 * 2 ** 20);
+    expect(readFileSync(snapshot).length).toBeLessThan(2 ** 20);
 
     const restored = tsvmm([...tsvmmCounterArgs(settings), '--restore', snapshot], { timeoutMs: 60_000 });
     expect(restored.stderr).not.toMatch(/BAD/);
@@ -160,7 +163,16 @@ describe.skipIf(!hasKvm)('snapshots: tsvmm snapshot save, tsvmm run --restore', 
     writeFileSync(damaged, flipped);
     const truncated = join(scratch, 'truncated.snap');
     writeFileSync(truncated, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    // The RAM file missing, or cut short.
+    const elsewhere = mkdtempSync(join(scratch, 'elsewhere-'));
+    const moved = join(elsewhere, 'counter.snap');
+    writeFileSync(moved, bytes);
+    const shortRam = join(mkdtempSync(join(scratch, 'short-')), 'counter.snap');
+    writeFileSync(shortRam, bytes);
+    writeFileSync(`${shortRam}.ram`, readFileSync(`${snapshot}.ram`).subarray(0, 2 ** 20));
     const cases: [string, string[], RegExp][] = [
+      [moved, [], /RAM file cannot be read/],
+      [shortRam, [], /RAM file has 1048576 bytes/],
       [garbage, [], /not a tsvmm snapshot/i],
       [damaged, [], /checksum|crc/i],
       [truncated, [], /truncated|ended/i],
