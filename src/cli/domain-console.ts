@@ -31,9 +31,10 @@ export async function attachConsole(name: string, socketPath: string, streams: C
       if (detached) return;
       detached = true;
       input.off('data', onInput).off('end', detach);
-      input.pause();
       if (raw) input.setRawMode(false);
-      socket.end();
+      // Done with both: a paused stdin pipe would keep the process alive.
+      input.destroy();
+      socket.destroy();
       resolve();
     };
     const onInput = (chunk: Buffer) => {
