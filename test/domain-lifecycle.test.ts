@@ -4,7 +4,7 @@
 // snapshots; clone; autostart; and the definitions it refuses. The domains
 // run the counter guest (firmware/multiboot/counter.S), which boots at once.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -58,6 +58,15 @@ function counterDomain(name: string, devices = '', extra = ''): string {
 const runFolder = (name: string) => join(stateDir, 'run', name);
 const pidOf = (name: string) => Number(readFileSync(join(runFolder(name), 'pid'), 'utf8'));
 
+/** The count of the last whole `count N` line in the domain's console log, or -1. */
+const lastCount = (name: string) => countsSince(name, 0).at(-1) ?? -1;
+
+/** The console log's size now: what the domain prints from here on is read with `countsSince`. */
+const consoleLogSize = (name: string) => readFileSync(join(runFolder(name), 'console.log')).length;
+/** The counts of whole `count N` lines the domain printed after `offset` in its console log. */
+const countsSince = (name: string, offset: number) => readFileSync(join(runFolder(name), 'console.log')).subarray(offset).toString('latin1')
+  .split('\n').flatMap((line) => /^count (\d+)$/.exec(line) ? [Number(/^count (\d+)$/.exec(line)![1])] : []);
+
 /** `list --all` as [id, name, state] rows. */
 function listAll(): string[][] {
   return ok('list', '--all').split('\n').slice(2).filter((line) => line.trim()).map((line) => line.trim().split(/\s{3,}/));
@@ -72,7 +81,6 @@ async function until(what: string, test: () => boolean, ms = 30_000): Promise<vo
   }
 }
 
-const lastCount = (name: string) => Number(/count (\d+)\s*$/.exec(readFileSync(join(runFolder(name), 'console.log'), 'utf8'))?.[1] ?? -1);
 
 /** Kills whatever domain a failed test left running, so the next test starts from shut off. */
 async function killLeftovers(): Promise<void> {
@@ -185,5 +193,147 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     ok('destroy', 'c1');
     expect(ok('undefine', 'c1')).toBe("Domain 'c1' has been undefined\n\n");
     expect(listAll()).toEqual([]);
+  }, LIFE_MS);
+});
+
+describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
+  it('save ends the domain and writes FILE and FILE.xml; restore brings it back counting on from there', async () => {
+    ok('define', counterDomain('s1'));
+    ok('start', 's1');
+    await until('a count', () => lastCount('s1') > 0);
+    const file = join(stateDir, 's1.save');
+    expect(ok('save', 's1', file)).toBe(`\nDomain 's1' saved to ${file}\n\n`);
+    const saved = lastCount('s1');
+    expect(listAll()).toEqual([['-', 's1', 'shut off']]);
+    expect(readFileSync(`${file}.xml`, 'utf8')).toBe(ok('dumpxml', 's1'));
+    const offset = consoleLogSize('s1');
+    expect(ok('restore', file)).toBe(`Domain restored from ${file}\n\n`);
+    expect(ok('domstate', 's1')).toBe('running\n\n');
+    await until('counts after the restore', () => countsSince('s1', offset).length > 0);
+    // The next line, or the one after when the save cut a line in two (its first half is in the log already).
+    expect([saved + 4096, saved + 2 * 4096]).toContain(countsSince('s1', offset)[0]);
+    expect(readFileSync(join(runFolder('s1'), 'console.log'), 'utf8')).not.toMatch(/BAD/);
+    expect(refused('restore', join(stateDir, 's1.xml'))).toMatch(/not a file tsvmm save wrote/);
+  }, LIFE_MS);
+
+  it('snapshot-create-as on a paused domain; snapshot-revert brings back its memory (the count goes back) and its state', async () => {
+    ok('start', 's1');
+    await until('a count', () => lastCount('s1') > 0);
+    ok('suspend', 's1');
+    const atSnapshot = lastCount('s1');
+    expect(ok('snapshot-create-as', 's1', 'before')).toBe('Domain snapshot before created\n');
+    expect(ok('domstate', 's1')).toBe('paused\n\n');
+    ok('resume', 's1');
+    await until('the guest to count past the snapshot', () => lastCount('s1') >= atSnapshot + 3 * 4096);
+    expect(ok('snapshot-create-as', 's1', 'later')).toBe('Domain snapshot later created\n');
+    expect(ok('domstate', 's1')).toBe('running\n\n');
+    const table = ok('snapshot-list', 's1').split('\n');
+    expect(table.slice(0, 2)).toEqual([' Name     Creation Time               State', '-'.repeat(6 + 25 + 7 + 3 * 3)]);
+    expect(table[2]).toMatch(/^ before {3}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} {3}paused$/);
+    expect(table[3]).toMatch(/^ later {4}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} {3}running$/);
+
+    expect(ok('snapshot-revert', 's1', 'before')).toBe('Domain snapshot before reverted\n\n');
+    const beforeRevert = lastCount('s1'); // the old process has ended: its output is all in the log
+    const offset = consoleLogSize('s1');
+    expect(ok('domstate', 's1')).toBe('paused\n\n');
+    ok('resume', 's1');
+    await until('counts after the revert', () => countsSince('s1', offset).length > 0);
+    // The count goes back to where the snapshot was taken (a line or two of it may have been in flight when `lastCount` read it).
+    const afterRevert = countsSince('s1', offset)[0]!;
+    expect(afterRevert).toBeGreaterThan(atSnapshot);
+    expect(afterRevert).toBeLessThan(beforeRevert - 4096);
+    expect(readFileSync(join(runFolder('s1'), 'console.log'), 'utf8')).not.toMatch(/BAD/);
+
+    expect(ok('snapshot-delete', 's1', 'before')).toBe('Domain snapshot before deleted\n\n');
+    expect(ok('snapshot-list', 's1')).toMatch(/^ Name {4}Creation Time {15}State\n-+\n later {3}/);
+    expect(refused('snapshot-revert', 's1', 'before')).toBe("tsvmm: domain 's1' has no snapshot 'before'");
+    ok('destroy', 's1');
+  }, LIFE_MS);
+
+  it('reboot resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
+    ok('start', 's1');
+    await until('a count', () => lastCount('s1') > 0);
+    const offset = consoleLogSize('s1');
+    expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
+    await until('the guest to start over', () => readFileSync(join(runFolder('s1'), 'console.log')).subarray(offset).includes('counter pages=16'));
+    expect(ok('domstate', 's1')).toBe('running\n\n');
+    ok('destroy', 's1');
+    ok('undefine', 's1');
+    ok('define', counterDomain('s1', '', '\n  <on_reboot>destroy</on_reboot>'));
+    ok('start', 's1');
+    expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
+    expect(ok('domstate', 's1')).toBe('shut off\n\n');
+    ok('undefine', 's1');
+  }, LIFE_MS);
+});
+
+describe.skipIf(!hasKvm)('disks: snapshots refused, clone, undefine --remove-all-storage, autostart', () => {
+  const disks = join(stateDir, 'disks');
+  const disk = (file: string) => join(disks, file);
+  /** `tsvmm img` (which has no --state-dir). */
+  const img = (...args: string[]) => {
+    const result = tsvmm(['img', ...args]);
+    expect(result.status, result.stderr).toBe(0);
+    return result.stdout;
+  };
+  const diskXml = (file: string, format: string, target: string, readOnly = false) =>
+    `\n    <disk type='file' device='disk'><driver name='qemu' type='${format}'/><source file='${disk(file)}'/><target dev='${target}' bus='virtio'/>${readOnly ? '<readonly/>' : ''}</disk>`;
+
+  it('a snapshot of a domain with a raw or a qcow2 disk is refused in one line', () => {
+    mkdirSync(disks);
+    img('create', '-f', 'raw', disk('r.raw'), '1M');
+    img('create', '-f', 'qcow2', disk('q.qcow2'), '1M');
+    ok('define', counterDomain('raw1', diskXml('r.raw', 'raw', 'vda')));
+    expect(refused('snapshot-create-as', 'raw1', 'x')).toMatch(/disk vda is a raw image, which cannot take a snapshot/);
+    ok('undefine', 'raw1');
+    ok('define', counterDomain('q1', diskXml('q.qcow2', 'qcow2', 'vda')));
+    expect(refused('snapshot-create-as', 'q1', 'x')).toMatch(/disk vda: tsvmm cannot take qcow2 internal snapshots yet/);
+    ok('undefine', 'q1');
+  });
+
+  it('clone: refused while the original runs; --linked makes qcow2 overlays, a plain clone copies; both get new UUIDs and run beside each other', () => {
+    img('create', '-f', 'qcow2', disk('base.qcow2'), '1M');
+    img('create', '-f', 'raw', disk('shared.raw'), '1M');
+    ok('define', counterDomain('orig', diskXml('base.qcow2', 'qcow2', 'vda') + diskXml('shared.raw', 'raw', 'vdb', true)));
+    ok('start', 'orig');
+    expect(refused('clone', '--original', 'orig', '--name', 'thin', '--linked')).toBe("tsvmm: cannot clone domain 'orig' while it is running");
+    ok('destroy', 'orig');
+
+    expect(ok('clone', '--original', 'orig', '--name', 'thin', '--linked')).toBe(`Allocating '${disk('thin-vda.qcow2')}'\n\nClone 'thin' created successfully.\n`);
+    expect(ok('clone', '--original', 'orig', '--name', 'full')).toBe(`Allocating '${disk('full-vda.qcow2')}'\n\nClone 'full' created successfully.\n`);
+    expect(refused('clone', '--original', 'orig', '--name', 'full')).toBe("tsvmm: domain 'full' is already defined");
+    const thinXml = ok('dumpxml', 'thin');
+    expect(thinXml).toContain(`<source file='${disk('thin-vda.qcow2')}'/>`);
+    expect(thinXml).toContain(`<source file='${disk('shared.raw')}'/>`);
+    const uuids = ['orig', 'thin', 'full'].map((name) => ok('domuuid', name).trim());
+    expect(new Set(uuids).size).toBe(3);
+    expect(img('info', disk('thin-vda.qcow2'))).toContain(`backing file: ${disk('base.qcow2')}`);
+    expect(img('info', disk('full-vda.qcow2'))).not.toContain('backing file');
+
+    ok('start', 'thin');
+    ok('start', 'full');
+    expect(listAll().map((row) => row.slice(1)).sort()).toEqual([['full', 'running'], ['orig', 'shut off'], ['thin', 'running']]);
+    ok('destroy', 'thin');
+    ok('destroy', 'full');
+
+    expect(ok('undefine', 'thin', '--remove-all-storage')).toBe(`Domain 'thin' has been undefined\nVolume 'vda'(${disk('thin-vda.qcow2')}) removed.\n\n`);
+    expect(existsSync(disk('thin-vda.qcow2'))).toBe(false);
+    expect(existsSync(disk('shared.raw'))).toBe(true); // read-only: shared with the original
+    ok('undefine', 'full', '--remove-all-storage');
+    expect(readdirSync(disks).sort()).toEqual(['base.qcow2', 'q.qcow2', 'r.raw', 'shared.raw']);
+  }, LIFE_MS);
+
+  it('autostart marks a domain; start-autostarted starts the marked ones that are not running', () => {
+    expect(ok('autostart', 'orig')).toBe("Domain 'orig' marked as autostarted\n\n");
+    expect(ok('dominfo', 'orig')).toMatch(/\nAutostart: {6}enable\n/);
+    expect(ok('start-autostarted')).toBe("Domain 'orig' started\n");
+    expect(ok('start-autostarted')).toBe('');
+    expect(ok('domstate', 'orig')).toBe('running\n\n');
+    ok('destroy', 'orig');
+    expect(ok('autostart', 'orig', '--disable')).toBe("Domain 'orig' unmarked as autostarted\n\n");
+    expect(ok('start-autostarted')).toBe('');
+    expect(ok('domstate', 'orig')).toBe('shut off\n\n');
+    ok('undefine', 'orig', '--remove-all-storage');
+    expect(existsSync(disk('base.qcow2'))).toBe(false);
   }, LIFE_MS);
 });

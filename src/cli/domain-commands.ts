@@ -5,7 +5,7 @@
 // commands reach through its QMP monitor (domain-runtime.ts).
 import type { Command } from 'commander';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import {
@@ -183,17 +183,29 @@ async function reboot(key: string, options: StateOption): Promise<void> {
   say(`Domain '${definition.name}' is being rebooted\n\n`);
 }
 
-/** Stops the vCPUs if they run and writes the machine's state to `file` through `migrate file:`; says whether it was running. */
-async function saveState(client: QmpClient, file: string): Promise<boolean> {
-  const status = await client.execute('query-status') as { running: boolean };
-  if (status.running) await client.execute('stop');
-  await client.execute('migrate', { uri: `file:${file}` });
-  for (;;) {
-    const info = await client.execute('query-migrate') as { status: string; 'error-desc'?: string };
-    if (info.status === 'completed') return status.running;
-    if (info.status === 'failed' || info.status === 'cancelled') throw new InputError(`saving the state to ${file} failed: ${info['error-desc'] ?? info.status}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
+/**
+ * Runs `work` with the domain's vCPUs stopped, writing its state to `file`
+ * through `migrate file:` first; the vCPUs run again afterwards only if they
+ * ran before and `resume` says so, or if saving failed. Says whether they ran.
+ */
+async function withStateSaved(client: QmpClient, file: string, resume: boolean): Promise<boolean> {
+  const { running } = await client.execute('query-status') as { running: boolean };
+  if (running) await client.execute('stop');
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    await client.execute('migrate', { uri: `file:${file}` });
+    for (;;) {
+      const info = await client.execute('query-migrate') as { status: string; 'error-desc'?: string };
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled') throw new InputError(`saving the state to ${file} failed: ${info['error-desc'] ?? info.status}`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  } catch (e) {
+    if (running) await client.execute('cont');
+    throw e;
   }
+  if (running && resume) await client.execute('cont');
+  return running;
 }
 
 /** The definition a save file was made with: FILE.xml beside it (the state stream has no room for it). */
@@ -208,7 +220,7 @@ async function save(key: string, file: string, options: StateOption): Promise<vo
   writeFileAtomic(definitionBeside(target), domainToXml(definition));
   const files = store.runFiles(definition.name);
   await withMonitor(definition.name, files, async (client) => {
-    await saveState(client, target);
+    await withStateSaved(client, target, false);
     await client.execute('quit');
   }, MIGRATE_TIMEOUT_MS);
   if (!(await waitForDomainExit(store, definition))) await destroyDomain(store, definition);
@@ -276,11 +288,7 @@ async function snapshotCreateAs(key: string, snapshot: string, options: StateOpt
   const running = await runningDomain(store, definition);
   let state: SnapshotRecord['state'] = 'shutoff';
   if (running) {
-    const wasRunning = await withMonitor(definition.name, store.runFiles(definition.name), async (client) => {
-      const wasRunning = await saveState(client, files.state);
-      if (wasRunning) await client.execute('cont');
-      return wasRunning;
-    }, MIGRATE_TIMEOUT_MS);
+    const wasRunning = await withMonitor(definition.name, store.runFiles(definition.name), (client) => withStateSaved(client, files.state, true), MIGRATE_TIMEOUT_MS);
     state = wasRunning ? 'running' : 'paused';
   }
   const record: SnapshotRecord = {
