@@ -149,6 +149,10 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     expect(await consoleExit).toBe(0);
     expect(ok('domstate', 'c1')).toBe('running\n\n');
 
+    // The counter guest has no ACPI: the power button press reaches the machine, and the guest runs on.
+    expect(ok('shutdown', 'c1')).toBe("Domain 'c1' is being shutdown\n\n");
+    expect(ok('domstate', 'c1')).toBe('running\n\n');
+
     expect(ok('suspend', 'c1')).toBe("Domain 'c1' suspended\n\n");
     expect(ok('domstate', 'c1')).toBe('paused\n\n');
     const frozen = lastCount('c1');
@@ -248,6 +252,21 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     expect(ok('snapshot-list', 's1')).toMatch(/^ Name {4}Creation Time {15}State\n-+\n later {3}/);
     expect(refused('snapshot-revert', 's1', 'before')).toBe("tsvmm: domain 's1' has no snapshot 'before'");
     ok('destroy', 's1');
+  }, LIFE_MS);
+
+  it('a guest that ends by itself (on_poweroff destroy) leaves its domain shut off, and it starts again', async () => {
+    const file = counterDomain('short');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('every=4096', 'every=4096 limit=40960'));
+    ok('define', file);
+    ok('start', 'short', '--paused'); // so that the guest cannot end before start has seen it answer
+    ok('resume', 'short');
+    await until('the guest to end', () => !runLockHeld(join(runFolder('short'), 'lock')), 60_000);
+    expect(readFileSync(join(runFolder('short'), 'console.log'), 'utf8')).toMatch(/counter done n=40960\n$/);
+    expect(ok('domstate', 'short')).toBe('shut off\n\n');
+    expect(readdirSync(runFolder('short')).sort()).toEqual(['console.log', 'lock', 'tsvmm.log']);
+    ok('start', 'short', '--paused');
+    ok('destroy', 'short');
+    ok('undefine', 'short');
   }, LIFE_MS);
 
   it('reboot resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
