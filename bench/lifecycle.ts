@@ -1,6 +1,7 @@
 // The lifecycle suite: what a snapshot, a restore and a live migration cost,
 // for tsvmm and for QEMU on the same guest and host, all driven through QMP
-// as a management layer would drive them (bench/lib/qmp-client.ts).
+// as a management layer would drive them (src/cli/qmp-client.ts, the client
+// `tsvmm snapshot save` uses).
 //
 // The guest is firmware/multiboot/counter.S in 256 MiB of RAM: it counts, a
 // line every COUNTER_EVERY steps, and rewrites one word in each page of a
@@ -12,7 +13,13 @@
 //              from spawn() to the guest's first `count` line after the
 //              restore point, against a cold start of the same guest to its
 //              first line, and tsvmm's own start-up (first KVM_RUN, as in the
-//              startup suite). Goal: ≤ RESTORE_GOAL_MS beyond that start-up.
+//              startup suite). Goal: ≤ RESTORE_GOAL_MS beyond that start-up,
+//              judged inside the process (TSVMM_TIMING's `run` mark, where the
+//              machine is built and the restore begins, to the first line,
+//              less a cold start's `run` to first KVM_RUN): Node's own
+//              start-up, which varies by tens of ms between processes on a
+//              busy host, drops out. tsvmm restores both the `migrate` file
+//              and the one `tsvmm snapshot save` wrote (paused: each page once).
 //   migration  pre-copy over tcp:127.0.0.1 to a second process started with
 //              --incoming (QEMU: -incoming): query-migrate's total-time,
 //              downtime and RAM figures, for an idle-ish buffer (16 pages) and
@@ -28,7 +35,7 @@ import { TSVMM_BIN } from './lib/artifacts.ts';
 import { ensureCompiled } from './lib/compiled.ts';
 import { counterKernel, parseCountLine, qemuCounterArgs, tsvmmCounterArgs, type CounterSettings } from './lib/counter-guest.ts';
 import { findQemu } from './lib/peers.ts';
-import { QmpClient } from './lib/qmp-client.ts';
+import { QmpClient } from '../src/cli/qmp-client.ts';
 import { summarize, table, type Summary } from './lib/stats.ts';
 import type { BenchOptions, ChartBar, ChartPanel } from './lib/suite.ts';
 import { VmmProcess, type StampedLine } from './lib/vmm-process.ts';
@@ -110,13 +117,18 @@ export interface SnapshotRow {
 }
 
 export interface RestoreRow {
-  vmm: VmmName;
+  /** The VMM, and for tsvmm which snapshot file. */
+  what: string;
   /** spawn() to the first count line after the restore point, ms. */
   restoreMs: Summary | null;
   /** spawn() to the first count line of a cold start of the same guest, ms. */
   coldMs: Summary | null;
   /** tsvmm: spawn() to the first KVM_RUN of the cold start (the startup suite's figure). */
   startupMs: Summary | null;
+  /** tsvmm: what the restore adds to start-up, measured inside each process (the goal's figure). */
+  beyondStartupMs: Summary | null;
+  /** The snapshot file restored, MiB (median). */
+  fileMiB: number | null;
   note: string;
   error?: string;
 }
@@ -160,14 +172,35 @@ interface Running {
   qmp: QmpClient;
 }
 
+/** A QMP command that must answer within `timeoutMs` (a monitor that hangs fails the measurement, not the bench). */
+async function execute<T>(qmp: QmpClient, command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`QMP ${command}: no answer within ${timeoutMs} ms`)), timeoutMs)));
+  try {
+    return await Promise.race([qmp.execute(command, args) as Promise<T>, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Connects to the monitor at `path` once `proc` has made it, or fails when `proc` ends first or after `timeoutMs`. */
+async function connectMonitor(proc: VmmProcess, path: string, timeoutMs: number): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.describeExit() !== 'running') throw proc.failure(`ended (${proc.describeExit()}) before its QMP socket answered`);
+    try {
+      return await QmpClient.open(`unix:${path}`);
+    } catch (error) {
+      if (Date.now() > deadline) throw proc.failure(`has no QMP monitor at ${path} after ${timeoutMs} ms (${message(error)})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function startCounter(vmm: Vmm, settings: CounterSettings, qmpPath: string, what: string, extra: { incoming?: string } = {}): Promise<Running> {
   const proc = new VmmProcess(`${vmm.name} ${what}`, vmm.command!, vmm.args(settings, { qmp: qmpPath, ...extra }), { timing: vmm.timing });
   try {
-    const qmp = await Promise.race([
-      QmpClient.connect(qmpPath, GUEST_TIMEOUT_MS),
-      proc.exited.then(() => { throw proc.failure(`ended (${proc.describeExit()}) before its QMP socket answered`); }),
-    ]);
-    return { proc, qmp };
+    return { proc, qmp: await connectMonitor(proc, qmpPath, GUEST_TIMEOUT_MS) };
   } catch (error) {
     await proc.kill();
     throw error;
@@ -177,7 +210,7 @@ async function startCounter(vmm: Vmm, settings: CounterSettings, qmpPath: string
 async function stop(running: Running | null): Promise<void> {
   if (!running) return;
   try {
-    await running.qmp.execute('quit', undefined, 5000);
+    await execute(running.qmp, 'quit', undefined, 5000);
   } catch {
     // It may have ended already; the kill below makes sure.
   }
@@ -207,15 +240,21 @@ async function waitUntilBufferWritten(proc: VmmProcess, pages: number): Promise<
   await proc.waitForLine((l) => (parseCountLine(l)?.n ?? 0) >= 2 * pages, GUEST_TIMEOUT_MS, 0, `count line past ${2 * pages}`);
 }
 
-/** Where the destination or restored guest must go on: the line after the source's last, or the one after (the source may have stopped mid-line). */
-function checkContinues(proc: VmmProcess, first: StampedLine, sourceLast: number | null): void {
+/**
+ * The source's last count line where it stopped, as bounds: the last line
+ * seen before the save began and the last seen after it ended (equal for a
+ * source that stays stopped; a source that went on after the save printed more).
+ */
+interface SourceLast { before: number | null; after: number | null }
+
+/** Where the destination or restored guest must go on: past the source's last line before the save, at most a line or two past its last line after it. */
+function checkContinues(proc: VmmProcess, first: StampedLine, source: SourceLast): void {
   const n = countOf(first);
   for (const line of proc.lines.slice(0, first.index)) {
     if (line.text.startsWith('counter ')) throw proc.failure(`printed ${JSON.stringify(line.text)}: it booted or failed instead of going on`);
   }
-  if (sourceLast !== null && (n <= sourceLast || n > sourceLast + 2 * COUNTER_EVERY)) {
-    throw proc.failure(`went on at count ${n}, but the source's last line was count ${sourceLast}`);
-  }
+  if (source.before !== null && n <= source.before) throw proc.failure(`went on at count ${n}, but the source had already printed count ${source.before}`);
+  if (source.after !== null && n > source.after + 2 * COUNTER_EVERY) throw proc.failure(`went on at count ${n}, but the source's last line was count ${source.after}`);
 }
 
 interface MigrateInfo {
@@ -228,11 +267,11 @@ interface MigrateInfo {
 
 /** Starts `migrate` and polls query-migrate until it has ended. */
 async function migrate(qmp: QmpClient, uri: string): Promise<MigrateInfo> {
-  await qmp.execute('migrate-set-parameters', { 'downtime-limit': DOWNTIME_LIMIT_MS, 'max-bandwidth': MAX_BANDWIDTH });
-  await qmp.execute('migrate', { uri });
+  await execute(qmp, 'migrate-set-parameters', { 'downtime-limit': DOWNTIME_LIMIT_MS, 'max-bandwidth': MAX_BANDWIDTH });
+  await execute(qmp, 'migrate', { uri });
   const deadline = Date.now() + MIGRATION_TIMEOUT_MS;
   for (;;) {
-    const info = await qmp.execute<MigrateInfo>('query-migrate');
+    const info = await execute<MigrateInfo>(qmp, 'query-migrate');
     if (info.status === 'completed') return info;
     if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`migrate ${uri}: ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
     if (Date.now() > deadline) throw new Error(`migrate ${uri}: still ${info.status} after ${MIGRATION_TIMEOUT_MS / 1000} s`);
@@ -271,7 +310,7 @@ async function waitListening(proc: VmmProcess, port: number): Promise<void> {
 
 // ---- the measurements -------------------------------------------------------
 
-interface SnapshotRun { saveMs: number; downtimeMs: number; bytes: number; file: string; sourceLast: number | null }
+interface SnapshotRun { saveMs: number; downtimeMs: number; bytes: number; file: string; sourceLast: SourceLast }
 
 async function snapshotOnce(vmm: Vmm, dir: string, run: number): Promise<SnapshotRun> {
   const settings = { pages: SNAPSHOT_PAGES, every: COUNTER_EVERY };
@@ -280,13 +319,16 @@ async function snapshotOnce(vmm: Vmm, dir: string, run: number): Promise<Snapsho
   try {
     await waitUntilBufferWritten(source.proc, SNAPSHOT_PAGES);
     const info = await migrate(source.qmp, `exec:cat > ${file}`);
-    return { saveMs: info['total-time'] ?? NaN, downtimeMs: info.downtime ?? NaN, bytes: statSync(file).size, file, sourceLast: lastCount(source.proc) };
+    // The source stays stopped (postmigrate): every line it printed comes before the snapshot's point.
+    const last = lastCount(source.proc);
+    const sourceLast = { before: last, after: last };
+    return { saveMs: info['total-time'] ?? NaN, downtimeMs: info.downtime ?? NaN, bytes: statSync(file).size, file, sourceLast };
   } finally {
     await stop(source);
   }
 }
 
-/** `tsvmm snapshot save --qmp unix:PATH FILE`, the command a user types, from spawn to its exit. */
+/** `tsvmm snapshot save --qmp unix:PATH FILE`, the command a user types, from spawn to its exit. The caller removes the file. */
 async function snapshotCommandOnce(vmm: Vmm, dir: string, run: number): Promise<SnapshotRun> {
   const settings = { pages: SNAPSHOT_PAGES, every: COUNTER_EVERY };
   const file = join(dir, `snapshot-command-${run}.snapshot`);
@@ -294,35 +336,55 @@ async function snapshotCommandOnce(vmm: Vmm, dir: string, run: number): Promise<
   const source = await startCounter(vmm, settings, qmpPath, 'snapshot source');
   try {
     await waitUntilBufferWritten(source.proc, SNAPSHOT_PAGES);
+    const before = lastCount(source.proc);
     const save = new VmmProcess('tsvmm snapshot save', process.execPath, [TSVMM_BIN, 'snapshot', 'save', '--qmp', `unix:${qmpPath}`, file]);
     const exit = await save.finish(MIGRATION_TIMEOUT_MS);
     if (exit.status !== 0) throw save.failure(`ended with ${save.describeExit()}`);
     const savedNs = save.now();
-    return { saveMs: savedNs / 1e6, downtimeMs: NaN, bytes: statSync(file).size, file, sourceLast: lastCount(source.proc) };
+    // The command resumed the guest: it went on counting past the snapshot, so only bounds are known.
+    return { saveMs: savedNs / 1e6, downtimeMs: NaN, bytes: statSync(file).size, file, sourceLast: { before, after: lastCount(source.proc) } };
+  } catch (error) {
+    rmSync(file, { force: true });
+    throw error;
   } finally {
     await stop(source);
-    rmSync(file, { force: true });
   }
 }
 
-interface RestoreRun { restoreMs: number; coldMs: number; startupMs: number | null }
+interface RestoreRun {
+  restoreMs: number;
+  coldMs: number;
+  startupMs: number | null;
+  /** What restoring adds to start-up, inside the process (see the head of this file); tsvmm only. */
+  beyondStartupMs: number | null;
+}
 
+/** Restores `snapshot` to its first count line, then cold-starts the same guest: a pair, so both meet the host in the same state. */
 async function restoreOnce(vmm: Vmm, snapshot: SnapshotRun): Promise<RestoreRun> {
   const settings = { pages: SNAPSHOT_PAGES, every: COUNTER_EVERY };
   const restored = new VmmProcess(`${vmm.name} restore`, vmm.command!, vmm.args(settings, { restore: snapshot.file }), { timing: vmm.timing });
   let restoreMs: number;
+  let restoreFromRunMs: number | null;
   try {
     const first = await restored.waitForLine(isCount, GUEST_TIMEOUT_MS, 0, 'count line after the restore');
     checkContinues(restored, first, snapshot.sourceLast);
     restoreMs = first.atNs / 1e6;
+    const run = restored.marks.run;
+    restoreFromRunMs = run === undefined ? null : (first.atNs - run) / 1e6;
   } finally {
     await restored.kill();
   }
   const cold = new VmmProcess(`${vmm.name} cold start`, vmm.command!, vmm.args(settings, {}), { timing: vmm.timing });
   try {
     const first = await cold.waitForLine(isCount, GUEST_TIMEOUT_MS, 0, 'first count line');
-    const startup = cold.marks['first-kvm-run'];
-    return { restoreMs, coldMs: first.atNs / 1e6, startupMs: startup === undefined ? null : startup / 1e6 };
+    const { run, 'first-kvm-run': startup } = cold.marks;
+    const coldFromRunMs = run === undefined || startup === undefined ? null : (startup - run) / 1e6;
+    return {
+      restoreMs,
+      coldMs: first.atNs / 1e6,
+      startupMs: startup === undefined ? null : startup / 1e6,
+      beyondStartupMs: restoreFromRunMs === null || coldFromRunMs === null ? null : restoreFromRunMs - coldFromRunMs,
+    };
   } finally {
     await cold.kill();
   }
@@ -342,10 +404,11 @@ async function migrateOnce(vmm: Vmm, pages: number, dir: string): Promise<Migrat
     source = await startCounter(vmm, settings, join(dir, `${vmm.name}-source.qmp`), 'migration source');
     await waitUntilBufferWritten(source.proc, pages);
     const info = await migrate(source.qmp, uri);
-    const sourceLast = lastCount(source.proc);
+    const last = lastCount(source.proc);
+    const sourceLast = { before: last, after: last };
     const first = await destination.proc.waitForLine(isCount, GUEST_TIMEOUT_MS, 0, 'count line after the migration');
     checkContinues(destination.proc, first, sourceLast);
-    const state = await source.qmp.execute<{ status: string }>('query-status');
+    const state = await execute<{ status: string }>(source.qmp, 'query-status');
     if (state.status !== 'postmigrate') throw new Error(`${vmm.name} migration source: status ${state.status} after the migration, expected postmigrate`);
     return {
       totalMs: info['total-time'] ?? NaN,
@@ -371,7 +434,7 @@ async function defaultGuestOnce(dir: string, log: (line: string) => void): Promi
   let bootToShellMs: number;
   let saveMs: number;
   try {
-    qmp = await QmpClient.connect(qmpPath, GUEST_TIMEOUT_MS);
+    qmp = await connectMonitor(boot, qmpPath, GUEST_TIMEOUT_MS);
     const deadline = Date.now() + 600_000;
     while (!/tsvmm:\/# $/.test(boot.pendingText)) {
       if (boot.describeExit() !== 'running' || Date.now() > deadline) throw boot.failure('did not reach its shell prompt');
@@ -412,6 +475,7 @@ export async function benchLifecycle(options: BenchOptions): Promise<LifecycleRe
     const snapshots = new Map<VmmName, SnapshotRun[]>(present.map((v) => [v.name, []]));
     const restores = new Map<VmmName, RestoreRun[]>(present.map((v) => [v.name, []]));
     const commandSnapshots: SnapshotRun[] = [];
+    const commandRestores: RestoreRun[] = [];
     const errors = new Map<string, string>();
     const failed = (key: string, error: unknown) => {
       if (!errors.has(key)) options.log(`  ${key}: ${message(error)}`);
@@ -438,7 +502,15 @@ export async function benchLifecycle(options: BenchOptions): Promise<LifecycleRe
       const tsvmm = present.find((v) => v.name === 'tsvmm')!;
       if (!errors.has('tsvmm snapshot save')) {
         try {
-          commandSnapshots.push(await snapshotCommandOnce(tsvmm, dir, run));
+          const snapshot = await snapshotCommandOnce(tsvmm, dir, run);
+          commandSnapshots.push(snapshot);
+          try {
+            if (!errors.has('tsvmm snapshot save restore')) commandRestores.push(await restoreOnce(tsvmm, snapshot));
+          } catch (error) {
+            failed('tsvmm snapshot save restore', error);
+          } finally {
+            rmSync(snapshot.file, { force: true });
+          }
         } catch (error) {
           failed('tsvmm snapshot save', error);
         }
@@ -446,9 +518,11 @@ export async function benchLifecycle(options: BenchOptions): Promise<LifecycleRe
       const last = (name: VmmName) => {
         const s = snapshots.get(name)?.[run];
         const r = restores.get(name)?.[run];
-        return `${name} save ${s ? s.saveMs.toFixed(0) : '—'} ms, restore ${r ? r.restoreMs.toFixed(1) : '—'} ms (cold ${r ? r.coldMs.toFixed(1) : '—'})`;
+        return `${name} save ${s ? s.saveMs.toFixed(0) : '—'} ms, restore ${r ? r.restoreMs.toFixed(1) : '—'} ms (cold ${r ? r.coldMs.toFixed(1) : '—'}${r?.beyondStartupMs != null ? `, ${r.beyondStartupMs.toFixed(1)} beyond start-up` : ''})`;
       };
-      options.log(`  snapshot run ${run + 1}/${options.runs}: ${present.map((v) => last(v.name)).join('; ')}`);
+      const command = commandRestores[run];
+      const commandLine = command ? `; snapshot save file: restore ${command.restoreMs.toFixed(1)} ms, ${command.beyondStartupMs?.toFixed(1) ?? '—'} beyond start-up` : '';
+      options.log(`  snapshot run ${run + 1}/${options.runs}: ${present.map((v) => last(v.name)).join('; ')}${commandLine}`);
     }
 
     const migrations = new Map<string, MigrationRun[]>();
@@ -490,19 +564,22 @@ export async function benchLifecycle(options: BenchOptions): Promise<LifecycleRe
       ...all.map((vmm) => snapshotRow(vmm.name, snapshots.get(vmm.name) ?? [], vmm.note, errors.get(`${vmm.name} snapshot`))),
       snapshotRow('tsvmm snapshot save', commandSnapshots, 'the command: spawn to exit, QMP connection included', errors.get('tsvmm snapshot save')),
     ];
-    const restoreRows = all.map((vmm): RestoreRow => {
-      const runs = restores.get(vmm.name) ?? [];
-      const startups = runs.map((r) => r.startupMs).filter((v): v is number => v !== null);
-      const error = errors.get(`${vmm.name} restore`) ?? errors.get(`${vmm.name} snapshot`);
-      return {
-        vmm: vmm.name,
-        restoreMs: summary(runs.map((r) => r.restoreMs)),
-        coldMs: summary(runs.map((r) => r.coldMs)),
-        startupMs: summary(startups),
-        note: vmm.note,
-        ...(error ? { error } : {}),
-      };
+    const known = (values: (number | null)[]) => summary(values.filter((v): v is number => v !== null));
+    const restoreRow = (what: string, runs: RestoreRun[], files: SnapshotRun[], note: string, error: string | undefined): RestoreRow => ({
+      what,
+      restoreMs: summary(runs.map((r) => r.restoreMs)),
+      coldMs: summary(runs.map((r) => r.coldMs)),
+      startupMs: known(runs.map((r) => r.startupMs)),
+      beyondStartupMs: known(runs.map((r) => r.beyondStartupMs)),
+      fileMiB: files.length ? summarize(files.map((r) => r.bytes / MIB)).median : null,
+      note,
+      ...(error ? { error } : {}),
     });
+    const restoreRows = [
+      ...all.map((vmm) => restoreRow(`${vmm.name}${vmm.name === 'tsvmm' ? ', migrate file' : ''}`, restores.get(vmm.name) ?? [], snapshots.get(vmm.name) ?? [], vmm.note,
+        errors.get(`${vmm.name} restore`) ?? errors.get(`${vmm.name} snapshot`))),
+      restoreRow('tsvmm, snapshot save file', commandRestores, commandSnapshots, 'saved paused: each page once', errors.get('tsvmm snapshot save restore') ?? errors.get('tsvmm snapshot save')),
+    ];
     const migrationRows = MIGRATION_LOADS.flatMap((pages) => all.map((vmm): MigrationRow => {
       const key = `${vmm.name} migration pages=${pages}`;
       const runs = migrations.get(key) ?? [];
@@ -545,8 +622,8 @@ export function formatLifecycle(result: LifecycleResult): string {
     result.snapshot.map((r) => [r.what, ...cells(r, [range(r.saveMs), range(r.downtimeMs), r.fileMiB === null ? '—' : r.fileMiB.toFixed(1)], r.saveMs !== null)]),
   );
   const restore = table(
-    ['VMM', 'restore → first line ms', 'cold start → first line ms', 'first KVM_RUN ms', 'note'],
-    result.restore.map((r) => [r.vmm, ...cells(r, [range(r.restoreMs), range(r.coldMs), range(r.startupMs)], r.restoreMs !== null)]),
+    ['VMM', 'file MiB', 'restore → first line ms', 'cold start → first line ms', 'first KVM_RUN ms', 'beyond start-up ms', 'note'],
+    result.restore.map((r) => [r.what, ...cells(r, [r.fileMiB === null ? '—' : r.fileMiB.toFixed(1), range(r.restoreMs), range(r.coldMs), range(r.startupMs), range(r.beyondStartupMs)], r.restoreMs !== null)]),
   );
   const migration = table(
     ['VMM', 'buffer pages', 'total ms', 'downtime ms', 'sent MiB', 'passes', 'Mbit/s', 'note'],
@@ -556,11 +633,13 @@ export function formatLifecycle(result: LifecycleResult): string {
     `Snapshot to a file (migrate to "exec:cat > FILE"), ${guest}, ${SNAPSHOT_PAGES} pages being rewritten:`, snapshot, '',
     `Restore from that file to the guest's first line after the restore point (a line every ${result.every} steps), against a cold start:`, restore, '',
   ];
-  const tsvmmRestore = result.restore.find((r) => r.vmm === 'tsvmm');
-  if (tsvmmRestore?.restoreMs && tsvmmRestore.startupMs) {
-    const beyond = tsvmmRestore.restoreMs.median - tsvmmRestore.startupMs.median;
-    lines.push(`tsvmm's restored guest runs ${beyond.toFixed(1)} ms after tsvmm's own start-up (first KVM_RUN of a cold start): goal ≤ ${result.restoreGoalMs} ms, ${beyond <= result.restoreGoalMs ? 'met' : 'not met'}.`, '');
+  lines.push("beyond start-up: inside each process, the restore's `run` mark to its first line, less the cold start's `run` mark to its first KVM_RUN (Node's start-up drops out).");
+  for (const r of result.restore.filter((row) => row.what.startsWith('tsvmm') && row.beyondStartupMs)) {
+    const beyond = r.beyondStartupMs!.median;
+    const across = r.restoreMs && r.startupMs ? `; across processes, restore to first line less cold start to first KVM_RUN: ${(r.restoreMs.median - r.startupMs.median).toFixed(1)} ms` : '';
+    lines.push(`${r.what}: the restored guest runs ${beyond.toFixed(1)} ms beyond tsvmm's own start-up: goal ≤ ${result.restoreGoalMs} ms, ${beyond <= result.restoreGoalMs ? 'met' : 'not met'}${across}.`);
   }
+  lines.push('');
   lines.push(`Live migration over tcp:127.0.0.1, ${guest}, downtime-limit ${result.downtimeLimitMs} ms (query-migrate on the source):`, migration);
   const tsvmmMigrations = result.migration.filter((r) => r.vmm === 'tsvmm' && r.downtimeMs);
   if (tsvmmMigrations.length) {
@@ -586,7 +665,7 @@ export function chartLifecycle(result: LifecycleResult): ChartPanel[] {
       title: `restore vs cold start, counter guest (${result.memMiB} MiB), from spawn()`,
       unit: 'ms',
       better: 'lower',
-      groups: result.restore.map((r) => ({ label: r.vmm, bars: [...bar('restore', r.restoreMs), ...bar('cold start', r.coldMs)] })),
+      groups: result.restore.map((r) => ({ label: r.what, bars: [...bar('restore', r.restoreMs), ...bar('cold start', r.coldMs)] })),
     },
     {
       title: `live migration downtime (limit ${result.downtimeLimitMs} ms), counter guest (${result.memMiB} MiB)`,

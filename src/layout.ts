@@ -13,6 +13,7 @@
 //   0xfea0_0000    ACPI Generic Event Device
 //   0xfec0_0000    IOAPIC (KVM)
 //   0xfee0_0000    local APICs (KVM)
+//   0xff00_0000    pc-testdev's 64 KiB buffer (--device pc-testdev)
 //   0xfffb_c000    KVM's identity map page and TSS (VT-x real mode)
 //   0x1_0000_0000 RAM (high): what did not fit below the gap
 
@@ -103,6 +104,8 @@ export const MmioLayout = {
   /** The local APIC window every vCPU sees its own APIC through (KVM). */
   LOCAL_APIC: 0xfee0_0000,
   LOCAL_APIC_SIZE: 0x10_0000,
+  /** pc-testdev's MMIO buffer (QEMU's address, which kvm-unit-tests' x86/ioram.h hard-codes). */
+  PC_TESTDEV_IOMEM: 0xff00_0000,
   /** KVM_SET_IDENTITY_MAP_ADDR: one page VT-x needs for real mode, just below the TSS. */
   KVM_IDENTITY_MAP: 0xfffb_c000,
   /** KVM_SET_TSS_ADDR: three pages VT-x needs for real mode. */
@@ -138,9 +141,21 @@ export const PortLayout = {
   FW_CFG_COUNT: 2,
   FW_CFG_DMA: 0x514,
   FW_CFG_DMA_COUNT: 8,
+  /**
+   * QEMU's pc-testdev (--device pc-testdev), where kvm-unit-tests expects it:
+   * the scratch register, the flush-page port, the byte-wide scratch register,
+   * and one port per interrupt line.
+   */
+  PC_TESTDEV_IOPORT: 0xe0,
+  PC_TESTDEV_FLUSH: 0xe4,
+  PC_TESTDEV_IOPORT_BYTE: 0xe8,
+  PC_TESTDEV_IRQ: 0x2000,
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
+  /** The ACPI PM timer, where QEMU's PC puts it (its PM block's offset 8). */
+  ACPI_PM_TIMER: 0x608,
+  ACPI_PM_TIMER_COUNT: 4,
   /** PCI configuration mechanism #1: CONFIG_ADDRESS and CONFIG_DATA (fixed by the PCI spec; the host bridge decodes them itself). */
   PCI_CONFIG: 0xcf8,
   PCI_CONFIG_COUNT: 8,

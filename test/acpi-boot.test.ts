@@ -106,7 +106,7 @@ function platform(devices: DeviceSpec[]) {
   const irqLine = (irq: number) => lines.get(irq) ?? lines.set(irq, new RecordingLine()).get(irq)!;
   attachDevices(
     devices,
-    { pio, mmio, memory: GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: 0x1000 }]), requestStop: (stop) => stops.push(stop), irqLine },
+    { pio, mmio, memory: GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: 0x1000 }]), requestStop: (stop) => stops.push(stop), irqLine, flushPage() {} },
     { console: { writeByte() {} }, input: null, clock: new MonotonicClock(), timers: null },
   );
   return { pio, mmio, stops, irqLine };

@@ -39,6 +39,14 @@ describe('guest CPUID', () => {
     expect(out.some((e) => e.function === 0xd)).toBe(true);
   });
 
+  it('hides the invariant TSC, so that Linux keeps kvm-clock, which stands still while the VM is paused', () => {
+    const power = entry(0x8000_0007, 0, { edx: 0x0000_0f00 });
+    for (const host of ['pvm', 'vmx'] as const) {
+      const out = guestCpuid([...supported, power], { vcpuId: 0, host, cpuVendor: 'amd' });
+      expect(out.find((e) => e.function === 0x8000_0007)!.edx).toBe(0x0000_0e00);
+    }
+  });
+
   it('sets the APIC id and the hypervisor bit, and adds the KVM signature leaf', () => {
     const out = guestCpuid(supported, { vcpuId: 3, cpus: 4, host: 'vmx', cpuVendor: 'intel' });
     expect(out.find((e) => e.function === 1)!.ebx >>> 24).toBe(3);

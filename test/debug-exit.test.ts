@@ -79,7 +79,7 @@ describe('--device isa-debug-exit[,iobase=N][,iosize=N]', () => {
     const config: Pick<MachineConfig, 'pit' | 'debugExit'> = { pit: 'kernel', debugExit: { port: 0xf4, size: 4 } };
     attachDevices(machineDevices(config, false), {
       pio, mmio: AddressSpace.memory(), memory: GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: 0x1000 }]),
-      requestStop: (stop) => stops.push(stop), irqLine: () => new RecordingLine(),
+      requestStop: (stop) => stops.push(stop), irqLine: () => new RecordingLine(), flushPage() {},
     }, { console: { writeByte() {} }, input: null, clock: new MonotonicClock(), timers: null });
     pio.write(0x501, 1, 0x10);
     expect(stops).toEqual([]);

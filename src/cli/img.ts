@@ -5,6 +5,7 @@
 //   tsvmm img info [-f fmt] [--output json] FILE
 //   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] [-U] SRC DST
 //   tsvmm img check [-f fmt] [-r leaks|all] FILE
+//   tsvmm img snapshot [-f fmt] -l | -c NAME | -a NAME | -d NAME FILE
 //                                       exit 0 clean, 2 corruption, 3 leaked clusters only (after any repair)
 import type { Command } from 'commander';
 import { realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
@@ -12,7 +13,10 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { ofdByteLocks } from '../kvm/index.ts';
 import { ImageIoError, openDisk, type BlockBackend, type DiskFormat } from '../storage/block-backend.ts';
-import { imageInfo, type ImageInfo } from '../storage/image-info.ts';
+import { imageInfo, snapshotJson, type ImageInfo, type SnapshotJson } from '../storage/image-info.ts';
+import {
+  applyInternalSnapshot, createInternalSnapshot, deleteInternalSnapshot, listInternalSnapshots,
+} from '../storage/internal-snapshots.ts';
 import { ImageLock, identityOf, lockImageChain, type ByteLocks } from '../storage/image-lock.ts';
 import { probeFormat } from '../storage/open-disk.ts';
 import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
@@ -144,12 +148,29 @@ export function formatImageInfo(info: ImageInfo): string {
     lines.push(`backing file: ${backing}${full !== undefined && full !== backing ? ` (actual path: ${full})` : ''}`);
   }
   if (info['backing-filename-format'] !== undefined) lines.push(`backing file format: ${info['backing-filename-format']}`);
+  if (info.snapshots) lines.push('Snapshot list:', ...formatSnapshotTable(info.snapshots));
   const specific = info['format-specific']?.data;
   if (specific) {
     lines.push('Format specific information:');
     for (const [key, value] of Object.entries(specific)) lines.push(`    ${key.replace(/-/g, ' ')}: ${value}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+const two = (n: number) => String(n).padStart(2, '0');
+
+/** The snapshot table as qemu-img prints it (bdrv_snapshot_dump): a heading line, then one line per snapshot, dates in local time. */
+export function formatSnapshotTable(snapshots: readonly SnapshotJson[]): string[] {
+  const lines = [`${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}`];
+  for (const s of snapshots) {
+    const d = new Date(s['date-sec'] * 1000);
+    const date = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+    const secs = s['vm-clock-sec'];
+    const clock = `${two(Math.floor(secs / 3600))}:${two(Math.floor(secs / 60) % 60)}:${two(secs % 60)}.${String(Math.floor(s['vm-clock-nsec'] / 1e6)).padStart(3, '0')}`;
+    lines.push(`${s.id.padEnd(9)} ${s.name.padEnd(16)} ${formatImageSize(s['vm-state-size']).padStart(8)}`
+      + `${date.padStart(20)}${clock.padStart(13)}${(s.icount === undefined ? '' : String(s.icount)).padStart(11)}`);
+  }
+  return lines;
 }
 
 export function imgInfo(file: string, options: { format?: string; output?: string }): ImgOutput {
@@ -334,6 +355,31 @@ function imgRepair(file: string, mode: RepairMode): ImgOutput {
   return done(repaired + after.summary, checkExitStatus(result.after), stderr + after.problems);
 }
 
+export interface SnapshotCommandOptions {
+  format?: string;
+  list?: boolean;
+  create?: string;
+  apply?: string;
+  delete?: string;
+}
+
+/** qemu-img snapshot: list, create, apply or delete an image's internal snapshots (one at a time). */
+export function imgSnapshot(file: string, options: SnapshotCommandOptions, locks: ByteLocks = ofdByteLocks): ImgOutput {
+  const actions = [options.list && '-l', options.create !== undefined && '-c', options.apply !== undefined && '-a', options.delete !== undefined && '-d']
+    .filter((a) => a !== false && a !== undefined);
+  if (actions.length !== 1) throw new InputError('img snapshot needs exactly one of -l, -c NAME, -a NAME, -d NAME');
+  const format = parseFormat(options.format, '-f');
+  const settings = { ...(format ? { format } : {}), locks };
+  if (options.create !== undefined) createInternalSnapshot(file, options.create, settings);
+  else if (options.apply !== undefined) applyInternalSnapshot(file, options.apply, settings);
+  else if (options.delete !== undefined) deleteInternalSnapshot(file, options.delete, settings);
+  else {
+    const snapshots = listInternalSnapshots(file, settings);
+    return done(snapshots.length > 0 ? `${['Snapshot list:', ...formatSnapshotTable(snapshots.map(snapshotJson))].join('\n')}\n` : '');
+  }
+  return done();
+}
+
 export function registerImgCommand(cli: Command, setStatus: (status: number) => void): void {
   const print = (output: ImgOutput) => {
     if (output.stderr) writeSync(2, output.stderr);
@@ -375,4 +421,14 @@ export function registerImgCommand(cli: Command, setStatus: (status: number) => 
     .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
     .option('-r, --repair <leaks|all>', 'repair leaked clusters, or all refcount errors too (then clears the corrupt bit)')
     .action((file: string, options: { format?: string; repair?: string }) => print(imgCheck(file, options)));
+
+  img.command('snapshot')
+    .description('list, create, apply or delete the internal snapshots of a qcow2 image (NAME: a snapshot\'s tag, or its ID)')
+    .argument('<file>')
+    .option('-f, --format <fmt>', 'qcow2 (probed when not given; raw images have no snapshots)')
+    .option('-l, --list', 'list the snapshots')
+    .option('-c, --create <name>', 'take a snapshot of the disk as it is now')
+    .option('-a, --apply <name>', 'bring the disk back to a snapshot (the snapshot stays)')
+    .option('-d, --delete <name>', 'delete a snapshot')
+    .action((file: string, options: SnapshotCommandOptions) => print(imgSnapshot(file, options)));
 }

@@ -1,6 +1,7 @@
 // `tsvmm run`'s options for the PC's own (non-virtio) devices, in QEMU's
 // spelling so that a QEMU command line from a test suite carries over:
 //   --device isa-debug-exit[,iobase=N][,iosize=N]
+//   --device pc-testdev
 //   --fw-cfg [name=]NAME,file=PATH | [name=]NAME,string=S   (QEMU's -fw_cfg)
 import type { FwCfgFileConfig, MachineConfig } from '../machine/config.ts';
 import { InputError } from '../errors.ts';
@@ -9,7 +10,7 @@ import { hex } from '../hex.ts';
 import { splitSpec, stringSetting } from './virtio-options.ts';
 
 /** The `--device` names this file parses; the others are virtio devices. */
-export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit'];
+export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit', 'pc-testdev'];
 
 export function isPlatformDevice(spec: string): boolean {
   return PLATFORM_DEVICE_NAMES.includes(spec.split(',', 1)[0]!);
@@ -43,12 +44,27 @@ export function parseIsaDebugExit(spec: string): NonNullable<MachineConfig['debu
   return { port, size };
 }
 
+/** pc-testdev's port windows (src/devices/pc-testdev.ts). */
+const PC_TESTDEV_PORT_RANGES = [
+  { base: PortLayout.PC_TESTDEV_IOPORT, count: 12 },
+  { base: PortLayout.PC_TESTDEV_IRQ, count: 24 },
+];
+
 /** The machine settings of the platform devices among `--device` specs, and the `--fw-cfg` files. */
-export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'fwCfgFiles'> {
+export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'pcTestdev' | 'fwCfgFiles'> {
   const debugExits = devices.filter((spec) => spec.split(',', 1)[0] === 'isa-debug-exit');
   if (debugExits.length > 1) throw new InputError('--device isa-debug-exit: given more than once (tsvmm has one debug-exit device)');
+  const testdevs = devices.filter((spec) => spec.split(',', 1)[0] === 'pc-testdev');
+  for (const spec of testdevs) if (spec !== 'pc-testdev') throw new InputError(`--device ${spec}: pc-testdev has no settings`);
+  if (testdevs.length > 1) throw new InputError('--device pc-testdev: given more than once (its ports are fixed)');
+  const debugExit = debugExits.length ? parseIsaDebugExit(debugExits[0]!) : null;
+  if (debugExit && testdevs.length) {
+    const taken = PC_TESTDEV_PORT_RANGES.find((r) => debugExit.port < r.base + r.count && r.base < debugExit.port + debugExit.size);
+    if (taken) throw new InputError(`--device ${debugExits[0]}: overlaps pc-testdev's ports ${hex(taken.base)}-${hex(taken.base + taken.count - 1)}`);
+  }
   return {
-    ...(debugExits.length ? { debugExit: parseIsaDebugExit(debugExits[0]!) } : {}),
+    ...(debugExit ? { debugExit } : {}),
+    ...(testdevs.length ? { pcTestdev: true } : {}),
     ...(fwCfg.length ? { fwCfgFiles: fwCfg.map(parseFwCfg) } : {}),
   };
 }

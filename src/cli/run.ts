@@ -4,7 +4,7 @@ import { existsSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
-import { PVM_KERNEL_PARAMETERS } from '../vcpu/index.ts';
+import { parseCpuModel, PVM_KERNEL_PARAMETERS, type CpuModel } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
 import { VmController } from '../control/vm-controller.ts';
 import { parseQmpEndpoint } from '../qmp/endpoint.ts';
@@ -30,6 +30,7 @@ export interface RunOptions extends VirtioOptions {
   mem?: string;
   cpus?: string;
   smp?: string;
+  cpu?: string;
   trace?: string[];
   /** Commander's --no-ioeventfd / --no-irqfd. */
   ioeventfd?: boolean;
@@ -68,7 +69,7 @@ const TRACE_KINDS = ['exits'];
  */
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
-  ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
+  ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['cpu', '--cpu'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
   ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
   ['qmp', '--qmp'], ['serial', '--serial'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
 ];
@@ -119,6 +120,13 @@ export function parseShutdownTimeout(text: string | undefined): number {
   return seconds * 1000;
 }
 
+/** --cpu MODEL[,+feature|-feature...] (src/vcpu/cpu-model.ts). */
+function parseCpu(spec: string): CpuModel {
+  const model = parseCpuModel(spec);
+  if (typeof model === 'string') throw new InputError(`--cpu ${spec}: ${model}`);
+  return model;
+}
+
 /** -c/--cpus N, or QEMU's --smp N / --smp cpus=N. */
 export function parseCpus(options: Pick<RunOptions, 'cpus' | 'smp'>): number {
   if (options.cpus !== undefined && options.smp !== undefined) throw new InputError('give either --cpus or --smp, not both');
@@ -142,8 +150,8 @@ export function parseMemory(text: string | undefined): number {
 export function configFromOptions(options: RunOptions): MachineConfig {
   checkRunOptions(options);
   if (options.flat === undefined && options.kernel === undefined) throw new InputError('no guest given (use -k KERNEL or --flat FILE; with neither, tsvmm run boots the default guest)');
-  if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel') {
-    throw new InputError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254) or "kernel" (KVM's)`);
+  if (options.pit !== undefined && options.pit !== 'tsvmm' && options.pit !== 'kernel' && options.pit !== 'off') {
+    throw new InputError(`--pit ${options.pit}: expected "tsvmm" (the TypeScript i8254), "kernel" (KVM's) or "off" (none)`);
   }
   for (const kind of options.trace ?? []) {
     if (!TRACE_KINDS.includes(kind)) throw new InputError(`--trace ${kind}: unknown (known: ${TRACE_KINDS.join(', ')})`);
@@ -151,12 +159,13 @@ export function configFromOptions(options: RunOptions): MachineConfig {
   const common = {
     memoryBytes: parseMemory(options.mem),
     cpus: parseCpus(options),
+    ...(options.cpu !== undefined ? { cpu: parseCpu(options.cpu) } : {}),
     traceExits: (options.trace ?? []).includes('exits'),
-    pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel',
+    pit: (options.pit ?? 'tsvmm') as 'tsvmm' | 'kernel' | 'off',
     ...(options.irqchip ? { irqchip: true } : {}),
     ...(options.ioeventfd === false ? { ioeventfd: false } : {}),
     ...(options.irqfd === false ? { irqfd: false } : {}),
-    // --device names a virtio device or one of the PC's own (isa-debug-exit).
+    // --device names a virtio device or one of the PC's own (isa-debug-exit, pc-testdev).
     ...platformConfigFromOptions((options.device ?? []).filter(isPlatformDevice), options.fwCfg),
     ...virtioConfigFromOptions({ ...options, device: (options.device ?? []).filter((spec) => !isPlatformDevice(spec)) }),
   };

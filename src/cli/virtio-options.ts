@@ -86,7 +86,7 @@ export function parseDevice(spec: string): VirtioDeviceConfig {
   rejectUnknown('--device', spec, settings, []);
   if (head === 'virtio-rng') return { kind: 'rng', ...transport };
   if (head === 'virtio-console') return { kind: 'console', ...transport };
-  throw new InputError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console, isa-debug-exit; disks and networks have --disk and --net)`);
+  throw new InputError(`--device ${spec}: unknown device (known: virtio-rng, virtio-console, isa-debug-exit, pc-testdev; disks and networks have --disk and --net)`);
 }
 
 /** The machine's virtio settings from the command line. */

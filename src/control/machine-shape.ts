@@ -7,12 +7,15 @@ import type { MachineConfig } from '../machine/config.ts';
 export interface MachineShape {
   memoryBytes: number;
   cpus: number;
+  /** The --cpu model and changes, as given (default host). */
+  cpu: string;
   /** A kernel guest has ACPI and the PC's interrupt controllers; a flat one is its own firmware. */
   guest: 'kernel' | 'flat';
   irqchip: boolean;
-  pit: 'tsvmm' | 'kernel';
+  pit: 'tsvmm' | 'kernel' | 'off';
   console: 'serial' | 'virtio';
   debugExit: string;
+  pcTestdev: boolean;
   fwCfgFiles: string[];
   /** Each virtio device: kind, transport, and for a disk whether it is read-only. */
   virtio: string[];
@@ -23,19 +26,21 @@ export function machineShape(config: MachineConfig): MachineShape {
   return {
     memoryBytes: config.memoryBytes,
     cpus: config.cpus ?? 1,
+    cpu: JSON.stringify(config.cpu ?? { name: 'host', features: {} }),
     guest: config.flat ? 'flat' : 'kernel',
     irqchip: Boolean(config.irqchip) || Boolean(config.linux) || (config.cpus ?? 1) > 1 || config.pit === 'kernel',
     pit: config.pit ?? 'tsvmm',
     console: config.console ?? 'serial',
     debugExit: config.debugExit ? `${config.debugExit.port}/${config.debugExit.size}` : 'default',
+    pcTestdev: Boolean(config.pcTestdev),
     fwCfgFiles: (config.fwCfgFiles ?? []).map((f) => f.name),
     virtio: (config.virtio ?? []).map((d) => `${d.kind}:${d.transport ?? transport}${d.kind === 'blk' && d.readOnly ? ':ro' : ''}`),
   };
 }
 
 const LABELS: Record<keyof MachineShape, string> = {
-  memoryBytes: 'RAM bytes', cpus: 'vCPUs', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
-  console: 'console', debugExit: 'isa-debug-exit', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
+  memoryBytes: 'RAM bytes', cpus: 'vCPUs', cpu: 'CPU model', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
+  console: 'console', debugExit: 'isa-debug-exit', pcTestdev: 'pc-testdev', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
 };
 
 /** Null when `saved` (from a stream's header) fits `here`; else one line naming the first difference. */

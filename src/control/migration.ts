@@ -243,7 +243,8 @@ export class OutgoingMigration {
 export class IncomingMigration {
   constructor(private readonly machine: Machine, private readonly config: MachineConfig, private readonly onStatus: (status: MigrationStatus) => void) {}
 
-  async receive(uri: string): Promise<void> {
+  /** `signal` ends a wait for the source (quit). */
+  async receive(uri: string, signal?: AbortSignal): Promise<void> {
     try {
       this.onStatus('setup');
       let state: MachineState | null = null;
@@ -256,7 +257,7 @@ export class IncomingMigration {
           if (record.type === 'ram') record.applyTo(this.machine.memory);
           else if (record.name === MACHINE_SECTION) state = record.readValue() as MachineState;
         }
-      });
+      }, signal ? { signal } : {});
       if (state === null) throw new InputError(`${uri}: the stream ended without the machine's state`);
       // The source released the disks before it ended the stream.
       this.machine.lockImages();

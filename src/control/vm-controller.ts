@@ -16,6 +16,11 @@ import { cpuRegisters } from './registers.ts';
 import { MIGRATION_CAPABILITIES } from '../qmp/commands.ts';
 import { IncomingMigration, OutgoingMigration, DEFAULT_MIGRATION_PARAMETERS } from './migration.ts';
 
+/** How a VM that was quit before it ever ran (waiting for a migration) ended. */
+const QUIT_BEFORE_START: MachineResult = {
+  stop: { cause: 'stopped', status: 0 }, exits: 0, runNs: 0, unclaimed: { pio: 0, mmio: 0 }, reports: [], virtio: [],
+};
+
 /** The migration capabilities tsvmm acts on: MIGRATION events. */
 const SUPPORTED_CAPABILITIES = new Set(['events']);
 
@@ -48,6 +53,11 @@ export class VmController implements MachineControl {
   private resetDone: (() => void) | null = null;
   private quitRequested = false;
   private outgoing: OutgoingMigration | null = null;
+  /** With --incoming defer: hands over migrate-incoming's URI. */
+  private deferredIncoming: ((uri: string) => void) | null = null;
+  private incomingStarted = false;
+  /** Ends a wait for an incoming migration (quit). */
+  private readonly incomingAbort = new AbortController();
   private readonly capabilities: Record<string, boolean> = Object.fromEntries(MIGRATION_CAPABILITIES.map((c) => [c, false]));
   private parameters: MigrationParameters = { ...DEFAULT_MIGRATION_PARAMETERS };
   private readonly say: (line: string) => void;
@@ -71,10 +81,20 @@ export class VmController implements MachineControl {
   async run(): Promise<ControllerResult> {
     if (this.options.incoming) {
       try {
-        await new IncomingMigration(this.machine, this.config, (status) => this.migrationEvent(status)).receive(this.options.incoming);
+        // -incoming defer (libvirt's way): the URI comes later, in QMP's migrate-incoming.
+        const uri = this.options.incoming === 'defer'
+          ? await new Promise<string>((resolve, reject) => {
+            this.deferredIncoming = resolve;
+            this.incomingAbort.signal.addEventListener('abort', () => reject(new Error('quit')), { once: true });
+          })
+          : this.options.incoming;
+        this.incomingStarted = true;
+        await new IncomingMigration(this.machine, this.config, (status) => this.migrationEvent(status)).receive(uri, this.incomingAbort.signal);
       } catch (e) {
+        if (this.quitRequested) return { result: QUIT_BEFORE_START, quit: true };
         throw e instanceof InputError ? e : new InputError(`incoming migration failed: ${(e as Error).message}`);
       }
+      if (this.quitRequested) return { result: QUIT_BEFORE_START, quit: true };
       this.state = this.options.paused ? 'paused' : 'running';
     }
     try {
@@ -227,6 +247,10 @@ export class VmController implements MachineControl {
 
   quit(): void {
     this.quitRequested = true;
+    // Still waiting for a migration or its URI: nothing runs yet, the wait just ends.
+    if (this.state === 'inmigrate') {
+      this.incomingAbort.abort(new Error('quit'));
+    }
     this.outgoing?.cancel();
     this.machine.stop();
   }
@@ -269,8 +293,12 @@ export class VmController implements MachineControl {
     if (wasRunning) this.emit({ event: 'RESUME' });
   }
 
-  migrateIncoming(_uri: string): Promise<void> {
-    return Promise.reject(new MonitorError("The incoming migration is given at start: tsvmm run --incoming URI (QEMU's -incoming defer is not supported)"));
+  migrateIncoming(uri: string): Promise<void> {
+    if (this.options.incoming !== 'defer') return Promise.reject(new MonitorError("The incoming migration is disabled: start tsvmm with --incoming defer"));
+    if (this.incomingStarted || !this.deferredIncoming) return Promise.reject(new MonitorError('The incoming migration has already been started'));
+    this.deferredIncoming(uri);
+    this.deferredIncoming = null;
+    return Promise.resolve();
   }
 
   migrationInfo(): MigrationInfo {

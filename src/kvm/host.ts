@@ -31,6 +31,18 @@ export function unmap(mapping: HostMapping): void {
   if (libcCalls.munmap(mapping.address, mapping.size) !== 0) throw new KvmError('munmap', lastErrno());
 }
 
+/**
+ * Makes KVM drop its mapping of one host page of guest RAM: taking the page's
+ * access away and giving it back goes through the kernel's MMU notifiers, so
+ * the guest's next touch of the page faults into KVM again (QEMU's
+ * pc-testdev flush-page does the same). The page's contents stay.
+ */
+export function dropGuestMappingOfPage(pageAddress: Address): void {
+  const PROT_NONE = 0;
+  if (libcCalls.mprotect(pageAddress, 4096, PROT_NONE) !== 0) throw new KvmError('mprotect', lastErrno(), 'a guest page, to drop its mapping');
+  if (libcCalls.mprotect(pageAddress, 4096, PROT_READ | PROT_WRITE) !== 0) throw new KvmError('mprotect', lastErrno(), 'a guest page, to map it again');
+}
+
 /** Maps a file descriptor shared (the vCPU's kvm_run page). */
 export function mapShared(fd: number, size: number, what: string): HostMapping {
   const MAP_SHARED = 0x01;

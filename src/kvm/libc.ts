@@ -31,6 +31,7 @@ export const libcCalls = {
     'void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)',
   ),
   munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
+  mprotect: bind<(addr: Address, len: number, prot: number) => Status>('int mprotect(void *addr, unsigned long len, int prot)'),
   pipe2: bind<(fds: Int32Array, flags: number) => Status>('int pipe2(int *fds, int flags)'),
   eventfd: bind<(initval: number, flags: number) => Fd>('int eventfd(unsigned int initval, int flags)'),
   poll: bind<(fds: Uint8Array, nfds: number, timeout: number) => number>('int poll(void *fds, unsigned long nfds, int timeout)'),

@@ -16,6 +16,7 @@ import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
 import { FwCfg, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
+import { PcTestdev } from '../devices/pc-testdev.ts';
 import { Pit8254 } from '../devices/pit8254.ts';
 import { Serial16550 } from '../devices/serial16550.ts';
 import { VIRTIO_MMIO_SIZE } from '../devices/virtio/mmio.ts';
@@ -25,7 +26,9 @@ import { detectVirtualization, KvmSystem, type VcpuFd, type VmFd } from '../kvm/
 import { IrqLayout, MmioLayout, PortLayout, ramLayout } from '../layout.ts';
 import { DirtyPageLog } from '../memory/dirty-pages.ts';
 import { HostRam } from '../memory/host-ram.ts';
-import { DeviceLock, findSystemMap, guestCpuid, KernelSymbols, type TransferableSymbols } from '../vcpu/index.ts';
+import {
+  applyCpuModel, DeviceLock, findSystemMap, guestCpuid, HOST_CPU, KernelSymbols, kvmHasFeature, type CpuModel, type TransferableSymbols,
+} from '../vcpu/index.ts';
 import type { MachineConfig } from './config.ts';
 import { createIrqLevels, initializeLegacyPics, wireLocalApicToPic } from './interrupts.ts';
 import type { DeviceSpec } from './bus-devices.ts';
@@ -84,7 +87,7 @@ export function buildMachine(requested: MachineConfig, { restoring = false }: Bu
   const kernel = guest.kind !== 'flat';
   const irqchip = addInterruptControllers(vm, config, kernel);
   const ram = addRam(vm, config.memoryBytes);
-  const vcpus = addVcpus(kvm, vm, config.cpus);
+  const vcpus = addVcpus(kvm, vm, config.cpus, config.cpu ?? HOST_CPU, warnings);
   const clock = MonotonicClock.createState();
   const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
   const virtio = wireVirtio(vm, config, irqchip, { lockImages: !restoring });
@@ -145,14 +148,20 @@ function addRam(vm: VmFd, memoryBytes: number): HostRam {
 }
 
 /** vCPU 0 is the bootstrap processor; the others wait in KVM for INIT and SIPI from it. */
-function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number): VcpuFd[] {
+function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number, model: CpuModel, warnings: string[]): VcpuFd[] {
   const host = detectVirtualization();
   const supported = kvm.supportedCpuid();
-  return Array.from({ length: cpus }, (_, id) => {
+  // KVM emulates the TSC-deadline timer but leaves it out of its supported CPUID.
+  const tscDeadline = kvm.checkExtension('KVM_CAP_TSC_DEADLINE_TIMER') > 0;
+  const vcpus = Array.from({ length: cpus }, (_, id) => {
     const vcpu = vm.createVcpu(id);
-    vcpu.setCpuid(guestCpuid(supported, { vcpuId: id, cpus, host: host.kind, cpuVendor: host.cpuVendor }));
+    const entries = guestCpuid(supported, { vcpuId: id, cpus, host: host.kind, cpuVendor: host.cpuVendor, tscDeadline });
+    const dropped = applyCpuModel(entries, model, kvmHasFeature(supported, tscDeadline));
+    if (id === 0 && dropped.length) warnings.push(`--cpu: this host's KVM does not support ${dropped.join(', ')}; the guest runs without`);
+    vcpu.setCpuid(entries);
     return vcpu;
   });
+  return vcpus;
 }
 
 /**
@@ -176,13 +185,13 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
  * `clock` is the guest clock the PIT counts from.
  */
 export function machineDevices(
-  config: Pick<MachineConfig, 'pit' | 'debugExit'>, acpi: boolean,
+  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev'>, acpi: boolean,
   { clock = MonotonicClock.createState(), fwCfg }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents } = {},
 ): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
     // KVM's own PIT (--pit kernel) also serves port 0x61.
-    ...(config.pit === 'kernel' ? [] : [
+    ...(config.pit === 'kernel' || config.pit === 'off' ? [] : [
       { kind: 'pit8254', port: PortLayout.PIT, irq: IrqLayout.PIT, state: Pit8254.createState(new MonotonicClock(clock)) },
       { kind: 'system-control-port', port: PortLayout.SYSTEM_CONTROL_B, state: SystemControlPort.createState() },
     ] satisfies DeviceSpec[]),
@@ -192,8 +201,14 @@ export function machineDevices(
     ...(acpi ? [
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
+      { kind: 'acpi-pm-timer', port: PortLayout.ACPI_PM_TIMER },
     ] satisfies DeviceSpec[] : []),
     { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
+    ...(config.pcTestdev ? [{
+      kind: 'pc-testdev', ioport: PortLayout.PC_TESTDEV_IOPORT, flush: PortLayout.PC_TESTDEV_FLUSH,
+      ioportByte: PortLayout.PC_TESTDEV_IOPORT_BYTE, irqPort: PortLayout.PC_TESTDEV_IRQ,
+      iomem: MmioLayout.PC_TESTDEV_IOMEM, state: PcTestdev.createState(),
+    }] satisfies DeviceSpec[] : []),
     ...(fwCfg ? [
       { kind: 'fw-cfg', port: PortLayout.FW_CFG, dmaPort: PortLayout.FW_CFG_DMA, contents: fwCfg, state: FwCfg.createState() },
     ] satisfies DeviceSpec[] : []),

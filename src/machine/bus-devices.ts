@@ -7,6 +7,7 @@
 // KVM would have signalled it.
 import type { AddressSpace } from '../bus/index.ts';
 import { AcpiGed, ACPI_GED_MMIO_SIZE } from '../devices/acpi-ged.ts';
+import { AcpiPmTimer, ACPI_PM_TIMER_PORT_COUNT } from '../devices/acpi-pm-timer.ts';
 import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
@@ -14,6 +15,7 @@ import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
 import { DebugExit } from '../devices/debug-exit.ts';
 import { FwCfg, FW_CFG_DMA_PORT_COUNT, FW_CFG_PORT_COUNT, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
+import { PcTestdev, PC_TESTDEV_FLUSH_COUNT, PC_TESTDEV_IOMEM_SIZE, PC_TESTDEV_IOPORT_COUNT, PC_TESTDEV_IRQ_COUNT } from '../devices/pc-testdev.ts';
 import type { InterruptLine } from '../devices/interrupt-line.ts';
 import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
 import { Pit8254, PIT_PORT_COUNT } from '../devices/pit8254.ts';
@@ -38,6 +40,8 @@ export interface PlatformContext {
   requestStop(stop: VcpuStop): void;
   /** The interrupt controller input `irq` (ISA IRQ / GSI number). */
   irqLine(irq: number): InterruptLine;
+  /** Makes the host drop its mapping of one guest page, so the guest's next access faults in the host (pc-testdev). */
+  flushPage(guestAddress: number): void;
 }
 
 export interface PlatformOptions {
@@ -64,7 +68,9 @@ export type DeviceSpec =
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
+  | { kind: 'acpi-pm-timer'; port: number }
   | { kind: 'debug-exit'; port: number; size: number }
+  | { kind: 'pc-testdev'; ioport: number; flush: number; ioportByte: number; irqPort: number; iomem: number; state: SharedArrayBuffer }
   | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
 
 export interface Platform {
@@ -126,12 +132,24 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
       case 'acpi-ged':
         mmio.register(spec.address, ACPI_GED_MMIO_SIZE, new AcpiGed(context.irqLine(spec.gsi), spec.state));
         break;
+      case 'acpi-pm-timer':
+        pio.register(spec.port, ACPI_PM_TIMER_PORT_COUNT, new AcpiPmTimer(options.clock));
+        break;
       case 'debug-exit':
         pio.register(spec.port, spec.size, new DebugExit((status, value) => {
           // Silent, like QEMU: the exit status is the guest's message.
           context.requestStop({ cause: 'debug-exit', status, value });
         }));
         break;
+      case 'pc-testdev': {
+        const testdev = new PcTestdev({ irqLine: (line) => context.irqLine(line), flushPage: (address) => context.flushPage(address) }, spec.state);
+        pio.register(spec.ioport, PC_TESTDEV_IOPORT_COUNT, testdev.ioport);
+        pio.register(spec.flush, PC_TESTDEV_FLUSH_COUNT, testdev.flush);
+        pio.register(spec.ioportByte, PC_TESTDEV_IOPORT_COUNT, testdev.ioportByte);
+        pio.register(spec.irqPort, PC_TESTDEV_IRQ_COUNT, testdev.irq);
+        mmio.register(spec.iomem, PC_TESTDEV_IOMEM_SIZE, testdev.iomem);
+        break;
+      }
       case 'fw-cfg': {
         const fwCfg = new FwCfg(spec.contents, context.memory, spec.state);
         pio.register(spec.port, FW_CFG_PORT_COUNT, fwCfg);

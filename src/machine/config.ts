@@ -1,11 +1,14 @@
 // What a VM is made of, as plain data: the CLI builds it, the main thread
 // creates the VM from it, and the vCPU thread receives a copy.
+import type { CpuModel } from '../vcpu/index.ts';
 
 export interface MachineConfig {
   /** Guest RAM in bytes. */
   memoryBytes: number;
   /** vCPUs (default 1). More than one needs, and implies, the in-kernel irqchip. */
   cpus?: number;
+  /** The CPU model and feature changes (`--cpu host,+x2apic,-pcid`); default: host. */
+  cpu?: CpuModel;
   /** A flat real-mode binary (see src/boot/flat.ts). */
   flat?: { path: string };
   /**
@@ -22,8 +25,12 @@ export interface MachineConfig {
    * that halts with nothing to wake it returns to tsvmm (KVM_EXIT_HLT).
    */
   irqchip?: boolean;
-  /** Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM (KVM_CREATE_PIT2). */
-  pit?: 'tsvmm' | 'kernel';
+  /**
+   * Who emulates the i8254 PIT: tsvmm's TypeScript model (default) or KVM
+   * (KVM_CREATE_PIT2); or no PIT at all (QEMU's -machine pit=off, which
+   * kvm-unit-tests' vmexit_ipi asks for), and then no port 0x61 either.
+   */
+  pit?: 'tsvmm' | 'kernel' | 'off';
   /** `--trace exits`: print every exit and a table of counts at the end. */
   traceExits?: boolean;
   /**
@@ -33,6 +40,8 @@ export interface MachineConfig {
   deviceModules?: string[];
   /** Where the isa-debug-exit device sits (default: src/layout.ts's DEBUG_EXIT, 2 ports). */
   debugExit?: { port: number; size: number };
+  /** QEMU's pc-testdev, the test device of kvm-unit-tests (`--device pc-testdev`). */
+  pcTestdev?: boolean;
   /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */
   fwCfgFiles?: FwCfgFileConfig[];
   /** Where guest console output goes (default: stdout). */

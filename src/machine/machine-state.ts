@@ -13,6 +13,7 @@ import { CMOS_RTC_STATE } from '../devices/cmos-rtc.ts';
 import type { DeviceStateLayout, SavedDeviceState, StateField } from '../devices/device-state.ts';
 import { FW_CFG_STATE } from '../devices/fw-cfg.ts';
 import { I8042_STATE } from '../devices/i8042.ts';
+import { PC_TESTDEV_STATE } from '../devices/pc-testdev.ts';
 import { PCI_HOST_BRIDGE_STATE } from '../devices/pci/index.ts';
 import { PIT8254_STATE } from '../devices/pit8254.ts';
 import { SERIAL16550_STATE } from '../devices/serial16550.ts';
@@ -41,8 +42,11 @@ export interface MachineState {
 
 type AnyLayout = DeviceStateLayout<Record<string, StateField>>;
 
+/** Devices with no state of their own (the PM timer counts from the machine's clock). */
+type StatelessKind = 'debug-exit' | 'acpi-pm-timer';
+
 /** The state layout of each legacy and ACPI device kind. */
-const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], 'debug-exit'>, AnyLayout> = {
+const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayout> = {
   'serial16550': SERIAL16550_STATE,
   'pit8254': PIT8254_STATE,
   'system-control-port': SYSTEM_CONTROL_PORT_STATE,
@@ -51,11 +55,12 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], 'debug-exit'>, AnyLayou
   'acpi-sleep': ACPI_SLEEP_STATE,
   'acpi-ged': ACPI_GED_STATE,
   'fw-cfg': FW_CFG_STATE,
+  'pc-testdev': PC_TESTDEV_STATE,
 };
 
 /** Each device state buffer with its layout, in a fixed order. */
 function stateBuffers(built: BuiltMachine): { legacy: [AnyLayout, SharedArrayBuffer][]; pci: [AnyLayout, SharedArrayBuffer][] } {
-  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
+  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' || spec.kind === 'acpi-pm-timer' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
   const { pciBridgeState, devices } = built.virtio;
   const pci: [AnyLayout, SharedArrayBuffer][] = pciBridgeState
     ? [[PCI_HOST_BRIDGE_STATE, pciBridgeState], ...devices.flatMap((d): [AnyLayout, SharedArrayBuffer][] => (d.pciState ? [[VIRTIO_PCI_STATE, d.pciState]] : []))]

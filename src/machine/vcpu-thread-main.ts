@@ -61,7 +61,8 @@ async function main(init: VcpuThreadInit): Promise<void> {
   markTime('worker-main');
   const { config } = init;
   const controls = Array.from({ length: config.cpus }, (_, id) => controlBlock(init.controls, id));
-  const memory = HostRam.attach(init.ram).memory;
+  const ram = HostRam.attach(init.ram);
+  const memory = ram.memory;
   const fd = VcpuFd.fromMapping(init.vcpuFd, init.runPageAddress, init.runPageSize);
   const pio = AddressSpace.ports();
   const mmio = AddressSpace.memory();
@@ -74,6 +75,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
     pio, mmio, memory,
     requestStop: (stop) => vcpu!.requestStop(stop),
     irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq, init.irqLevels) : disconnectedLine),
+    flushPage: (address) => ram.dropGuestMapping(address),
   };
   // While tracing, console bytes go out at once so they interleave with the
   // trace lines in the order the guest produced them.

@@ -1,5 +1,5 @@
 // Guest RAM backed by anonymous host memory that KVM can map into a VM.
-import { mapAnonymous, viewOf, type HostMapping } from '../kvm/index.ts';
+import { dropGuestMappingOfPage, mapAnonymous, viewOf, type HostMapping } from '../kvm/index.ts';
 import { CHUNK_SIZE, GuestMemory, type RamRange } from './guest-memory.ts';
 
 /** What another thread needs to see the same RAM: plain numbers, clonable. */
@@ -27,6 +27,17 @@ export class HostRam {
     const mappings: HostMapping[] = layout.map(({ size }) => mapAnonymous(size));
     const descriptors = layout.map(({ guestAddress, size }, i) => ({ guestAddress, size, hostAddress: mappings[i]!.address }));
     return HostRam.attach(descriptors);
+  }
+
+  /**
+   * Makes KVM fault in the page at `guestAddress` again on the guest's next
+   * access (pc-testdev's flush-page). An address outside RAM is ignored, as
+   * QEMU ignores a page it cannot map.
+   */
+  dropGuestMapping(guestAddress: number): void {
+    const page = guestAddress - (guestAddress % 4096);
+    const ram = this.descriptors.find((d) => page >= d.guestAddress && page < d.guestAddress + d.size);
+    if (ram) dropGuestMappingOfPage(ram.hostAddress + BigInt(page - ram.guestAddress));
   }
 
   /** Views RAM that another thread of this process allocated. */

@@ -57,3 +57,6 @@ export const RAM_PAGES_PER_RECORD = 256;
 
 /** Section names are at most this many UTF-8 bytes (their length is a u16). */
 export const MAX_SECTION_NAME_BYTES = 0xffff;
+
+/** The largest RAM record on the wire: a full batch of pages, each with its data. */
+export const RAM_RECORD_MAX_BYTES = RECORD_HEADER_BYTES + RAM_PAGES_PER_RECORD * (RAM_ENTRY_HEADER_BYTES + PAGE_SIZE) + RECORD_CRC_BYTES;

@@ -19,6 +19,16 @@ export function isZeroPage(bytes: Buffer, offset: number): boolean {
   return ZERO_PAGE.compare(bytes, offset, offset + PAGE_SIZE) === 0;
 }
 
+/** True when guest page `address` holds only zeroes (a read: fresh RAM is not faulted in). */
+export function isGuestPageZero(memory: GuestMemory, address: number): boolean {
+  let at = 0;
+  for (const part of memory.slices(address, PAGE_SIZE)) {
+    if (ZERO_PAGE.compare(part, 0, part.length, at, at + part.length) !== 0) return false;
+    at += part.length;
+  }
+  return true;
+}
+
 /** The guest-physical address of every page of `memory` that holds a non-zero byte, in order. */
 export function* nonZeroPages(memory: GuestMemory): Generator<number> {
   for (const range of [...memory.ranges].sort((a, b) => a.guestAddress - b.guestAddress)) {

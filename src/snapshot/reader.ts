@@ -14,6 +14,7 @@ import {
   FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, PAGE_SIZE, PREAMBLE_BYTES, RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO,
   RAM_FLAGS_MASK, RECORD_CRC_BYTES, RECORD_HEADER_BYTES, RecordType, recordTypeName,
 } from './format.ts';
+import { isGuestPageZero } from './ram-pages.ts';
 import { systemErrorText } from './system-error.ts';
 
 /** Where a record sits, for messages: "record 3 (ram at byte 8240)". */
@@ -74,7 +75,8 @@ export class RamRecord {
     }
     for (const { address, data } of this.pages) {
       if (data) memory.write(address, data);
-      else memory.fill(address, PAGE_SIZE, 0);
+      // Only a page that holds something is zeroed: writing the zeroes of fresh RAM would fault every page in.
+      else if (!isGuestPageZero(memory, address)) memory.fill(address, PAGE_SIZE, 0);
     }
   }
 

@@ -3,7 +3,7 @@
 // channel is closed whatever happens, and its failure wins over the stream's:
 // "exec:cat > /x: the command failed with exit status 1 (...)" says more
 // than the EPIPE the writer saw when the command died.
-import type { IncomingOptions, OpenOptions } from './channel.ts';
+import type { IncomingChannel, IncomingOptions, OpenOptions, OutgoingChannel } from './channel.ts';
 import { SnapshotReader } from './reader.ts';
 import { openIncoming, openOutgoing } from './uri.ts';
 import { SnapshotWriter } from './writer.ts';
@@ -21,22 +21,12 @@ export async function sendSnapshot(
   write: (writer: SnapshotWriter) => Promise<void>,
   options: OpenOptions = {},
 ): Promise<number> {
-  const channel = await openOutgoing(uri, options);
-  const onAbort = (): void => channel.abort();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    options.signal?.throwIfAborted();
+  return withChannel(await openOutgoing(uri, options), options.signal, async (channel) => {
     const writer = await SnapshotWriter.start(channel.stream, config, uri);
     await write(writer);
     await writer.finish();
     return writer.bytesWritten;
-  } catch (e) {
-    options.signal?.throwIfAborted();
-    throw e;
-  } finally {
-    options.signal?.removeEventListener('abort', onAbort);
-    await channel.close();
-  }
+  });
 }
 
 /**
@@ -49,19 +39,28 @@ export async function receiveSnapshot(
   read: (reader: SnapshotReader) => Promise<void>,
   options: IncomingOptions = {},
 ): Promise<void> {
-  const channel = await openIncoming(uri, options);
-  const onAbort = (): void => channel.abort();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    options.signal?.throwIfAborted();
+  await withChannel(await openIncoming(uri, options), options.signal, async (channel) => {
     const reader = await SnapshotReader.open(channel.stream, channel.uri);
     await read(reader);
     if (!reader.complete) throw new Error(`${channel.uri}: the stream was not read to its end record`);
+  });
+}
+
+/**
+ * Runs `use` over an open channel and closes it whatever happens; `signal`
+ * drops the channel at once, and its reason is then the failure reported.
+ */
+async function withChannel<C extends OutgoingChannel | IncomingChannel, T>(channel: C, signal: AbortSignal | undefined, use: (channel: C) => Promise<T>): Promise<T> {
+  const onAbort = (): void => channel.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    signal?.throwIfAborted();
+    return await use(channel);
   } catch (e) {
-    options.signal?.throwIfAborted();
+    signal?.throwIfAborted();
     throw e;
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', onAbort);
     await channel.close();
   }
 }

@@ -9,7 +9,7 @@ import { InputError } from '../errors.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import {
   FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, MAX_SECTION_NAME_BYTES, PAGE_SIZE, PREAMBLE_BYTES,
-  RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO, RAM_PAGES_PER_RECORD, RECORD_CRC_BYTES, RECORD_HEADER_BYTES,
+  RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO, RAM_PAGES_PER_RECORD, RAM_RECORD_MAX_BYTES, RECORD_CRC_BYTES, RECORD_HEADER_BYTES,
   RecordType,
 } from './format.ts';
 import { isZeroPage, nonZeroPages } from './ram-pages.ts';
@@ -33,7 +33,7 @@ export interface RamPagesWritten {
   bytes: number;
 }
 
-const RAM_RECORD_CAPACITY = RECORD_HEADER_BYTES + RAM_PAGES_PER_RECORD * (RAM_ENTRY_HEADER_BYTES + PAGE_SIZE) + RECORD_CRC_BYTES;
+
 
 export class SnapshotWriter {
   /** Bytes handed to the stream so far, preamble included. */
@@ -87,13 +87,13 @@ export class SnapshotWriter {
   async writeRamPages(memory: GuestMemory, pages: PageSelection): Promise<RamPagesWritten> {
     const written: RamPagesWritten = { dataPages: 0, zeroPages: 0, bytes: 0 };
     const knownNonZero = pages === 'nonzero';
-    let record = Buffer.allocUnsafe(RAM_RECORD_CAPACITY);
+    let record = Buffer.allocUnsafe(RAM_RECORD_MAX_BYTES);
     let at = RECORD_HEADER_BYTES;
     let entries = 0;
     const flush = async (): Promise<void> => {
       written.bytes += await this.sealAndSend(record, RecordType.ram, at - RECORD_HEADER_BYTES);
       // The stream may still hold the old buffer: each record gets a new one.
-      record = Buffer.allocUnsafe(RAM_RECORD_CAPACITY);
+      record = Buffer.allocUnsafe(RAM_RECORD_MAX_BYTES);
       at = RECORD_HEADER_BYTES;
       entries = 0;
     };

@@ -4,7 +4,9 @@
 import { HostFile } from './host-file.ts';
 import { QCOW2_MAGIC } from './qcow2/layout.ts';
 import { clusterSizeOf, COMPATIBLE_LAZY_REFCOUNTS, INCOMPATIBLE, readHeader } from './qcow2/header.ts';
+import type { SnapshotInfo } from './qcow2/internal-snapshots.ts';
 import { resolveBackingPath } from './qcow2/qcow2-image.ts';
+import { NO_ICOUNT, readSnapshots } from './qcow2/snapshots.ts';
 
 export type DiskFormat = 'raw' | 'qcow2';
 
@@ -29,7 +31,33 @@ export interface Qcow2SpecificInfo {
   'extended-l2'?: boolean;
 }
 
+/** An internal snapshot as `qemu-img info --output json` lists it (its field order too). */
+export interface SnapshotJson {
+  icount?: number;
+  'vm-clock-nsec': number;
+  name: string;
+  'date-sec': number;
+  'date-nsec': number;
+  'vm-clock-sec': number;
+  id: string;
+  'vm-state-size': number;
+}
+
+export function snapshotJson(s: SnapshotInfo): SnapshotJson {
+  return {
+    ...(s.icount !== NO_ICOUNT ? { icount: s.icount } : {}),
+    'vm-clock-nsec': s.vmClockNsec % 1e9,
+    name: s.name,
+    'date-sec': s.dateSec,
+    'date-nsec': s.dateNsec,
+    'vm-clock-sec': Math.floor(s.vmClockNsec / 1e9),
+    id: s.id,
+    'vm-state-size': s.vmStateSize,
+  };
+}
+
 export interface ImageInfo {
+  snapshots?: SnapshotJson[];
   'virtual-size': number;
   filename: string;
   'cluster-size'?: number;
@@ -61,7 +89,9 @@ export function imageInfo(path: string, format: DiskFormat = probeFormat(path)):
         'extended-l2': (header.incompatibleFeatures & INCOMPATIBLE.extendedL2) !== 0n,
       } : {}),
     };
+    const snapshots = readSnapshots(file, header).entries;
     return {
+      ...(snapshots.length > 0 ? { snapshots: snapshots.map(snapshotJson) } : {}),
       'virtual-size': header.size,
       filename: path,
       'cluster-size': clusterSizeOf(header),

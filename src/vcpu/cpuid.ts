@@ -34,6 +34,15 @@ export const PVM_KERNEL_PARAMETERS = 'noxsave clearcpuid=151,308 pvm_host';
 /** CPUID.80000008:EBX bit 2: without it Linux on AMD takes a path PVM cannot emulate. */
 const XSAVEERPTR = 2;
 const HYPERVISOR_PRESENT = 31;
+const TSC_DEADLINE = 24;
+/**
+ * CPUID.80000007:EDX bit 8. With it Linux prefers the TSC to kvm-clock, and
+ * the TSC runs on while the VM is paused (QMP stop), so the guest's clock
+ * would jump by the pause on cont. QEMU's migratable CPU models leave it out
+ * for the same reason; without it Linux keeps kvm-clock, which tsvmm holds
+ * still across a pause with KVM_GET_CLOCK/KVM_SET_CLOCK.
+ */
+const INVARIANT_TSC = 8;
 const KVM_SIGNATURE = 'KVMKVMKVM\0\0\0';
 const KVM_FEATURES_LEAF = 0x4000_0001;
 
@@ -44,6 +53,8 @@ export interface CpuidOptions {
   cpus?: number;
   host: HostVirtualization;
   cpuVendor: 'intel' | 'amd' | 'other';
+  /** KVM has KVM_CAP_TSC_DEADLINE_TIMER: advertise the LAPIC's TSC-deadline mode, as QEMU does. */
+  tscDeadline?: boolean;
 }
 
 /**
@@ -107,6 +118,7 @@ export function guestCpuid(supported: readonly CpuidEntry[], options: CpuidOptio
       e.ebx = ((e.ebx & 0x0000_ffff) | ((vcpuId & 0xff) << 24) | (Math.min(addressableIds, 0xff) << 16)) >>> 0;
       e.edx = topology.cpus > 1 ? (e.edx | bit(HTT)) >>> 0 : (e.edx & ~bit(HTT)) >>> 0;
       e.ecx = (e.ecx | bit(HYPERVISOR_PRESENT)) >>> 0;
+      if (options.tscDeadline) e.ecx = (e.ecx | bit(TSC_DEADLINE)) >>> 0;
       if (pvm) for (const n of Object.values(PVM_HIDDEN.leaf1Ecx)) e.ecx = (e.ecx & ~bit(n)) >>> 0;
     }
     if (e.function === 4 && (e.eax & 0x1f) !== 0) {
@@ -123,6 +135,7 @@ export function guestCpuid(supported: readonly CpuidEntry[], options: CpuidOptio
     if (e.function === KVM_FEATURES_LEAF && pvm) {
       for (const n of Object.values(PVM_HIDDEN.kvmFeaturesEax)) e.eax = (e.eax & ~bit(n)) >>> 0;
     }
+    if (e.function === 0x8000_0007) e.edx = (e.edx & ~bit(INVARIANT_TSC)) >>> 0;
     if (e.function === 0x8000_0008) {
       if (pvm && options.cpuVendor === 'amd') e.ebx = (e.ebx | bit(XSAVEERPTR)) >>> 0;
       // AMD: ECX[7:0] cores - 1 (NC), ECX[15:12] the APIC ID bits that number them.

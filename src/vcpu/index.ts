@@ -2,6 +2,7 @@ export { Vcpu, Control, Command, controlBlock, createControlBlocks, type VcpuOpt
 export { DeviceLock } from './device-lock.ts';
 export { ExitTracer, type TraceSink } from './exit-trace.ts';
 export { guestCpuid, PVM_HIDDEN, PVM_KERNEL_PARAMETERS, type CpuidOptions } from './cpuid.ts';
+export { applyCpuModel, CPU_FEATURES, HOST_CPU, kvmHasFeature, parseCpuModel, type CpuModel } from './cpu-model.ts';
 export type { StopCause, VcpuStop } from './stop.ts';
 export { VM_FAILURE_STATUS } from './stop.ts';
 export { instructionName } from './instruction-names.ts';

@@ -5,7 +5,6 @@
 // destination must end with one line and a non-zero status, never a stack
 // trace. Then the monitor's views of a real machine (registers, vCPU threads,
 // disks), the power button a flat guest lacks, and a two-vCPU snapshot.
-import { createServer } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,22 +13,13 @@ import { countLines, CounterStatus, tsvmmCounterArgs, type CounterSettings } fro
 import { firmwarePath } from '../../firmware/firmware.ts';
 import type { QmpClient } from '../../src/cli/qmp-client.ts';
 import { hasKvm, tsvmm } from '../helpers/kvm.ts';
-import { TsvmmProcess } from '../helpers/tsvmm-process.ts';
+import { freePort, qmpSockets, sleep, TsvmmProcess } from '../helpers/tsvmm-process.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-failures-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-let sockets = 0;
-const qmpSocket = () => `unix:${join(scratch, `qmp${sockets++}.sock`)},server=on,wait=off`;
+const qmpSocket = qmpSockets(scratch);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** 16 MiB of buffer dirtied for ever: a migration of it at 4 MiB/s takes seconds. */
 const SETTINGS: CounterSettings = { pages: 4096, every: 8192 };

@@ -4,29 +4,19 @@
 // tsvmm processes. The guest is the counter (firmware/multiboot/counter.S):
 // it counts without a gap and checks every page of its buffer as it goes,
 // so a lost, stale or repeated page, or a count that restarts, shows.
-import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { countLines, CounterStatus, tsvmmCounterArgs, type CounterSettings } from '../../bench/lib/counter-guest.ts';
 import { hasKvm, tsvmm } from '../helpers/kvm.ts';
-import { TsvmmProcess } from '../helpers/tsvmm-process.ts';
+import { freePort, qmpSockets, sleep, TsvmmProcess } from '../helpers/tsvmm-process.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-lifecycle-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-let sockets = 0;
-const qmpSocket = () => `unix:${join(scratch, `qmp${sockets++}.sock`)},server=on,wait=off`;
+const qmpSocket = qmpSockets(scratch);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Every count in `output`, checked to step by `every` from its first without a gap or a repeat. */
 function expectContiguous(output: string, every: number): number[] {
@@ -224,6 +214,48 @@ describe.skipIf(!hasKvm)('live migration between two tsvmm processes', () => {
     } finally {
       source.kill();
       destination.kill();
+    }
+  });
+});
+
+describe.skipIf(!hasKvm)('--incoming defer and migrate-incoming (how libvirt starts a destination)', () => {
+  it('the destination waits for its URI in QMP, then takes the migration; a second migrate-incoming is refused', async () => {
+    const settings: CounterSettings = { pages: 16, every: 4096, limit: 30 * 4096 };
+    const port = await freePort();
+    const qmpSource = qmpSocket();
+    const qmpDestination = qmpSocket();
+    const source = new TsvmmProcess([...tsvmmCounterArgs(settings), '--qmp', qmpSource]);
+    const destination = new TsvmmProcess([...tsvmmCounterArgs(settings), '--incoming', 'defer', '--qmp', qmpDestination]);
+    try {
+      const monitor = await source.monitor(qmpSource);
+      const destinationMonitor = await destination.monitor(qmpDestination);
+      expect(await destinationMonitor.execute('query-status')).toMatchObject({ status: 'inmigrate' });
+      await destinationMonitor.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
+      await expect(destinationMonitor.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` })).rejects.toThrow(/already/);
+      await source.waitFor('a count line', (out) => countLines(out).length >= 1);
+      await monitor.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      expect(await destination.end(60_000)).toBe(CounterStatus.DONE);
+      expectContiguous(source.stdout + destination.stdout, 4096);
+      await monitor.execute('quit').catch(() => {});
+      expect(await source.end()).toBe(0);
+    } finally {
+      source.kill();
+      destination.kill();
+    }
+  });
+
+  it('quit while waiting for a migration ends tsvmm at once, status 0', async () => {
+    for (const incoming of ['defer', `tcp:127.0.0.1:${await freePort()}`]) {
+      const qmp = qmpSocket();
+      const vm = new TsvmmProcess([...tsvmmCounterArgs({ pages: 16 }), '--incoming', incoming, '--qmp', qmp]);
+      try {
+        const monitor = await vm.monitor(qmp);
+        await monitor.execute('quit').catch(() => {});
+        expect(await vm.end(10_000), incoming).toBe(0);
+        expect(vm.stderr, incoming).not.toMatch(/Error|at /);
+      } finally {
+        vm.kill();
+      }
     }
   });
 });

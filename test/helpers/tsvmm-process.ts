@@ -2,6 +2,8 @@
 // QMP monitor, and its end. Every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { QmpClient } from '../../src/cli/qmp-client.ts';
 import { TSVMM } from './kvm.ts';
 
@@ -11,10 +13,13 @@ export class TsvmmProcess {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  /** With `input`, what `type` writes reaches tsvmm's stdin (the guest's console); else stdin is empty. */
+  constructor(args: string[], { input = false } = {}) {
+    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => (this.stdout += text));
     this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
+    // Keys typed after tsvmm ended are lost, as on a terminal, not an error of the test's own.
+    this.child.stdin?.on('error', () => {});
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 
@@ -64,7 +69,30 @@ export class TsvmmProcess {
     }
   }
 
+  /** Keystrokes into tsvmm's stdin (made with `input`). */
+  type(text: string): void {
+    if (!this.child.stdin) throw new Error('this tsvmm was started without input');
+    this.child.stdin.write(text);
+  }
+
   kill(): void {
     this.child.kill('SIGKILL');
   }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A TCP port on 127.0.0.1 free right now (a destination's --incoming). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Numbered QMP endpoints (unix sockets) in `folder`, one per call. */
+export function qmpSockets(folder: string): () => string {
+  let next = 0;
+  return () => `unix:${join(folder, `qmp${next++}.sock`)},server=on,wait=off`;
 }

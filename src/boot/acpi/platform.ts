@@ -62,6 +62,8 @@ export interface AcpiPlatform {
   sleepStatusPort: number;
   resetPort: number;
   resetValue: number;
+  /** The ACPI PM timer's port (FADT PM_TMR_BLK). */
+  pmTimerPort: number;
   gedMmioBase: number;
   gedGsi: number;
   /** The machine has an i8042 at 0x60/0x64 (FADT IAPC_BOOT_ARCH 8042 flag). */
@@ -114,6 +116,7 @@ export function acpiPlatform(
     sleepStatusPort: AcpiLayout.SLEEP_STATUS_PORT,
     resetPort: AcpiLayout.RESET_PORT,
     resetValue: AcpiLayout.RESET_VALUE,
+    pmTimerPort: PortLayout.ACPI_PM_TIMER,
     gedMmioBase: AcpiLayout.GED_MMIO_BASE,
     gedGsi: AcpiLayout.GED_GSI,
     i8042: true,

@@ -1,6 +1,6 @@
 // The fixed-format ACPI tables (ACPI 6.5 §5.2): RSDP, XSDT, FADT, MADT. The
 // DSDT, the one written in AML, is in dsdt.ts.
-import { checksum, ioPortByte, newTable, OEM_ID, SDT_HEADER_SIZE, sealTable, TableBytes, writeGenericAddress } from './sdt.ts';
+import { AccessSize, AddressSpace, checksum, ioPortByte, newTable, OEM_ID, SDT_HEADER_SIZE, sealTable, TableBytes, writeGenericAddress } from './sdt.ts';
 import { checkedApicIds, type AcpiPlatform, type IsaInterruptOverride } from './platform.ts';
 
 /** RSDP (§5.2.5.3), revision 2: 36 bytes, found by its signature. */
@@ -45,6 +45,8 @@ export const FadtField = {
   DSDT: 40,
   PREFERRED_PM_PROFILE: 45,
   SCI_INT: 46,
+  PM_TMR_BLK: 76,
+  PM_TMR_LEN: 91,
   IAPC_BOOT_ARCH: 109,
   FLAGS: 112,
   RESET_REG: 116,
@@ -52,6 +54,7 @@ export const FadtField = {
   MINOR_VERSION: 131,
   X_FIRMWARE_CTRL: 132,
   X_DSDT: 140,
+  X_PM_TMR_BLK: 208,
   SLEEP_CONTROL_REG: 244,
   SLEEP_STATUS_REG: 256,
   HYPERVISOR_VENDOR_ID: 268,
@@ -90,6 +93,10 @@ export function buildFadt(platform: AcpiPlatform, dsdtAddress: number): Uint8Arr
   t.u8(FadtField.MINOR_VERSION, 5);
   writeGenericAddress(t, FadtField.SLEEP_CONTROL_REG, ioPortByte(platform.sleepControlPort));
   writeGenericAddress(t, FadtField.SLEEP_STATUS_REG, ioPortByte(platform.sleepStatusPort));
+  // The PM timer, 24 bits (no TMR_VAL_EXT), as QEMU's PC describes it.
+  t.u32(FadtField.PM_TMR_BLK, platform.pmTimerPort);
+  t.u8(FadtField.PM_TMR_LEN, 4);
+  writeGenericAddress(t, FadtField.X_PM_TMR_BLK, { space: AddressSpace.SYSTEM_IO, bitWidth: 32, bitOffset: 0, accessSize: AccessSize.DWORD, address: platform.pmTimerPort });
   t.ascii(FadtField.HYPERVISOR_VENDOR_ID, 'TSVMM   ', 8);
   return sealTable(t);
 }

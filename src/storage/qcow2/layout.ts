@@ -83,6 +83,12 @@ export function writeTableEntry(table: DataView, at: number, hostOffset: number,
   table.setUint32(at + 4, hostOffset % TWO_32);
 }
 
+/** Sets or clears the copied flag (bit 63) of an L1 entry or an uncompressed L2 entry, leaving the other bits. */
+export function setCopiedFlag(table: DataView, at: number, copied: boolean): void {
+  const high = table.getUint32(at);
+  table.setUint32(at, (copied ? (high | COPIED) : (high & ~COPIED)) >>> 0);
+}
+
 /** An L1 entry: the L2 table's host offset (0 when none) and whether it is referenced only once. */
 export function readL1Entry(table: DataView, at: number, file: string): { l2Offset: number; copied: boolean } {
   const high = table.getUint32(at);
