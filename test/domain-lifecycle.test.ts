@@ -3,7 +3,7 @@
 // start again → two racing starts → destroy → undefine; save/restore and
 // snapshots; clone; autostart; and the definitions it refuses. The domains
 // run the counter guest (firmware/multiboot/counter.S), which boots at once.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,19 @@ import { hasKvm, TSVMM, tsvmm, type CliResult } from './helpers/kvm.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-domains-'));
 const COUNTER = counterKernel();
+
+// virt-xml-validate runs xmllint: both must be there.
+const hasValidator = ['virt-xml-validate', 'xmllint'].every((tool) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined);
+if (!hasValidator) console.warn('domain-lifecycle tests: virt-xml-validate is not installed (Debian packages libvirt-clients and libxml2-utils): skipping the schema checks');
+
+/** Checks `xml` against libvirt's schema for `kind` (domain, domainsnapshot) where the validator is installed. */
+function expectValid(xml: string, kind: string): void {
+  if (!hasValidator) return;
+  const file = join(stateDir, `validate-${kind}.xml`);
+  writeFileSync(file, xml);
+  const result = spawnSync('virt-xml-validate', [file, kind], { encoding: 'utf8', timeout: 30_000 });
+  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+}
 
 /** A tsvmm domain verb against this test's state folder. */
 function virsh(...args: string[]): CliResult {
@@ -134,7 +147,9 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     expect(ok('domstate', 'c1')).toBe('running\n\n');
     expect(ok('domid', 'c1')).toBe('1\n\n');
     const uuid = ok('domuuid', '1').trim();
-    expect(ok('dumpxml', uuid)).toContain('<name>c1</name>');
+    const running = ok('dumpxml', uuid);
+    expect(running).toMatch(/^<domain type='kvm' id='1'>\n  <name>c1<\/name>\n/);
+    expectValid(running, 'domain');
     expect(ok('dominfo', 'c1')).toMatch(/^Id: {13}1\nName: {11}c1\nUUID: {11}[0-9a-f-]{36}\nOS Type: {8}hvm\nState: {10}running\nCPU\(s\): {9}1\nCPU time: {7}[\d.]+s\nMax memory: {5}32768 KiB\n/);
     expect(refused('start', 'c1')).toBe("tsvmm: cannot start domain 'c1': it is already active");
 
@@ -235,6 +250,9 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     expect(table.slice(0, 2)).toEqual([' Name     Creation Time               State', '-'.repeat(6 + 25 + 7 + 3 * 3)]);
     expect(table[2]).toMatch(/^ before {3}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} {3}paused$/);
     expect(table[3]).toMatch(/^ later {4}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} {3}running$/);
+    const snapshotXml = ok('snapshot-dumpxml', 's1', 'before');
+    expect(snapshotXml).toMatch(/^<domainsnapshot>\n  <name>before<\/name>\n  <state>paused<\/state>\n  <creationTime>\d+<\/creationTime>\n  <memory snapshot='external' file='[^']+before\.state'\/>\n  <domain type='kvm'>\n/);
+    expectValid(snapshotXml, 'domainsnapshot');
 
     expect(ok('snapshot-revert', 's1', 'before')).toBe('Domain snapshot before reverted\n\n');
     const beforeRevert = lastCount('s1'); // the old process has ended: its output is all in the log

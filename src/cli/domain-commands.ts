@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeSync } f
 import { dirname, extname, join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import {
-  checkDefinition, DomainStore, domainToXml, formatKeyValues, formatTable, parseDomainXml, stateFolders, writeFileAtomic,
+  checkDefinition, DomainStore, domainToXml, formatKeyValues, formatTable, parseDomainXml, snapshotToXml, stateFolders, writeFileAtomic,
   type DomainDefinition,
 } from '../domain/index.ts';
 import { attachConsole } from './domain-console.ts';
@@ -130,7 +130,9 @@ async function domuuid(key: string, options: StateOption): Promise<void> {
 }
 
 async function dumpxml(key: string, options: StateOption): Promise<void> {
-  say(domainToXml(await lookup(storeOf(options), key)));
+  const store = storeOf(options);
+  const definition = await lookup(store, key);
+  say(domainToXml(definition, (await runningDomain(store, definition))?.id));
 }
 
 // ---- running domains ---------------------------------------------------------------------------
@@ -320,6 +322,14 @@ async function snapshotList(key: string, options: StateOption): Promise<void> {
   say(formatTable(['Name', 'Creation Time', 'State'], records.map((r) => [r.name, creationTimeText(r.creationTime), r.state])));
 }
 
+async function snapshotDumpxml(key: string, snapshot: string, options: StateOption): Promise<void> {
+  const store = storeOf(options);
+  const definition = await lookup(store, key);
+  const record = readSnapshot(store, definition.name, snapshot);
+  const memoryFile = record.state === 'shutoff' ? {} : { memoryFile: snapshotFiles(store, definition.name, snapshot).state };
+  say(snapshotToXml({ ...record, ...memoryFile }));
+}
+
 async function snapshotRevert(key: string, snapshot: string, options: StateOption): Promise<void> {
   const store = storeOf(options);
   const definition = await lookup(store, key);
@@ -448,6 +458,7 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
   verb('snapshot-create-as', 'take a snapshot of a domain').argument(...domainArgument).argument('<name>', 'the snapshot\'s name')
     .option('--description <text>', 'a description').action(snapshotCreateAs);
   verb('snapshot-list', 'list a domain\'s snapshots').argument(...domainArgument).action(snapshotList);
+  verb('snapshot-dumpxml', 'a snapshot as libvirt\'s <domainsnapshot> XML').argument(...domainArgument).argument('<snapshotname>').action(snapshotDumpxml);
   verb('snapshot-revert', 'bring a domain back to a snapshot').argument(...domainArgument).argument('<snapshotname>').action(snapshotRevert);
   verb('snapshot-delete', 'delete a snapshot').argument(...domainArgument).argument('<snapshotname>').action(snapshotDelete);
 

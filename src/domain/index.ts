@@ -11,3 +11,4 @@ export { RunLock, runLockHeld } from './run-lock.ts';
 export { takeDomainId } from './domain-ids.ts';
 export { checkDefinition } from './definition-checks.ts';
 export { formatKeyValues, formatTable, stateOfRunState, type DomainStateName } from './virsh-format.ts';
+export { snapshotToXml, type SnapshotDescription } from './snapshot-xml.ts';
