@@ -2,58 +2,28 @@
 // save, snapshot-create-as, clone, autostart... with virsh's option names and
 // output. There is no daemon: definitions are files in the state folder
 // (src/domain/), and each running domain is a `tsvmm run` process that these
-// commands reach through its QMP monitor (domain-runtime.ts).
+// commands reach through its QMP monitor (domain-runtime.ts). save, restore
+// and snapshots are in domain-snapshots.ts, the console in domain-console.ts.
 import type { Command } from 'commander';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { dirname, extname, join, resolve } from 'node:path';
+import { existsSync, rmSync, writeSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
 import { InputError } from '../errors.ts';
 import {
-  checkDefinition, DomainStore, domainToXml, formatKeyValues, formatTable, parseDomainXml, snapshotToXml, stateFolders, writeFileAtomic,
-  type DomainDefinition,
+  checkDefinition, domainToXml, formatKeyValues, formatTable, parseDomainXml, readDefinitionFile, type DomainDefinition,
 } from '../domain/index.ts';
 import { attachConsole } from './domain-console.ts';
-import { cpuSeconds, destroyDomain, requireRunning, runningDomain, startDomain, waitForDomainExit, withMonitor } from './domain-runtime.ts';
+import { cpuSeconds, destroyDomain, lookup, requireRunning, runningDomain, startDomain, storeOf, withMonitor, type StateOption } from './domain-runtime.ts';
+import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snapshotList, snapshotRevert } from './domain-snapshots.ts';
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
 import { imgConvert, imgCreate } from './img.ts';
-import type { QmpClient } from './qmp-client.ts';
-
-interface StateOption {
-  stateDir?: string;
-}
 
 const say = (text: string) => writeSync(1, text);
-const storeOf = (options: StateOption) => new DomainStore(stateFolders(options.stateDir));
-
-/** A state file written through `migrate file:` must be complete before the domain goes on. */
-const MIGRATE_TIMEOUT_MS = 10 * 60 * 1000;
-const POLL_MS = 20;
-
-function readXmlFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new InputError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
-
-/** A domain by name, UUID, or (while it runs) id, as virsh looks domains up. */
-async function lookup(store: DomainStore, key: string): Promise<DomainDefinition> {
-  try {
-    return store.find(key);
-  } catch (e) {
-    if (!/^\d+$/.test(key)) throw e;
-    for (const definition of store.all()) {
-      if ((await runningDomain(store, definition))?.id === Number(key)) return definition;
-    }
-    throw e;
-  }
-}
 
 // ---- define, undefine, and what is known of a domain -------------------------------------------
 
 function define(file: string, options: StateOption): void {
-  const definition = parseDomainXml(readXmlFile(file), file);
+  const definition = readDefinitionFile(file);
   checkDefinition(definition);
   storeOf(options).define(definition);
   say(`Domain '${definition.name}' defined from ${file}\n\n`);
@@ -183,174 +153,6 @@ async function reboot(key: string, options: StateOption): Promise<void> {
     await withMonitor(definition.name, store.runFiles(definition.name), (client) => client.execute('system_reset'));
   }
   say(`Domain '${definition.name}' is being rebooted\n\n`);
-}
-
-/**
- * Runs `work` with the domain's vCPUs stopped, writing its state to `file`
- * through `migrate file:` first; the vCPUs run again afterwards only if they
- * ran before and `resume` says so, or if saving failed. Says whether they ran.
- */
-async function withStateSaved(client: QmpClient, file: string, resume: boolean): Promise<boolean> {
-  const { running } = await client.execute('query-status') as { running: boolean };
-  if (running) await client.execute('stop');
-  try {
-    mkdirSync(dirname(file), { recursive: true });
-    await client.execute('migrate', { uri: `file:${file}` });
-    for (;;) {
-      const info = await client.execute('query-migrate') as { status: string; 'error-desc'?: string };
-      if (info.status === 'completed') break;
-      if (info.status === 'failed' || info.status === 'cancelled') throw new InputError(`saving the state to ${file} failed: ${info['error-desc'] ?? info.status}`);
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-  } catch (e) {
-    if (running) await client.execute('cont');
-    throw e;
-  }
-  if (running && resume) await client.execute('cont');
-  return running;
-}
-
-/** The definition a save file was made with: FILE.xml beside it (the state stream has no room for it). */
-const definitionBeside = (file: string) => `${file}.xml`;
-
-/** virsh save: the domain's state into FILE, then the domain ends (restore FILE brings it back). */
-async function save(key: string, file: string, options: StateOption): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  await requireRunning(store, definition);
-  const target = resolve(file);
-  writeFileAtomic(definitionBeside(target), domainToXml(definition));
-  const files = store.runFiles(definition.name);
-  await withMonitor(definition.name, files, async (client) => {
-    await withStateSaved(client, target, false);
-    await client.execute('quit');
-  }, MIGRATE_TIMEOUT_MS);
-  if (!(await waitForDomainExit(store, definition))) await destroyDomain(store, definition);
-  say(`\nDomain '${definition.name}' saved to ${file}\n\n`);
-}
-
-/** virsh restore: starts the domain saved in FILE from its state (defining it from FILE.xml if it is not). */
-async function restore(file: string, options: StateOption & { paused?: boolean }): Promise<void> {
-  const store = storeOf(options);
-  const source = resolve(file);
-  if (!existsSync(source)) throw new InputError(`${file}: no such file`);
-  if (!existsSync(definitionBeside(source))) throw new InputError(`${file}: no ${definitionBeside(file)} beside it: not a file tsvmm save wrote`);
-  const saved = parseDomainXml(readXmlFile(definitionBeside(source)), definitionBeside(file));
-  const defined = store.all().find((d) => d.uuid === saved.uuid);
-  if (!defined) store.define(saved);
-  await startDomain(store, saved, { restore: source, paused: options.paused ?? false });
-  say(`Domain restored from ${file}\n\n`);
-}
-
-// ---- snapshots (memory state; disks when every writable one can take one) ----------------------
-
-interface SnapshotRecord {
-  name: string;
-  description?: string;
-  /** virsh's snapshot states: the domain's state when it was taken. */
-  state: 'running' | 'paused' | 'shutoff';
-  /** Seconds since the epoch. */
-  creationTime: number;
-  /** The domain's definition then. */
-  domainXml: string;
-}
-
-const SNAPSHOT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,99}$/;
-
-function snapshotFiles(store: DomainStore, domain: string, snapshot: string): { record: string; state: string } {
-  if (!SNAPSHOT_NAME.test(snapshot)) throw new InputError(`"${snapshot}" is not a snapshot name tsvmm can use: letters, digits and _ . + : -`);
-  const folder = store.snapshotFolder(domain);
-  return { record: join(folder, `${snapshot}.json`), state: join(folder, `${snapshot}.state`) };
-}
-
-function readSnapshot(store: DomainStore, domain: string, snapshot: string): SnapshotRecord {
-  const { record } = snapshotFiles(store, domain, snapshot);
-  if (!existsSync(record)) throw new InputError(`domain '${domain}' has no snapshot '${snapshot}'`);
-  return JSON.parse(readFileSync(record, 'utf8')) as SnapshotRecord;
-}
-
-/**
- * The state of a domain's disks cannot be kept with its memory yet: raw
- * images have no snapshots (libvirt refuses them too), and qcow2 internal
- * snapshots are not in tsvmm's storage layer. Read-only disks never change.
- */
-function checkSnapshotDisks(definition: DomainDefinition): void {
-  const disk = definition.devices.disks.find((d) => !d.readOnly);
-  if (!disk) return;
-  if (disk.format === 'raw') throw new InputError(`domain '${definition.name}': disk ${disk.target} is a raw image, which cannot take a snapshot (use qcow2)`);
-  throw new InputError(`domain '${definition.name}': disk ${disk.target}: tsvmm cannot take qcow2 internal snapshots yet, and a memory snapshot without its disks would not revert consistently`);
-}
-
-async function snapshotCreateAs(key: string, snapshot: string, options: StateOption & { description?: string }): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  checkSnapshotDisks(definition);
-  const files = snapshotFiles(store, definition.name, snapshot);
-  if (existsSync(files.record)) throw new InputError(`domain '${definition.name}' already has a snapshot '${snapshot}'`);
-  const running = await runningDomain(store, definition);
-  let state: SnapshotRecord['state'] = 'shutoff';
-  if (running) {
-    const wasRunning = await withMonitor(definition.name, store.runFiles(definition.name), (client) => withStateSaved(client, files.state, true), MIGRATE_TIMEOUT_MS);
-    state = wasRunning ? 'running' : 'paused';
-  }
-  const record: SnapshotRecord = {
-    name: snapshot, ...(options.description !== undefined ? { description: options.description } : {}),
-    state, creationTime: Math.floor(Date.now() / 1000), domainXml: domainToXml(definition),
-  };
-  writeFileAtomic(files.record, `${JSON.stringify(record, null, 2)}\n`);
-  say(`Domain snapshot ${snapshot} created\n`);
-}
-
-/** "2026-12-01 10:22:29 +0000", virsh's creation time, in the local time zone. */
-function creationTimeText(seconds: number): string {
-  const date = new Date(seconds * 1000);
-  const offset = -date.getTimezoneOffset();
-  const local = new Date(date.getTime() + offset * 60_000).toISOString().replace('T', ' ').slice(0, 19);
-  const sign = offset < 0 ? '-' : '+';
-  const hours = String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0');
-  return `${local} ${sign}${hours}${String(Math.abs(offset) % 60).padStart(2, '0')}`;
-}
-
-async function snapshotList(key: string, options: StateOption): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  const folder = store.snapshotFolder(definition.name);
-  const records = existsSync(folder)
-    ? readdirSync(folder).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => readSnapshot(store, definition.name, f.slice(0, -'.json'.length)))
-    : [];
-  records.sort((a, b) => a.creationTime - b.creationTime || (a.name < b.name ? -1 : 1));
-  say(formatTable(['Name', 'Creation Time', 'State'], records.map((r) => [r.name, creationTimeText(r.creationTime), r.state])));
-}
-
-async function snapshotDumpxml(key: string, snapshot: string, options: StateOption): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  const record = readSnapshot(store, definition.name, snapshot);
-  const memoryFile = record.state === 'shutoff' ? {} : { memoryFile: snapshotFiles(store, definition.name, snapshot).state };
-  say(snapshotToXml({ ...record, ...memoryFile }));
-}
-
-async function snapshotRevert(key: string, snapshot: string, options: StateOption): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  const record = readSnapshot(store, definition.name, snapshot);
-  const then = parseDomainXml(record.domainXml, `snapshot ${snapshot}`);
-  if (await runningDomain(store, definition)) await destroyDomain(store, definition);
-  store.define(then);
-  if (record.state !== 'shutoff') {
-    await startDomain(store, then, { restore: snapshotFiles(store, definition.name, snapshot).state, paused: record.state === 'paused' });
-  }
-  say(`Domain snapshot ${snapshot} reverted\n\n`);
-}
-
-async function snapshotDelete(key: string, snapshot: string, options: StateOption): Promise<void> {
-  const store = storeOf(options);
-  const definition = await lookup(store, key);
-  readSnapshot(store, definition.name, snapshot);
-  const files = snapshotFiles(store, definition.name, snapshot);
-  rmSync(files.record);
-  rmSync(files.state, { force: true });
-  say(`Domain snapshot ${snapshot} deleted\n\n`);
 }
 
 // ---- clone and autostart -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { InputError } from '../errors.ts';
 import {
   checkDefinition, domainRunOptions, runArguments, runLockHeld, RunLock, stateOfRunState, takeDomainId,
-  type DomainDefinition, type DomainRunFiles, type DomainStateName, type DomainStore,
+  DomainStore, stateFolders, type DomainDefinition, type DomainRunFiles, type DomainStateName,
 } from '../domain/index.ts';
 import { QmpClient } from './qmp-client.ts';
 
@@ -18,6 +18,13 @@ const START_TIMEOUT_MS = 60_000;
 const MONITOR_TIMEOUT_MS = 10_000;
 /** After QMP quit (or SIGKILL), the process must be gone within this. */
 const EXIT_TIMEOUT_MS = 10_000;
+
+/** The option every domain verb takes. */
+export interface StateOption {
+  stateDir?: string;
+}
+
+export const storeOf = (options: StateOption) => new DomainStore(stateFolders(options.stateDir));
 
 export interface RunningDomain {
   id: number;
@@ -46,9 +53,24 @@ function readNumber(file: string): number | null {
   }
 }
 
-/** Removes what a domain's dead process left behind; its logs stay. */
-export function clearStaleFiles(files: DomainRunFiles): void {
+/** Removes what a domain's dead process left behind; its logs stay. Only while holding its run lock. */
+function clearStaleFiles(files: DomainRunFiles): void {
   for (const file of [files.pid, files.id, files.qmp, files.console]) rmSync(file, { force: true });
+}
+
+/**
+ * Clears a stopped domain's stale files under its run lock, so that a start
+ * racing with this (which takes the lock first) never loses its new files.
+ * When the lock is taken, a start is under way and owns the files.
+ */
+function clearIfStopped(files: DomainRunFiles): void {
+  const lock = RunLock.tryAcquire(files.lock);
+  if (!lock) return;
+  try {
+    clearStaleFiles(files);
+  } finally {
+    lock.close();
+  }
 }
 
 /** Runs `work` on the domain's monitor, bounded in time. */
@@ -64,8 +86,9 @@ export async function withMonitor<T>(name: string, files: DomainRunFiles, work: 
 /** The domain's run state, or null when it is shut off (clearing what a killed process left). */
 export async function runningDomain(store: DomainStore, definition: DomainDefinition): Promise<RunningDomain | null> {
   const files = store.runFiles(definition.name);
-  if (!existsSync(files.folder) || !runLockHeld(files.lock)) {
-    if (existsSync(files.folder)) clearStaleFiles(files);
+  if (!existsSync(files.folder)) return null;
+  if (!runLockHeld(files.lock)) {
+    clearIfStopped(files);
     return null;
   }
   let state: DomainStateName = 'no state';
@@ -76,6 +99,19 @@ export async function runningDomain(store: DomainStore, definition: DomainDefini
     // Starting, or its monitor is wedged: it runs, in no state libvirt could name.
   }
   return { id: readNumber(files.id) ?? 0, pid: readNumber(files.pid), state };
+}
+
+/** A domain by name, UUID, or (while it runs) id, as virsh looks domains up. */
+export async function lookup(store: DomainStore, key: string): Promise<DomainDefinition> {
+  try {
+    return store.find(key);
+  } catch (e) {
+    if (!/^\d+$/.test(key)) throw e;
+    for (const definition of store.all()) {
+      if ((await runningDomain(store, definition))?.id === Number(key)) return definition;
+    }
+    throw e;
+  }
 }
 
 /** The running domain, or virsh's error when it is not running. */
@@ -189,14 +225,14 @@ export async function destroyDomain(store: DomainStore, definition: DomainDefini
     if (pid !== null) process.kill(pid, 'SIGKILL');
     if (!(await waitForExit(files, EXIT_TIMEOUT_MS))) throw new InputError(`domain '${definition.name}' did not end (pid ${pid ?? 'unknown'})`);
   }
-  clearStaleFiles(files);
+  clearIfStopped(files);
 }
 
 /** Waits (bounded) for a domain whose guest was asked to end to be gone. */
 export async function waitForDomainExit(store: DomainStore, definition: DomainDefinition, ms = EXIT_TIMEOUT_MS): Promise<boolean> {
   const files = store.runFiles(definition.name);
   const gone = await waitForExit(files, ms);
-  if (gone) clearStaleFiles(files);
+  if (gone) clearIfStopped(files);
   return gone;
 }
 

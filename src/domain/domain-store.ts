@@ -26,6 +26,17 @@ export interface DomainRunFiles {
   log: string;
 }
 
+/** Reads and parses a domain XML file; one line naming the file when it cannot be read. */
+export function readDefinitionFile(file: string): DomainDefinition {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new InputError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return parseDomainXml(text, file);
+}
+
 export class DomainStore {
   constructor(readonly folders: StateFolders) {}
 

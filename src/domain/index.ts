@@ -6,7 +6,7 @@ export { domainToXml } from './serialize.ts';
 export { domainRunOptions, runArguments, type DomainRunOptions } from './run-options.ts';
 export { stateFolders, type StateFolders } from './state-folders.ts';
 export { writeFileAtomic, removeFileDurably } from './atomic-file.ts';
-export { DomainStore, type DomainRunFiles } from './domain-store.ts';
+export { DomainStore, readDefinitionFile, type DomainRunFiles } from './domain-store.ts';
 export { RunLock, runLockHeld } from './run-lock.ts';
 export { takeDomainId } from './domain-ids.ts';
 export { checkDefinition } from './definition-checks.ts';
