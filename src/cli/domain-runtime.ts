@@ -125,6 +125,8 @@ export interface StartOptions {
   paused?: boolean;
   /** A state file (save, snapshot) to start from instead of booting. */
   restore?: string;
+  /** Keeps the id the domain had (a snapshot restarts its process); a new one otherwise. */
+  id?: number;
 }
 
 function lastLogLine(file: string): string {
@@ -149,7 +151,7 @@ export async function startDomain(store: DomainStore, definition: DomainDefiniti
   let child: ReturnType<typeof spawn> | null = null;
   try {
     clearStaleFiles(files);
-    writeFileSync(files.id, `${takeDomainId(store.folders.run)}\n`);
+    writeFileSync(files.id, `${options.id ?? takeDomainId(store.folders.run)}\n`);
     const args = [
       'run', ...runArguments(domainRunOptions(definition)),
       '--qmp', `unix:${files.qmp},server=on,wait=off`,

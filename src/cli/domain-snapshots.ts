@@ -9,6 +9,8 @@ import {
   domainToXml, formatTable, parseDomainXml, readDefinitionFile, snapshotToXml, writeFileAtomic, type DomainDefinition, type DomainStore,
 } from '../domain/index.ts';
 import { destroyDomain, lookup, requireRunning, runningDomain, startDomain, storeOf, waitForDomainExit, withMonitor, type StateOption } from './domain-runtime.ts';
+import { ofdByteLocks } from '../kvm/index.ts';
+import { applyInternalSnapshot, createInternalSnapshot, deleteInternalSnapshot, listInternalSnapshots } from '../storage/internal-snapshots.ts';
 import type { QmpClient } from './qmp-client.ts';
 
 const say = (text: string) => writeSync(1, text);
@@ -99,16 +101,56 @@ function readSnapshot(store: DomainStore, domain: string, snapshot: string): Sna
   return JSON.parse(readFileSync(record, 'utf8')) as SnapshotRecord;
 }
 
-/**
- * The state of a domain's disks cannot be kept with its memory yet: raw
- * images have no snapshots (libvirt refuses them too), and qcow2 internal
- * snapshots are not in tsvmm's storage layer. Read-only disks never change.
- */
+/** The disks a snapshot must keep: the writable ones (read-only disks never change). */
+const snapshotDisks = (definition: DomainDefinition) => definition.devices.disks.filter((d) => !d.readOnly);
+
+/** Raw images have no snapshots (libvirt refuses them too); qcow2 images keep them inside (internal snapshots). */
 function checkSnapshotDisks(definition: DomainDefinition): void {
-  const disk = definition.devices.disks.find((d) => !d.readOnly);
-  if (!disk) return;
-  if (disk.format === 'raw') throw new InputError(`domain '${definition.name}': disk ${disk.target} is a raw image, which cannot take a snapshot (use qcow2)`);
-  throw new InputError(`domain '${definition.name}': disk ${disk.target}: tsvmm cannot take qcow2 internal snapshots yet, and a memory snapshot without its disks would not revert consistently`);
+  const raw = snapshotDisks(definition).find((d) => d.format === 'raw');
+  if (raw) throw new InputError(`domain '${definition.name}': disk ${raw.target} is a raw image, which cannot take a snapshot (use qcow2)`);
+}
+
+const imageLocking = { format: 'qcow2', locks: ofdByteLocks } as const;
+
+/** Takes internal snapshot `snapshot` of every disk, or of none (the ones taken are deleted again on a failure). */
+function snapshotAllDisks(definition: DomainDefinition, snapshot: string): void {
+  const taken: string[] = [];
+  try {
+    for (const disk of snapshotDisks(definition)) {
+      createInternalSnapshot(disk.path, snapshot, imageLocking);
+      taken.push(disk.path);
+    }
+  } catch (e) {
+    for (const path of taken) deleteInternalSnapshot(path, snapshot, imageLocking);
+    throw e;
+  }
+}
+
+/**
+ * A running domain's snapshot: memory and disks at one instant. Its
+ * `tsvmm run` has the disk images open, so the domain is stopped, its state
+ * written, its process ended (images closed), the disks snapshotted, and the
+ * domain started again from that state with the same id: the guest does not
+ * see the gap. Without writable disks the process goes on as it is.
+ */
+async function snapshotRunning(store: DomainStore, definition: DomainDefinition, snapshot: string, stateFile: string, id: number): Promise<boolean> {
+  const files = store.runFiles(definition.name);
+  if (snapshotDisks(definition).length === 0) {
+    return await withMonitor(definition.name, files, (client) => withStateSaved(client, stateFile, true), MIGRATE_TIMEOUT_MS);
+  }
+  const wasRunning = await withMonitor(definition.name, files, async (client) => {
+    const running = await withStateSaved(client, stateFile, false);
+    await client.execute('quit');
+    return running;
+  }, MIGRATE_TIMEOUT_MS);
+  if (!(await waitForDomainExit(store, definition))) await destroyDomain(store, definition);
+  try {
+    snapshotAllDisks(definition, snapshot);
+  } finally {
+    // With or without its disk snapshots, the domain goes on from where it stopped.
+    await startDomain(store, definition, { restore: stateFile, paused: !wasRunning, id });
+  }
+  return wasRunning;
 }
 
 export async function snapshotCreateAs(key: string, snapshot: string, options: StateOption & { description?: string }): Promise<void> {
@@ -120,8 +162,9 @@ export async function snapshotCreateAs(key: string, snapshot: string, options: S
   const running = await runningDomain(store, definition);
   let state: SnapshotRecord['state'] = 'shutoff';
   if (running) {
-    const wasRunning = await withMonitor(definition.name, store.runFiles(definition.name), (client) => withStateSaved(client, files.state, true), MIGRATE_TIMEOUT_MS);
-    state = wasRunning ? 'running' : 'paused';
+    state = (await snapshotRunning(store, definition, snapshot, files.state, running.id)) ? 'running' : 'paused';
+  } else {
+    snapshotAllDisks(definition, snapshot);
   }
   const record: SnapshotRecord = {
     name: snapshot, ...(options.description !== undefined ? { description: options.description } : {}),
@@ -166,6 +209,7 @@ export async function snapshotRevert(key: string, snapshot: string, options: Sta
   const record = readSnapshot(store, definition.name, snapshot);
   const then = parseDomainXml(record.domainXml, `snapshot ${snapshot}`);
   if (await runningDomain(store, definition)) await destroyDomain(store, definition);
+  for (const disk of snapshotDisks(then)) applyInternalSnapshot(disk.path, snapshot, imageLocking);
   store.define(then);
   if (record.state !== 'shutoff') {
     await startDomain(store, then, { restore: snapshotFiles(store, definition.name, snapshot).state, paused: record.state === 'paused' });
@@ -176,7 +220,14 @@ export async function snapshotRevert(key: string, snapshot: string, options: Sta
 export async function snapshotDelete(key: string, snapshot: string, options: StateOption): Promise<void> {
   const store = storeOf(options);
   const definition = await lookup(store, key);
-  readSnapshot(store, definition.name, snapshot);
+  const record = readSnapshot(store, definition.name, snapshot);
+  const disks = snapshotDisks(parseDomainXml(record.domainXml, `snapshot ${snapshot}`));
+  if (disks.length && await runningDomain(store, definition)) {
+    throw new InputError(`cannot delete snapshot '${snapshot}' of domain '${definition.name}' while it runs: its disks are open (tsvmm cannot change a running domain's images)`);
+  }
+  for (const disk of disks) {
+    if (existsSync(disk.path) && listInternalSnapshots(disk.path, imageLocking).some((s) => s.name === snapshot)) deleteInternalSnapshot(disk.path, snapshot, imageLocking);
+  }
   const files = snapshotFiles(store, definition.name, snapshot);
   rmSync(files.record);
   rmSync(files.state, { force: true });
