@@ -205,7 +205,17 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     ok('destroy', 'c1');
   }, LIFE_MS);
 
-  it('start --paused, then resume; undefine refuses a running domain, and removes a stopped one', () => {
+  it('start --console attaches once the domain runs; start --paused, then resume; undefine refuses a running domain, and removes a stopped one', async () => {
+    const starter = spawn(process.execPath, [TSVMM, 'start', 'c1', '--console', '--state-dir', stateDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    starter.stdout.setEncoding('utf8').on('data', (text: string) => (seen += text));
+    const exited = new Promise<number | null>((resolve) => starter.on('exit', resolve));
+    await until('the console after start', () => /^Domain 'c1' started\n\nConnected to domain 'c1'\n[^]*count \d+\n/.test(seen), 60_000);
+    starter.stdin.write('\x1d');
+    expect(await exited).toBe(0);
+    expect(ok('domstate', 'c1')).toBe('running\n\n');
+    ok('destroy', 'c1');
+
     ok('start', 'c1', '--paused');
     expect(ok('domstate', 'c1')).toBe('paused\n\n');
     expect(refused('undefine', 'c1')).toMatch(/it is running/);
