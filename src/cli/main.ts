@@ -6,6 +6,7 @@ import { writeSync } from 'node:fs';
 import { InputError } from '../errors.ts';
 import { checkHost, formatCheck } from './check.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
+import { registerDomainCommands } from './domain-commands.ts';
 import { registerImgCommand } from './img.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
@@ -119,6 +120,7 @@ function program(setStatus: (status: number) => void): Command {
     });
 
   registerImgCommand(cli, setStatus);
+  registerDomainCommands(cli, setStatus);
 
   cli.command('bench')
     .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')

@@ -1,5 +1,14 @@
-// libvirt domain XML: read it, write it back, and say what `tsvmm run` it means.
+// libvirt domain XML: read it, write it back, and say what `tsvmm run` it
+// means; and the state the domain manager keeps on the host.
 export type { DiskDefinition, DomainDefinition, DomainDevices, DomainOs, InterfaceDefinition, LifecycleAction } from './definition.ts';
 export { parseDomainXml } from './parse.ts';
 export { domainToXml } from './serialize.ts';
 export { domainRunOptions, runArguments, type DomainRunOptions } from './run-options.ts';
+export { stateFolders, type StateFolders } from './state-folders.ts';
+export { writeFileAtomic, removeFileDurably } from './atomic-file.ts';
+export { DomainStore, readDefinitionFile, type DomainRunFiles } from './domain-store.ts';
+export { RunLock, runLockHeld } from './run-lock.ts';
+export { takeDomainId } from './domain-ids.ts';
+export { checkDefinition } from './definition-checks.ts';
+export { formatKeyValues, formatTable, stateOfRunState, type DomainStateName } from './virsh-format.ts';
+export { snapshotToXml, type SnapshotDescription } from './snapshot-xml.ts';

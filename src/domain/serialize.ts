@@ -5,11 +5,11 @@ import { RNG_BACKEND, type DiskDefinition, type DomainDefinition, type Interface
 
 type Attributes = Record<string, string>;
 
-function escapeText(text: string): string {
+export function escapeText(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function escapeAttribute(value: string): string {
+export function escapeAttribute(value: string): string {
   return escapeText(value).replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 }
 
@@ -42,10 +42,11 @@ class XmlWriter {
   }
 }
 
-export function domainToXml(definition: DomainDefinition): string {
+/** The definition as XML; `id`, for a running domain, goes on <domain> as libvirt puts it there. */
+export function domainToXml(definition: DomainDefinition, id?: number): string {
   const xml = new XmlWriter();
   const kib = String(definition.memoryBytes / 1024);
-  xml.element('domain', { type: 'kvm' }, () => {
+  xml.element('domain', { type: 'kvm', ...(id !== undefined ? { id: String(id) } : {}) }, () => {
     xml.leaf('name', {}, definition.name);
     xml.leaf('uuid', {}, definition.uuid);
     if (definition.title !== undefined) xml.leaf('title', {}, definition.title);

@@ -28,6 +28,8 @@ function setLock(fd: number, type: number, byte: number): boolean {
 export const ofdByteLocks = {
   /** Takes a shared lock on `byte`; false when another open file holds an exclusive one there. */
   share: (fd: number, byte: number): boolean => setLock(fd, FlockType.F_RDLCK, byte),
+  /** Takes an exclusive lock on `byte`; false when another open file holds any lock there. */
+  exclusive: (fd: number, byte: number): boolean => setLock(fd, FlockType.F_WRLCK, byte),
   /** True when another open file (in this process or another) holds any lock on `byte`. */
   heldElsewhere(fd: number, byte: number): boolean {
     const request = flock(FlockType.F_WRLCK, byte);
