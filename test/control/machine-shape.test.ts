@@ -12,10 +12,10 @@ const flat: MachineConfig = { memoryBytes: 1 * MIB, flat: { path: '/guests/hello
 const saved = (config: MachineConfig): unknown => JSON.parse(JSON.stringify(machineShape(config)));
 
 describe('machineShape', () => {
-  it('fills in the defaults: one vCPU, the TypeScript PIT, a serial console, the default isa-debug-exit', () => {
+  it('fills in the defaults: one vCPU, the host CPU model, the TypeScript PIT, a serial console, the default isa-debug-exit, no pc-testdev', () => {
     expect(machineShape(kernel)).toEqual({
-      memoryBytes: 64 * MIB, cpus: 1, guest: 'kernel', irqchip: true, pit: 'tsvmm', console: 'serial',
-      debugExit: 'default', fwCfgFiles: [], virtio: [],
+      memoryBytes: 64 * MIB, cpus: 1, cpu: JSON.stringify({ name: 'host', features: {} }), guest: 'kernel', irqchip: true, pit: 'tsvmm', console: 'serial',
+      debugExit: 'default', pcTestdev: false, fwCfgFiles: [], virtio: [],
     });
     expect(machineShape(flat)).toMatchObject({ guest: 'flat', irqchip: false });
   });
