@@ -17,7 +17,7 @@ import type { Machine } from '../machine/machine.ts';
 import { PAGE_SIZE } from '../memory/dirty-pages.ts';
 import type { MigrationInfo, MigrationParameters, MigrationStatus } from '../qmp/target.ts';
 import { basename, dirname, join } from 'node:path';
-import { mapRamFile, nonZeroPages, receiveSnapshot, sendSnapshot, writeRamFile, type RamFileLayout, type SnapshotWriter } from '../snapshot/index.ts';
+import { mapRamFile, nonZeroPages, parseMigrationUri, receiveSnapshot, sendSnapshot, writeRamFile, type RamFileLayout, type SnapshotWriter } from '../snapshot/index.ts';
 import type { MachineState } from '../machine/machine-state.ts';
 import { describeShapeMismatch, machineShape } from './machine-shape.ts';
 
@@ -35,7 +35,8 @@ const MACHINE_SECTION = 'machine';
 
 /** The file a `file:` URI names, or null for any other URI. */
 function snapshotFilePath(uri: string): string | null {
-  return uri.startsWith('file:') ? uri.slice('file:'.length) : null;
+  const parsed = parseMigrationUri(uri);
+  return parsed.scheme === 'file' ? parsed.path : null;
 }
 
 class Cancelled extends Error {

@@ -120,7 +120,7 @@ export class VmController implements MachineControl {
       if (result.stop.cause === 'reboot') {
         this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
         if (this.options.onReboot === 'restart' && !this.quitRequested && !this.stopRequested) {
-          this.options.say?.('tsvmm: guest rebooted: starting it again (--reboot restart)');
+          this.say('tsvmm: guest rebooted: starting it again (--reboot restart)');
           this.rebuild();
           continue;
         }

@@ -157,7 +157,13 @@ export class Machine {
     });
     this.threads = built.vcpus.map((fd, id) => this.startVcpuThread(id, fd.fd, fd.runMapping));
     // A restored machine that cannot resume (KVM refused its clock) ends as a failure, not an unhandled rejection.
-    if (this.pausedNow && !stayPaused) this.resume().catch(() => this.stop());
+    let resumeFailed: VcpuStop | null = null;
+    if (this.pausedNow && !stayPaused) {
+      this.resume().catch((e: unknown) => {
+        resumeFailed = { cause: 'vmm-error', status: VM_FAILURE_STATUS, message: `the restored machine could not resume: ${(e as Error).message}` };
+        this.stop();
+      });
+    }
 
     try {
       const first = await Promise.race([
@@ -169,7 +175,7 @@ export class Machine {
       const results = await Promise.all(this.threads.map((t) => withTimeout(t.handle.stopped.catch(() => null), VCPU_STOP_TIMEOUT_MS)));
       const virtioReports = virtioThread ? await virtioThread.stop() : [];
       const all = results.filter((r): r is VcpuThreadStopped => r !== null && r !== undefined);
-      const stop = consoleLost ?? this.describeStop(first.thread.id, first.stopped.stop);
+      const stop = consoleLost ?? resumeFailed ?? this.describeStop(first.thread.id, first.stopped.stop);
       return {
         stop,
         exits: all.reduce((sum, r) => sum + r.exits, 0),
