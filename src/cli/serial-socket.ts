@@ -5,9 +5,10 @@
 // of a pipe, as it would to stdout; this end reads them, hands them to every
 // client connected, and appends them to a log file when asked.
 import { createReadStream, createWriteStream, existsSync, unlinkSync, type WriteStream } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { InputError } from '../errors.ts';
 import { closeFd, createPipe } from '../kvm/index.ts';
+import { listenOn } from '../qmp/endpoint.ts';
 
 export interface SerialSocketSpec {
   path: string;
@@ -36,6 +37,7 @@ export class SerialSocket {
   private readonly clients = new Set<Socket>();
   private readonly log: WriteStream | null;
   private readonly reading: Promise<void>;
+  private readonly onInput: (bytes: Uint8Array) => void;
 
   private constructor(private readonly server: Server, private readonly spec: SerialSocketSpec, onInput: (bytes: Uint8Array) => void) {
     const pipe = createPipe();
@@ -47,23 +49,23 @@ export class SerialSocket {
       this.log?.write(chunk);
       for (const client of this.clients) client.write(chunk);
     });
-    server.on('connection', (client) => {
-      this.clients.add(client);
-      client.on('data', (bytes: Buffer) => onInput(new Uint8Array(bytes)));
-      const gone = () => this.clients.delete(client);
-      client.on('close', gone).on('error', gone);
-    });
+    this.onInput = onInput;
   }
 
-  /** Listens at the spec's path (replacing a stale socket file); `onInput` takes what clients type. */
+  private accept(client: Socket): void {
+    this.clients.add(client);
+    client.on('data', (bytes: Buffer) => this.onInput(new Uint8Array(bytes)));
+    const gone = () => this.clients.delete(client);
+    client.on('close', gone).on('error', gone);
+  }
+
+  /** Listens at the spec's path (a stale socket file is replaced, a live one refused); `onInput` takes what clients type. */
   static async listen(spec: SerialSocketSpec, onInput: (bytes: Uint8Array) => void): Promise<SerialSocket> {
-    if (existsSync(spec.path)) unlinkSync(spec.path);
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--serial unix:${spec.path}: cannot listen (${e.code ?? e.message})`)));
-      server.listen(spec.path, resolve);
-    });
-    return new SerialSocket(server, spec, onInput);
+    let accept: (client: Socket) => void = () => {};
+    const server = await listenOn({ transport: 'unix', path: spec.path, wait: false, spec: `unix:${spec.path}` }, (client) => accept(client), '--serial');
+    const serial = new SerialSocket(server, spec, onInput);
+    accept = (client) => serial.accept(client);
+    return serial;
   }
 
   /** Stops listening, ends every client, and lets the last console bytes through. */

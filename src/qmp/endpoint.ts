@@ -83,27 +83,30 @@ function connectsTo(path: string): Promise<boolean> {
   });
 }
 
-async function clearStaleSocket(endpoint: QmpEndpoint & { transport: 'unix' }): Promise<void> {
+async function clearStaleSocket(endpoint: QmpEndpoint & { transport: 'unix' }, option: string): Promise<void> {
   let stat;
   try {
     stat = lstatSync(endpoint.path);
   } catch {
     return;
   }
-  if (!stat.isSocket()) throw new InputError(`--qmp ${endpoint.spec}: ${endpoint.path} exists and is not a socket`);
+  if (!stat.isSocket()) throw new InputError(`${option} ${endpoint.spec}: ${endpoint.path} exists and is not a socket`);
   if (await connectsTo(endpoint.path)) {
-    throw new InputError(`--qmp ${endpoint.spec}: another process is listening on ${endpoint.path}`);
+    throw new InputError(`${option} ${endpoint.spec}: another process is listening on ${endpoint.path}`);
   }
   unlinkSync(endpoint.path);
 }
 
-/** Listens on the endpoint; every accepted connection goes to onConnection. */
-export async function listenOn(endpoint: QmpEndpoint, onConnection: (socket: Socket) => void): Promise<Server> {
-  if (endpoint.transport === 'unix') await clearStaleSocket(endpoint);
+/**
+ * Listens on the endpoint; every accepted connection goes to onConnection.
+ * `option` names the endpoint's flag in errors (the serial console's socket listens the same way).
+ */
+export async function listenOn(endpoint: QmpEndpoint, onConnection: (socket: Socket) => void, option = '--qmp'): Promise<Server> {
+  if (endpoint.transport === 'unix') await clearStaleSocket(endpoint, option);
   const server = createServer(onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      reject(new InputError(`--qmp ${endpoint.spec}: cannot listen: ${e.code ?? e.message}`));
+      reject(new InputError(`${option} ${endpoint.spec}: cannot listen: ${e.code ?? e.message}`));
     });
     if (endpoint.transport === 'unix') server.listen(endpoint.path, resolve);
     else server.listen({ host: endpoint.host === '' ? undefined : endpoint.host, port: endpoint.port }, resolve);
