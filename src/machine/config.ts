@@ -42,6 +42,8 @@ export interface MachineConfig {
   debugExit?: { port: number; size: number };
   /** QEMU's pc-testdev, the test device of kvm-unit-tests (`--device pc-testdev`). */
   pcTestdev?: boolean;
+  /** QEMU's pvpanic at port 0x505 (`--device pvpanic`): the guest reports its panics there. */
+  pvpanic?: boolean;
   /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */
   fwCfgFiles?: FwCfgFileConfig[];
   /** Where guest console output goes (default: stdout). */

@@ -73,10 +73,12 @@ export interface MigrationParameters {
 export type MachineEvent =
   | { event: 'STOP' }
   | { event: 'RESUME' }
-  | { event: 'RESET'; data: { guest: boolean; reason: 'guest-reset' | 'host-qmp-system-reset' | 'host-ui' } }
+  | { event: 'RESET'; data: { guest: boolean; reason: 'guest-reset' | 'guest-shutdown' | 'guest-panic' | 'host-qmp-system-reset' | 'host-ui' } }
   | { event: 'POWERDOWN' }
   | { event: 'SHUTDOWN'; data: { guest: boolean; reason: 'guest-shutdown' | 'host-qmp-quit' | 'host-signal' | 'guest-reset' | 'guest-panic' | 'host-error' } }
-  | { event: 'MIGRATION'; data: { status: MigrationStatus } };
+  | { event: 'MIGRATION'; data: { status: MigrationStatus } }
+  /** QEMU's GUEST_PANICKED: what the VM does after the guest's panic (run again: tsvmm's restart). */
+  | { event: 'GUEST_PANICKED'; data: { action: 'pause' | 'poweroff' | 'run' } };
 
 /**
  * The machine as the monitor sees it. Every method that changes the machine
