@@ -45,6 +45,8 @@ export interface DomainDevices {
   console: 'serial' | 'virtio' | null;
   /** A virtio-rng fed from /dev/urandom. */
   rng: boolean;
+  /** <panic model='isa'/>: QEMU's pvpanic at 0x505, through which the guest reports a crash (on_crash). */
+  panic: boolean;
 }
 
 export interface DiskDefinition {

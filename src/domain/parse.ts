@@ -158,7 +158,7 @@ function readClock(domain: ElementReader): void {
 
 function readDevices(domain: ElementReader): DomainDevices {
   const devices = domain.child('devices');
-  const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false };
+  const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false, panic: false };
   if (!devices) return result;
   const emulator = devices.child('emulator');
   if (emulator) {
@@ -185,6 +185,8 @@ function readDevices(domain: ElementReader): DomainDevices {
   }
   const rng = devices.child('rng');
   if (rng) result.rng = readRng(rng);
+  const panic = devices.child('panic');
+  if (panic) result.panic = readPanic(panic);
   const memballoon = devices.child('memballoon');
   if (memballoon) {
     memballoon.requiredAttribute('model');
@@ -316,6 +318,21 @@ function readConsole(console: ElementReader): 'serial' | 'virtio' {
   }
   console.finish();
   return kind;
+}
+
+/** <panic model='isa'> (the x86 default model), at QEMU's port 0x505 if an address is given. */
+function readPanic(panic: ElementReader): boolean {
+  panic.choice('model', ['isa'], 'tsvmm\'s panic device is QEMU\'s ISA pvpanic (model=\'isa\')');
+  const address = panic.child('address');
+  if (address) {
+    address.requiredAttribute('type');
+    address.choice('type', ['isa'], 'the pvpanic device is on the ISA bus (type=\'isa\')');
+    const iobase = address.requiredAttribute('iobase');
+    if (!/^0x0*505$/i.test(iobase)) throw address.error(`iobase='${iobase}': tsvmm's pvpanic sits at 0x505`);
+    address.finish();
+  }
+  panic.finish();
+  return true;
 }
 
 function readRng(rng: ElementReader): boolean {

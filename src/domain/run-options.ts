@@ -2,7 +2,7 @@
 // (the same field names as src/cli/run.ts's RunOptions, which checks them all
 // again) and the argv that starts the domain in its own process.
 import { InputError } from '../errors.ts';
-import type { DiskDefinition, DomainDefinition } from './definition.ts';
+import type { DiskDefinition, DomainDefinition, LifecycleAction } from './definition.ts';
 
 export interface DomainRunOptions {
   name: string;
@@ -19,11 +19,10 @@ export interface DomainRunOptions {
   disk?: string[];
   device?: string[];
   console?: 'virtio';
-  /**
-   * on_reboot: restart boots the guest again in the same process; destroy ends it.
-   * on_poweroff and on_crash are for the one who started the process: it ends either way.
-   */
+  /** on_reboot, on_poweroff, on_crash: restart boots the guest again in the same process; destroy ends it. */
   reboot: 'exit' | 'restart';
+  poweroff: 'exit' | 'restart';
+  panic: 'exit' | 'restart';
 }
 
 /** vda < vdb < ... < vdz < vdaa, as Linux names virtio disks in the order it finds them. */
@@ -34,6 +33,10 @@ function byTargetName(a: DiskDefinition, b: DiskDefinition): number {
 /** `PATH,format=F[,readonly][,serial=S]` (parse.ts refused paths with commas; a serial has none). */
 function diskSpec(disk: DiskDefinition): string {
   return [disk.path, `format=${disk.format}`, ...(disk.readOnly ? ['readonly'] : []), ...(disk.serial !== undefined ? [`serial=${disk.serial}`] : [])].join(',');
+}
+
+function runAction(action: LifecycleAction): 'exit' | 'restart' {
+  return action === 'restart' ? 'restart' : 'exit';
 }
 
 export function domainRunOptions(definition: DomainDefinition): DomainRunOptions {
@@ -52,9 +55,11 @@ export function domainRunOptions(definition: DomainDefinition): DomainRunOptions
     ...(os.initrd !== undefined ? { initrd: os.initrd } : {}),
     ...(os.cmdline?.trim() ? { append: os.cmdline.trim() } : {}),
     ...(disks.length ? { disk: disks } : {}),
-    ...(devices.rng ? { device: ['virtio-rng'] } : {}),
+    ...(devices.rng || devices.panic ? { device: [...(devices.rng ? ['virtio-rng'] : []), ...(devices.panic ? ['pvpanic'] : [])] } : {}),
     ...(devices.console === 'virtio' ? { console: 'virtio' as const } : {}),
-    reboot: definition.onReboot === 'restart' ? 'restart' : 'exit',
+    reboot: runAction(definition.onReboot),
+    poweroff: runAction(definition.onPoweroff),
+    panic: runAction(definition.onCrash),
   };
 }
 
@@ -63,7 +68,8 @@ export function runArguments(options: DomainRunOptions): string[] {
   const flags: [string, string | string[] | undefined][] = [
     ['--name', options.name], ['--uuid', options.uuid], ['--mem', options.mem], ['--cpus', options.cpus],
     ['--kernel', options.kernel], ['--initrd', options.initrd], ['--append', options.append],
-    ['--disk', options.disk], ['--device', options.device], ['--console', options.console], ['--reboot', options.reboot],
+    ['--disk', options.disk], ['--device', options.device], ['--console', options.console],
+    ['--reboot', options.reboot], ['--poweroff', options.poweroff], ['--panic', options.panic],
   ];
   return flags.flatMap(([flag, value]) => (value === undefined ? [] : (Array.isArray(value) ? value : [value]).flatMap((v) => [flag, v])));
 }

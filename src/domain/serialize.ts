@@ -74,6 +74,7 @@ export function domainToXml(definition: DomainDefinition, id?: number): string {
       if (devices.console) xml.element('console', { type: 'pty' }, () => xml.leaf('target', { type: devices.console!, port: '0' }));
       xml.leaf('memballoon', { model: 'none' });
       if (devices.rng) xml.element('rng', { model: 'virtio' }, () => xml.leaf('backend', { model: 'random' }, RNG_BACKEND));
+      if (devices.panic) xml.element('panic', { model: 'isa' }, () => xml.leaf('address', { type: 'isa', iobase: '0x505' }));
     });
   });
   return xml.toString();
