@@ -322,11 +322,11 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     ok('undefine', 'crash');
   }, LIFE_MS);
 
-  it('reboot resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
+  it('reboot --mode reset resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
     ok('start', 's1');
     await until('a count', () => lastCount('s1') > 0);
     const offset = consoleLogSize('s1');
-    expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
+    expect(ok('reboot', 's1', '--mode', 'reset')).toBe("Domain 's1' is being rebooted\n\n");
     await until('the guest to start over', () => readFileSync(join(runFolder('s1'), 'console.log')).subarray(offset).includes('counter pages=16'));
     expect(ok('domstate', 's1')).toBe('running\n\n');
     ok('destroy', 's1');
@@ -335,7 +335,24 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     ok('start', 's1');
     expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
     expect(ok('domstate', 's1')).toBe('shut off\n\n');
+    expect(refused('reboot', 's1', '--mode', 'agent')).toBe('tsvmm: reboot --mode agent: tsvmm reboots through ACPI (acpi, the default) or by a reset (reset)');
     ok('undefine', 's1');
+  }, LIFE_MS);
+
+  it('reboot (ACPI) presses the power button; the power-off that follows boots the guest again, once', async () => {
+    // The counter ignores the button and powers off at its limit: that power-off is the reboot's.
+    const file = counterDomain('acpi');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('every=4096', 'every=4096 limit=8192 poweroff'));
+    ok('define', file);
+    ok('start', 'acpi', '--paused');
+    expect(ok('reboot', 'acpi')).toBe("Domain 'acpi' is being rebooted\n\n");
+    ok('resume', 'acpi');
+    await until('the guest to power off twice', () => !runLockHeld(join(runFolder('acpi'), 'lock')), 60_000);
+    const log = readFileSync(join(runFolder('acpi'), 'console.log'), 'utf8');
+    expect(log.split('\n').filter((l) => l.startsWith('counter done n=8192'))).toHaveLength(2);
+    expect(readFileSync(join(runFolder('acpi'), 'tsvmm.log'), 'utf8')).toContain('tsvmm: guest powered off: starting it again (a reboot through the power button)');
+    expect(ok('domstate', 'acpi')).toBe('shut off\n\n');
+    ok('undefine', 'acpi');
   }, LIFE_MS);
 });
 

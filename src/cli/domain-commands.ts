@@ -139,18 +139,22 @@ async function destroy(key: string, options: StateOption): Promise<void> {
 }
 
 /**
- * libvirt's reboot asks the guest (ACPI) and resets the machine when it
- * powers off; a `tsvmm run` ends at power-off, so tsvmm resets the machine
- * at once (QMP system_reset), which is `virsh reboot --mode reset`. With
- * on_reboot destroy, a reboot ends the domain, as the guest's own would.
+ * libvirt's reboot: by default (--mode acpi) it presses the power button and
+ * boots the guest again once it has powered off, so the guest shuts down
+ * cleanly first; the domain's own process does that second half
+ * (`__org.tsvmm_system_reboot`). --mode reset resets the machine at once
+ * (QMP system_reset). With on_reboot destroy, a reboot ends the domain, as
+ * the guest's own would.
  */
-async function reboot(key: string, options: StateOption): Promise<void> {
+async function reboot(key: string, options: StateOption & { mode?: string }): Promise<void> {
+  const mode = options.mode ?? 'acpi';
+  if (mode !== 'acpi' && mode !== 'reset') throw new InputError(`reboot --mode ${mode}: tsvmm reboots through ACPI (acpi, the default) or by a reset (reset)`);
   const store = storeOf(options);
   const definition = await lookup(store, key);
   if (definition.onReboot === 'destroy') await destroyDomain(store, definition);
   else {
     await requireRunning(store, definition);
-    await withMonitor(definition.name, store.runFiles(definition.name), (client) => client.execute('system_reset'));
+    await withMonitor(definition.name, store.runFiles(definition.name), (client) => client.execute(mode === 'acpi' ? '__org.tsvmm_system_reboot' : 'system_reset'));
   }
   say(`Domain '${definition.name}' is being rebooted\n\n`);
 }
@@ -248,7 +252,8 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
   verb('console', 'attach to a running domain\'s serial console (Ctrl-] detaches)').argument(...domainArgument).action(consoleVerb);
   verb('shutdown', 'ask the guest to power off (ACPI power button)').argument(...domainArgument)
     .action((key: string, o: StateOption) => monitorVerb(key, o, 'system_powerdown', (name) => `Domain '${name}' is being shutdown`));
-  verb('reboot', 'reset the domain\'s machine (the guest boots again)').argument(...domainArgument).action(reboot);
+  verb('reboot', 'reboot a domain: the ACPI power button, then a new boot once the guest powered off; --mode reset resets it at once')
+    .argument(...domainArgument).option('--mode <mode>', 'acpi (default) or reset').action(reboot);
   verb('destroy', 'end a running domain at once').argument(...domainArgument).action(destroy);
   verb('suspend', 'stop a domain\'s vCPUs').argument(...domainArgument)
     .action((key: string, o: StateOption) => monitorVerb(key, o, 'stop', (name) => `Domain '${name}' suspended`));

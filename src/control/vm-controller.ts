@@ -80,6 +80,8 @@ export class VmController implements MachineControl {
    * power button): a guest reboot or power-off that follows is not restarted.
    */
   private stopRequested = false;
+  /** `__org.tsvmm_system_reboot` pressed the power button: the power-off that follows boots the guest again. */
+  private rebootAtPoweroff = false;
   private outgoing: OutgoingMigration | null = null;
   /** With --incoming defer: hands over migrate-incoming's URI. */
   private deferredIncoming: ((uri: string) => void) | null = null;
@@ -144,14 +146,16 @@ export class VmController implements MachineControl {
         continue;
       }
       const { cause } = result.stop;
+      const asked = cause === 'poweroff' && this.rebootAtPoweroff;
+      this.rebootAtPoweroff = false;
       const restart = (cause === 'reboot' || cause === 'poweroff' || cause === 'panic')
-        && this.options.actions?.[cause] === 'restart' && !this.quitRequested && !this.stopRequested;
+        && (asked || this.options.actions?.[cause] === 'restart') && !this.quitRequested && !this.stopRequested;
       if (cause === 'reboot') this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
       // QEMU's event, with what the VM does next: run again, or power off.
       if (cause === 'panic') this.emit({ event: 'GUEST_PANICKED', data: { action: restart ? 'run' : 'poweroff' } });
       if (restart) {
         const ending = GUEST_ENDINGS[cause];
-        this.say(`tsvmm: guest ${ending.words}: starting it again (${ending.flag} restart)`);
+        this.say(`tsvmm: guest ${ending.words}: starting it again (${asked ? 'a reboot through the power button' : `${ending.flag} restart`})`);
         if (cause !== 'reboot') this.emit({ event: 'RESET', data: { guest: true, reason: cause === 'panic' ? 'guest-panic' : 'guest-shutdown' } });
         this.rebuild();
         continue;
@@ -276,6 +280,11 @@ export class VmController implements MachineControl {
   systemPowerdown(): void {
     if (!this.machine.pressPowerButton()) throw new MonitorError('this guest has no ACPI power button (a flat guest)');
     this.emit({ event: 'POWERDOWN' });
+  }
+
+  systemRebootByPowerButton(): void {
+    this.systemPowerdown();
+    this.rebootAtPoweroff = true;
   }
 
   quit(): void {

@@ -100,6 +100,12 @@ export interface MachineControl {
   systemReset(): Promise<void>;
   /** Presses the ACPI power button. */
   systemPowerdown(): void;
+  /**
+   * libvirt's ACPI reboot, done by the VM's own process since tsvmm has no
+   * daemon: the power button, and when the guest has powered off, the
+   * machine boots again instead of ending.
+   */
+  systemRebootByPowerButton(): void;
   /** Ends tsvmm (after the reply is sent). */
   quit(): void;
   migrate(uri: string): Promise<void>;
