@@ -13,6 +13,7 @@ import {
   checkDefinition, domainToXml, formatKeyValues, formatTable, parseDomainXml, readDefinitionFile, type DomainDefinition,
 } from '../domain/index.ts';
 import { attachConsole } from './domain-console.ts';
+import { migrate, migrateReceive, type MigrateOptions } from './domain-migrate.ts';
 import { cpuSeconds, destroyDomain, lookup, requireRunning, runningDomain, startDomain, storeOf, withMonitor, type StateOption } from './domain-runtime.ts';
 import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snapshotList, snapshotRevert } from './domain-snapshots.ts';
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
@@ -276,4 +277,15 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
     .option('--disable', 'unmark it').action(autostart);
   verb('start-autostarted', 'start every domain marked for autostart (for a boot-time unit)')
     .action(async (o: StateOption) => setStatus(await startAutostarted(o)));
+
+  verb('migrate', 'move a running domain to another host (tsvmm+ssh://HOST/system), through the connection; disks on shared storage')
+    .argument(...domainArgument).argument('<desturi>', 'where to: tsvmm+ssh://[user@]host[:port]/system (or tsvmm:///session|system here)')
+    .option('--live', 'the guest runs during the copy (pre-copy); without it, it is paused first')
+    .option('--persistent', 'keep the definition on the destination (tsvmm always does: it has no transient domains)')
+    .option('--undefinesource', 'undefine the domain here once it runs there')
+    .option('--copy-storage-all', 'copy the disks too (not supported: tsvmm needs shared storage)')
+    .action((key: string, uri: string, o: MigrateOptions) => migrate(key, uri, o));
+  // The destination's half of migrate, run there through the connection.
+  cli.command('migrate-receive', { hidden: true }).argument(...domainArgument)
+    .option('--state-dir <dir>', 'where definitions and running domains live').action(migrateReceive);
 }

@@ -55,7 +55,7 @@ function readNumber(file: string): number | null {
 
 /** Removes what a domain's dead process left behind; its logs stay. Only while holding its run lock. */
 function clearStaleFiles(files: DomainRunFiles): void {
-  for (const file of [files.pid, files.id, files.qmp, files.console]) rmSync(file, { force: true });
+  for (const file of [files.pid, files.id, files.qmp, files.console, files.incoming]) rmSync(file, { force: true });
 }
 
 /**
@@ -127,6 +127,8 @@ export interface StartOptions {
   restore?: string;
   /** Keeps the id the domain had (a snapshot restarts its process); a new one otherwise. */
   id?: number;
+  /** Waits for a migration's state, its URI to come through QMP's migrate-incoming (`tsvmm run --incoming defer`). */
+  incomingDeferred?: boolean;
 }
 
 function lastLogLine(file: string): string {
@@ -158,6 +160,7 @@ export async function startDomain(store: DomainStore, definition: DomainDefiniti
       '--serial', `unix:${files.console},server=on,wait=off,logfile=${files.consoleLog}`,
       ...(options.paused ? ['-S'] : []),
       ...(options.restore !== undefined ? ['--restore', options.restore] : []),
+      ...(options.incomingDeferred ? ['--incoming', 'defer'] : []),
     ];
     const log = openSync(files.log, 'a', 0o600);
     try {

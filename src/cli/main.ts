@@ -5,6 +5,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
 import { InputError } from '../errors.ts';
 import { checkHost, formatCheck } from './check.ts';
+import { parseConnectUri } from '../domain/index.ts';
+import { runRemotely, takeConnectOption } from './remote.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerImgCommand } from './img.ts';
@@ -55,6 +57,7 @@ function program(setStatus: (status: number) => void): Command {
   const cli = new Command('tsvmm')
     .description('A small, fast, readable KVM hypervisor in TypeScript')
     .version('0.1.0')
+    .usage('[-c URI] <command> [options]')
     .showSuggestionAfterError()
     .configureOutput({ writeErr: (text) => writeSync(2, text) })
     .exitOverride();
@@ -146,7 +149,15 @@ export async function main(argv: string[]): Promise<number> {
   let status = 0;
   const cli = program((s) => (status = s));
   try {
-    await cli.parseAsync(argv, { from: 'user' });
+    // virsh's -c URI (or TSVMM_DEFAULT_URI): another host runs the whole command; this one, with its scope's state.
+    const { uri, rest } = takeConnectOption(argv);
+    const target = uri ?? (process.env.TSVMM_DEFAULT_URI || null);
+    if (target !== null) {
+      const connection = parseConnectUri(target);
+      if (connection.kind === 'ssh') return await runRemotely(connection, rest);
+      process.env.TSVMM_DEFAULT_URI = target;
+    }
+    await cli.parseAsync(rest, { from: 'user' });
     return status;
   } catch (e) {
     if (e instanceof CommanderError) {

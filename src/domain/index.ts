@@ -5,6 +5,7 @@ export { parseDomainXml } from './parse.ts';
 export { domainToXml } from './serialize.ts';
 export { domainRunOptions, runArguments, type DomainRunOptions } from './run-options.ts';
 export { stateFolders, type StateFolders } from './state-folders.ts';
+export { localScope, parseConnectUri, remoteLocalUri, type Connection, type Scope } from './connection.ts';
 export { writeFileAtomic, removeFileDurably } from './atomic-file.ts';
 export { DomainStore, readDefinitionFile, type DomainRunFiles } from './domain-store.ts';
 export { RunLock, runLockHeld } from './run-lock.ts';
