@@ -327,6 +327,18 @@ describe.skipIf(unavailable !== null)('networks in a namespace of the test\'s ow
     expect(virsh('net-undefine', 'iso').stderr).toBe("tsvmm: cannot undefine network 'iso': it is active (net-destroy it first)\n");
     ok('net-destroy', 'iso');
     ok('net-destroy', 'default');
+    // A domain on an inactive network that is not marked autostart does not start, as libvirt refuses it.
+    expect(ok('net-autostart', 'iso', '--disable')).toBe('Network iso unmarked as autostarted\n\n');
+    const domainFile = join(stateDir, 'on-iso.xml');
+    writeFileSync(domainFile, `<domain type='kvm'><name>on-iso</name><memory unit='MiB'>32</memory>
+      <os><type arch='x86_64'>hvm</type><kernel>${counterKernel()}</kernel></os>
+      <devices><interface type='network'><source network='iso'/></interface></devices></domain>`);
+    ok('define', domainFile);
+    const refused = virsh('start', 'on-iso');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toBe("tsvmm: network 'iso' is not active (start it with net-start iso)\n");
+    expect(linkExists('tsvbr1')).toBe(false);
+    ok('undefine', 'on-iso');
     expect(ok('net-undefine', 'iso')).toBe('Network iso has been undefined\n\n');
     expect(linkExists('tsvbr1')).toBe(false);
     expect(tables()).not.toMatch(/tsvmm-/);

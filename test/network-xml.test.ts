@@ -105,6 +105,7 @@ describe('reading network XML', () => {
     const network = (inner: string) => `<network>\n  <name>n</name>\n  ${inner}\n</network>`;
     expect(refusal('<domain/>')).toBe('net.xml:1: <domain>: the root element of a network definition is <network>');
     expect(refusal('<network/>')).toBe('net.xml:1: <network>: needs a <name>');
+    expect(refusal("<network ipv6='yes'><name>n</name></network>")).toBe("net.xml:1: <network>: ipv6='yes': tsvmm does not support this attribute");
     expect(refusal('<network><name>../x</name></network>')).toMatch(/^net\.xml:1: <name> in <network>: "..\/x" is not a name tsvmm can use/);
     expect(refusal(network("<forward mode='bridge'/>"))).toBe("net.xml:3: <forward> in <network>: mode='bridge': tsvmm builds NAT and routed networks (mode='nat' or 'route'), or isolated ones (no <forward>)");
     expect(refusal(network('<forward/>'))).toBe("net.xml:1: <network>: <forward mode='nat'> needs an <ip address='...' netmask='...'> for the network");

@@ -72,14 +72,23 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** Sends a signal to a process that may have ended meanwhile (ESRCH: nothing to do). */
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new InputError(`dnsmasq (pid ${pid}): cannot send ${name}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
 /** Ends the network's dnsmasq (SIGTERM, then SIGKILL) and removes its pid file; its leases go with the run folder. */
 export function stopDnsmasq(files: NetworkRunFiles): void {
   const pid = dnsmasqPid(files);
   if (pid !== null) {
-    process.kill(pid, 'SIGTERM');
+    signal(pid, 'SIGTERM');
     const deadline = Date.now() + STOP_TIMEOUT_MS;
     while (dnsmasqPid(files) === pid && Date.now() < deadline) sleepSync(POLL_MS);
-    if (dnsmasqPid(files) === pid) process.kill(pid, 'SIGKILL');
+    if (dnsmasqPid(files) === pid) signal(pid, 'SIGKILL');
   }
   rmSync(files.dnsmasqPid, { force: true });
 }

@@ -5,6 +5,7 @@
 // each other over the bridge, and everything else to or from the bridge is
 // refused.
 import { writeFileSync } from 'node:fs';
+import { InputError } from '../errors.ts';
 import type { NetworkDefinition } from './definition.ts';
 import { runHostCommand } from './host-command.ts';
 import { subnetText } from './ipv4.ts';
@@ -53,7 +54,12 @@ export function addTable(definition: NetworkDefinition): void {
   deleteTable(definition.name);
   runHostCommand('nft', ['-f', '-'], rulesetFor(definition));
   // As libvirt does: a NAT or routed network needs the host to forward IPv4 (per network namespace).
-  if (definition.forward !== 'isolated') writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
+  if (definition.forward === 'isolated') return;
+  try {
+    writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
+  } catch (e) {
+    throw new InputError(`network '${definition.name}': cannot turn on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward: ${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
 }
 
 export function tableExists(network: string): boolean {

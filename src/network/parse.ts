@@ -24,9 +24,8 @@ const HOST_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0
 export function parseNetworkXml(text: string, fileName: string, bridgeFor: () => string = () => 'tsvbr0'): NetworkDefinition {
   const network = new ElementReader(readXmlDocument(text, fileName), fileName);
   if (network.name !== 'network') throw network.error('the root element of a network definition is <network>');
-  // Attributes libvirt writes into a running network's XML: they describe, they do not define.
+  // The number of interfaces connected, which libvirt writes into a running network's XML: it describes, it does not define.
   network.attribute('connections');
-  network.attribute('ipv6');
   const name = readName(network);
   const uuidElement = network.child('uuid');
   const definition: NetworkDefinition = {
