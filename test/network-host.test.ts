@@ -278,6 +278,35 @@ describe.skipIf(unavailable !== null)('networks in a namespace of the test\'s ow
     }
   });
 
+  it.skipIf(!hasKvm)('type=\'bridge\' joins a bridge of the host\'s with its <target dev> name; a missing bridge is one line', () => {
+    ns.ip('link', 'add', 'hostbr0', 'type', 'bridge');
+    const file = join(stateDir, 'bridged.xml');
+    const domainXml = (bridge: string) => `<domain type='kvm'><name>bridged</name><uuid>0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b</uuid><memory unit='MiB'>32</memory>
+      <os><type arch='x86_64'>hvm</type><kernel>${counterKernel()}</kernel><cmdline>pages=16 every=4096</cmdline></os>
+      <devices><interface type='bridge'><mac address='52:54:00:0b:0b:0b'/><source bridge='${bridge}'/><target dev='web0'/></interface></devices></domain>`;
+    try {
+      writeFileSync(file, domainXml('hostbr0'));
+      ok('define', file);
+      ok('start', 'bridged');
+      const [port] = JSON.parse(ns.ip('-j', 'link', 'show', 'master', 'hostbr0')) as { ifname: string; address: string }[];
+      expect(port).toMatchObject({ ifname: 'web0', address: 'fe:54:00:0b:0b:0b' });
+      ok('destroy', 'bridged');
+      expect(linkExists('web0')).toBe(false);
+
+      writeFileSync(file, domainXml('nosuchbr0'));
+      ok('define', file);
+      const refused = virsh('start', 'bridged');
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toMatch(/^tsvmm: domain 'bridged' did not start: SIOCBRADDIF: ENODEV — adding web0 to bridge nosuchbr0: there is no interface nosuchbr0: create the bridge first/);
+      expect(refused.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(linkExists('web0')).toBe(false);
+    } finally {
+      virsh('destroy', 'bridged');
+      virsh('undefine', 'bridged');
+      ns.ip('link', 'delete', 'hostbr0');
+    }
+  });
+
   it('net-destroy removes the bridge, the table and dnsmasq, and nothing else', () => {
     expect(ok('net-destroy', 'default')).toBe('Network default destroyed\n\n');
     expect(linkExists('tsvbr0')).toBe(false);
