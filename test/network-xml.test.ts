@@ -208,6 +208,17 @@ describe('what net-start builds from a definition', () => {
     ]);
   });
 
+  it('dnsmasq: fixed hosts without a pool are served from a static range of the subnet; a network without <dhcp> gets DNS only', () => {
+    const hostsOnly = parseNetworkXml(`<network><name>lab</name><ip address='10.20.0.1' prefix='16'><dhcp>
+      <host mac='52:54:00:aa:00:01' ip='10.20.0.5'/></dhcp></ip></network>`, 'lab.xml');
+    const config = dnsmasqConfig(hostsOnly, files);
+    expect(config).toContain('\ndhcp-range=10.20.0.0,static,255.255.0.0\ndhcp-host=52:54:00:aa:00:01,10.20.0.5\n');
+    expect(config).toContain('\ndhcp-lease-max=1\n');
+    const dnsOnly = dnsmasqConfig(parseNetworkXml("<network><name>n</name><ip address='10.0.0.1' prefix='24'/></network>", 'n.xml'), files);
+    expect(dnsOnly).toContain('\ninterface=');
+    expect(dnsOnly).not.toContain('dhcp');
+  });
+
   it('nftables: one table of the network\'s own; NAT masquerades what leaves the subnet, answers come back, the rest is refused', () => {
     expect(tableName('default')).toBe('tsvmm-default');
     const rules = rulesetFor(definition);

@@ -5,7 +5,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { InputError } from '../errors.ts';
 import type { NetworkDefinition } from './definition.ts';
 import { runHostCommand } from './host-command.ts';
-import { formatIpv4, prefixMask } from './ipv4.ts';
+import { formatIpv4, networkOf, prefixMask } from './ipv4.ts';
 import type { NetworkRunFiles } from './network-store.ts';
 
 const STOP_TIMEOUT_MS = 5000;
@@ -31,7 +31,7 @@ export function dnsmasqConfig(definition: NetworkDefinition, files: NetworkRunFi
     lines.push(
       ...dhcp.ranges.map((range) => `dhcp-range=${formatIpv4(range.start)},${formatIpv4(range.end)},${netmask}`),
       // Fixed addresses need a range in their subnet to be served: a static one when the network has no pool.
-      ...(dhcp.ranges.length === 0 ? [`dhcp-range=${formatIpv4(definition.ip!.address)},static,${netmask}`] : []),
+      ...(dhcp.ranges.length === 0 ? [`dhcp-range=${formatIpv4(networkOf(definition.ip!))},static,${netmask}`] : []),
       ...dhcp.hosts.map((host) => `dhcp-host=${host.mac},${formatIpv4(host.ip)}${host.name !== undefined ? `,${host.name}` : ''}`),
       'dhcp-no-override',
       'dhcp-authoritative',
