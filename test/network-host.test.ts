@@ -129,12 +129,14 @@ describe.skipIf(unavailable !== null)('networks in a namespace of the test\'s ow
   let ns: TestNetns;
   const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-nethost-'));
 
-  /** A tsvmm verb inside the namespace, against the test's state folder. */
-  function virsh(...args: string[]): CliResult {
-    const [file, wrapped] = ns.wrap([process.execPath, TSVMM, ...args, '--state-dir', stateDir]);
+  /** A tsvmm verb inside the namespace, against a state folder (the test's, unless it says). */
+  function virshIn(dir: string, ...args: string[]): CliResult {
+    const [file, wrapped] = ns.wrap([process.execPath, TSVMM, ...args, '--state-dir', dir]);
     const result = spawnSync(file, wrapped, { encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_NO_WARNINGS: '1' } });
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
+
+  const virsh = (...args: string[]) => virshIn(stateDir, ...args);
 
   function ok(...args: string[]): string {
     const result = virsh(...args);
@@ -171,6 +173,15 @@ describe.skipIf(unavailable !== null)('networks in a namespace of the test\'s ow
       ns.remove();
     }
     rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('start-autostarted where no network was ever used defines none and builds nothing', () => {
+    const fresh = mkdtempSync(join(stateDir, 'fresh-'));
+    const result = virshIn(fresh, 'start-autostarted');
+    expect(result).toMatchObject({ status: 0, stdout: '', stderr: '' });
+    expect(existsSync(join(fresh, 'networks'))).toBe(false);
+    expect(linkExists('tsvbr0')).toBe(false);
+    expect(tables()).toBe('');
   });
 
   it('the default network is defined on first use: NAT on tsvbr0, 192.168.122.0/24, autostart, inactive', () => {

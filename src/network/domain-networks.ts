@@ -33,9 +33,12 @@ export function networkBridges(store: NetworkStore): NetworkBridgeLookup {
   };
 }
 
-/** Starts every autostart network that is not active; what failed, each with its one-line reason. */
+/**
+ * Starts every autostart network that is not active; what failed, each with
+ * its one-line reason. Only defined networks: a host where no network was
+ * ever used gets no bridge from a boot-time start-autostarted.
+ */
 export function startAutostartedNetworks(store: NetworkStore): { started: string[]; failed: Error[] } {
-  ensureDefaultNetwork(store);
   const started: string[] = [];
   const failed: Error[] = [];
   for (const definition of store.all().filter((n) => store.autostart(n.name))) {
