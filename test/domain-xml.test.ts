@@ -199,7 +199,6 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
       ["libvirt-test-driver.xml:8: <type> in <os>: arch='i686': tsvmm runs x86_64 guests only", (x) => x.replace("arch='i686'", "arch='x86_64'")],
       ['libvirt-test-driver.xml:9: <boot> in <os>: tsvmm does not support it', (x) => x.replace("<boot dev='hd'/>", '')],
       ['libvirt-test-driver.xml:19: <address> in <disk>: tsvmm does not support it', (x) => x.replace(/\s*<address [^>]*\/>/g, '')],
-      ['libvirt-test-driver.xml:23: <target> in <interface>: tsvmm does not support it', (x) => x.replace("<target dev='testnet0'/>", '')],
       ["libvirt-test-driver.xml:25: <memballoon>: model='virtio': tsvmm has no memory balloon (only model='none')", (x) => x.replace("<memballoon model='virtio'>\n    </memballoon>", "<memballoon model='none'/>")],
     ];
     let xml = fixture('libvirt-test-driver.xml');
@@ -209,7 +208,7 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
     }
     expect(parseDomainXml(xml, 'libvirt-test-driver.xml')).toMatchObject({
       name: 'test', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f', memoryBytes: 8 * 2 ** 30, vcpus: 2,
-      devices: { disks: [{ path: '/guest/diskimage1', target: 'vda' }], interfaces: [{ type: 'network', network: 'default', mac: 'aa:bb:cc:dd:ee:ff' }] },
+      devices: { disks: [{ path: '/guest/diskimage1', target: 'vda' }], interfaces: [{ type: 'network', network: 'default', mac: 'aa:bb:cc:dd:ee:ff', target: 'testnet0' }] },
     });
   });
 });
@@ -317,8 +316,8 @@ describe('the tsvmm run a definition means', () => {
     expect(runArguments(options)).not.toContain('--kernel');
   });
 
-  it('an interface is refused until tsvmm can connect it', () => {
-    const definition = parseDomainXml(domain('', "\n    <interface type='bridge'><source bridge='br0'/></interface>"), 'net.xml');
-    expect(() => domainRunOptions(definition)).toThrow(new InputError("domain t: <interface type='bridge'>: tsvmm cannot connect a domain's interface to a bridge yet"));
+  it('user networking is refused until tsvmm can connect it', () => {
+    const definition = parseDomainXml(domain('', "\n    <interface type='user'/>"), 'net.xml');
+    expect(() => domainRunOptions(definition)).toThrow(new InputError("domain t: <interface type='user'>: tsvmm cannot connect a domain's interface to user networking yet"));
   });
 });

@@ -17,6 +17,7 @@ import { migrate, migrateReceive, type MigrateOptions } from './domain-migrate.t
 import { cpuSeconds, destroyDomain, lookup, requireRunning, runningDomain, startDomain, storeOf, withMonitor, type StateOption } from './domain-runtime.ts';
 import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snapshotList, snapshotRevert } from './domain-snapshots.ts';
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
+import { startAutostartedNetworksIn } from './network-commands.ts';
 import { imgConvert, imgCreate } from './img.ts';
 
 const say = (text: string) => writeSync(1, text);
@@ -181,7 +182,8 @@ async function clone(options: StateOption & { original: string; name: string; li
     ...parseDomainXml(domainToXml({ ...original, name: options.name }), 'the clone'),
     uuid: randomUUID(),
   };
-  copy.devices.interfaces = copy.devices.interfaces.map((i) => ({ ...i, mac: newMac() }));
+  // New MACs, and no <target dev>: the original's TAP name would be taken while both run.
+  copy.devices.interfaces = copy.devices.interfaces.map(({ target: _taken, ...card }) => ({ ...card, mac: newMac() }));
   const created: string[] = [];
   try {
     copy.devices.disks = await Promise.all(copy.devices.disks.map(async (disk) => {
@@ -213,10 +215,10 @@ async function autostart(key: string, options: StateOption & { disable?: boolean
   say(`Domain '${definition.name}' ${options.disable ? 'unmarked' : 'marked'} as autostarted\n\n`);
 }
 
-/** Starts every domain marked for autostart that is not running; one line per failure, and status 4 if any failed. */
+/** Starts every network, then every domain, marked for autostart that is not running; one line per failure, and status 4 if any failed. */
 async function startAutostarted(options: StateOption): Promise<number> {
   const store = storeOf(options);
-  let failed = false;
+  let failed = startAutostartedNetworksIn(store.folders);
   for (const definition of store.all().filter((d) => store.autostart(d.name))) {
     if (await runningDomain(store, definition)) continue;
     try {

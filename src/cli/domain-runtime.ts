@@ -9,6 +9,7 @@ import {
   checkDefinition, domainRunOptions, runArguments, runLockHeld, RunLock, stateOfRunState, takeDomainId,
   DomainStore, stateFolders, type DomainDefinition, type DomainRunFiles, type DomainStateName,
 } from '../domain/index.ts';
+import { networkBridges, NetworkStore } from '../network/index.ts';
 import { QmpClient } from './qmp-client.ts';
 
 const POLL_MS = 20;
@@ -155,7 +156,7 @@ export async function startDomain(store: DomainStore, definition: DomainDefiniti
     clearStaleFiles(files);
     writeFileSync(files.id, `${options.id ?? takeDomainId(store.folders.run)}\n`);
     const args = [
-      'run', ...runArguments(domainRunOptions(definition)),
+      'run', ...runArguments(domainRunOptions(definition), networkBridges(new NetworkStore(store.folders))),
       '--qmp', `unix:${files.qmp},server=on,wait=off`,
       '--serial', `unix:${files.console},server=on,wait=off,logfile=${files.consoleLog}`,
       ...(options.paused ? ['-S'] : []),

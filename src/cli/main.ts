@@ -10,6 +10,7 @@ import { runRemotely, takeConnectOption } from './remote.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerImgCommand } from './img.ts';
+import { registerNetworkCommands } from './network-commands.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
 /** `tsvmm bench`'s options, as commander hands them over (bench/command.ts takes them). */
@@ -77,7 +78,7 @@ function program(setStatus: (status: number) => void): Command {
     .option('--cpu <model>', 'the CPU: host or max (default host: what KVM supports here), then [,+feature|-feature|feature=on|off][,vendor=S] (QEMU\'s -cpu spelling)')
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
-    .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
+    .option('--net <spec>', 'a virtio-net device: tap[=NAME] (a TAP you set up) or bridge[,br=BR][,ifname=NAME] (a TAP tsvmm puts into host bridge BR, default br0), then [,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
     .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device) or pvpanic (the guest reports its panics, at 0x505)', repeat)
     .option('--fw-cfg <spec>', 'a file in fw_cfg (QEMU\'s -fw_cfg): [name=]opt/NAME,file=PATH or [name=]opt/NAME,string=S (repeatable)', repeat)
     .option('--virtio-transport <kind>', 'transport of virtio devices that name none: mmio (default) or pci')
@@ -126,6 +127,7 @@ function program(setStatus: (status: number) => void): Command {
 
   registerImgCommand(cli, setStatus);
   registerDomainCommands(cli, setStatus);
+  registerNetworkCommands(cli);
 
   cli.command('bench')
     .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')

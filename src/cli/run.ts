@@ -221,9 +221,16 @@ export async function runCommand(options: RunOptions): Promise<number> {
     ? await SerialSocket.listen(parseSerialSpec(options.serial), (bytes) => controllerForInput?.current.sendInput(bytes))
     : null;
   if (serial) config = { ...config, consoleFd: serial.consoleFd };
-  const controller = new VmController(config, {
-    name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, actions, say,
-  });
+  let controller: VmController;
+  try {
+    controller = new VmController(config, {
+      name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, actions, say,
+    });
+  } catch (e) {
+    // A machine that cannot be built (a TAP that cannot join its bridge, a locked disk) ends tsvmm: the console's listening socket must not keep it alive.
+    await serial?.close();
+    throw e;
+  }
   controllerForInput = controller;
   for (const warning of controller.current.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {

@@ -245,6 +245,8 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     }
     const source = element.child('source');
     const via = type === 'network' || type === 'bridge' ? readInterfaceSource(element, source, type) : null;
+    const target = element.child('target');
+    const dev = target ? readTapName(target) : undefined;
     const model = element.child('model');
     if (model) {
       model.requiredAttribute('type');
@@ -252,7 +254,7 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
       model.finish();
     }
     element.finish();
-    return { element, address, type, via };
+    return { element, address, type, via, dev };
   });
   const taken = new Map<string, number>();
   for (const { element, address } of read) {
@@ -260,13 +262,22 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     if (taken.has(address)) throw element.error(`mac address='${address}' is the interface's at line ${taken.get(address)} too`);
     taken.set(address, element.line);
   }
-  return read.map(({ address, type, via }) => {
+  return read.map(({ address, type, via, dev }) => {
     const mac = address ?? generateMac(taken);
     taken.set(mac, 0);
-    if (type === 'network') return { type, mac, network: via! };
-    if (type === 'bridge') return { type, mac, bridge: via! };
-    return { type: 'user', mac };
+    const target = dev !== undefined ? { target: dev } : {};
+    if (type === 'network') return { type, mac, network: via!, ...target };
+    if (type === 'bridge') return { type, mac, bridge: via!, ...target };
+    return { type: 'user', mac, ...target };
   });
+}
+
+/** <target dev='vnet7'/>: the host TAP's name, which the kernel takes as 1 to 15 bytes without "/", "%" or spaces. */
+function readTapName(target: ElementReader): string {
+  const dev = target.requiredAttribute('dev');
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(dev)) throw target.error(`dev='${dev}' is not an interface name (up to 15 letters, digits and _ . -)`);
+  target.finish();
+  return dev;
 }
 
 /** <source network='default'/> or <source bridge='br0'/>: what the interface connects to. */
