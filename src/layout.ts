@@ -7,6 +7,7 @@
 //   0x0000_0000  RAM (low): boot structures below 1 MiB, the kernel from 1 MiB
 //   0x0009_0000    multiboot information (a multiboot kernel's, up to the EBDA)
 //   0x000e_0000    ACPI tables (BIOS area, reserved in e820)
+//   0x000f_0000    real-mode interrupt handlers (a multiboot kernel's)
 //   0xd000_0000  MMIO gap start: no RAM from here to 4 GiB
 //   0xd100_0000    virtio-mmio windows, one page each
 //   0xe000_0000    PCI BAR window (virtio-pci functions)
@@ -81,6 +82,11 @@ export const BootLayout = {
    */
   ACPI_TABLES: 0xe_0000,
   ACPI_TABLES_MAX_SIZE: 0x1_0000,
+  /**
+   * The real-mode interrupt handlers a multiboot kernel finds behind its IVT
+   * (boot/legacy-bios.ts), at the start of the system BIOS segment F000.
+   */
+  BIOS_HANDLERS: 0xf_0000,
   /** The protected-mode kernel loads here (1 MiB) unless it asks otherwise. */
   HIGH_MEMORY: 0x10_0000,
 } as const;
