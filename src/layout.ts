@@ -159,6 +159,15 @@ export const PortLayout = {
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
+  /**
+   * The ACPI PM1a event block (status, enable) and control block, which
+   * firmware-era software drives sleep states through (the FADT points at
+   * them; an OS on tsvmm's hardware-reduced ACPI uses the sleep registers).
+   */
+  ACPI_PM1A_EVENT: 0x604,
+  ACPI_PM1A_EVENT_COUNT: 4,
+  ACPI_PM1A_CONTROL: 0x60c,
+  ACPI_PM1A_CONTROL_COUNT: 2,
   /** The ACPI PM timer, where QEMU's PC puts it (its PM block's offset 8). */
   ACPI_PM_TIMER: 0x608,
   ACPI_PM_TIMER_COUNT: 4,
@@ -188,6 +197,8 @@ export const FIXED_PORT_RANGES: readonly { name: string; base: number; count: nu
   { name: 'fw_cfg', base: PortLayout.FW_CFG, count: PortLayout.FW_CFG_COUNT },
   { name: 'fw_cfg DMA', base: PortLayout.FW_CFG_DMA, count: PortLayout.FW_CFG_DMA_COUNT },
   { name: 'ACPI sleep control', base: PortLayout.ACPI_SLEEP, count: PortLayout.ACPI_SLEEP_COUNT },
+  { name: 'the ACPI PM1a event block', base: PortLayout.ACPI_PM1A_EVENT, count: PortLayout.ACPI_PM1A_EVENT_COUNT },
+  { name: 'the ACPI PM1a control block', base: PortLayout.ACPI_PM1A_CONTROL, count: PortLayout.ACPI_PM1A_CONTROL_COUNT },
   { name: 'PCI configuration', base: PortLayout.PCI_CONFIG, count: PortLayout.PCI_CONFIG_COUNT },
   { name: 'COM1', base: PortLayout.COM1, count: PortLayout.UART_COUNT },
   { name: 'COM2', base: PortLayout.COM2, count: PortLayout.UART_COUNT },

@@ -66,7 +66,7 @@ describe('the loader hands Linux the ACPI tables', () => {
     expect(plan.entryKind).toBe('64-bit');
     expect(memory.readU64(BootLayout.ZERO_PAGE + BOOT_PARAMS_RSDP)).toBe(BigInt(AcpiLayout.TABLES_ADDRESS));
     expect(signature(memory, AcpiLayout.TABLES_ADDRESS)).toBe('RSD PTR ');
-    expect(plan.acpi?.map((t) => t.signature)).toEqual(['RSD PTR ', 'XSDT', 'FACP', 'APIC', 'DSDT']);
+    expect(plan.acpi?.map((t) => t.signature)).toEqual(['RSD PTR ', 'FACS', 'XSDT', 'FACP', 'APIC', 'DSDT']);
     // Every table is where the plan says it is.
     for (const table of plan.acpi!) expect(signature(memory, table.address).startsWith(table.signature)).toBe(true);
   });

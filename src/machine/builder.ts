@@ -6,12 +6,13 @@
 // it sits, its interrupt, its state buffer), which every vCPU thread turns
 // into device objects on its own buses (bus-devices.ts).
 import { readFileSync, statSync } from 'node:fs';
-import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
+import { AcpiLayout, acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
 import { BIOS_PIC_UNMASKED, pitProgrammedByBios } from '../boot/legacy-bios.ts';
 import { bootMultiboot, findMultibootHeader, type MultibootHeader } from '../boot/multiboot.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
+import { AcpiPm1 } from '../devices/acpi-pm1.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
@@ -208,6 +209,10 @@ export function machineDevices(
     // Where the FADT points the guest: the sleep control/status and reset registers, and the power button's GED.
     ...(acpi ? [
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
+      {
+        kind: 'acpi-pm1', eventPort: PortLayout.ACPI_PM1A_EVENT, controlPort: PortLayout.ACPI_PM1A_CONTROL,
+        facs: AcpiLayout.FACS_ADDRESS, state: AcpiPm1.createState(),
+      },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
       { kind: 'acpi-pm-timer', port: PortLayout.ACPI_PM_TIMER },
     ] satisfies DeviceSpec[] : []),
