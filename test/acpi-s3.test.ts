@@ -11,7 +11,13 @@ import { realModeEntry } from '../src/boot/cpu-entry.ts';
 import { AddressSpace } from '../src/bus/index.ts';
 import { AcpiPm1, ACPI_PM1_CONTROL_PORT_COUNT, ACPI_PM1_EVENT_PORT_COUNT, Pm1Status, type AcpiPm1Request } from '../src/devices/acpi-pm1.ts';
 import { CmosReg } from '../src/devices/cmos-rtc.ts';
+import { MonotonicClock } from '../src/devices/clock.ts';
+import { RecordingLine } from '../src/devices/interrupt-line.ts';
 import { PortLayout } from '../src/layout.ts';
+import { attachDevices } from '../src/machine/bus-devices.ts';
+import { machineDevices } from '../src/machine/builder.ts';
+import { GuestMemory } from '../src/memory/index.ts';
+import type { VcpuStop } from '../src/vcpu/index.ts';
 import { POWER_ON_STATE } from './helpers/fake-kernels.ts';
 import { rtc, START } from './helpers/cmos.ts';
 import { hasKvm, tsvmm } from './helpers/kvm.ts';
@@ -111,6 +117,45 @@ describe('the RTC alarm', () => {
     expect(dev.nextAlarmAtMs()).toBe(Date.UTC(2025, 4, 17, 21, 8, 0));
     write(CmosReg.HOURS_ALARM, 0x25); // no such hour: never
     expect(dev.nextAlarmAtMs()).toBeNull();
+  });
+});
+
+describe("the machine's PM1a block, as a vCPU thread attaches it", () => {
+  function attached(requestSleep?: () => boolean) {
+    const pio = AddressSpace.ports();
+    const stops: VcpuStop[] = [];
+    const memory = GuestMemory.ofArrayBuffers([{ guestAddress: 0, size: 0x10_0000 }]);
+    const platform = attachDevices(
+      machineDevices({ pit: 'kernel' }, true),
+      { pio, mmio: AddressSpace.memory(), memory, requestStop: (stop) => stops.push(stop), irqLine: () => new RecordingLine(), flushPage() {}, ...(requestSleep ? { requestSleep } : {}) },
+      { console: { writeByte() {} }, input: null, clock: new MonotonicClock(), timers: null },
+    );
+    return { pio, stops, memory, sleep: platform.sleep! };
+  }
+
+  it('S3 asks the vCPU to sleep; the wake is the RTC alarm when RTC_EN is set, and resumes at the FACS waking vector', () => {
+    let asked = 0;
+    const { pio, memory, sleep } = attached(() => { asked++; return true; });
+    memory.writeU32(AcpiLayout.FACS_ADDRESS + FacsField.FIRMWARE_WAKING_VECTOR, 0x1000);
+    pio.write(0x70, 1, CmosReg.B);
+    pio.write(0x71, 1, B_24H | B_AIE); // alarm bytes 0: at 00:00:00 UTC
+    pio.write(CNT, 2, 0x2400);
+    expect(asked).toBe(1);
+    expect(sleep.wakeAtMs()).toBeNull(); // RTC_EN clear: nothing can wake it
+    pio.write(EVT + 2, 2, 0x400);
+    const wakeAt = sleep.wakeAtMs()!;
+    expect(wakeAt % (24 * 3600 * 1000)).toBe(0);
+    expect(wakeAt - Date.now()).toBeLessThanOrEqual(24 * 3600 * 1000);
+    expect(sleep.wake()).toBe(0x1000);
+    expect(pio.read(EVT, 2)).toBe(Pm1Status.WAK_STS | Pm1Status.RTC_STS);
+  });
+
+  it('where the vCPU cannot sleep (more than one vCPU), S3 ends at once with WAK_STS; S5 powers off', () => {
+    const { pio, stops } = attached(() => false);
+    pio.write(CNT, 2, 0x2400);
+    expect(pio.read(EVT, 2)).toBe(Pm1Status.WAK_STS);
+    pio.write(CNT, 2, 0x2000);
+    expect(stops).toEqual([{ cause: 'poweroff', status: 0, message: 'guest powered off' }]);
   });
 });
 
