@@ -7,8 +7,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { InputError } from '../errors.ts';
 import {
   checkDefinition, domainRunOptions, runArguments, runLockHeld, RunLock, stateOfRunState, takeDomainId,
-  DomainStore, stateFolders, type DomainDefinition, type DomainRunFiles, type DomainStateName,
+  DomainStore, stateFolders, withVolumesResolved, type DomainDefinition, type DomainRunFiles, type DomainStateName,
 } from '../domain/index.ts';
+import { poolVolumeLookup } from '../pool/index.ts';
 import { QmpClient } from './qmp-client.ts';
 
 const POLL_MS = 20;
@@ -141,7 +142,9 @@ function lastLogLine(file: string): string {
  * Starts the domain's `tsvmm run` in its own session, its output in its log,
  * holding the domain's run lock; returns once its monitor answers.
  */
-export async function startDomain(store: DomainStore, definition: DomainDefinition, options: StartOptions = {}): Promise<void> {
+export async function startDomain(store: DomainStore, given: DomainDefinition, options: StartOptions = {}): Promise<void> {
+  // <disk type='volume'>: the volume's file, looked up now, as libvirt does when it starts a domain.
+  const definition = withVolumesResolved(given, store.definitionFile(given.name), poolVolumeLookup(store.folders));
   checkDefinition(definition);
   const { name } = definition;
   const files = store.runFiles(name);

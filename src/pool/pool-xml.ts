@@ -1,0 +1,61 @@
+// Storage pool XML (libvirt's formatstorage): read it into a PoolDefinition,
+// strictly, as the domain reader does (an element tsvmm does not honour is an
+// error naming it and its line); write it back as `virsh pool-dumpxml` prints
+// it, which libvirt's storagepool schema accepts.
+import { randomUUID } from 'node:crypto';
+import { isAbsolute } from 'node:path';
+import { ElementReader } from '../domain/element-reader.ts';
+import { readName, readUuid } from '../domain/parse.ts';
+import { XmlWriter } from '../domain/serialize.ts';
+import { readXmlDocument } from '../domain/xml-document.ts';
+import type { PoolDefinition, PoolUsage } from './pool-definition.ts';
+
+/** Reads a pool definition; `fileName` is what error messages name. */
+export function parsePoolXml(text: string, fileName: string): PoolDefinition {
+  const pool = new ElementReader(readXmlDocument(text, fileName), fileName);
+  if (pool.name !== 'pool') throw pool.error('the root element of a storage pool definition is <pool>');
+  pool.requiredAttribute('type');
+  pool.choice('type', ['dir'], 'tsvmm has directory pools only (type=\'dir\')');
+  const name = readName(pool);
+  const uuid = pool.child('uuid');
+  // What `pool-dumpxml` reports of a running pool: libvirt ignores it in a definition, and so does tsvmm.
+  for (const reported of ['capacity', 'allocation', 'available']) {
+    const element = pool.child(reported);
+    element?.attribute('unit');
+    element?.text();
+    element?.finish();
+  }
+  // A directory pool has nothing in its <source>.
+  pool.child('source')?.finish();
+  const target = pool.child('target');
+  if (!target) throw pool.error('needs a <target><path>/folder</path></target>');
+  const pathElement = target.child('path');
+  if (!pathElement) throw target.error('needs a <path>');
+  const path = pathElement.text().trim();
+  if (!isAbsolute(path)) throw pathElement.error(`"${path}" is not an absolute path`);
+  pathElement.finish();
+  target.finish();
+  pool.finish();
+  return { name, uuid: uuid ? readUuid(uuid) : randomUUID(), type: 'dir', path: trimSlashes(path) };
+}
+
+/** "/srv/images/" and "/srv/images" are one folder; libvirt prints it without the slash. */
+export function trimSlashes(path: string): string {
+  return path.length > 1 ? path.replace(/\/+$/, '') || '/' : path;
+}
+
+/** The pool as `virsh pool-dumpxml` prints it; an inactive pool reports no usage (zeros, as libvirt does). */
+export function poolToXml(pool: PoolDefinition, usage: PoolUsage | null): string {
+  const xml = new XmlWriter();
+  const bytes = (value: number | undefined) => String(value ?? 0);
+  xml.element('pool', { type: pool.type }, () => {
+    xml.leaf('name', {}, pool.name);
+    xml.leaf('uuid', {}, pool.uuid);
+    xml.leaf('capacity', { unit: 'bytes' }, bytes(usage?.capacity));
+    xml.leaf('allocation', { unit: 'bytes' }, bytes(usage?.allocation));
+    xml.leaf('available', { unit: 'bytes' }, bytes(usage?.available));
+    xml.leaf('source');
+    xml.element('target', {}, () => xml.leaf('path', {}, pool.path));
+  });
+  return xml.toString();
+}
