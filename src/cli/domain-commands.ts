@@ -17,6 +17,7 @@ import { cpuSeconds, destroyDomain, lookup, requireRunning, runningDomain, start
 import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snapshotList, snapshotRevert } from './domain-snapshots.ts';
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
 import { imgConvert, imgCreate } from './img.ts';
+import { startAutostartedPools } from './pool-commands.ts';
 
 const say = (text: string) => writeSync(1, text);
 
@@ -208,10 +209,11 @@ async function autostart(key: string, options: StateOption & { disable?: boolean
   say(`Domain '${definition.name}' ${options.disable ? 'unmarked' : 'marked'} as autostarted\n\n`);
 }
 
-/** Starts every domain marked for autostart that is not running; one line per failure, and status 4 if any failed. */
+/** Starts every pool and then every domain marked for autostart that is not running; one line per failure, and status 4 if any failed. */
 async function startAutostarted(options: StateOption): Promise<number> {
   const store = storeOf(options);
-  let failed = false;
+  // Pools first: a domain's disks may be their volumes.
+  let failed = !startAutostartedPools(options);
   for (const definition of store.all().filter((d) => store.autostart(d.name))) {
     if (await runningDomain(store, definition)) continue;
     try {

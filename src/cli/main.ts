@@ -8,6 +8,7 @@ import { checkHost, formatCheck } from './check.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerImgCommand } from './img.ts';
+import { registerPoolCommands } from './pool-commands.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
 /** `tsvmm bench`'s options, as commander hands them over (bench/command.ts takes them). */
@@ -121,6 +122,7 @@ function program(setStatus: (status: number) => void): Command {
 
   registerImgCommand(cli, setStatus);
   registerDomainCommands(cli, setStatus);
+  registerPoolCommands(cli);
 
   cli.command('bench')
     .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')
