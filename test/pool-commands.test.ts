@@ -163,6 +163,35 @@ describe('storage pool and volume verbs', () => {
     ok('undefine', 'guest');
   }, VERBS_TIMEOUT_MS);
 
+  it('the domain verbs find a volume disk\'s file: a snapshot goes into the volume, a clone copies it into the pool', () => {
+    const file = join(stateDir, 'vm.xml');
+    writeFileSync(file, `<domain type='kvm'>
+  <name>vm</name>
+  <memory unit='MiB'>32</memory>
+  <os><type>hvm</type></os>
+  <devices>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source pool='default-pool' volume='top.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+`);
+    ok('define', file);
+    ok('snapshot-create-as', 'vm', 'before');
+    if (hasQemu) expect(qemuImg(['snapshot', '-l', join(folder, 'top.qcow2')]).stdout).toMatch(/ before /);
+    const copy = join(folder, 'vm2-vda.qcow2');
+    expect(ok('clone', '--original', 'vm', '--name', 'vm2')).toContain(`Allocating '${copy}'`);
+    expect(ok('dumpxml', 'vm2')).toContain(`<disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='${copy}'/>`);
+    expect(ok('vol-list', 'default-pool')).toContain(` vm2-vda.qcow2   ${copy}\n`);
+    ok('undefine', 'vm2', '--remove-all-storage');
+    expect(existsSync(copy)).toBe(false);
+    ok('snapshot-delete', 'vm', 'before');
+    ok('undefine', 'vm');
+    expect(existsSync(join(folder, 'top.qcow2'))).toBe(true);
+  }, VERBS_TIMEOUT_MS);
+
   it('pool-autostart, and start-autostarted starts the pool; destroy and undefine', () => {
     expect(ok('pool-autostart', 'default-pool')).toBe('Pool default-pool marked as autostarted\n\n');
     expect(refused('pool-undefine', 'default-pool')).toMatch(/it is active/);

@@ -4,12 +4,12 @@
 // pool store's rules; a directory pool's volumes; and a domain's
 // <disk type='volume'> looked up through the pools.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseVolumeSize, prettyCapacity } from '../src/cli/pool-commands.ts';
-import { domainToXml, parseDomainXml, withVolumesResolved, type DomainDefinition } from '../src/domain/index.ts';
+import { DomainStore, domainToXml, parseDomainXml, withVolumesResolved, type DomainDefinition } from '../src/domain/index.ts';
 import { InputError } from '../src/errors.ts';
 import {
   createVolume, findVolume, listVolumes, parsePoolXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
@@ -193,5 +193,14 @@ describe('a domain disk that is a storage volume', () => {
     const noPool = parseDomainXml(domainXml("pool='nowhere' volume='x'"), 'guest.xml');
     expect(errorOf(() => withVolumesResolved(noPool, 'guest.xml', lookup))).toBe(`guest.xml:${sourceLine(noPool)}: <source> in <disk>: storage pool 'nowhere' is not defined`);
     expect(errorOf(() => parseDomainXml(domainXml("pool='vms'"), 'guest.xml'))).toBe("guest.xml:8: <source> in <disk>: needs the attribute volume='...'");
+  });
+
+  it('the domain store fills in the volumes it can find and leaves the others for start to complain about', () => {
+    const domains = new DomainStore(folders, poolVolumeLookup(folders));
+    domains.define(parseDomainXml(domainXml("pool='vms' volume='root.qcow2'"), 'guest.xml'));
+    expect(domains.find('guest').devices.disks[0]).toMatchObject({ path: join(folder, 'root.qcow2'), format: 'qcow2' });
+    store.setActive('vms', false);
+    expect(domains.find('guest').devices.disks[0]).toMatchObject({ path: '', format: 'raw', volume: { pool: 'vms', volume: 'root.qcow2' } });
+    expect(readFileSync(domains.definitionFile('guest'), 'utf8')).toContain("<source pool='vms' volume='root.qcow2'/>");
   });
 });

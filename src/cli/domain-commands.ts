@@ -37,7 +37,8 @@ async function undefine(key: string, options: StateOption & { removeAllStorage?:
   store.undefine(definition.name);
   say(`Domain '${definition.name}' has been undefined\n`);
   if (options.removeAllStorage) {
-    for (const disk of definition.devices.disks.filter((d) => !d.readOnly)) {
+    // (A storage volume whose pool is not active has no path here: it stays.)
+    for (const disk of definition.devices.disks.filter((d) => !d.readOnly && d.path)) {
       rmSync(disk.path, { force: true });
       say(`Volume '${disk.target}'(${disk.path}) removed.\n`);
     }
@@ -180,8 +181,10 @@ async function clone(options: StateOption & { original: string; name: string; li
   copy.devices.interfaces = copy.devices.interfaces.map((i) => ({ ...i, mac: newMac() }));
   const created: string[] = [];
   try {
-    copy.devices.disks = await Promise.all(copy.devices.disks.map(async (disk) => {
+    // The original's disks: their storage volumes, if any, were looked up where their pools are active.
+    copy.devices.disks = await Promise.all(original.devices.disks.map(async (disk) => {
       if (disk.readOnly) return disk;
+      if (!disk.path) throw new InputError(`cannot clone disk ${disk.target} of domain '${original.name}': its storage pool '${disk.volume?.pool}' is not active`);
       const format = options.linked ? 'qcow2' : disk.format;
       const path = join(dirname(disk.path), `${options.name}-${disk.target}.${format === 'qcow2' ? 'qcow2' : extname(disk.path).slice(1) || 'img'}`);
       if (existsSync(path)) throw new InputError(`${path}: already exists`);
@@ -191,7 +194,8 @@ async function clone(options: StateOption & { original: string; name: string; li
         ? imgCreate(path, undefined, { format: 'qcow2', backing: disk.path, backingFormat: disk.format })
         : await imgConvert(disk.path, path, { format: disk.format, outputFormat: disk.format });
       if (output.status !== 0) throw new InputError(`${path}: ${output.stderr.trim()}`);
-      return { ...disk, path, format };
+      // A copy of a storage volume is a file beside it (in the pool's folder: a volume of the pool too).
+      return { ...disk, path, format, volume: undefined };
     }));
     checkDefinition(copy);
     store.define(copy);

@@ -25,7 +25,10 @@ export interface StateOption {
   stateDir?: string;
 }
 
-export const storeOf = (options: StateOption) => new DomainStore(stateFolders(options.stateDir));
+export const storeOf = (options: StateOption) => {
+  const folders = stateFolders(options.stateDir);
+  return new DomainStore(folders, poolVolumeLookup(folders));
+};
 
 export interface RunningDomain {
   id: number;

@@ -174,6 +174,22 @@ export function withVolumesResolved(definition: DomainDefinition, fileName: stri
   return parseDomainXml(domainToXml(definition), fileName, volumes);
 }
 
+/**
+ * The definition with the storage volumes that can be found now filled in;
+ * the others keep '' (for the verbs that read a definition without starting
+ * it: a pool that is not active is no reason to refuse `list`).
+ */
+export function withAvailableVolumes(definition: DomainDefinition, volumes: VolumeLookup): DomainDefinition {
+  if (!definition.devices.disks.some((disk) => disk.volume)) return definition;
+  const disks = definition.devices.disks.map((disk) => {
+    if (!disk.volume) return disk;
+    const found = volumes(disk.volume.pool, disk.volume.volume);
+    const usable = typeof found !== 'string' && (!disk.volume.driverFormat || disk.volume.driverFormat === found.format);
+    return usable ? { ...disk, path: found.path, format: found.format } : disk;
+  });
+  return { ...definition, devices: { ...definition.devices, disks } };
+}
+
 function readDevices(domain: ElementReader, volumes: VolumeLookup | undefined): DomainDevices {
   const devices = domain.child('devices');
   const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false };

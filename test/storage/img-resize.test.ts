@@ -8,6 +8,8 @@ import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { imgResize, parseNewSize } from '../../src/cli/img.ts';
 import { InputError } from '../../src/errors.ts';
+import { ofdByteLocks } from '../../src/kvm/index.ts';
+import { ImageLock } from '../../src/storage/image-lock.ts';
 import { openDisk } from '../../src/storage/block-backend.ts';
 import { createInternalSnapshot } from '../../src/storage/internal-snapshots.ts';
 import { checkQcow2 } from '../../src/storage/qcow2/check.ts';
@@ -174,6 +176,18 @@ describe('img resize of raw images', () => {
     expect(() => parseNewSize('-1M', MiB)).toThrow(InputError);
     expect(() => parseNewSize('0', MiB)).toThrow(/must be positive/);
     expect(() => parseNewSize('12Q', MiB)).toThrow(/is not a disk size/);
+  });
+
+  it('refuses an image a VM has open', () => {
+    const path = scratch.path('in-use.raw');
+    createRaw(path, MiB);
+    const vm = ImageLock.acquire(path, 'write', ofdByteLocks);
+    try {
+      expect(() => imgResize(path, '2M', { format: 'raw' })).toThrow(/Failed to get "write" lock/);
+    } finally {
+      vm.release();
+    }
+    expect(statSync(path).size).toBe(MiB);
   });
 
   it('the command says what is wrong in one line, exit status 2', () => {
