@@ -9,7 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tsvmm, type CliResult } from './helpers/kvm.ts';
+import { counterKernel } from '../bench/lib/counter-guest.ts';
+import { hasKvm, tsvmm, type CliResult } from './helpers/kvm.ts';
 import { hasQemu, pattern, qemuImg, qemuIo } from './storage/helpers/images.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-pool-verbs-'));
@@ -89,6 +90,7 @@ describe('storage pool and volume verbs', () => {
     if (hasQemu) {
       const info = JSON.parse(qemuImg(['info', '--output', 'json', join(folder, 'top.qcow2')]).stdout);
       expect(info).toMatchObject({ 'virtual-size': 16 * 2 ** 20, 'backing-filename': join(folder, 'base.qcow2'), 'backing-filename-format': 'qcow2' });
+      expect(qemuImg(['check', join(folder, 'top.qcow2')]).stdout).toMatch(/No errors were found/);
     }
     const path = (name: string) => join(folder, name);
     const width = path('base.qcow2').length;
@@ -163,12 +165,12 @@ describe('storage pool and volume verbs', () => {
     ok('undefine', 'guest');
   }, VERBS_TIMEOUT_MS);
 
-  it('the domain verbs find a volume disk\'s file: a snapshot goes into the volume, a clone copies it into the pool', () => {
+  it('the domain verbs find a volume disk\'s file: start gives it to tsvmm run, a snapshot goes into the volume, a clone copies it into the pool', () => {
     const file = join(stateDir, 'vm.xml');
     writeFileSync(file, `<domain type='kvm'>
   <name>vm</name>
   <memory unit='MiB'>32</memory>
-  <os><type>hvm</type></os>
+  <os><type>hvm</type><kernel>${counterKernel()}</kernel><cmdline>pages=16 every=4096</cmdline></os>
   <devices>
     <disk type='volume' device='disk'>
       <driver name='qemu' type='qcow2'/>
@@ -179,6 +181,13 @@ describe('storage pool and volume verbs', () => {
 </domain>
 `);
     ok('define', file);
+    if (hasKvm) {
+      expect(ok('start', 'vm')).toBe("Domain 'vm' started\n\n");
+      const pid = Number(readFileSync(join(stateDir, 'run', 'vm', 'pid'), 'utf8'));
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(`${join(folder, 'top.qcow2')},format=qcow2`);
+      expect(refused('vol-delete', 'top.qcow2', '--pool', 'default-pool')).toMatch(/Failed to get "write" lock/);
+      ok('destroy', 'vm');
+    }
     ok('snapshot-create-as', 'vm', 'before');
     if (hasQemu) expect(qemuImg(['snapshot', '-l', join(folder, 'top.qcow2')]).stdout).toMatch(/ before /);
     const copy = join(folder, 'vm2-vda.qcow2');
