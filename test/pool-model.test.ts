@@ -4,7 +4,7 @@
 // pool store's rules; a directory pool's volumes; and a domain's
 // <disk type='volume'> looked up through the pools.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { parseVolumeSize, prettyCapacity } from '../src/cli/pool-commands.ts';
 import { DomainStore, domainToXml, parseDomainXml, withVolumesResolved, type DomainDefinition } from '../src/domain/index.ts';
 import { InputError } from '../src/errors.ts';
 import {
-  createVolume, findVolume, listVolumes, parsePoolXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
+  buildPoolFolder, createVolume, findVolume, listVolumes, parsePoolXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
 } from '../src/pool/index.ts';
 import { openDisk } from '../src/storage/block-backend.ts';
 
@@ -71,10 +71,45 @@ describe('pool XML', () => {
     expect(errorOf(() => parsePoolXml("<pool type='dir'>\n  <name>x</name>\n</pool>", 'p.xml'))).toBe('p.xml:1: <pool>: needs a <target><path>/folder</path></target>');
     expect(errorOf(() => parsePoolXml("<pool type='dir'><name>x</name>\n<target><path>images</path></target></pool>", 'p.xml')))
       .toBe('p.xml:2: <path> in <target>: "images" is not an absolute path');
-    expect(errorOf(() => parsePoolXml("<pool type='dir'><name>x</name><target><path>/i</path>\n<permissions/></target></pool>", 'p.xml')))
-      .toBe('p.xml:2: <permissions> in <target>: tsvmm does not support it');
+    expect(errorOf(() => parsePoolXml("<pool type='dir'><name>x</name><target><path>/i</path><permissions>\n<label>system_u:object_r:virt_image_t:s0</label></permissions></target></pool>", 'p.xml')))
+      .toBe('p.xml:2: <label> in <permissions>: tsvmm does not support it');
+    expect(errorOf(() => parsePoolXml("<pool type='dir'><name>x</name><target><path>/i</path><permissions><mode>rwx</mode></permissions></target></pool>", 'p.xml')))
+      .toBe('p.xml:1: <mode> in <permissions>: "rwx" is not an octal mode (0755)');
     expect(errorOf(() => parsePoolXml("<pool type='dir'><name>../x</name><target><path>/i</path></target></pool>", 'p.xml'))).toMatch(/is not a name tsvmm can use/);
     expect(errorOf(() => parsePoolXml('<pool type=dir>', 'p.xml'))).toMatch(/^p\.xml:1: malformed XML/);
+  });
+});
+
+describe('pool XML with <permissions>, as libvirt writes a dir pool\'s', () => {
+  const xml = `<pool type='dir'>
+  <name>images</name>
+  <uuid>00000000-0000-4000-8000-0000000000d0</uuid>
+  <capacity unit='bytes'>0</capacity>
+  <allocation unit='bytes'>0</allocation>
+  <available unit='bytes'>0</available>
+  <source/>
+  <target>
+    <path>${join(scratch, 'built', 'images')}</path>
+    <permissions>
+      <mode>0750</mode>
+      <owner>-1</owner>
+      <group>${process.getgid!()}</group>
+    </permissions>
+  </target>
+</pool>
+`;
+
+  it('reads them, writes them back, and pool-build gives the folder that mode and group', () => {
+    const pool = parsePoolXml(xml, 'p.xml');
+    expect(pool.permissions).toEqual({ mode: 0o750, group: process.getgid!() });
+    expect(poolToXml(pool, null)).toBe(xml.replace('      <owner>-1</owner>\n', ''));
+    expectValid(xml, 'storagepool');
+    buildPoolFolder(pool);
+    const stats = statSync(pool.path);
+    expect([stats.isDirectory(), stats.mode & 0o777, stats.gid]).toEqual([true, 0o750, process.getgid!()]);
+    // Built again without <permissions>, a folder that is there keeps its mode.
+    buildPoolFolder({ ...pool, permissions: undefined });
+    expect(statSync(pool.path).mode & 0o777).toBe(0o750);
   });
 });
 

@@ -4,7 +4,7 @@
 // directory pools (src/pool/): a definition in the state folder, volumes as
 // image files in the pool's folder, no daemon.
 import type { Command } from 'commander';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { InputError } from '../errors.ts';
@@ -13,7 +13,7 @@ import { isUsableName, NAME_RULE } from '../domain/parse.ts';
 import { memoryBytes } from '../domain/units.ts';
 import { ofdByteLocks } from '../kvm/index.ts';
 import {
-  checkPoolFolder, createVolume, deleteVolume, findVolume, listVolumes, parsePoolXml, poolToXml, poolUsage, PoolStore,
+  buildPoolFolder, checkPoolFolder, createVolume, deleteVolume, findVolume, listVolumes, parsePoolXml, poolToXml, poolUsage, PoolStore,
   lookupVolume, trimSlashes, volumeToXml, type PoolDefinition, type Volume,
 } from '../pool/index.ts';
 import type { DiskFormat } from '../storage/block-backend.ts';
@@ -105,11 +105,7 @@ function poolBuild(key: string, options: StateOption): void {
   const store = poolStoreOf(options);
   const pool = store.find(key);
   requireInactive(store, pool, 'build');
-  try {
-    mkdirSync(pool.path, { recursive: true, mode: 0o755 });
-  } catch (e) {
-    throw new InputError(`cannot create the folder ${pool.path} of pool '${pool.name}': ${describeFsError(e)}`);
-  }
+  buildPoolFolder(pool);
   say(`Pool ${pool.name} built\n\n`);
 }
 

@@ -2,12 +2,12 @@
 // image whose format is probed from its first bytes, as libvirt's dir pools
 // see them. Files starting with a dot (tsvmm's own temporary files among them)
 // are not volumes.
-import { existsSync, lstatSync, readdirSync, statfsSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { isUsableName, NAME_RULE } from '../domain/parse.ts';
 import type { DiskFormat } from '../storage/block-backend.ts';
-import { HostFile } from '../storage/host-file.ts';
+import { describeFsError, HostFile } from '../storage/host-file.ts';
 import { imageInfo, probeFormat } from '../storage/image-info.ts';
 import { ImageLock, type ByteLocks } from '../storage/image-lock.ts';
 import { createQcow2 } from '../storage/qcow2/create.ts';
@@ -18,6 +18,27 @@ import type { PoolDefinition, PoolUsage, Volume } from './pool-definition.ts';
 export function poolUsage(pool: PoolDefinition): PoolUsage {
   const fs = statfsSync(pool.path);
   return { capacity: fs.blocks * fs.bsize, allocation: (fs.blocks - fs.bfree) * fs.bsize, available: fs.bavail * fs.bsize };
+}
+
+/** libvirt's mode for a pool folder it builds without <permissions> (VIR_STORAGE_DEFAULT_POOL_PERM_MODE). */
+const DEFAULT_FOLDER_MODE = 0o711;
+
+/**
+ * pool-build: the pool's folder, with the mode, owner and group its
+ * <permissions> ask for. A folder that is already there keeps its mode
+ * unless <permissions> give one.
+ */
+export function buildPoolFolder(pool: PoolDefinition): void {
+  const { mode, owner, group } = pool.permissions ?? {};
+  try {
+    const existed = existsSync(pool.path);
+    mkdirSync(pool.path, { recursive: true });
+    // mkdir's mode passes through the umask; the pool's is meant as written.
+    if (mode !== undefined || !existed) chmodSync(pool.path, mode ?? DEFAULT_FOLDER_MODE);
+    if (owner !== undefined || group !== undefined) chownSync(pool.path, owner ?? -1, group ?? -1);
+  } catch (e) {
+    throw new InputError(`cannot build the folder ${pool.path} of pool '${pool.name}': ${describeFsError(e)}`);
+  }
 }
 
 /** The pool's folder must be there for the pool to start (libvirt: "cannot open directory"). */

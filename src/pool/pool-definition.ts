@@ -10,6 +10,14 @@ export interface PoolDefinition {
   type: 'dir';
   /** <target><path>: the folder that holds the volumes (absolute). */
   path: string;
+  /** <target><permissions>: what pool-build gives the folder. */
+  permissions?: FolderPermissions;
+}
+
+export interface FolderPermissions {
+  mode?: number;
+  owner?: number;
+  group?: number;
 }
 
 /** What a running pool reports of its file system (statvfs), in bytes, as libvirt's dir pools do. */

@@ -8,7 +8,7 @@ import { ElementReader } from '../domain/element-reader.ts';
 import { readName, readUuid } from '../domain/parse.ts';
 import { XmlWriter } from '../domain/serialize.ts';
 import { readXmlDocument } from '../domain/xml-document.ts';
-import type { PoolDefinition, PoolUsage } from './pool-definition.ts';
+import type { FolderPermissions, PoolDefinition, PoolUsage } from './pool-definition.ts';
 
 /** Reads a pool definition; `fileName` is what error messages name. */
 export function parsePoolXml(text: string, fileName: string): PoolDefinition {
@@ -34,9 +34,30 @@ export function parsePoolXml(text: string, fileName: string): PoolDefinition {
   const path = pathElement.text().trim();
   if (!isAbsolute(path)) throw pathElement.error(`"${path}" is not an absolute path`);
   pathElement.finish();
+  const permissionsElement = target.child('permissions');
+  const permissions = permissionsElement ? readPermissions(permissionsElement) : undefined;
   target.finish();
   pool.finish();
-  return { name, uuid: uuid ? readUuid(uuid) : randomUUID(), type: 'dir', path: trimSlashes(path) };
+  return { name, uuid: uuid ? readUuid(uuid) : randomUUID(), type: 'dir', path: trimSlashes(path), ...(permissions ? { permissions } : {}) };
+}
+
+/** <mode> (octal), <owner> and <group> (numeric ids), as libvirt writes them; an SELinux <label> tsvmm cannot apply. */
+function readPermissions(element: ElementReader): FolderPermissions {
+  const permissions: FolderPermissions = {};
+  const number = (name: 'mode' | 'owner' | 'group', pattern: RegExp, radix: number, what: string) => {
+    const child = element.child(name);
+    if (!child) return;
+    const text = child.text().trim();
+    if (!pattern.test(text)) throw child.error(`"${text}" is not ${what}`);
+    // libvirt writes -1 for "whoever creates it".
+    if (text !== '-1') permissions[name] = parseInt(text, radix);
+    child.finish();
+  };
+  number('mode', /^0?[0-7]{3,4}$/, 8, 'an octal mode (0755)');
+  number('owner', /^(?:\d+|-1)$/, 10, 'a numeric user id');
+  number('group', /^(?:\d+|-1)$/, 10, 'a numeric group id');
+  element.finish();
+  return permissions;
 }
 
 /** "/srv/images/" and "/srv/images" are one folder; libvirt prints it without the slash. */
@@ -55,7 +76,17 @@ export function poolToXml(pool: PoolDefinition, usage: PoolUsage | null): string
     xml.leaf('allocation', { unit: 'bytes' }, bytes(usage?.allocation));
     xml.leaf('available', { unit: 'bytes' }, bytes(usage?.available));
     xml.leaf('source');
-    xml.element('target', {}, () => xml.leaf('path', {}, pool.path));
+    xml.element('target', {}, () => {
+      xml.leaf('path', {}, pool.path);
+      const { permissions } = pool;
+      if (permissions) {
+        xml.element('permissions', {}, () => {
+          if (permissions.mode !== undefined) xml.leaf('mode', {}, `0${permissions.mode.toString(8)}`);
+          if (permissions.owner !== undefined) xml.leaf('owner', {}, String(permissions.owner));
+          if (permissions.group !== undefined) xml.leaf('group', {}, String(permissions.group));
+        });
+      }
+    });
   });
   return xml.toString();
 }
