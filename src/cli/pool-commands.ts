@@ -5,7 +5,7 @@
 // image files in the pool's folder, no daemon.
 import type { Command } from 'commander';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { InputError } from '../errors.ts';
 import { formatKeyValues, formatTable, stateFolders } from '../domain/index.ts';
@@ -13,7 +13,7 @@ import { isUsableName, NAME_RULE } from '../domain/parse.ts';
 import { memoryBytes } from '../domain/units.ts';
 import { ofdByteLocks } from '../kvm/index.ts';
 import {
-  buildPoolFolder, checkPoolFolder, createVolume, deleteVolume, findVolume, listVolumes, parsePoolXml, poolToXml, poolUsage, PoolStore,
+  buildPoolFolder, checkPoolFolder, checkVolumeName, createVolume, deleteVolume, findVolume, listVolumes, parsePoolXml, poolToXml, poolUsage, PoolStore,
   lookupVolume, trimSlashes, volumeToXml, type PoolDefinition, type Volume,
 } from '../pool/index.ts';
 import type { DiskFormat } from '../storage/block-backend.ts';
@@ -71,7 +71,7 @@ function findVolumeOf(store: PoolStore, key: string, poolKey: string | undefined
   }
   const path = resolve(key);
   for (const pool of store.all().filter((p) => store.isActive(p.name) && p.path === dirname(path))) {
-    const volume = lookupVolume(pool, path.slice(pool.path.length + 1));
+    const volume = lookupVolume(pool, basename(path));
     if (volume) return { pool, volume };
   }
   throw new InputError(`failed to get vol '${key}': no volume with this path in an active pool (name its pool with --pool)`);
@@ -266,8 +266,8 @@ function volDelete(key: string, options: VolOptions, locks: ByteLocks = ofdByteL
 /** A copy of the volume, in the same pool and format, its backing chain flattened (libvirt copies with qemu-img convert). */
 async function volClone(key: string, newName: string, options: VolOptions): Promise<void> {
   const { pool, volume } = findVolumeOf(poolStoreOf(options), key, options.pool);
-  if (lookupVolume(pool, newName) || existsSync(join(pool.path, newName))) throw new InputError(`storage vol '${newName}' already exists in pool '${pool.name}'`);
-  if (!isUsableName(newName)) throw new InputError(`"${newName}" is not a volume name tsvmm can use: ${NAME_RULE}`);
+  checkVolumeName(newName);
+  if (existsSync(join(pool.path, newName))) throw new InputError(`storage vol '${newName}' already exists in pool '${pool.name}'`);
   const result = await imgConvert(volume.path, join(pool.path, newName), { format: volume.format, outputFormat: volume.format });
   if (result.status !== 0) {
     writeSync(2, result.stderr);
