@@ -4,7 +4,7 @@
 // reads as zeros (also where a shrink left old data, or a larger backing file
 // lies underneath).
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyFileSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { imgResize, parseNewSize } from '../../src/cli/img.ts';
 import { InputError } from '../../src/errors.ts';
@@ -96,6 +96,33 @@ describe.skipIf(!hasQemu)('img resize of qcow2 images, against qemu-img resize',
     expect(after.length).toBe(32 * MiB);
     expect(Buffer.compare(after.subarray(0, before.length), before)).toBe(0);
     expect(after.subarray(before.length).every((b) => b === 0)).toBe(true);
+  });
+
+  it('grows an image of small clusters to an L1 table larger than one refcount block counts (its run goes past the end of the file)', () => {
+    // 512-byte clusters: a refcount block counts 256 of them, and 1 GiB needs an L1 table of 512 clusters.
+    const path = scratch.path('small-clusters.qcow2');
+    createQcow2(path, { size: MiB, clusterSize: 512, version: 2 });
+    fillDisk(path, 6);
+    const before = readDisk(path);
+    imgResize(path, '1G', {});
+    expectClean(path);
+    expect(virtualSizeByQemu(path)).toBe(2 ** 30);
+    const disk = openDisk(path, { readOnly: true });
+    try {
+      const head = new Uint8Array(MiB);
+      disk.read(0, head);
+      expect(Buffer.compare(head, before)).toBe(0);
+      const tail = new Uint8Array(MiB);
+      disk.read(2 ** 30 - MiB, tail);
+      expect(tail.every((b) => b === 0)).toBe(true);
+    } finally {
+      disk.close();
+    }
+    // What QEMU reads: the old data, then zeros (compared with a sparse raw file, not read into memory).
+    const expected = scratch.path('small-clusters.expected.raw');
+    writeFileSync(expected, before);
+    truncateSync(expected, 2 ** 30);
+    expect(qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', path, expected]).stdout).toMatch(/Images are identical/);
   });
 
   it('shrinks only with --shrink, frees what lay past the new end, and what grows back reads as zeros', () => {
