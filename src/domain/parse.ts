@@ -4,7 +4,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { MIN_MEMORY } from '../machine/config.ts';
-import { DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type VolumeLookup, type VolumeSource, type DomainDevices, type DomainOs, type InterfaceDefinition, type LifecycleAction } from './definition.ts';
+import {
+  DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type DomainDevices, type DomainOs, type InterfaceDefinition,
+  type LifecycleAction, type VolumeLookup, type VolumeSource,
+} from './definition.ts';
 import { ElementReader } from './element-reader.ts';
 import { domainToXml } from './serialize.ts';
 import { memoryBytes } from './units.ts';
