@@ -81,7 +81,7 @@ describe('storage pool and volume verbs', () => {
     expectValid(xml, 'storagepool');
   }, VERBS_TIMEOUT_MS);
 
-  it('vol-create-as (raw, qcow2, an overlay), vol-list, vol-info, vol-path, vol-dumpxml', () => {
+  it('vol-create-as (raw, qcow2, an overlay), vol-list, vol-info, vol-path, vol-dumpxml, vol-create from that XML', () => {
     expect(ok('vol-create-as', 'default-pool', 'base.qcow2', '8M', '--format', 'qcow2')).toBe('Vol base.qcow2 created\n\n');
     if (hasQemu) qemuIo(join(folder, 'base.qcow2'), ['write -P 0x5a 0 1M', 'write -P 0xa5 7M 1M']);
     ok('vol-create-as', 'default-pool', 'top.qcow2', '16M', '--format', 'qcow2', '--backing-vol', 'base.qcow2');
@@ -109,6 +109,10 @@ describe('storage pool and volume verbs', () => {
     const xml = ok('vol-dumpxml', 'top.qcow2', '--pool', 'default-pool');
     expect(xml).toContain(`<backingStore>\n    <path>${path('base.qcow2')}</path>`);
     expectValid(xml, 'storagevol');
+    const again = join(stateDir, 'again.xml');
+    writeFileSync(again, xml.replace('<name>top.qcow2</name>', '<name>again.qcow2</name>'));
+    expect(ok('vol-create', 'default-pool', again)).toBe(`Vol again.qcow2 created from ${again}\n\n`);
+    expect(ok('vol-dumpxml', 'again.qcow2', '--pool', 'default-pool')).toContain(`<backingStore>\n    <path>${path('base.qcow2')}</path>`);
     expect(refused('vol-info', 'nothing', '--pool', 'default-pool')).toBe("tsvmm: failed to get vol 'nothing': no storage vol with matching name in pool 'default-pool'");
   }, VERBS_TIMEOUT_MS);
 

@@ -12,7 +12,7 @@ import { parseVolumeSize, prettyCapacity } from '../src/cli/pool-commands.ts';
 import { DomainStore, domainToXml, parseDomainXml, withVolumesResolved, type DomainDefinition } from '../src/domain/index.ts';
 import { InputError } from '../src/errors.ts';
 import {
-  buildPoolFolder, createVolume, findVolume, listVolumes, parsePoolXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
+  buildPoolFolder, createVolume, findVolume, listVolumes, parsePoolXml, parseVolumeXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
 } from '../src/pool/index.ts';
 import { openDisk } from '../src/storage/block-backend.ts';
 
@@ -156,7 +156,7 @@ describe('a directory pool\'s volumes', () => {
     disk.close();
     expect(errorOf(() => createVolume(pool, { name: 'top', capacity: 512, format: 'raw' }))).toBe("storage vol 'top' already exists in pool 'images'");
     expect(errorOf(() => createVolume(pool, { name: '../escape', capacity: 512, format: 'raw' }))).toMatch(/is not a volume name tsvmm can use/);
-    expect(errorOf(() => createVolume(pool, { name: 'r', capacity: 512, format: 'raw', backing: { path: top.path, format: 'qcow2' } }))).toMatch(/needs --format qcow2/);
+    expect(errorOf(() => createVolume(pool, { name: 'r', capacity: 512, format: 'raw', backing: { path: top.path, format: 'qcow2' } }))).toMatch(/an overlay of a backing volume must be qcow2, not raw/);
     expect(errorOf(() => findVolume(pool, '.hidden'))).toMatch(/failed to get vol '.hidden'/);
   });
 
@@ -166,6 +166,23 @@ describe('a directory pool\'s volumes', () => {
     expect(xml).toContain(`<backingStore>\n    <path>${join(folder, 'base.qcow2')}</path>\n    <format type='qcow2'/>\n  </backingStore>`);
     expectValid(xml, 'storagevol');
     expectValid(volumeToXml(findVolume(pool, 'disk.img')), 'storagevol');
+  });
+
+  it('reads volume XML for vol-create: what vol-dumpxml wrote makes the same volume again', () => {
+    const dumped = volumeToXml(findVolume(pool, 'top')).replace('<name>top</name>', '<name>again</name>');
+    const spec = parseVolumeXml(dumped, 'vol.xml');
+    expect(spec).toEqual({ name: 'again', capacity: 16 * 2 ** 20 + 512, format: 'qcow2', backing: { path: join(folder, 'base.qcow2'), format: 'qcow2' } });
+    const again = createVolume(pool, spec);
+    expect(again).toMatchObject({ capacity: 16 * 2 ** 20 + 512, format: 'qcow2', backing: { path: join(folder, 'base.qcow2'), format: 'qcow2' } });
+    expect(parseVolumeXml("<volume><name>small</name><capacity unit='G'>1</capacity><target><format type='qcow2'/></target></volume>", 'v.xml'))
+      .toEqual({ name: 'small', capacity: 2 ** 30, format: 'qcow2' });
+    expect(parseVolumeXml('<volume><name>plain</name><capacity>4096</capacity></volume>', 'v.xml')).toEqual({ name: 'plain', capacity: 4096, format: 'raw' });
+    expect(errorOf(() => parseVolumeXml('<volume>\n<name>v</name></volume>', 'v.xml'))).toBe('v.xml:1: <volume>: needs a <capacity>');
+    expect(errorOf(() => parseVolumeXml("<volume><name>v</name><capacity>1</capacity><target>\n<format type='vmdk'/></target></volume>", 'v.xml')))
+      .toBe("v.xml:2: <format> in <target>: type='vmdk': tsvmm's volumes are raw or qcow2");
+    expect(errorOf(() => parseVolumeXml('<volume><name>v</name><capacity>1</capacity><target>\n<permissions/></target></volume>', 'v.xml')))
+      .toBe('v.xml:2: <permissions> in <target>: tsvmm does not support it');
+    expect(errorOf(() => parseVolumeXml("<volume><name>v</name><capacity unit='furlongs'>1</capacity></volume>", 'v.xml'))).toMatch(/^v\.xml:1: <capacity> in <volume>: unit='furlongs'/);
   });
 
   it('reads sizes as virsh does and prints them as virsh does', () => {

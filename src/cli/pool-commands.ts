@@ -14,7 +14,7 @@ import { memoryBytes } from '../domain/units.ts';
 import { ofdByteLocks } from '../kvm/index.ts';
 import {
   buildPoolFolder, checkPoolFolder, checkVolumeName, createVolume, deleteVolume, findVolume, listVolumes, parsePoolXml, poolToXml, poolUsage, PoolStore,
-  lookupVolume, trimSlashes, volumeToXml, type PoolDefinition, type Volume,
+  lookupVolume, parseVolumeXml, trimSlashes, volumeToXml, type PoolDefinition, type Volume,
 } from '../pool/index.ts';
 import type { DiskFormat } from '../storage/block-backend.ts';
 import { describeFsError } from '../storage/host-file.ts';
@@ -89,14 +89,16 @@ function poolDefineAs(name: string, type: string, options: StateOption & { targe
   say(`Pool ${name} defined\n\n`);
 }
 
-function poolDefine(file: string, options: StateOption): void {
-  let text: string;
+function readTextFile(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     throw new InputError(`${file}: cannot read (${describeFsError(e)})`);
   }
-  const pool = parsePoolXml(text, file);
+}
+
+function poolDefine(file: string, options: StateOption): void {
+  const pool = parsePoolXml(readTextFile(file), file);
   poolStoreOf(options).define(pool);
   say(`Pool ${pool.name} defined from ${file}\n\n`);
 }
@@ -227,6 +229,13 @@ function volCreateAs(poolKey: string, name: string, capacity: string, options: V
   }
   createVolume(pool, { name, capacity: parseVolumeSize(capacity), format, ...(backing ? { backing } : {}) });
   say(`Vol ${name} created\n\n`);
+}
+
+function volCreate(poolKey: string, file: string, options: StateOption): void {
+  const pool = activePool(poolStoreOf(options), poolKey);
+  const volume = parseVolumeXml(readTextFile(file), file);
+  createVolume(pool, volume);
+  say(`Vol ${volume.name} created from ${file}\n\n`);
 }
 
 function volList(poolKey: string, options: StateOption & { details?: boolean }): void {
@@ -399,6 +408,7 @@ export function registerPoolCommands(cli: Command): void {
   verb('vol-create-as', 'create a volume (SIZE like 10M or 1G; bytes without a unit)').argument(...poolArgument).argument('<name>').argument('<capacity>')
     .option('--format <format>', 'raw (default) or qcow2').option('--backing-vol <vol>', 'a qcow2 overlay of this volume (name or path)')
     .option('--backing-vol-format <format>', 'the backing volume\'s format (probed when not given)').action(volCreateAs);
+  verb('vol-create', 'create a volume from libvirt volume XML').argument(...poolArgument).argument('<file>').action(volCreate);
   verb('vol-list', 'list a pool\'s volumes').argument(...poolArgument).option('--details', 'with type, capacity and allocation').action(volList);
   volVerb('vol-info', 'volume information').option('--bytes', 'sizes in bytes').action(volInfo);
   volVerb('vol-path', 'the volume\'s path').action(volPath);

@@ -110,8 +110,8 @@ export interface NewVolume {
   /** Bytes; rounded up to whole 512-byte sectors, as qemu-img does. */
   capacity: number;
   format: DiskFormat;
-  /** A qcow2 overlay of this image, stored by its absolute path (as libvirt does). */
-  backing?: { path: string; format: DiskFormat };
+  /** A qcow2 overlay of this image, stored by its absolute path (as libvirt does); its format probed when not given. */
+  backing?: { path: string; format?: DiskFormat };
 }
 
 /** Creates a volume (a sparse raw file, or a qcow2 image) in the pool's folder; an existing one is never replaced. */
@@ -119,10 +119,10 @@ export function createVolume(pool: PoolDefinition, spec: NewVolume): Volume {
   checkVolumeName(spec.name);
   const path = join(pool.path, spec.name);
   if (existsSync(path)) throw new InputError(`storage vol '${spec.name}' already exists in pool '${pool.name}'`);
-  if (spec.backing && spec.format !== 'qcow2') throw new InputError(`a backing volume needs --format qcow2 (not ${spec.format})`);
+  if (spec.backing && spec.format !== 'qcow2') throw new InputError(`volume '${spec.name}': an overlay of a backing volume must be qcow2, not ${spec.format}`);
   const size = Math.ceil(spec.capacity / 512) * 512;
   if (spec.format === 'raw') createRaw(path, size);
-  else createQcow2(path, { size, ...(spec.backing ? { backingFile: spec.backing.path, backingFormat: spec.backing.format } : {}) });
+  else createQcow2(path, { size, ...(spec.backing ? { backingFile: spec.backing.path, backingFormat: spec.backing.format ?? probeFormat(spec.backing.path) } : {}) });
   return volumeAt(spec.name, path);
 }
 
