@@ -63,6 +63,10 @@ describe('pool XML', () => {
     const usage = { capacity: 107374182400, allocation: 0, available: 107374182400 };
     expect(poolToXml(pool, usage)).toBe(LIBVIRT_POOL.replace('<source>\n  </source>', '<source/>'));
     expect(parsePoolXml(poolToXml(pool, null), 'again.xml')).toEqual(pool);
+    // Without a <uuid>, a pool defined again keeps the one it has.
+    const withoutUuid = LIBVIRT_POOL.replace(/ *<uuid>.*<\/uuid>\n/, '');
+    expect(parsePoolXml(withoutUuid, 'p.xml', (name) => (name === 'default-pool' ? pool.uuid : undefined)).uuid).toBe(pool.uuid);
+    expect(parsePoolXml(withoutUuid, 'p.xml').uuid).not.toBe(pool.uuid);
     expectValid(poolToXml(pool, usage), 'storagepool');
   });
 

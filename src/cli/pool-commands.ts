@@ -98,8 +98,9 @@ function readTextFile(file: string): string {
 }
 
 function poolDefine(file: string, options: StateOption): void {
-  const pool = parsePoolXml(readTextFile(file), file);
-  poolStoreOf(options).define(pool);
+  const store = poolStoreOf(options);
+  const pool = parsePoolXml(readTextFile(file), file, (name) => store.lookup(name)?.uuid);
+  store.define(pool);
   say(`Pool ${pool.name} defined from ${file}\n\n`);
 }
 

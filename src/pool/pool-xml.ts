@@ -10,8 +10,12 @@ import { XmlWriter } from '../domain/serialize.ts';
 import { readXmlDocument } from '../domain/xml-document.ts';
 import type { FolderPermissions, PoolDefinition, PoolUsage } from './pool-definition.ts';
 
-/** Reads a pool definition; `fileName` is what error messages name. */
-export function parsePoolXml(text: string, fileName: string): PoolDefinition {
+/**
+ * Reads a pool definition; `fileName` is what error messages name. Without a
+ * <uuid>, a pool keeps the one `knownUuid` has for its name (redefining it, as
+ * libvirt does), or gets a new one.
+ */
+export function parsePoolXml(text: string, fileName: string, knownUuid: (name: string) => string | undefined = () => undefined): PoolDefinition {
   const pool = new ElementReader(readXmlDocument(text, fileName), fileName);
   if (pool.name !== 'pool') throw pool.error('the root element of a storage pool definition is <pool>');
   pool.requiredAttribute('type');
@@ -38,7 +42,7 @@ export function parsePoolXml(text: string, fileName: string): PoolDefinition {
   const permissions = permissionsElement ? readPermissions(permissionsElement) : undefined;
   target.finish();
   pool.finish();
-  return { name, uuid: uuid ? readUuid(uuid) : randomUUID(), type: 'dir', path: trimSlashes(path), ...(permissions ? { permissions } : {}) };
+  return { name, uuid: uuid ? readUuid(uuid) : knownUuid(name) ?? randomUUID(), type: 'dir', path: trimSlashes(path), ...(permissions ? { permissions } : {}) };
 }
 
 /** <mode> (octal), <owner> and <group> (numeric ids), as libvirt writes them; an SELinux <label> tsvmm cannot apply. */
