@@ -79,6 +79,7 @@ describe('storage pool and volume verbs', () => {
     const xml = ok('pool-dumpxml', 'default-pool');
     expect(xml).toContain(`<path>${folder}</path>`);
     expectValid(xml, 'storagepool');
+    writeFileSync(join(stateDir, 'pool.xml'), xml);
   }, VERBS_TIMEOUT_MS);
 
   it('vol-create-as (raw, qcow2, an overlay), vol-list, vol-info, vol-path, vol-dumpxml, vol-create from that XML', () => {
@@ -218,6 +219,11 @@ describe('storage pool and volume verbs', () => {
     expect(ok('pool-undefine', 'default-pool')).toBe('Pool default-pool has been undefined\n\n');
     expect(ok('pool-list', '--all')).toBe(' Name   State   Autostart\n---------------------------\n\n');
     expect(existsSync(join(folder, 'top.qcow2'))).toBe(true);
+    // What pool-dumpxml printed defines it again.
+    const poolXml = join(stateDir, 'pool.xml');
+    expect(ok('pool-define', poolXml)).toBe(`Pool default-pool defined from ${poolXml}\n\n`);
+    expect(ok('pool-list', '--all')).toMatch(/\n default-pool {3}inactive {3}no\n\n$/);
+    ok('pool-undefine', 'default-pool');
     expect(refused('pool-info', 'default-pool')).toBe("tsvmm: failed to get pool 'default-pool': no storage pool with matching name or uuid");
     expect(refused('pool-define-as', 'p', 'logical', '--target', folder)).toBe("tsvmm: pool type 'logical': tsvmm has directory pools only (dir)");
   }, VERBS_TIMEOUT_MS);
