@@ -152,7 +152,7 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
     expect(refusal(domain().replace('<type>hvm</type>', "<type>hvm</type>\n    <boot dev='hd'/>"))).toBe('domain.xml:6: <boot> in <os>: tsvmm does not support it');
     expect(refusal(domain().replace('<type>hvm', "<type machine='pc-i440fx-7.2'>hvm"))).toBe("domain.xml:5: <type> in <os>: machine='pc-i440fx-7.2': tsvmm does not support this attribute");
     expect(refusal(domain("\n  <vcpu cpuset='0-1'>2</vcpu>"))).toBe("domain.xml:7: <vcpu>: cpuset='0-1': tsvmm does not support this attribute");
-    expect(refusal(domain('', "\n    <disk type='block'><source dev='/dev/sda'/><target dev='vda'/></disk>"))).toBe("domain.xml:8: <disk>: type='block': tsvmm reads disk images from files (type='file')");
+    expect(refusal(domain('', "\n    <disk type='block'><source dev='/dev/sda'/><target dev='vda'/></disk>"))).toBe("domain.xml:8: <disk>: type='block': tsvmm reads disk images from files (type='file') and storage volumes (type='volume')");
     expect(refusal(domain('', "\n    <disk device='cdrom'><source file='/a.iso'/><target dev='vda'/></disk>"))).toBe("domain.xml:8: <disk>: device='cdrom': tsvmm attaches disks only (device='disk')");
     expect(refusal(domain('', "\n    <disk><source file='/a.img'/><target dev='hda' bus='ide'/></disk>"))).toBe("domain.xml:8: <target> in <disk>: dev='hda': tsvmm disks are virtio disks, named vda, vdb, ...");
     expect(refusal(domain('', "\n    <disk><driver type='vmdk'/><source file='/a.img'/><target dev='vda'/></disk>"))).toBe("domain.xml:8: <driver> in <disk>: type='vmdk': tsvmm reads raw and qcow2 images");

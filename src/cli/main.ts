@@ -11,6 +11,7 @@ import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerImgCommand } from './img.ts';
 import { registerNetworkCommands } from './network-commands.ts';
+import { registerPoolCommands } from './pool-commands.ts';
 import { runCommand, type RunOptions } from './run.ts';
 
 /** `tsvmm bench`'s options, as commander hands them over (bench/command.ts takes them). */
@@ -128,6 +129,7 @@ function program(setStatus: (status: number) => void): Command {
   registerImgCommand(cli, setStatus);
   registerDomainCommands(cli, setStatus);
   registerNetworkCommands(cli);
+  registerPoolCommands(cli);
 
   cli.command('bench')
     .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')
