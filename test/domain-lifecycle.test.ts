@@ -179,6 +179,29 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     expect(refused('destroy', 'c1')).toBe("tsvmm: domain 'c1' is not running");
   }, LIFE_MS);
 
+  it('console on a terminal: raw mode while attached, Ctrl-] detaches, and the terminal is left as it was', async () => {
+    ok('define', counterDomain('tty'));
+    ok('start', 'tty');
+    // script(1) gives the console a pseudo-terminal; once it detaches, stty shows that terminal's modes.
+    const child = spawn('script', ['-qec', `${process.execPath} ${TSVMM} console tty --state-dir ${stateDir}; stty -a`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    child.stdout.setEncoding('latin1').on('data', (text: string) => (seen += text));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await until('the console to attach and the guest to count', () => /Escape character is \^\][^]*count \d+\r?\n/.test(seen), 60_000);
+    // Raw mode: with no newline after them, a cooked terminal would hold these bytes back and Ctrl-] would never arrive.
+    child.stdin.write('x');
+    child.stdin.write('\x1d');
+    await until('stty to report the terminal', () => /speed \d+ baud/.test(seen), 60_000);
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    const modes = seen.slice(seen.search(/speed \d+ baud/));
+    expect(modes).toMatch(/(^|\s)icanon(\s|$)/);
+    expect(modes).toMatch(/(^|\s)echo(\s|$)/);
+    expect(ok('domstate', 'tty')).toBe('running\n\n');
+    ok('destroy', 'tty');
+    ok('undefine', 'tty');
+  }, LIFE_MS);
+
   it('after kill -9 of its tsvmm the domain shows shut off, its stale files are cleared, and it starts again', async () => {
     ok('start', 'c1');
     const pid = pidOf('c1');
