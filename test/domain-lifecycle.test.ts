@@ -3,7 +3,7 @@
 // start again → two racing starts → destroy → undefine; save/restore and
 // snapshots; clone; autostart; and the definitions it refuses. The domains
 // run the counter guest (firmware/multiboot/counter.S), which boots at once.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +11,19 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runLockHeld } from '../src/domain/index.ts';
 import { counterKernel } from '../bench/lib/counter-guest.ts';
 import { hasKvm, TSVMM, tsvmm, type CliResult } from './helpers/kvm.ts';
+import { hasValidator, validateXml, warnIfNoValidator } from './helpers/libvirt-schema.ts';
 import { hasQemu, qemuImg, qemuIo } from './storage/helpers/images.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-domains-'));
 const COUNTER = counterKernel();
 
-// virt-xml-validate runs xmllint: both must be there.
-const hasValidator = ['virt-xml-validate', 'xmllint'].every((tool) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined);
-if (!hasValidator) console.warn('domain-lifecycle tests: virt-xml-validate is not installed (Debian packages libvirt-clients and libxml2-utils): skipping the schema checks');
+warnIfNoValidator('domain-lifecycle tests');
 
 /** Checks `xml` against libvirt's schema for `kind` (domain, domainsnapshot) where the validator is installed. */
 function expectValid(xml: string, kind: string): void {
   if (!hasValidator) return;
-  const file = join(stateDir, `validate-${kind}.xml`);
-  writeFileSync(file, xml);
-  const result = spawnSync('virt-xml-validate', [file, kind], { encoding: 'utf8', timeout: 30_000 });
-  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  const result = validateXml(xml, kind);
+  expect(result.status, result.output).toBe(0);
 }
 
 /** A tsvmm domain verb against this test's state folder. */

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { counterKernel } from '../bench/lib/counter-guest.ts';
 import { hasKvm, tsvmm, type CliResult } from './helpers/kvm.ts';
 import { hasQemu, pattern, qemuImg, qemuIo } from './storage/helpers/images.ts';
+import { hasValidator, validateXml, warnIfNoValidator } from './helpers/libvirt-schema.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-pool-verbs-'));
 const folder = join(stateDir, 'images');
@@ -21,7 +22,7 @@ afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 const VERBS_TIMEOUT_MS = 300_000;
 
 const runs = (tool: string) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined;
-const hasValidator = runs('virt-xml-validate') && runs('xmllint');
+warnIfNoValidator('pool verb tests');
 const hasVirsh = runs('virsh');
 if (!hasVirsh) console.warn('pool verb tests: virsh is not installed (Debian package libvirt-clients): skipping the comparisons with its output');
 
@@ -52,10 +53,8 @@ function libvirt(commands: string): string {
 
 function expectValid(xml: string, kind: string): void {
   if (!hasValidator) return;
-  const file = join(stateDir, `validate-${kind}.xml`);
-  writeFileSync(file, xml);
-  const result = spawnSync('virt-xml-validate', [file, kind], { encoding: 'utf8', timeout: 30_000 });
-  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  const result = validateXml(xml, kind);
+  expect(result.status, result.output).toBe(0);
 }
 
 describe('storage pool and volume verbs', () => {

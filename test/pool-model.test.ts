@@ -3,7 +3,6 @@
 // libvirt's own schemas (virt-xml-validate storagepool / storagevol); the
 // pool store's rules; a directory pool's volumes; and a domain's
 // <disk type='volume'> looked up through the pools.
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,20 +14,17 @@ import {
   buildPoolFolder, createVolume, findVolume, listVolumes, parsePoolXml, parseVolumeXml, poolToXml, PoolStore, poolVolumeLookup, volumeToXml, type PoolDefinition,
 } from '../src/pool/index.ts';
 import { openDisk } from '../src/storage/block-backend.ts';
+import { hasValidator, validateXml, warnIfNoValidator } from './helpers/libvirt-schema.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-pools-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const hasValidator = ['virt-xml-validate', 'xmllint'].every((tool) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined);
-if (!hasValidator) console.warn('pool tests: virt-xml-validate is not installed (Debian packages libvirt-clients and libxml2-utils): skipping the schema checks');
+warnIfNoValidator('pool tests');
 
-let validated = 0;
 function expectValid(xml: string, kind: string): void {
   if (!hasValidator) return;
-  const file = join(scratch, `validate-${validated++}.xml`);
-  writeFileSync(file, xml);
-  const result = spawnSync('virt-xml-validate', [file, kind], { encoding: 'utf8', timeout: 30_000 });
-  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  const result = validateXml(xml, kind);
+  expect(result.status, result.output).toBe(0);
 }
 
 /** What `virsh -c test:///default pool-dumpxml default-pool` prints (libvirt-clients 9.0). */
