@@ -3,12 +3,22 @@
 // TypeScript loader exists.
 //
 // `npm install` / `npm ci` build it (the "prepare" script runs
-// `node src/cli/dist.mjs`): tsc with tsconfig.build.json turns src/, bench/,
-// firmware/*.ts and guests/ into dist/ with the same layout and `.ts` imports
-// rewritten to `.js`; like tsx it only transpiles (--noCheck: `npm run
-// typecheck` checks types). The bin runs dist/ only while it is newer than every
-// source it was built from; after an edit it runs the sources through tsx
-// until the next `npm run build`, so a stale copy never runs.
+// `node src/cli/dist.mjs`) in two steps:
+//   dist/src, dist/bench, ...  tsc with tsconfig.build.json turns src/, bench/,
+//       firmware/*.ts and guests/ into dist/ with the same layout and `.ts`
+//       imports rewritten to `.js`; like tsx it only transpiles (--noCheck:
+//       `npm run typecheck` checks types). `tsvmm bench` runs from here.
+//   dist/bundle  esbuild (which tsx brings) bundles the bin's entries (the CLI,
+//       and threads.ts to start the vCPU thread early) and each thread's entry
+//       into a few files: Node then opens, resolves and compiles a handful of
+//       modules instead of two hundred (start-up, docs/architecture.md).
+//       Splitting keeps what several entries share in one chunk, so that a
+//       module has one instance per thread, and keeps dynamic imports lazy.
+//       The thread entries sit beside the chunks, where threads.ts looks for
+//       them. koffi (a native addon) stays outside.
+// The bin runs dist/ only while it is newer than every source it was built
+// from; after an edit it runs the sources through tsx until the next `npm run
+// build`, so a stale copy never runs.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +27,8 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');
 /** Written after a successful build: when it started and which sources it compiled (JSON). */
 export const STAMP = join(DIST, 'built.json');
+/** The bundled entries (see above). */
+export const BUNDLE = join(DIST, 'bundle');
 /** What tsconfig.build.json compiles (its "include"; a test keeps the two equal). */
 export const SOURCE_DIRS = ['src', 'bench', 'firmware', 'guests'];
 const BUILD_CONFIG = 'tsconfig.build.json';
@@ -71,8 +83,48 @@ export async function buildDist({ quiet = false } = {}) {
   const sources = [BUILD_CONFIG, ...SOURCE_DIRS.flatMap((dir) => tsFiles(dir))];
   const result = spawnSync(process.execPath, [tsc, '-p', join(ROOT, BUILD_CONFIG), '--noCheck'], { stdio: 'inherit' });
   if (result.status !== 0) return result.status ?? 1;
+  if (!(await bundle(quiet))) return 1;
   writeFileSync(STAMP, `${JSON.stringify({ startedMs, sources })}\n`);
   return 0;
+}
+
+/** What dist/bundle holds: output name → source. */
+const BUNDLE_ENTRIES = {
+  main: 'src/cli/main.ts',
+  threads: 'src/machine/threads.ts',
+  'vcpu-thread-main': 'src/machine/vcpu-thread-main.ts',
+  'virtio-thread-main': 'src/machine/virtio-thread-main.ts',
+};
+
+/** Builds dist/bundle with esbuild; false when that failed (esbuild said why). */
+async function bundle(quiet) {
+  const { createRequire } = await import('node:module');
+  const { pathToFileURL } = await import('node:url');
+  const { rmSync } = await import('node:fs');
+  // esbuild is tsx's dependency, not tsvmm's: found from tsx.
+  const fromTsx = createRequire(createRequire(import.meta.url).resolve('tsx/package.json'));
+  const esbuild = await import(pathToFileURL(fromTsx.resolve('esbuild')).href);
+  rmSync(BUNDLE, { recursive: true, force: true });
+  try {
+    await esbuild.build({
+      absWorkingDir: ROOT,
+      entryPoints: BUNDLE_ENTRIES,
+      outdir: BUNDLE,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20', // package.json's engines
+      external: ['koffi'],
+      // The CommonJS packages bundled in (commander, xmldom) call require() for Node's modules.
+      banner: { js: "import { createRequire as tsvmmCreateRequire } from 'node:module'; const require = tsvmmCreateRequire(import.meta.url);" },
+      logLevel: quiet ? 'silent' : 'warning',
+    });
+    return true;
+  } catch (e) {
+    if (quiet) process.stderr.write(`tsvmm: bundling dist/ failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    return false;
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

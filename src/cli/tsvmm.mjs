@@ -3,6 +3,11 @@
 // `npm install`, see dist.mjs) when that is current, so start-up is Node's own
 // plus tsvmm's; otherwise it registers tsx and runs the TypeScript sources.
 // TSVMM_SOURCES=1 forces the sources.
+//
+// Compiled, commands run from the bundle (dist/bundle: a few files to load
+// instead of two hundred), except `tsvmm bench`: the suites in dist/bench
+// import dist/src, and must share its modules (one InputError class, one
+// machine) with the command that runs them.
 import { writeSync } from 'node:fs';
 import { compiledIsFresh } from './dist.mjs';
 
@@ -11,16 +16,21 @@ const timingFd = process.env.TSVMM_TIMING ? Number(process.env.TSVMM_TIMING) : -
 const mark = (label) => timingFd >= 0 && writeSync(timingFd, `tsvmm-timing ${label} ${process.hrtime.bigint()}\n`);
 mark('bin');
 
+const command = process.argv[2];
 const compiled = !process.env.TSVMM_SOURCES && compiledIsFresh();
 if (!compiled) (await import('tsx/esm/api')).register();
+const from = !compiled ? 'sources' : command === 'bench' ? 'compiled' : 'bundle';
+const MODULES = {
+  sources: { threads: '../machine/threads.ts', main: './main.ts' },
+  compiled: { threads: '../../dist/src/machine/threads.js', main: '../../dist/src/cli/main.js' },
+  bundle: { threads: '../../dist/bundle/threads.js', main: '../../dist/bundle/main.js' },
+}[from];
 // `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
 // worker overlaps the loading of everything else.
-const threads = process.argv[2] === 'run'
-  ? await import(compiled ? '../../dist/src/machine/threads.js' : '../machine/threads.ts')
-  : null;
+const threads = command === 'run' ? await import(MODULES.threads) : null;
 threads?.prestartVcpuThread();
-const { main } = await import(compiled ? '../../dist/src/cli/main.js' : './main.ts');
-mark(compiled ? 'loaded-compiled' : 'loaded-sources');
+const { main } = await import(MODULES.main);
+mark(`loaded-${from}`);
 const status = await main(process.argv.slice(2));
 // A vCPU thread still starting when the command failed must not be cut off mid-way.
 await threads?.releasePrestartedThreads();
