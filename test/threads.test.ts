@@ -13,6 +13,13 @@ describe('worker entries', () => {
     expect(siblingModule('file:///x/dist/bench/exits.js', './devices/null-sink').href).toBe('file:///x/dist/bench/devices/null-sink.js');
   });
 
+  it('bundled: the .cjs bundle of that name beside the caller', () => {
+    const caller = 'file:///x/dist/bundle/threads.bundle.cjs';
+    expect(isCompiled(caller)).toBe(true);
+    expect(workerUrl(caller, 'vcpu-thread-main').href).toBe('file:///x/dist/bundle/vcpu-thread-main.cjs');
+    expect(() => siblingModule('file:///x/dist/bundle/thing.mjs', './other')).toThrow(/not a \.ts, \.js or \.cjs module/);
+  });
+
   it('from sources: a data: module that registers tsx, then imports the .ts beside the caller', () => {
     const caller = new URL('../src/machine/machine.ts', import.meta.url).href;
     const url = workerUrl(caller, 'virtio-thread-main');

@@ -10,17 +10,19 @@
 //       `npm run typecheck` checks types). `tsvmm bench` runs from here.
 //   dist/bundle  esbuild (which tsx brings) bundles the bin's entries (the CLI,
 //       and threads.ts to start the vCPU thread early) and each thread's entry
-//       into a few files: Node then opens, resolves and compiles a handful of
-//       modules instead of two hundred (start-up, docs/architecture.md).
-//       Splitting keeps what several entries share in one chunk, so that a
-//       module has one instance per thread, and keeps dynamic imports lazy.
-//       The thread entries sit beside the chunks, where threads.ts looks for
-//       them. koffi (a native addon) stays outside.
+//       into one CommonJS file each, NAME.bundle.cjs: Node then opens and
+//       resolves a few files instead of two hundred, and a worker needs no ES
+//       module loader (start-up, docs/architecture.md). A command's modules
+//       stay lazy: esbuild defers a dynamically imported module's evaluation.
+//       Each is required through a two-line NAME.cjs that compiles it with
+//       V8's code cache (code-cache.cjs). The thread entries sit beside
+//       threads.cjs, where it looks for them. koffi (a native addon) stays
+//       outside.
 // The bin runs dist/ only while it is newer than every source it was built
 // from; after an edit it runs the sources through tsx until the next `npm run
 // build`, so a stale copy never runs.
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -88,12 +90,28 @@ export async function buildDist({ quiet = false } = {}) {
   return 0;
 }
 
-/** What dist/bundle holds: output name → source. */
+/** What dist/bundle holds: bundle name → entry source. */
 const BUNDLE_ENTRIES = {
-  main: 'src/cli/main.ts',
   threads: 'src/machine/threads.ts',
+  main: 'src/cli/main.ts',
   'vcpu-thread-main': 'src/machine/vcpu-thread-main.ts',
   'virtio-thread-main': 'src/machine/virtio-thread-main.ts',
+};
+const THREADS_SOURCE = join(ROOT, BUNDLE_ENTRIES.threads);
+
+/**
+ * The other bundles require threads.cjs rather than each holding a copy: the
+ * bin starts the vCPU thread through it before main.cjs is loaded, and the
+ * machine must then find that thread in the same module.
+ */
+const threadsApart = {
+  name: 'threads-apart',
+  setup(build) {
+    build.onResolve({ filter: /\/threads(\.ts)?$/ }, (args) => {
+      if (args.kind === 'entry-point' || join(args.resolveDir, args.path.replace(/(\.ts)?$/, '.ts')) !== THREADS_SOURCE) return undefined;
+      return { path: './threads.cjs', external: true };
+    });
+  },
 };
 
 /** Builds dist/bundle with esbuild; false when that failed (esbuild said why). */
@@ -108,18 +126,28 @@ async function bundle(quiet) {
   try {
     await esbuild.build({
       absWorkingDir: ROOT,
-      entryPoints: BUNDLE_ENTRIES,
+      entryPoints: Object.fromEntries(Object.entries(BUNDLE_ENTRIES).map(([name, source]) => [`${name}.bundle`, source])),
       outdir: BUNDLE,
+      outExtension: { '.js': '.cjs' },
       bundle: true,
-      splitting: true,
-      format: 'esm',
+      format: 'cjs',
       platform: 'node',
       target: 'node20', // package.json's engines
       external: ['koffi'],
-      // The CommonJS packages bundled in (commander, xmldom) call require() for Node's modules.
-      banner: { js: "import { createRequire as tsvmmCreateRequire } from 'node:module'; const require = tsvmmCreateRequire(import.meta.url);" },
+      plugins: [threadsApart],
+      // CommonJS has no import.meta: each bundle's own URL stands in for it.
+      define: { 'import.meta.url': 'tsvmmBundleUrl' },
+      banner: { js: "const tsvmmBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
       logLevel: quiet ? 'silent' : 'warning',
     });
+    const loader = relative(BUNDLE, join(ROOT, 'src', 'cli', 'code-cache.cjs'));
+    for (const name of Object.keys(BUNDLE_ENTRIES)) {
+      writeFileSync(join(BUNDLE, `${name}.cjs`), [
+        '// Written by src/cli/dist.mjs: the bundle beside, compiled through V8\'s code cache.',
+        `module.exports = require(${JSON.stringify(loader)}).requireBundle(require('node:path').join(__dirname, ${JSON.stringify(`${name}.bundle.cjs`)}));`,
+        '',
+      ].join('\n'));
+    }
     return true;
   } catch (e) {
     if (quiet) process.stderr.write(`tsvmm: bundling dist/ failed: ${e instanceof Error ? e.message : String(e)}\n`);

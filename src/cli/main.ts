@@ -38,7 +38,7 @@ interface BenchModule {
  * time, as git finds an external subcommand.
  */
 async function benchModule(): Promise<BenchModule> {
-  const compiled = import.meta.url.endsWith('.js');
+  const compiled = !import.meta.url.endsWith('.ts');
   const path = compiled ? join(PROJECT_ROOT, 'dist', 'bench', 'command.js') : join(PROJECT_ROOT, 'bench', 'command.ts');
   try {
     return await import(pathToFileURL(path).href) as BenchModule;

@@ -4,11 +4,12 @@
 // plus tsvmm's; otherwise it registers tsx and runs the TypeScript sources.
 // TSVMM_SOURCES=1 forces the sources.
 //
-// Compiled, commands run from the bundle (dist/bundle: a few files to load
-// instead of two hundred), except `tsvmm bench`: the suites in dist/bench
-// import dist/src, and must share its modules (one InputError class, one
-// machine) with the command that runs them.
+// Compiled, commands run from the bundle (dist/bundle: a few CommonJS files
+// instead of two hundred modules), except `tsvmm bench`: the suites in
+// dist/bench import dist/src, and must share its modules (one InputError
+// class, one machine) with the command that runs them.
 import { writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { compiledIsFresh } from './dist.mjs';
 
 // TSVMM_TIMING=<fd>: start-up timestamps for `tsvmm bench startup` (src/machine/startup-timing.ts).
@@ -20,16 +21,17 @@ const command = process.argv[2];
 const compiled = !process.env.TSVMM_SOURCES && compiledIsFresh();
 if (!compiled) (await import('tsx/esm/api')).register();
 const from = !compiled ? 'sources' : command === 'bench' ? 'compiled' : 'bundle';
-const MODULES = {
-  sources: { threads: '../machine/threads.ts', main: './main.ts' },
-  compiled: { threads: '../../dist/src/machine/threads.js', main: '../../dist/src/cli/main.js' },
-  bundle: { threads: '../../dist/bundle/threads.js', main: '../../dist/bundle/main.js' },
+const requireCommonJs = createRequire(import.meta.url);
+const load = {
+  sources: { threads: () => import('../machine/threads.ts'), main: () => import('./main.ts') },
+  compiled: { threads: () => import('../../dist/src/machine/threads.js'), main: () => import('../../dist/src/cli/main.js') },
+  bundle: { threads: () => requireCommonJs('../../dist/bundle/threads.cjs'), main: () => requireCommonJs('../../dist/bundle/main.cjs') },
 }[from];
 // `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
 // worker overlaps the loading of everything else.
-const threads = command === 'run' ? await import(MODULES.threads) : null;
+const threads = command === 'run' ? await load.threads() : null;
 threads?.prestartVcpuThread();
-const { main } = await import(MODULES.main);
+const { main } = await load.main();
 mark(`loaded-${from}`);
 const status = await main(process.argv.slice(2));
 // A vCPU thread still starting when the command failed must not be cut off mid-way.

@@ -3,28 +3,32 @@
 // every thread body follows: it posts `ready` once it serves, `stopped` with
 // its result when it ends, or `failed` with the error that ended it.
 //
-// Entry modules are found for code that runs both from the TypeScript sources
-// (tsx, vitest) and compiled into dist/ (the installed bin):
+// Entry modules are found for code that runs from the TypeScript sources (tsx,
+// vitest), compiled into dist/src, or bundled into dist/bundle (the bin):
 //
 //   new Worker(workerUrl(import.meta.url, 'vcpu-thread-main'), { workerData })
 //
-// Compiled, the caller is a .js file and the entry is the .js beside it.
-// From sources, the caller is a .ts file; a worker does not inherit its
-// parent's TypeScript loader, so the entry is a two-line ES module (a data:
-// URL) that registers tsx in the worker and then imports the .ts beside the
-// caller. No per-worker shim file is needed.
+// Compiled, the caller is a .js file and the entry is the .js beside it;
+// bundled, the caller is a .cjs bundle and the entry is the bundle of that
+// name beside it (src/cli/dist.mjs). From sources, the caller is a .ts file; a
+// worker does not inherit its parent's TypeScript loader, so the entry is a
+// two-line ES module (a data: URL) that registers tsx in the worker and then
+// imports the .ts beside the caller. No per-worker shim file is needed.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
+import { markTime } from './startup-timing.ts';
 
-/** True when the module at `importMetaUrl` is compiled JavaScript. */
+/** True when the module at `importMetaUrl` is compiled (or bundled) JavaScript. */
 export function isCompiled(importMetaUrl: string): boolean {
-  return importMetaUrl.endsWith('.js');
+  return !importMetaUrl.endsWith('.ts');
 }
 
 /** A module beside the caller, with the caller's extension: `siblingModule(import.meta.url, './devices/null-sink')`. */
 export function siblingModule(importMetaUrl: string, relativeName: string): URL {
-  return new URL(`${relativeName}${isCompiled(importMetaUrl) ? '.js' : '.ts'}`, importMetaUrl);
+  const extension = /\.(ts|js|cjs)$/.exec(importMetaUrl)?.[0];
+  if (!extension) throw new Error(`siblingModule: ${importMetaUrl} is not a .ts, .js or .cjs module`);
+  return new URL(`${relativeName}${extension}`, importMetaUrl);
 }
 
 let tsxApi: string | null = null;
@@ -110,6 +114,8 @@ export async function releasePrestartedWorkers(): Promise<void> {
 export function workerInit<T>(): Promise<T> {
   if (!isPrestartMark(workerData)) return Promise.resolve(workerData as T);
   const message = new Promise<T>((resolve) => parentPort!.once('message', (m: { init: T }) => resolve(m.init)));
+  // Whether the thread or the machine is late shows in `tsvmm bench startup`.
+  markTime('worker-waiting');
   const waiting = new Int32Array(workerData.tsvmmPrestarted);
   Atomics.store(waiting, 0, 1);
   Atomics.notify(waiting, 0);
