@@ -9,7 +9,12 @@
 //   PSS beyond guest      each page divided by the processes that share it
 //                         (smaps's Pss, summed as smaps_rollup sums it): what
 //                         one more VM costs while others run the same binary
-//   private beyond guest  only pages no other process shares (USS)
+//   private beyond guest  only pages no other process shares (USS): a
+//                         binary's pages count here while no other process
+//                         runs the same binary (QEMU's ~18 MiB), not once
+//                         one does
+//   anonymous beyond guest  memory the VMM allocated itself (smaps's
+//                         Anonymous): what no number of VMs shares
 // tsvmm runs three ways, so that what each thread costs shows as a
 // difference: one vCPU thread; two vCPU threads (--cpus 2); one vCPU thread
 // and the virtio I/O thread (--device virtio-rng). A peer that fails is a row
@@ -35,9 +40,11 @@ export interface MemorySample {
   rss: number;
   pss: number;
   private: number;
+  anonymous: number;
   guestRss: number;
   guestPss: number;
   guestPrivate: number;
+  guestAnonymous: number;
   /** Whether the guest RAM mapping was found. */
   guestFound: boolean;
 }
@@ -51,7 +58,7 @@ const MERGE_SLACK = 4 << 20;
  * within MERGE_SLACK.
  */
 export function parseSmaps(text: string, guestBytes: number): MemorySample {
-  interface Mapping { size: number; guestCandidate: boolean; rss: number; pss: number; private: number }
+  interface Mapping { size: number; guestCandidate: boolean; rss: number; pss: number; private: number; anonymous: number }
   const mappings: Mapping[] = [];
   let current: Mapping | null = null;
   for (const line of text.split('\n')) {
@@ -59,14 +66,15 @@ export function parseSmaps(text: string, guestBytes: number): MemorySample {
     if (header) {
       const size = Number(BigInt(`0x${header[2]}`) - BigInt(`0x${header[1]}`));
       const anonymous = header[4] === '0' && header[5] === '';
-      current = { size, guestCandidate: anonymous && header[3]!.startsWith('rw') && size >= guestBytes && size <= guestBytes + MERGE_SLACK, rss: 0, pss: 0, private: 0 };
+      current = { size, guestCandidate: anonymous && header[3]!.startsWith('rw') && size >= guestBytes && size <= guestBytes + MERGE_SLACK, rss: 0, pss: 0, private: 0, anonymous: 0 };
       mappings.push(current);
       continue;
     }
-    const field = /^(Rss|Pss|Private_Clean|Private_Dirty):\s+(\d+) kB$/.exec(line);
+    const field = /^(Rss|Pss|Private_Clean|Private_Dirty|Anonymous):\s+(\d+) kB$/.exec(line);
     if (!field || !current) continue;
     if (field[1] === 'Rss') current.rss += Number(field[2]);
     else if (field[1] === 'Pss') current.pss += Number(field[2]);
+    else if (field[1] === 'Anonymous') current.anonymous += Number(field[2]);
     else current.private += Number(field[2]);
   }
   const guest = mappings.filter((m) => m.guestCandidate).sort((a, b) => a.size - b.size)[0];
@@ -75,9 +83,11 @@ export function parseSmaps(text: string, guestBytes: number): MemorySample {
     rss: total((m) => m.rss),
     pss: total((m) => m.pss),
     private: total((m) => m.private),
+    anonymous: total((m) => m.anonymous),
     guestRss: guest?.rss ?? 0,
     guestPss: guest?.pss ?? 0,
     guestPrivate: guest?.private ?? 0,
+    guestAnonymous: guest?.anonymous ?? 0,
     guestFound: guest !== undefined,
   };
 }
@@ -88,6 +98,7 @@ export interface MemoryRow {
   rssBeyondGuest: Summary | null;
   pssBeyondGuest: Summary | null;
   privateBeyondGuest: Summary | null;
+  anonymousBeyondGuest: Summary | null;
   /** Guest RAM resident, MiB (median). */
   guestResident: number | null;
   note: string;
@@ -145,13 +156,14 @@ export async function benchMemory(options: BenchOptions): Promise<MemoryResult> 
       const x = samples.get(s.vmm);
       const failed = failures.get(s.vmm);
       if (!x || failed) {
-        return { vmm: s.vmm, rssBeyondGuest: null, pssBeyondGuest: null, privateBeyondGuest: null, guestResident: null, note: s.note, ...(failed ? { failed } : {}) };
+        return { vmm: s.vmm, rssBeyondGuest: null, pssBeyondGuest: null, privateBeyondGuest: null, anonymousBeyondGuest: null, guestResident: null, note: s.note, ...(failed ? { failed } : {}) };
       }
       return {
         vmm: s.vmm,
         rssBeyondGuest: mib(x.map((m) => m.rss - m.guestRss)),
         pssBeyondGuest: mib(x.map((m) => m.pss - m.guestPss)),
         privateBeyondGuest: mib(x.map((m) => m.private - m.guestPrivate)),
+        anonymousBeyondGuest: mib(x.map((m) => m.anonymous - m.guestAnonymous)),
         guestResident: mib(x.map((m) => m.guestRss)).median,
         note: s.note,
       };
@@ -197,12 +209,12 @@ const range = (s: Summary) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s
 
 export function formatMemory(result: MemoryResult): string {
   return table(
-    ['VMM', 'RSS beyond guest MiB', 'PSS beyond guest MiB', 'private beyond guest MiB', 'guest RAM resident MiB', 'note'],
+    ['VMM', 'RSS beyond guest MiB', 'PSS beyond guest MiB', 'private beyond guest MiB', 'anonymous beyond guest MiB', 'guest RAM resident MiB', 'note'],
     result.rows.map((r) => {
-      if (r.failed) return [r.vmm, 'failed', '—', '—', '—', r.failed];
+      if (r.failed) return [r.vmm, 'failed', '—', '—', '—', '—', r.failed];
       return r.rssBeyondGuest
-        ? [r.vmm, range(r.rssBeyondGuest), range(r.pssBeyondGuest!), range(r.privateBeyondGuest!), r.guestResident!.toFixed(2), r.note]
-        : [r.vmm, 'not installed', '—', '—', '—', r.note];
+        ? [r.vmm, range(r.rssBeyondGuest), range(r.pssBeyondGuest!), range(r.privateBeyondGuest!), range(r.anonymousBeyondGuest!), r.guestResident!.toFixed(2), r.note]
+        : [r.vmm, 'not installed', '—', '—', '—', '—', r.note];
     }),
   );
 }
@@ -219,6 +231,7 @@ export function chartMemory(result: MemoryResult): ChartPanel[] {
           { series: 'RSS', value: r.rssBeyondGuest.median, min: r.rssBeyondGuest.min, max: r.rssBeyondGuest.max },
           { series: 'PSS', value: r.pssBeyondGuest!.median, min: r.pssBeyondGuest!.min, max: r.pssBeyondGuest!.max },
           { series: 'private (USS)', value: r.privateBeyondGuest!.median, min: r.privateBeyondGuest!.min, max: r.privateBeyondGuest!.max },
+          { series: 'anonymous', value: r.anonymousBeyondGuest!.median, min: r.anonymousBeyondGuest!.min, max: r.anonymousBeyondGuest!.max },
         ]
         : [{ series: 'RSS', value: 0, missing: r.failed ? 'failed' : 'not installed' }],
     })),

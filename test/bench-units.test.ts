@@ -79,12 +79,12 @@ describe('suite output', () => {
     const memory: MemoryResult = {
       guestMiB: 64, runs: 1,
       rows: [
-        { vmm: 'tsvmm', rssBeyondGuest: s(40), pssBeyondGuest: s(20), privateBeyondGuest: s(15), guestResident: 0.1, note: '' },
-        { vmm: 'QEMU', rssBeyondGuest: null, pssBeyondGuest: null, privateBeyondGuest: null, guestResident: null, note: 'QEMU 7.2', failed },
+        { vmm: 'tsvmm', rssBeyondGuest: s(40), pssBeyondGuest: s(20), privateBeyondGuest: s(15), anonymousBeyondGuest: s(14), guestResident: 0.1, note: '' },
+        { vmm: 'QEMU', rssBeyondGuest: null, pssBeyondGuest: null, privateBeyondGuest: null, anonymousBeyondGuest: null, guestResident: null, note: 'QEMU 7.2', failed },
       ],
     };
-    expect(formatMemory(memory)).toMatch(/tsvmm\s+40\.0 \(40\.0–40\.0\)\s+20\.0 \(20\.0–20\.0\)\s+15\.0 \(15\.0–15\.0\)\s+0\.10/);
-    expect(formatMemory(memory)).toMatch(/QEMU\s+failed\s+—\s+—\s+—\s+QEMU failed: qemu/);
+    expect(formatMemory(memory)).toMatch(/tsvmm\s+40\.0 \(40\.0–40\.0\)\s+20\.0 \(20\.0–20\.0\)\s+15\.0 \(15\.0–15\.0\)\s+14\.0 \(14\.0–14\.0\)\s+0\.10/);
+    expect(formatMemory(memory)).toMatch(/QEMU\s+failed\s+—\s+—\s+—\s+—\s+QEMU failed: qemu/);
     expect(chartMemory(memory)[0]!.groups[1]!.bars).toEqual([{ series: 'RSS', value: 0, missing: 'failed' }]);
   });
 
@@ -166,14 +166,18 @@ describe('parsers', () => {
     'Pss:                2048 kB',
     'Private_Clean:         0 kB',
     'Private_Dirty:      2048 kB',
+    'Anonymous:          2048 kB',
     '7f1000000000-7f1000021000 rw-p 00000000 00:00 0 ',
     'Rss:                 132 kB',
     'Pss:                 132 kB',
     'Private_Dirty:       132 kB',
+    'Anonymous:           132 kB',
   ].join('\n');
 
   it('smaps: the guest RAM mapping is the anonymous rw mapping of its size', () => {
-    expect(parseSmaps(smaps, 64 << 20)).toEqual({ rss: 2980, pss: 2380, private: 2180, guestRss: 2048, guestPss: 2048, guestPrivate: 2048, guestFound: true });
+    expect(parseSmaps(smaps, 64 << 20)).toEqual({
+      rss: 2980, pss: 2380, private: 2180, anonymous: 2180, guestRss: 2048, guestPss: 2048, guestPrivate: 2048, guestAnonymous: 2048, guestFound: true,
+    });
     expect(parseSmaps(smaps, 32 << 20).guestFound).toBe(false);
   });
 
