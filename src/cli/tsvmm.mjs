@@ -8,7 +8,7 @@
 // instead of two hundred modules), except `tsvmm bench`: the suites in
 // dist/bench import dist/src, and must share its modules (one InputError
 // class, one machine) with the command that runs them.
-import { writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { compiledIsFresh } from './dist.mjs';
 
@@ -18,19 +18,33 @@ const mark = (label) => timingFd >= 0 && writeSync(timingFd, `tsvmm-timing ${lab
 mark('bin');
 
 const command = process.argv[2];
+const requireCommonJs = createRequire(import.meta.url);
+const BUNDLED_THREADS = '../../dist/bundle/threads.cjs';
+// `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
+// worker overlaps the loading of everything else. From the bundle when there
+// is one, before knowing whether it is current (~200 stats): a stale bundle's
+// thread is ended again below, which only an edited checkout ever pays.
+let threads = null;
+if (command === 'run' && !process.env.TSVMM_SOURCES && existsSync(new URL(BUNDLED_THREADS, import.meta.url))) {
+  threads = requireCommonJs(BUNDLED_THREADS);
+  threads.prestartVcpuThread();
+}
 const compiled = !process.env.TSVMM_SOURCES && compiledIsFresh();
+if (threads && !compiled) {
+  await threads.releasePrestartedThreads();
+  threads = null;
+}
 if (!compiled) (await import('tsx/esm/api')).register();
 const from = !compiled ? 'sources' : command === 'bench' ? 'compiled' : 'bundle';
-const requireCommonJs = createRequire(import.meta.url);
 const load = {
   sources: { threads: () => import('../machine/threads.ts'), main: () => import('./main.ts') },
   compiled: { threads: () => import('../../dist/src/machine/threads.js'), main: () => import('../../dist/src/cli/main.js') },
-  bundle: { threads: () => requireCommonJs('../../dist/bundle/threads.cjs'), main: () => requireCommonJs('../../dist/bundle/main.cjs') },
+  bundle: { threads: () => requireCommonJs(BUNDLED_THREADS), main: () => requireCommonJs('../../dist/bundle/main.cjs') },
 }[from];
-// `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
-// worker overlaps the loading of everything else.
-const threads = command === 'run' ? await load.threads() : null;
-threads?.prestartVcpuThread();
+if (command === 'run' && !threads) {
+  threads = await load.threads();
+  threads.prestartVcpuThread();
+}
 const { main } = await load.main();
 mark(`loaded-${from}`);
 const status = await main(process.argv.slice(2));
