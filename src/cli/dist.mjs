@@ -17,7 +17,7 @@
 //       Each is required through a two-line NAME.cjs that compiles it with
 //       V8's code cache (code-cache.cjs). The thread entries sit beside
 //       threads.cjs, where it looks for them. koffi (a native addon) stays
-//       outside.
+//       outside, required by its path (koffiByPath).
 // The bin runs dist/ only while it is newer than every source it was built
 // from; after an edit it runs the sources through tsx until the next `npm run
 // build`, so a stale copy never runs.
@@ -114,6 +114,36 @@ const threadsApart = {
   },
 };
 
+/**
+ * koffi (external: a native addon) is found once, at build time: each bundle
+ * requires its entry by a path relative to the bundle, because Node's package
+ * lookup (node_modules folders, then koffi's exports map) costs several ms
+ * per thread. Should node_modules have moved since the build, it falls back to
+ * that lookup.
+ */
+function koffiByPath(entry) {
+  const path = relative(BUNDLE, entry);
+  const fromBundle = path.startsWith('.') ? path : `./${path}`;
+  return {
+    name: 'koffi-by-path',
+    setup(build) {
+      build.onResolve({ filter: /^koffi$/, namespace: 'file' }, () => ({ path: 'koffi', namespace: 'koffi-by-path' }));
+      build.onResolve({ filter: /.*/, namespace: 'koffi-by-path' }, (args) => ({ path: args.path, external: true }));
+      build.onLoad({ filter: /.*/, namespace: 'koffi-by-path' }, () => ({
+        loader: 'js',
+        contents: [
+          'try {',
+          `  module.exports = require(${JSON.stringify(fromBundle)});`,
+          '} catch (e) {',
+          "  if (e.code !== 'MODULE_NOT_FOUND') throw e;",
+          "  module.exports = require('koffi');",
+          '}',
+        ].join('\n'),
+      }));
+    },
+  };
+}
+
 /** Builds dist/bundle with esbuild; false when that failed (esbuild said why). */
 async function bundle(quiet) {
   const { createRequire } = await import('node:module');
@@ -133,8 +163,7 @@ async function bundle(quiet) {
       format: 'cjs',
       platform: 'node',
       target: 'node20', // package.json's engines
-      external: ['koffi'],
-      plugins: [threadsApart],
+      plugins: [threadsApart, koffiByPath(createRequire(join(BUNDLE, 'entry.cjs')).resolve('koffi'))],
       // CommonJS has no import.meta: each bundle's own URL stands in for it.
       define: { 'import.meta.url': 'tsvmmBundleUrl' },
       banner: { js: "const tsvmmBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
