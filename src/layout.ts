@@ -133,6 +133,9 @@ export const PortLayout = {
    */
   DEBUG_EXIT: 0x501,
   DEBUG_EXIT_COUNT: 2,
+  /** QEMU's pvpanic (--device pvpanic), at its default ioport: the guest's panic notifier writes here. */
+  PVPANIC: 0x505,
+  PVPANIC_COUNT: 1,
   /**
    * QEMU's fw_cfg on a PC (docs/specs/fw_cfg.rst): selector and data, and the
    * DMA address register; kvm-unit-tests and Linux's qemu_fw_cfg look here.

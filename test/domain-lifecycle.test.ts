@@ -120,7 +120,7 @@ afterAll(async () => {
 const LIFE_MS = 300_000;
 
 describe('definitions tsvmm refuses: one line, exit 2, nothing defined', () => {
-  it('malformed XML, an unknown element, a missing disk, a kernel that is not there, on_poweroff restart', () => {
+  it('malformed XML, an unknown element, a missing disk, a kernel that is not there, on_crash restart without a panic device', () => {
     const bad = join(stateDir, 'bad.xml');
     writeFileSync(bad, '<domain type=\'kvm\'><name>x</name>');
     expect(refused('define', bad)).toMatch(/bad\.xml/);
@@ -130,7 +130,7 @@ describe('definitions tsvmm refuses: one line, exit 2, nothing defined', () => {
       .toMatch(/\/nonexistent\/disk\.img: no such file/);
     writeFileSync(bad, readFileSync(counterDomain('bad'), 'utf8').replace(COUNTER, '/nonexistent/kernel'));
     expect(refused('define', bad)).toMatch(/<kernel> \/nonexistent\/kernel: no such file/);
-    expect(refused('define', counterDomain('bad', '', '\n  <on_poweroff>restart</on_poweroff>'))).toMatch(/on_poweroff.*without a daemon/);
+    expect(refused('define', counterDomain('bad', '', '\n  <on_crash>restart</on_crash>'))).toMatch(/<on_crash>restart<\/on_crash> needs a <panic model='isa'\/> device/);
     expect(refused('define', join(stateDir, 'absent.xml'))).toMatch(/absent\.xml: cannot read/);
     expect(listAll()).toEqual([]);
     expect(refused('start', 'bad')).toBe("tsvmm: failed to get domain 'bad'");
@@ -298,11 +298,35 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     ok('undefine', 'short');
   }, LIFE_MS);
 
-  it('reboot resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
+  it('on_poweroff restart: a guest that powers off boots again and its domain keeps running; with <panic>, on_crash destroy ends it', async () => {
+    const starts = (name: string) => readFileSync(join(runFolder(name), 'console.log'), 'utf8').split('\n').filter((l) => l.startsWith('counter pages=')).length;
+    const again = counterDomain('again', '', '\n  <on_poweroff>restart</on_poweroff>');
+    writeFileSync(again, readFileSync(again, 'utf8').replace('every=4096', 'every=4096 limit=8192 poweroff'));
+    ok('define', again);
+    ok('start', 'again');
+    await until('the guest to power off twice and start a third time', () => starts('again') >= 3, 60_000);
+    expect(ok('domstate', 'again')).toBe('running\n\n');
+    expect(readFileSync(join(runFolder('again'), 'tsvmm.log'), 'utf8')).toContain('tsvmm: guest powered off: starting it again (--poweroff restart)');
+    ok('destroy', 'again');
+    ok('undefine', 'again');
+
+    const crash = counterDomain('crash', "\n    <panic model='isa'/>");
+    writeFileSync(crash, readFileSync(crash, 'utf8').replace('every=4096', 'every=4096 limit=8192 panic'));
+    ok('define', crash);
+    expect(ok('dumpxml', 'crash')).toContain("<panic model='isa'>");
+    ok('start', 'crash', '--paused');
+    ok('resume', 'crash');
+    await until('the crashed guest to end', () => !runLockHeld(join(runFolder('crash'), 'lock')), 60_000);
+    expect(ok('domstate', 'crash')).toBe('shut off\n\n');
+    expect(readFileSync(join(runFolder('crash'), 'tsvmm.log'), 'utf8')).toContain('tsvmm: guest panicked (it said so through pvpanic)');
+    ok('undefine', 'crash');
+  }, LIFE_MS);
+
+  it('reboot --mode reset resets the machine (the guest starts over); with on_reboot destroy it ends the domain', async () => {
     ok('start', 's1');
     await until('a count', () => lastCount('s1') > 0);
     const offset = consoleLogSize('s1');
-    expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
+    expect(ok('reboot', 's1', '--mode', 'reset')).toBe("Domain 's1' is being rebooted\n\n");
     await until('the guest to start over', () => readFileSync(join(runFolder('s1'), 'console.log')).subarray(offset).includes('counter pages=16'));
     expect(ok('domstate', 's1')).toBe('running\n\n');
     ok('destroy', 's1');
@@ -311,7 +335,24 @@ describe.skipIf(!hasKvm)('save, restore, snapshots, reboot', () => {
     ok('start', 's1');
     expect(ok('reboot', 's1')).toBe("Domain 's1' is being rebooted\n\n");
     expect(ok('domstate', 's1')).toBe('shut off\n\n');
+    expect(refused('reboot', 's1', '--mode', 'agent')).toBe('tsvmm: reboot --mode agent: tsvmm reboots through ACPI (acpi, the default) or by a reset (reset)');
     ok('undefine', 's1');
+  }, LIFE_MS);
+
+  it('reboot (ACPI) presses the power button; the power-off that follows boots the guest again, once', async () => {
+    // The counter ignores the button and powers off at its limit: that power-off is the reboot's.
+    const file = counterDomain('acpi');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('every=4096', 'every=4096 limit=8192 poweroff'));
+    ok('define', file);
+    ok('start', 'acpi', '--paused');
+    expect(ok('reboot', 'acpi')).toBe("Domain 'acpi' is being rebooted\n\n");
+    ok('resume', 'acpi');
+    await until('the guest to power off twice', () => !runLockHeld(join(runFolder('acpi'), 'lock')), 60_000);
+    const log = readFileSync(join(runFolder('acpi'), 'console.log'), 'utf8');
+    expect(log.split('\n').filter((l) => l.startsWith('counter done n=8192'))).toHaveLength(2);
+    expect(readFileSync(join(runFolder('acpi'), 'tsvmm.log'), 'utf8')).toContain('tsvmm: guest powered off: starting it again (a reboot through the power button)');
+    expect(ok('domstate', 'acpi')).toBe('shut off\n\n');
+    ok('undefine', 'acpi');
   }, LIFE_MS);
 });
 

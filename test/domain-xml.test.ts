@@ -60,7 +60,7 @@ describe('reading domain XML', () => {
         disks: [{ path: '/var/lib/tsvmm/images/demo.img', format: 'raw', target: 'vda', readOnly: false }],
         interfaces: [],
         // <console type='pty'/> is a serial console, which libvirt backs with the first serial port.
-        serial: true, console: 'serial', rng: false,
+        serial: true, console: 'serial', rng: false, panic: false,
       },
     } satisfies DomainDefinition);
   });
@@ -88,7 +88,7 @@ describe('reading domain XML', () => {
           { type: 'bridge', mac: bridge!.mac, bridge: 'br0' },
           { type: 'user', mac: user!.mac },
         ],
-        serial: true, console: 'serial', rng: true,
+        serial: true, console: 'serial', rng: true, panic: true,
       },
     } satisfies DomainDefinition);
     expect(bridge!.mac).toMatch(GENERATED_MAC);
@@ -103,7 +103,7 @@ describe('reading domain XML', () => {
     expect(second.uuid).not.toBe(first.uuid);
     expect(first).toMatchObject({
       vcpus: 1, os: {}, onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy',
-      devices: { disks: [], interfaces: [], serial: false, console: null, rng: false },
+      devices: { disks: [], interfaces: [], serial: false, console: null, rng: false, panic: false },
     });
     expect(parseDomainXml(domain('', "<console type='pty'><target type='virtio' port='0'/></console>"), 'a.xml').devices)
       .toMatchObject({ serial: false, console: 'virtio' });
@@ -162,6 +162,8 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
     expect(refusal(domain('', "\n    <rng model='virtio'><backend model='random'>/dev/hwrng</backend></rng>"))).toBe('domain.xml:8: <backend> in <rng>: "/dev/hwrng": tsvmm draws from /dev/urandom only');
     expect(refusal(domain('', "\n    <serial type='tcp'/>"))).toBe("domain.xml:8: <serial>: type='tcp': tsvmm gives the serial port a console of its own (only type='pty')");
     expect(refusal(domain('', "\n    <serial type='pty'><target port='1'/></serial>"))).toBe("domain.xml:8: <target> in <serial>: port='1': a tsvmm PC has one serial port, port 0 (COM1)");
+    expect(refusal(domain('', "\n    <panic model='hyperv'/>"))).toBe("domain.xml:8: <panic>: model='hyperv': tsvmm's panic device is QEMU's ISA pvpanic (model='isa')");
+    expect(refusal(domain('', "\n    <panic model='isa'><address type='isa' iobase='0x506'/></panic>"))).toBe("domain.xml:8: <address> in <panic>: iobase='0x506': tsvmm's pvpanic sits at 0x505");
     expect(refusal(domain("\n  <on_crash>coredump-restart</on_crash>"))).toBe('domain.xml:7: <on_crash>: "coredump-restart": tsvmm can destroy or restart the domain (not coredump-restart)');
     expect(refusal(domain("\n  <clock offset='localtime'/>"))).toBe("domain.xml:7: <clock>: offset='localtime': the guest's clock is the host's in UTC (only offset='utc')");
     expect(refusal(domain().replace("type='kvm'", "type='qemu'"))).toBe("domain.xml:1: <domain>: type='qemu': tsvmm runs guests with KVM only (type='kvm')");
@@ -197,7 +199,6 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
       ["libvirt-test-driver.xml:8: <type> in <os>: arch='i686': tsvmm runs x86_64 guests only", (x) => x.replace("arch='i686'", "arch='x86_64'")],
       ['libvirt-test-driver.xml:9: <boot> in <os>: tsvmm does not support it', (x) => x.replace("<boot dev='hd'/>", '')],
       ['libvirt-test-driver.xml:19: <address> in <disk>: tsvmm does not support it', (x) => x.replace(/\s*<address [^>]*\/>/g, '')],
-      ['libvirt-test-driver.xml:23: <target> in <interface>: tsvmm does not support it', (x) => x.replace("<target dev='testnet0'/>", '')],
       ["libvirt-test-driver.xml:25: <memballoon>: model='virtio': tsvmm has no memory balloon (only model='none')", (x) => x.replace("<memballoon model='virtio'>\n    </memballoon>", "<memballoon model='none'/>")],
     ];
     let xml = fixture('libvirt-test-driver.xml');
@@ -207,7 +208,7 @@ describe('what tsvmm refuses, in one line with the element and its line', () => 
     }
     expect(parseDomainXml(xml, 'libvirt-test-driver.xml')).toMatchObject({
       name: 'test', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f', memoryBytes: 8 * 2 ** 30, vcpus: 2,
-      devices: { disks: [{ path: '/guest/diskimage1', target: 'vda' }], interfaces: [{ type: 'network', network: 'default', mac: 'aa:bb:cc:dd:ee:ff' }] },
+      devices: { disks: [{ path: '/guest/diskimage1', target: 'vda' }], interfaces: [{ type: 'network', network: 'default', mac: 'aa:bb:cc:dd:ee:ff', target: 'testnet0' }] },
     });
   });
 });
@@ -274,7 +275,7 @@ describe('the tsvmm run a definition means', () => {
     expect(runArguments(options)).toEqual([
       '--name', 'demo', '--uuid', '4dea24b3-1d52-d8f3-2516-782e98a23fa0', '--mem', '262144K', '--cpus', '1',
       '--kernel', '/var/lib/tsvmm/boot/vmlinuz', '--initrd', '/var/lib/tsvmm/boot/initrd.img', '--append', 'console=ttyS0 root=/dev/vda rw',
-      '--disk', '/var/lib/tsvmm/images/demo.img,format=raw', '--reboot', 'restart',
+      '--disk', '/var/lib/tsvmm/images/demo.img,format=raw', '--reboot', 'restart', '--poweroff', 'exit', '--panic', 'exit',
     ]);
     // tsvmm run's own checks accept them, and they build the machine the XML describes.
     checkRunOptions(options);
@@ -286,7 +287,7 @@ describe('the tsvmm run a definition means', () => {
     expect(config.virtio).toEqual([{ kind: 'blk', path: '/var/lib/tsvmm/images/demo.img', format: 'raw' }]);
   });
 
-  it('disks in target order (vda first), readonly and serial, virtio-rng, a virtio console; on_reboot destroy ends tsvmm', () => {
+  it('disks in target order (vda first), readonly and serial, virtio-rng, pvpanic, a virtio console; the lifecycle actions', () => {
     const definition: DomainDefinition = {
       ...parseDomainXml(fixture('everything.xml'), 'everything.xml'),
       devices: {
@@ -297,10 +298,10 @@ describe('the tsvmm run a definition means', () => {
     const options = domainRunOptions(definition);
     expect(options).toMatchObject({
       disk: ['/srv/images/root.img,format=raw,readonly', '/srv/images/data.qcow2,format=qcow2,serial=DATA-0001'],
-      device: ['virtio-rng'], console: 'virtio', reboot: 'exit', mem: '1048576K', cpus: '2',
+      device: ['virtio-rng', 'pvpanic'], console: 'virtio', reboot: 'exit', poweroff: 'restart', panic: 'restart', mem: '1048576K', cpus: '2',
     });
     expect(configFromOptions(options)).toMatchObject({
-      memoryBytes: 2 ** 30, cpus: 2, console: 'virtio',
+      memoryBytes: 2 ** 30, cpus: 2, console: 'virtio', pvpanic: true,
       virtio: [
         { kind: 'blk', path: '/srv/images/root.img', format: 'raw', readOnly: true },
         { kind: 'blk', path: '/srv/images/data.qcow2', format: 'qcow2', serial: 'DATA-0001' },
@@ -315,8 +316,8 @@ describe('the tsvmm run a definition means', () => {
     expect(runArguments(options)).not.toContain('--kernel');
   });
 
-  it('an interface is refused until tsvmm can connect it', () => {
-    const definition = parseDomainXml(domain('', "\n    <interface type='bridge'><source bridge='br0'/></interface>"), 'net.xml');
-    expect(() => domainRunOptions(definition)).toThrow(new InputError("domain t: <interface type='bridge'>: tsvmm cannot connect a domain's interface to a bridge yet"));
+  it('user networking is refused until tsvmm can connect it', () => {
+    const definition = parseDomainXml(domain('', "\n    <interface type='user'/>"), 'net.xml');
+    expect(() => domainRunOptions(definition)).toThrow(new InputError("domain t: <interface type='user'>: tsvmm cannot connect a domain's interface to user networking yet"));
   });
 });

@@ -31,7 +31,7 @@ function cProgram(): string {
   }
   for (const name of Object.keys(Ioctl)) lines.push(`  printf("ioctl %s %lu\\n", "${name}", (unsigned long)${name});`);
   for (const name of Object.keys(constants)) lines.push(`  printf("const %s %lld\\n", "${name}", (long long)${name});`);
-  return `#define _GNU_SOURCE\n#include <fcntl.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n#include <linux/if_tun.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
+  return `#define _GNU_SOURCE\n#include <fcntl.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <linux/kvm.h>\n#include <linux/if_tun.h>\n#include <linux/sockios.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`;
 }
 
 function cFacts(): Map<string, number> {

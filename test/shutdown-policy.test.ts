@@ -5,10 +5,18 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ShutdownPolicy } from '../src/cli/shutdown.ts';
 
 function machine(hasAcpi: boolean) {
-  const log = { presses: 0, stops: 0, said: [] as string[] };
+  const log = { presses: 0, toEnd: 0, stops: 0, said: [] as string[] };
   const policy = new ShutdownPolicy({
     pressPowerButton: () => {
       if (hasAcpi) log.presses++;
+      return hasAcpi;
+    },
+    // SIGTERM's press also says the power-off that follows ends the VM (no --poweroff restart).
+    powerDownToEnd: () => {
+      if (hasAcpi) {
+        log.presses++;
+        log.toEnd++;
+      }
       return hasAcpi;
     },
     stop: () => log.stops++,
@@ -24,7 +32,7 @@ describe('shutdown on signals', () => {
   it('SIGTERM presses the power button and does not stop a guest that powers off in time', () => {
     const { policy, log } = machine(true);
     policy.onSignal('SIGTERM');
-    expect([log.presses, log.stops]).toEqual([1, 0]);
+    expect([log.presses, log.toEnd, log.stops]).toEqual([1, 1, 0]);
     expect(log.said[0]).toMatch(/SIGTERM: pressed the ACPI power button; the guest has 30 s/);
     vi.advanceTimersByTime(29_000);
     policy.dispose();  // the guest powered off
@@ -67,11 +75,11 @@ describe('shutdown on signals', () => {
     expect([log.stops, policy.stoppedBy]).toEqual([1, 'SIGTERM']);
   });
 
-  it('Ctrl-A p presses the button without a time limit, and says so when there is none', () => {
+  it('Ctrl-A p presses the button without a time limit (a --poweroff restart guest boots again), and says so when there is none', () => {
     const withAcpi = machine(true);
     withAcpi.policy.onPowerKey();
     vi.advanceTimersByTime(120_000);
-    expect([withAcpi.log.presses, withAcpi.log.stops]).toEqual([1, 0]);
+    expect([withAcpi.log.presses, withAcpi.log.toEnd, withAcpi.log.stops]).toEqual([1, 0, 0]);
     expect(withAcpi.log.said).toEqual(['tsvmm: pressed the ACPI power button']);
     const flat = machine(false);
     flat.policy.onPowerKey();

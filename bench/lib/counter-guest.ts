@@ -20,6 +20,8 @@ export interface CounterSettings {
   limit?: number;
   /** Count the PIT's 100 Hz interrupts and print them on each line. */
   ticks?: boolean;
+  /** At the limit, power off through ACPI or report a panic through pvpanic before the debug-exit. */
+  end?: 'poweroff' | 'panic';
 }
 
 export function counterKernel(): string {
@@ -33,6 +35,7 @@ export function counterCmdline(settings: CounterSettings): string {
   if (settings.every !== undefined) words.push(`every=${settings.every}`);
   if (settings.limit !== undefined) words.push(`limit=${settings.limit}`);
   if (settings.ticks) words.push('ticks');
+  if (settings.end) words.push(settings.end);
   return words.join(' ');
 }
 

@@ -20,6 +20,11 @@
 #             ring 0 is emulated at ~1 µs per instruction)
 #   limit=M   stop after M steps: "counter done n=<M>", debug-exit v = 0 (status 1)
 #   ticks     PIT channel 0 at 100 Hz through the 8259, interrupts on
+#   poweroff  at the limit, power off through tsvmm's ACPI sleep control
+#             register (port 0x600: SLP_TYP 5, SLP_EN) before the debug-exit
+#   panic     at the limit, report a panic through pvpanic (port 0x505,
+#             QEMU's too) before the debug-exit
+# (The debug-exit still follows, for a VMM that has neither device.)
 # It first prints "counter pages=P every=K limit=M ticks=0|1" (limit=0: none).
 # A bad argument, or a buffer larger than RAM: one line, v = 2 (status 5).
 # A CPU exception: "counter exception <vector>", v = 3 (status 7).
@@ -42,6 +47,10 @@
         .set EXIT_BAD_SLOT,   1
         .set EXIT_BAD_INPUT,  2
         .set EXIT_EXCEPTION,  3
+        .set ACPI_SLEEP_CONTROL, 0x600
+        .set ACPI_SLEEP_S5,   (5 << 2) | 0x20   # SLP_TYP = 5 (soft off), SLP_EN
+        .set PVPANIC,         0x505
+        .set PVPANIC_PANICKED, 1
 
         .set PAGE_SIZE,       4096
         .set BUFFER,          0x800000          # 8 MiB
@@ -155,7 +164,13 @@ finished:
         call putdec64
         mov al, '\n'
         call putc32
-        mov al, EXIT_DONE
+        mov eax, [end_with]
+        test eax, eax
+        jz 1f
+        mov edx, eax
+        shr edx, 16                             # end_with = port << 16 | value
+        out dx, al
+1:      mov al, EXIT_DONE
         jmp exit_vm
 
 print_count:
@@ -261,10 +276,24 @@ parse_args:
         jmp parse_args
 4:      mov edi, offset key_ticks
         call match_key
+        jne 6f
+        call at_token_end
+        jne 6f
+        mov dword ptr [ticks_on], 1
+        jmp parse_args
+6:      mov edi, offset key_poweroff
+        call match_key
+        jne 7f
+        call at_token_end
+        jne 7f
+        mov dword ptr [end_with], (ACPI_SLEEP_CONTROL << 16) | ACPI_SLEEP_S5
+        jmp parse_args
+7:      mov edi, offset key_panic
+        call match_key
         jne 5f
         call at_token_end
         jne 5f
-        mov dword ptr [ticks_on], 1
+        mov dword ptr [end_with], (PVPANIC << 16) | PVPANIC_PANICKED
         jmp parse_args
 5:      call at_token_end                       # not ours: skip it
         je parse_args
@@ -535,6 +564,7 @@ pages:       .long DEFAULT_PAGES
 every:       .long DEFAULT_EVERY
 limit:       .long 0                            # 0: none
 ticks_on:    .long 0
+end_with:    .long 0                            # at the limit: port << 16 | value to write first (0: none)
 lag_mask:    .long 0                            # all ones once the first pass is over
 ticks:       .long 0
 buffer_end:  .long 0
@@ -558,6 +588,8 @@ key_pages:        .asciz "pages="
 key_every:        .asciz "every="
 key_limit:        .asciz "limit="
 key_ticks:        .asciz "ticks"
+key_poweroff:     .asciz "poweroff"
+key_panic:        .asciz "panic"
 msg_pages:        .asciz "counter pages="
 msg_every:        .asciz " every="
 msg_limit:        .asciz " limit="

@@ -13,9 +13,11 @@ import {
   checkDefinition, domainToXml, formatKeyValues, formatTable, parseDomainXml, readDefinitionFile, type DomainDefinition,
 } from '../domain/index.ts';
 import { attachConsole } from './domain-console.ts';
+import { migrate, migrateReceive, type MigrateOptions } from './domain-migrate.ts';
 import { cpuSeconds, destroyDomain, lookup, requireRunning, runningDomain, startDomain, storeOf, withMonitor, type StateOption } from './domain-runtime.ts';
 import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snapshotList, snapshotRevert } from './domain-snapshots.ts';
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
+import { startAutostartedNetworksIn } from './network-commands.ts';
 import { imgConvert, imgCreate } from './img.ts';
 
 const say = (text: string) => writeSync(1, text);
@@ -139,18 +141,22 @@ async function destroy(key: string, options: StateOption): Promise<void> {
 }
 
 /**
- * libvirt's reboot asks the guest (ACPI) and resets the machine when it
- * powers off; a `tsvmm run` ends at power-off, so tsvmm resets the machine
- * at once (QMP system_reset), which is `virsh reboot --mode reset`. With
- * on_reboot destroy, a reboot ends the domain, as the guest's own would.
+ * libvirt's reboot: by default (--mode acpi) it presses the power button and
+ * boots the guest again once it has powered off, so the guest shuts down
+ * cleanly first; the domain's own process does that second half
+ * (`__org.tsvmm_system_reboot`). --mode reset resets the machine at once
+ * (QMP system_reset). With on_reboot destroy, a reboot ends the domain, as
+ * the guest's own would.
  */
-async function reboot(key: string, options: StateOption): Promise<void> {
+async function reboot(key: string, options: StateOption & { mode?: string }): Promise<void> {
+  const mode = options.mode ?? 'acpi';
+  if (mode !== 'acpi' && mode !== 'reset') throw new InputError(`reboot --mode ${mode}: tsvmm reboots through ACPI (acpi, the default) or by a reset (reset)`);
   const store = storeOf(options);
   const definition = await lookup(store, key);
   if (definition.onReboot === 'destroy') await destroyDomain(store, definition);
   else {
     await requireRunning(store, definition);
-    await withMonitor(definition.name, store.runFiles(definition.name), (client) => client.execute('system_reset'));
+    await withMonitor(definition.name, store.runFiles(definition.name), (client) => client.execute(mode === 'acpi' ? '__org.tsvmm_system_reboot' : 'system_reset'));
   }
   say(`Domain '${definition.name}' is being rebooted\n\n`);
 }
@@ -176,7 +182,8 @@ async function clone(options: StateOption & { original: string; name: string; li
     ...parseDomainXml(domainToXml({ ...original, name: options.name }), 'the clone'),
     uuid: randomUUID(),
   };
-  copy.devices.interfaces = copy.devices.interfaces.map((i) => ({ ...i, mac: newMac() }));
+  // New MACs, and no <target dev>: the original's TAP name would be taken while both run.
+  copy.devices.interfaces = copy.devices.interfaces.map(({ target: _taken, ...card }) => ({ ...card, mac: newMac() }));
   const created: string[] = [];
   try {
     copy.devices.disks = await Promise.all(copy.devices.disks.map(async (disk) => {
@@ -208,10 +215,10 @@ async function autostart(key: string, options: StateOption & { disable?: boolean
   say(`Domain '${definition.name}' ${options.disable ? 'unmarked' : 'marked'} as autostarted\n\n`);
 }
 
-/** Starts every domain marked for autostart that is not running; one line per failure, and status 4 if any failed. */
+/** Starts every network, then every domain, marked for autostart that is not running; one line per failure, and status 4 if any failed. */
 async function startAutostarted(options: StateOption): Promise<number> {
   const store = storeOf(options);
-  let failed = false;
+  let failed = startAutostartedNetworksIn(store.folders);
   for (const definition of store.all().filter((d) => store.autostart(d.name))) {
     if (await runningDomain(store, definition)) continue;
     try {
@@ -248,7 +255,8 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
   verb('console', 'attach to a running domain\'s serial console (Ctrl-] detaches)').argument(...domainArgument).action(consoleVerb);
   verb('shutdown', 'ask the guest to power off (ACPI power button)').argument(...domainArgument)
     .action((key: string, o: StateOption) => monitorVerb(key, o, 'system_powerdown', (name) => `Domain '${name}' is being shutdown`));
-  verb('reboot', 'reset the domain\'s machine (the guest boots again)').argument(...domainArgument).action(reboot);
+  verb('reboot', 'reboot a domain: the ACPI power button, then a new boot once the guest powered off; --mode reset resets it at once')
+    .argument(...domainArgument).option('--mode <mode>', 'acpi (default) or reset').action(reboot);
   verb('destroy', 'end a running domain at once').argument(...domainArgument).action(destroy);
   verb('suspend', 'stop a domain\'s vCPUs').argument(...domainArgument)
     .action((key: string, o: StateOption) => monitorVerb(key, o, 'stop', (name) => `Domain '${name}' suspended`));
@@ -271,4 +279,15 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
     .option('--disable', 'unmark it').action(autostart);
   verb('start-autostarted', 'start every domain marked for autostart (for a boot-time unit)')
     .action(async (o: StateOption) => setStatus(await startAutostarted(o)));
+
+  verb('migrate', 'move a running domain to another host (tsvmm+ssh://HOST/system), through the connection; disks on shared storage')
+    .argument(...domainArgument).argument('<desturi>', 'where to: tsvmm+ssh://[user@]host[:port]/system (or tsvmm:///session|system here)')
+    .option('--live', 'the guest runs during the copy (pre-copy); without it, it is paused first')
+    .option('--persistent', 'keep the definition on the destination (tsvmm always does: it has no transient domains)')
+    .option('--undefinesource', 'undefine the domain here once it runs there')
+    .option('--copy-storage-all', 'copy the disks too (not supported: tsvmm needs shared storage)')
+    .action((key: string, uri: string, o: MigrateOptions) => migrate(key, uri, o));
+  // The destination's half of migrate, run there through the connection.
+  cli.command('migrate-receive', { hidden: true }).argument(...domainArgument)
+    .option('--state-dir <dir>', 'where definitions and running domains live').action(migrateReceive);
 }

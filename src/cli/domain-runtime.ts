@@ -9,6 +9,7 @@ import {
   checkDefinition, domainRunOptions, runArguments, runLockHeld, RunLock, stateOfRunState, takeDomainId,
   DomainStore, stateFolders, type DomainDefinition, type DomainRunFiles, type DomainStateName,
 } from '../domain/index.ts';
+import { networkBridges, NetworkStore } from '../network/index.ts';
 import { QmpClient } from './qmp-client.ts';
 
 const POLL_MS = 20;
@@ -55,7 +56,7 @@ function readNumber(file: string): number | null {
 
 /** Removes what a domain's dead process left behind; its logs stay. Only while holding its run lock. */
 function clearStaleFiles(files: DomainRunFiles): void {
-  for (const file of [files.pid, files.id, files.qmp, files.console]) rmSync(file, { force: true });
+  for (const file of [files.pid, files.id, files.qmp, files.console, files.incoming]) rmSync(file, { force: true });
 }
 
 /**
@@ -127,6 +128,8 @@ export interface StartOptions {
   restore?: string;
   /** Keeps the id the domain had (a snapshot restarts its process); a new one otherwise. */
   id?: number;
+  /** Waits for a migration's state, its URI to come through QMP's migrate-incoming (`tsvmm run --incoming defer`). */
+  incomingDeferred?: boolean;
 }
 
 function lastLogLine(file: string): string {
@@ -153,11 +156,12 @@ export async function startDomain(store: DomainStore, definition: DomainDefiniti
     clearStaleFiles(files);
     writeFileSync(files.id, `${options.id ?? takeDomainId(store.folders.run)}\n`);
     const args = [
-      'run', ...runArguments(domainRunOptions(definition)),
+      'run', ...runArguments(domainRunOptions(definition), networkBridges(new NetworkStore(store.folders))),
       '--qmp', `unix:${files.qmp},server=on,wait=off`,
       '--serial', `unix:${files.console},server=on,wait=off,logfile=${files.consoleLog}`,
       ...(options.paused ? ['-S'] : []),
       ...(options.restore !== undefined ? ['--restore', options.restore] : []),
+      ...(options.incomingDeferred ? ['--incoming', 'defer'] : []),
     ];
     const log = openSync(files.log, 'a', 0o600);
     try {

@@ -2,10 +2,10 @@
 // stderr and exit status 2; a VM or guest failure as one line and status 4
 // (src/cli/errors.ts).
 //
-// Each command's module is imported when that command runs, and the img and
-// domain commands are only declared when the command line may name one: `tsvmm
-// run` loads the machine and nothing of the storage tools or the libvirt-style
-// domains (start-up time, docs/architecture.md).
+// Each command's module is imported when that command runs, and the img,
+// domain and network commands are only declared when the command line may name
+// one: `tsvmm run` loads the machine and nothing of the storage tools or the
+// libvirt-style domains (start-up time, docs/architecture.md).
 import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,13 +56,20 @@ function repeat(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-/** The commands this file declares; any other first word may be an img or domain command. */
+/** Whether the command line starts with virsh's -c URI (remote.ts's takeConnectOption takes it). */
+function namesConnection(argv: readonly string[]): boolean {
+  const first = argv[0] ?? '';
+  return first === '-c' || first === '--connect' || first.startsWith('--connect=');
+}
+
+/** The commands this file declares; any other first word may be an img, domain or network command. */
 const OWN_COMMANDS = ['run', 'snapshot', 'check', 'guest', 'bench'];
 
 async function program(setStatus: (status: number) => void, argv: string[]): Promise<Command> {
   const cli = new Command('tsvmm')
     .description('A small, fast, readable KVM hypervisor in TypeScript')
     .version('0.1.0')
+    .usage('[-c URI] <command> [options]')
     .showSuggestionAfterError()
     .configureOutput({ writeErr: (text) => writeSync(2, text) })
     .exitOverride();
@@ -82,14 +89,16 @@ async function program(setStatus: (status: number) => void, argv: string[]): Pro
     .option('--cpu <model>', 'the CPU: host or max (default host: what KVM supports here), then [,+feature|-feature|feature=on|off][,vendor=S] (QEMU\'s -cpu spelling)')
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
-    .option('--net <spec>', 'a virtio-net device: tap[=NAME][,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
-    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device)', repeat)
+    .option('--net <spec>', 'a virtio-net device: tap[=NAME] (a TAP you set up) or bridge[,br=BR][,ifname=NAME] (a TAP tsvmm puts into host bridge BR, default br0), then [,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
+    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device) or pvpanic (the guest reports its panics, at 0x505)', repeat)
     .option('--fw-cfg <spec>', 'a file in fw_cfg (QEMU\'s -fw_cfg): [name=]opt/NAME,file=PATH or [name=]opt/NAME,string=S (repeatable)', repeat)
     .option('--virtio-transport <kind>', 'transport of virtio devices that name none: mmio (default) or pci')
     .option('--console <kind>', 'guest console and host input: serial (COM1, default) or virtio (hvc0)')
     .option('--no-ioeventfd', 'queue notifications exit to tsvmm instead of going through KVM_IOEVENTFD')
     .option('--no-irqfd', 'device interrupts use KVM_IRQ_LINE instead of KVM_IRQFD')
     .option('--reboot <action>', 'what a guest reboot does: exit (default: tsvmm ends with status 0, like QEMU\'s -no-reboot) or restart (the guest boots again)')
+    .option('--poweroff <action>', 'what a guest power-off does: exit (default: tsvmm ends with status 0) or restart (the guest boots again, libvirt\'s on_poweroff restart)')
+    .option('--panic <action>', 'what a guest panic reported through --device pvpanic does: exit (default: tsvmm ends with status 6) or restart')
     .option('--shutdown-timeout <seconds>', 'after SIGTERM presses the ACPI power button, stop a guest that has not powered off within this time (default 30)')
     .option('--qmp <endpoint>', 'a QMP monitor (QEMU\'s protocol): unix:PATH[,server=on,wait=off] or tcp:HOST:PORT[,server=on,wait=off] (repeatable)', repeat)
     .option('--serial <chardev>', 'the console on a unix socket instead of the terminal: unix:PATH,server=on,wait=off[,logfile=FILE] (QEMU\'s -serial)')
@@ -133,9 +142,12 @@ async function program(setStatus: (status: number) => void, argv: string[]): Pro
 
   // Help, a typo and every other command see the whole command set.
   if (!OWN_COMMANDS.includes(argv[0] ?? '')) {
-    const [{ registerImgCommand }, { registerDomainCommands }] = await Promise.all([import('./img.ts'), import('./domain-commands.ts')]);
+    const [{ registerImgCommand }, { registerDomainCommands }, { registerNetworkCommands }] = await Promise.all([
+      import('./img.ts'), import('./domain-commands.ts'), import('./network-commands.ts'),
+    ]);
     registerImgCommand(cli, setStatus);
     registerDomainCommands(cli, setStatus);
+    registerNetworkCommands(cli);
   }
 
   cli.command('bench')
@@ -159,8 +171,22 @@ async function program(setStatus: (status: number) => void, argv: string[]): Pro
 export async function main(argv: string[]): Promise<number> {
   let status = 0;
   try {
-    const cli = await program((s) => (status = s), argv);
-    await cli.parseAsync(argv, { from: 'user' });
+    // virsh's -c URI (or TSVMM_DEFAULT_URI): another host runs the whole command; this one, with its scope's state.
+    // remote.ts and the domain layer are loaded only when a connection is named.
+    let rest = argv;
+    if (namesConnection(argv) || process.env.TSVMM_DEFAULT_URI) {
+      const [{ runRemotely, takeConnectOption }, { parseConnectUri }] = await Promise.all([import('./remote.ts'), import('../domain/index.ts')]);
+      const taken = takeConnectOption(argv);
+      rest = taken.rest;
+      const target = taken.uri ?? (process.env.TSVMM_DEFAULT_URI || null);
+      if (target !== null) {
+        const connection = parseConnectUri(target);
+        if (connection.kind === 'ssh') return await runRemotely(connection, rest);
+        process.env.TSVMM_DEFAULT_URI = target;
+      }
+    }
+    const cli = await program((s) => (status = s), rest);
+    await cli.parseAsync(rest, { from: 'user' });
     return status;
   } catch (e) {
     if (e instanceof CommanderError) {

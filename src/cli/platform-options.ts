@@ -2,6 +2,7 @@
 // spelling so that a QEMU command line from a test suite carries over:
 //   --device isa-debug-exit[,iobase=N][,iosize=N]
 //   --device pc-testdev
+//   --device pvpanic                                          (at 0x505, QEMU's ioport)
 //   --fw-cfg [name=]NAME,file=PATH | [name=]NAME,string=S   (QEMU's -fw_cfg)
 import type { FwCfgFileConfig, MachineConfig } from '../machine/config.ts';
 import { InputError } from '../errors.ts';
@@ -10,7 +11,7 @@ import { hex } from '../hex.ts';
 import { splitSpec, stringSetting } from './virtio-options.ts';
 
 /** The `--device` names this file parses; the others are virtio devices. */
-export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit', 'pc-testdev'];
+export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit', 'pc-testdev', 'pvpanic'];
 
 export function isPlatformDevice(spec: string): boolean {
   return PLATFORM_DEVICE_NAMES.includes(spec.split(',', 1)[0]!);
@@ -51,13 +52,19 @@ const PC_TESTDEV_PORT_RANGES = [
 ];
 
 /** The machine settings of the platform devices among `--device` specs, and the `--fw-cfg` files. */
-export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'pcTestdev' | 'fwCfgFiles'> {
+export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'pcTestdev' | 'pvpanic' | 'fwCfgFiles'> {
   const debugExits = devices.filter((spec) => spec.split(',', 1)[0] === 'isa-debug-exit');
   if (debugExits.length > 1) throw new InputError('--device isa-debug-exit: given more than once (tsvmm has one debug-exit device)');
   const testdevs = devices.filter((spec) => spec.split(',', 1)[0] === 'pc-testdev');
   for (const spec of testdevs) if (spec !== 'pc-testdev') throw new InputError(`--device ${spec}: pc-testdev has no settings`);
   if (testdevs.length > 1) throw new InputError('--device pc-testdev: given more than once (its ports are fixed)');
+  const pvpanics = devices.filter((spec) => spec.split(',', 1)[0] === 'pvpanic');
+  for (const spec of pvpanics) if (spec !== 'pvpanic') throw new InputError(`--device ${spec}: pvpanic has no settings (it sits at ${hex(PortLayout.PVPANIC)}, QEMU's ioport)`);
+  if (pvpanics.length > 1) throw new InputError('--device pvpanic: given more than once (tsvmm has one pvpanic port)');
   const debugExit = debugExits.length ? parseIsaDebugExit(debugExits[0]!) : null;
+  if (debugExit && pvpanics.length && debugExit.port <= PortLayout.PVPANIC && PortLayout.PVPANIC < debugExit.port + debugExit.size) {
+    throw new InputError(`--device ${debugExits[0]}: overlaps pvpanic's port ${hex(PortLayout.PVPANIC)}`);
+  }
   if (debugExit && testdevs.length) {
     const taken = PC_TESTDEV_PORT_RANGES.find((r) => debugExit.port < r.base + r.count && r.base < debugExit.port + debugExit.size);
     if (taken) throw new InputError(`--device ${debugExits[0]}: overlaps pc-testdev's ports ${hex(taken.base)}-${hex(taken.base + taken.count - 1)}`);
@@ -65,6 +72,7 @@ export function platformConfigFromOptions(devices: readonly string[], fwCfg: rea
   return {
     ...(debugExit ? { debugExit } : {}),
     ...(testdevs.length ? { pcTestdev: true } : {}),
+    ...(pvpanics.length ? { pvpanic: true } : {}),
     ...(fwCfg.length ? { fwCfgFiles: fwCfg.map(parseFwCfg) } : {}),
   };
 }

@@ -4,9 +4,9 @@ import { existsSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { detectVirtualization } from '../kvm/index.ts';
-import { parseCpuModel, PVM_KERNEL_PARAMETERS, type CpuModel } from '../vcpu/index.ts';
+import { GUEST_PANIC_STATUS, parseCpuModel, PVM_KERNEL_PARAMETERS, type CpuModel } from '../vcpu/index.ts';
 import { DEFAULT_MEMORY, MIN_MEMORY, type MachineConfig } from '../machine/config.ts';
-import { VmController } from '../control/vm-controller.ts';
+import { VmController, type GuestEndAction, type GuestEndActions } from '../control/vm-controller.ts';
 import { parseQmpEndpoint } from '../qmp/endpoint.ts';
 import { parseSerialSpec, SerialSocket } from './serial-socket.ts';
 import { QmpMonitor } from '../qmp/monitor.ts';
@@ -37,8 +37,10 @@ export interface RunOptions extends VirtioOptions {
   irqfd?: boolean;
   /** Seconds the guest has to power off after SIGTERM presses its power button. */
   shutdownTimeout?: string;
-  /** What a guest reboot does: exit (default) or restart. */
+  /** What a guest reboot, power-off and panic (pvpanic) do: exit (default) or restart. */
   reboot?: string;
+  poweroff?: string;
+  panic?: string;
   /** `--fw-cfg` files (repeatable). */
   fwCfg?: string[];
   /** QMP monitors (repeatable). */
@@ -70,7 +72,7 @@ const TRACE_KINDS = ['exits'];
 const VALUE_OPTIONS: [keyof RunOptions, string][] = [
   ['kernel', '--kernel'], ['initrd', '--initrd'], ['append', '--append'], ['flat', '--flat'], ['systemMap', '--system-map'],
   ['pit', '--pit'], ['mem', '--mem'], ['cpus', '--cpus'], ['smp', '--smp'], ['cpu', '--cpu'], ['trace', '--trace'], ['disk', '--disk'], ['net', '--net'], ['device', '--device'],
-  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['fwCfg', '--fw-cfg'],
+  ['virtioTransport', '--virtio-transport'], ['console', '--console'], ['shutdownTimeout', '--shutdown-timeout'], ['reboot', '--reboot'], ['poweroff', '--poweroff'], ['panic', '--panic'], ['fwCfg', '--fw-cfg'],
   ['qmp', '--qmp'], ['serial', '--serial'], ['name', '--name'], ['uuid', '--uuid'], ['incoming', '--incoming'], ['restore', '--restore'],
 ];
 
@@ -106,10 +108,21 @@ export function checkRunOptions(options: RunOptions): void {
   if (options.uuid !== undefined && !UUID.test(options.uuid)) throw new InputError(`--uuid ${options.uuid}: expected a UUID like 5a1c2f3e-0b7d-4c4e-9f21-6a2b8d0c1e33`);
 }
 
-/** --reboot exit|restart: whether a guest's reboot ends tsvmm (QEMU's -no-reboot) or boots the guest again. */
-export function parseRebootAction(text: string | undefined): 'exit' | 'restart' {
-  if (text === undefined || text === 'exit' || text === 'restart') return text ?? 'exit';
-  throw new InputError(`--reboot ${text}: expected "exit" (tsvmm ends, status 0) or "restart" (the guest boots again)`);
+/**
+ * --reboot, --poweroff, --panic exit|restart: whether the guest's reboot
+ * (QEMU's -no-reboot), power-off or panic ends tsvmm, or boots the guest
+ * again (libvirt's on_reboot, on_poweroff, on_crash).
+ */
+export function parseGuestEndActions(options: Pick<RunOptions, 'reboot' | 'poweroff' | 'panic'>): GuestEndActions {
+  const parse = (flag: string, text: string | undefined, status: string): GuestEndAction => {
+    if (text === undefined || text === 'exit' || text === 'restart') return text ?? 'exit';
+    throw new InputError(`${flag} ${text}: expected "exit" (tsvmm ends, ${status}) or "restart" (the guest boots again)`);
+  };
+  return {
+    reboot: parse('--reboot', options.reboot, 'status 0'),
+    poweroff: parse('--poweroff', options.poweroff, 'status 0'),
+    panic: parse('--panic', options.panic, `status ${GUEST_PANIC_STATUS}`),
+  };
 }
 
 /** --shutdown-timeout SECONDS: how long a guest may take to power off after SIGTERM. */
@@ -197,7 +210,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   }
   let config = configFromOptions(options);
   const shutdownTimeoutMs = parseShutdownTimeout(options.shutdownTimeout);
-  const onReboot = parseRebootAction(options.reboot);
+  const actions = parseGuestEndActions(options);
   const incoming = incomingUri(options);
   const endpoints = (options.qmp ?? []).map(parseQmpEndpoint);
   markTime('create-vm');
@@ -208,9 +221,16 @@ export async function runCommand(options: RunOptions): Promise<number> {
     ? await SerialSocket.listen(parseSerialSpec(options.serial), (bytes) => controllerForInput?.current.sendInput(bytes))
     : null;
   if (serial) config = { ...config, consoleFd: serial.consoleFd };
-  const controller = new VmController(config, {
-    name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, onReboot, say,
-  });
+  let controller: VmController;
+  try {
+    controller = new VmController(config, {
+      name: options.name ?? null, uuid: options.uuid ?? null, paused: options.paused ?? false, incoming, actions, say,
+    });
+  } catch (e) {
+    // A machine that cannot be built (a TAP that cannot join its bridge, a locked disk) ends tsvmm: the console's listening socket must not keep it alive.
+    await serial?.close();
+    throw e;
+  }
   controllerForInput = controller;
   for (const warning of controller.current.warnings) writeSync(2, `tsvmm: warning: ${warning}\n`);
   if (config.memoryBytes > freemem() + 0) {
@@ -223,6 +243,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   // SIGTERM asks the guest to power off; SIGINT, or a SIGTERM it ignores, stops it (src/cli/shutdown.ts).
   const shutdown = new ShutdownPolicy({
     pressPowerButton: () => controller.current.pressPowerButton(),
+    powerDownToEnd: () => controller.powerDownToEnd(),
     stop: () => controller.stopForSignal(),
     // \r: the terminal may be in raw mode.
     say,
@@ -259,7 +280,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
       return 0;
     }
     // With --reboot restart a reset is not an end: one that met a stop request (a signal, Ctrl-A x) ends as that stop.
-    const stopped = result.stop.cause === 'stopped' || (onReboot === 'restart' && result.stop.cause === 'reboot');
+    const stopped = result.stop.cause === 'stopped' || (actions.reboot === 'restart' && result.stop.cause === 'reboot');
     if (stopped) {
       if (quit) {
         writeSync(2, '\ntsvmm: quit (Ctrl-A x)\n');

@@ -9,6 +9,8 @@
 export interface PowerControls {
   /** Presses the ACPI power button; false when the guest has none. */
   pressPowerButton(): boolean;
+  /** The same, to end the VM: the power-off that follows is not restarted (--poweroff restart). */
+  powerDownToEnd(): boolean;
   /** Stops the guest at once. */
   stop(): void;
   /** Tells the user what is happening (one line). */
@@ -28,7 +30,7 @@ export class ShutdownPolicy {
   constructor(private readonly controls: PowerControls, private readonly timeoutMs: number) {}
 
   onSignal(signal: NodeJS.Signals): void {
-    if (signal === 'SIGTERM' && !this.terminating && this.controls.pressPowerButton()) {
+    if (signal === 'SIGTERM' && !this.terminating && this.controls.powerDownToEnd()) {
       this.terminating = true;
       const seconds = this.timeoutMs / 1000;
       this.controls.say(`tsvmm: SIGTERM: pressed the ACPI power button; the guest has ${seconds} s to power off (SIGINT or a second SIGTERM stops it now)`);

@@ -1,6 +1,7 @@
 // `tsvmm run`'s virtio options, QEMU-style comma lists:
 //   --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci]
 //   --net tap[=NAME][,mac=52:54:00:12:34:56][,transport=...]
+//   --net bridge[,br=BR][,ifname=NAME][,mac=...][,transport=...]
 //   --device virtio-rng|virtio-console[,transport=...]
 import type { VirtioDeviceConfig, VirtioTransportKind } from '../machine/config.ts';
 import { parseMac } from '../machine/virtio-devices.ts';
@@ -68,16 +69,32 @@ export function parseDisk(spec: string): VirtioDeviceConfig {
   };
 }
 
+/** An interface name the kernel takes: up to 15 bytes, and at most one "%d" for it to number. */
+const INTERFACE_NAME = /^(?=.{1,15}$)[A-Za-z0-9_.-]*(?:%d[A-Za-z0-9_.-]*)?$/;
+
+/**
+ * `tap[=NAME]`: a TAP the host sets up itself. `bridge[,br=BR][,ifname=NAME]`
+ * (QEMU's -nic bridge, br0 by default): a TAP that tsvmm puts into the host
+ * bridge BR and brings up, as libvirt does for a domain; it goes away with tsvmm.
+ */
 export function parseNet(spec: string): VirtioDeviceConfig {
   const { head, settings } = splitSpec('--net', spec);
-  const [backend, name] = head.split('=', 2) as [string, string | undefined];
-  if (backend !== 'tap') throw new InputError(`--net ${spec}: the only backend is tap (tap or tap=NAME)`);
-  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new InputError(`--net ${spec}: "${name}" is not a valid interface name`);
+  const [backend, tapName] = head.split('=', 2) as [string, string | undefined];
+  if (backend !== 'tap' && backend !== 'bridge') {
+    throw new InputError(`--net ${spec}: the backends are tap (tap or tap=NAME) and bridge (bridge,br=BR)`);
+  }
+  if (backend === 'bridge' && tapName !== undefined) throw new InputError(`--net ${spec}: the bridge is named with br=${tapName}`);
   const transport = takeTransport('--net', spec, settings);
-  rejectUnknown('--net', spec, settings, ['mac']);
+  rejectUnknown('--net', spec, settings, backend === 'bridge' ? ['br', 'ifname', 'mac'] : ['mac']);
+  const name = backend === 'tap' ? tapName : stringSetting('--net', spec, settings, 'ifname');
+  const bridge = backend === 'bridge' ? stringSetting('--net', spec, settings, 'br') ?? 'br0' : undefined;
+  for (const interfaceName of [name, bridge]) {
+    if (interfaceName !== undefined && !INTERFACE_NAME.test(interfaceName)) throw new InputError(`--net ${spec}: "${interfaceName}" is not a valid interface name`);
+  }
+  if (bridge?.includes('%')) throw new InputError(`--net ${spec}: br names an existing bridge ("${bridge}" is a template)`);
   const mac = stringSetting('--net', spec, settings, 'mac');
   if (mac !== undefined && !parseMac(mac)) throw new InputError(`--net ${spec}: mac must look like 52:54:00:12:34:56`);
-  return { kind: 'net', ...transport, ...(name ? { tap: name } : {}), ...(mac ? { mac } : {}) };
+  return { kind: 'net', ...transport, ...(name ? { tap: name } : {}), ...(bridge ? { bridge } : {}), ...(mac ? { mac } : {}) };
 }
 
 export function parseDevice(spec: string): VirtioDeviceConfig {

@@ -16,6 +16,7 @@ export interface MachineShape {
   console: 'serial' | 'virtio';
   debugExit: string;
   pcTestdev: boolean;
+  pvpanic: boolean;
   fwCfgFiles: string[];
   /** Each virtio device: kind, transport, and for a disk whether it is read-only. */
   virtio: string[];
@@ -33,6 +34,7 @@ export function machineShape(config: MachineConfig): MachineShape {
     console: config.console ?? 'serial',
     debugExit: config.debugExit ? `${config.debugExit.port}/${config.debugExit.size}` : 'default',
     pcTestdev: Boolean(config.pcTestdev),
+    pvpanic: Boolean(config.pvpanic),
     fwCfgFiles: (config.fwCfgFiles ?? []).map((f) => f.name),
     virtio: (config.virtio ?? []).map((d) => `${d.kind}:${d.transport ?? transport}${d.kind === 'blk' && d.readOnly ? ':ro' : ''}`),
   };
@@ -40,15 +42,18 @@ export function machineShape(config: MachineConfig): MachineShape {
 
 const LABELS: Record<keyof MachineShape, string> = {
   memoryBytes: 'RAM bytes', cpus: 'vCPUs', cpu: 'CPU model', guest: 'guest kind', irqchip: 'in-kernel irqchip', pit: 'PIT',
-  console: 'console', debugExit: 'isa-debug-exit', pcTestdev: 'pc-testdev', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
+  console: 'console', debugExit: 'isa-debug-exit', pcTestdev: 'pc-testdev', pvpanic: 'pvpanic', fwCfgFiles: 'fw_cfg files', virtio: 'virtio devices',
 };
+
+/** What a shape saved before a field existed meant by its absence. */
+const ADDED_LATER: Partial<MachineShape> = { pvpanic: false };
 
 /** Null when `saved` (from a stream's header) fits `here`; else one line naming the first difference. */
 export function describeShapeMismatch(saved: unknown, here: MachineShape): string | null {
   if (typeof saved !== 'object' || saved === null) return 'the stream names no machine (damaged header)';
   const s = saved as Record<string, unknown>;
   for (const key of Object.keys(here) as (keyof MachineShape)[]) {
-    const a = JSON.stringify(s[key]);
+    const a = JSON.stringify(s[key] ?? ADDED_LATER[key]);
     const b = JSON.stringify(here[key]);
     if (a !== b) return `the saved machine does not match this one: ${LABELS[key]} ${a ?? 'missing'} there, ${b} here`;
   }

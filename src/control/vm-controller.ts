@@ -16,6 +16,11 @@ import { cpuRegisters } from './registers.ts';
 import { MIGRATION_CAPABILITIES } from '../qmp/commands.ts';
 import { IncomingMigration, OutgoingMigration, DEFAULT_MIGRATION_PARAMETERS } from './migration.ts';
 
+/** QEMU's ShutdownCause for each way a guest ends itself. */
+const GUEST_SHUTDOWN_REASONS: Partial<Record<MachineResult['stop']['cause'], 'guest-shutdown' | 'guest-reset' | 'guest-panic'>> = {
+  poweroff: 'guest-shutdown', reboot: 'guest-reset', panic: 'guest-panic',
+};
+
 /** How a VM that was quit before it ever ran (waiting for a migration) ended. */
 const QUIT_BEFORE_START: MachineResult = {
   stop: { cause: 'stopped', status: 0 }, exits: 0, runNs: 0, unclaimed: { pio: 0, mmio: 0 }, reports: [], virtio: [],
@@ -24,6 +29,24 @@ const QUIT_BEFORE_START: MachineResult = {
 /** The migration capabilities tsvmm acts on: MIGRATION events. */
 const SUPPORTED_CAPABILITIES = new Set(['events']);
 
+/** What a guest's own ending does: end tsvmm, or boot the guest again (libvirt's destroy and restart). */
+export type GuestEndAction = 'exit' | 'restart';
+
+/** The action for each way a guest ends itself (`--reboot`, `--poweroff`, `--panic`). */
+export interface GuestEndActions {
+  reboot: GuestEndAction;
+  poweroff: GuestEndAction;
+  /** A panic the guest reports through pvpanic. */
+  panic: GuestEndAction;
+}
+
+/** Each ending as the user reads it, and the flag that chose its action. */
+const GUEST_ENDINGS = {
+  reboot: { words: 'rebooted', flag: '--reboot' },
+  poweroff: { words: 'powered off', flag: '--poweroff' },
+  panic: { words: 'panicked', flag: '--panic' },
+} as const;
+
 export interface ControllerOptions {
   name?: string | null;
   uuid?: string | null;
@@ -31,8 +54,8 @@ export interface ControllerOptions {
   paused?: boolean;
   /** --incoming URI / --restore FILE: the machine's state comes from there, not from its images. */
   incoming?: string | null;
-  /** What a guest reboot does: end tsvmm (QEMU's -no-reboot) or boot it again. */
-  onReboot?: 'exit' | 'restart';
+  /** What the guest's reboot, power-off and panic do (default: each ends tsvmm, as QEMU's -no-reboot). */
+  actions?: Partial<GuestEndActions>;
   /** A line for the user (stderr), e.g. a failed migration the guest survived. */
   say?: (line: string) => void;
 }
@@ -52,8 +75,13 @@ export class VmController implements MachineControl {
   /** Set while a system_reset waits for the machine to be built again: resolves its answer. */
   private resetDone: (() => void) | null = null;
   private quitRequested = false;
-  /** A signal stopped the VM: a guest reset that crosses it is not restarted. */
+  /**
+   * The host wants the VM to end (a signal stopped it, or SIGTERM pressed the
+   * power button): a guest reboot or power-off that follows is not restarted.
+   */
   private stopRequested = false;
+  /** `__org.tsvmm_system_reboot` pressed the power button: the power-off that follows boots the guest again. */
+  private rebootAtPoweroff = false;
   private outgoing: OutgoingMigration | null = null;
   /** With --incoming defer: hands over migrate-incoming's URI. */
   private deferredIncoming: ((uri: string) => void) | null = null;
@@ -117,13 +145,20 @@ export class VmController implements MachineControl {
         this.settleReset();
         continue;
       }
-      if (result.stop.cause === 'reboot') {
-        this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
-        if (this.options.onReboot === 'restart' && !this.quitRequested && !this.stopRequested) {
-          this.say('tsvmm: guest rebooted: starting it again (--reboot restart)');
-          this.rebuild();
-          continue;
-        }
+      const { cause } = result.stop;
+      const asked = cause === 'poweroff' && this.rebootAtPoweroff;
+      this.rebootAtPoweroff = false;
+      const restart = (cause === 'reboot' || cause === 'poweroff' || cause === 'panic')
+        && (asked || this.options.actions?.[cause] === 'restart') && !this.quitRequested && !this.stopRequested;
+      if (cause === 'reboot') this.emit({ event: 'RESET', data: { guest: true, reason: 'guest-reset' } });
+      // QEMU's event, with what the VM does next: run again, or power off.
+      if (cause === 'panic') this.emit({ event: 'GUEST_PANICKED', data: { action: restart ? 'run' : 'poweroff' } });
+      if (restart) {
+        const ending = GUEST_ENDINGS[cause];
+        this.say(`tsvmm: guest ${ending.words}: starting it again (${asked ? 'a reboot through the power button' : `${ending.flag} restart`})`);
+        if (cause !== 'reboot') this.emit({ event: 'RESET', data: { guest: true, reason: cause === 'panic' ? 'guest-panic' : 'guest-shutdown' } });
+        this.rebuild();
+        continue;
       }
       this.finish(result);
       return { result, quit: this.quitRequested };
@@ -151,9 +186,9 @@ export class VmController implements MachineControl {
       if (this.quitRequested) this.emit({ event: 'SHUTDOWN', data: { guest: false, reason: 'host-qmp-quit' } });
       return;
     }
-    this.state = cause === 'poweroff' || cause === 'reboot' || cause === 'stopped' ? 'shutdown' : 'internal-error';
-    const reason = this.quitRequested ? 'host-qmp-quit' : cause === 'poweroff' ? 'guest-shutdown' : cause === 'reboot' ? 'guest-reset' : cause === 'stopped' ? 'host-signal' : 'host-error';
-    this.emit({ event: 'SHUTDOWN', data: { guest: reason === 'guest-shutdown' || reason === 'guest-reset', reason } });
+    this.state = cause === 'poweroff' || cause === 'reboot' || cause === 'stopped' ? 'shutdown' : cause === 'panic' ? 'guest-panicked' : 'internal-error';
+    const reason = this.quitRequested ? 'host-qmp-quit' : GUEST_SHUTDOWN_REASONS[cause] ?? (cause === 'stopped' ? 'host-signal' : 'host-error');
+    this.emit({ event: 'SHUTDOWN', data: { guest: reason.startsWith('guest-'), reason } });
   }
 
   // ---- MachineControl ----------------------------------------------------
@@ -247,6 +282,11 @@ export class VmController implements MachineControl {
     this.emit({ event: 'POWERDOWN' });
   }
 
+  systemRebootByPowerButton(): void {
+    this.systemPowerdown();
+    this.rebootAtPoweroff = true;
+  }
+
   quit(): void {
     this.quitRequested = true;
     // Still waiting for a migration or its URI: nothing runs yet, the wait just ends.
@@ -261,6 +301,13 @@ export class VmController implements MachineControl {
   stopForSignal(): void {
     this.stopRequested = true;
     this.machine.stop();
+  }
+
+  /** SIGTERM's way to end the VM: the power button, and a power-off (or reboot) that follows ends it. */
+  powerDownToEnd(): boolean {
+    if (!this.machine.pressPowerButton()) return false;
+    this.stopRequested = true;
+    return true;
   }
 
   migrate(uri: string): Promise<void> {

@@ -17,16 +17,15 @@ function checkFile(definition: DomainDefinition, element: string, path: string):
 }
 
 /**
- * A domain's process is `tsvmm run`, which ends when the guest powers off or
- * crashes; with no daemon watching, nothing would start it again, so
- * on_poweroff and on_crash 'restart' are refused rather than ignored.
- * (on_reboot 'restart' is `tsvmm run --reboot restart`: the process boots the guest again.)
+ * A domain's process is `tsvmm run`; with no daemon watching, a 'restart'
+ * lifecycle action is the process booting the guest again (`--reboot`,
+ * `--poweroff`, `--panic restart`). A crash is seen only through the panic
+ * device: without one a panicking Linux just reboots (panic=-1), so
+ * on_crash restart without <panic> would be a setting nothing acts on.
  */
 export function checkDefinition(definition: DomainDefinition): void {
-  for (const [element, action] of [['on_poweroff', definition.onPoweroff], ['on_crash', definition.onCrash]] as const) {
-    if (action === 'restart') {
-      throw new InputError(`domain '${definition.name}': <${element}>restart</${element}>: tsvmm runs domains without a daemon, so nothing could start it again; use destroy`);
-    }
+  if (definition.onCrash === 'restart' && !definition.devices.panic) {
+    throw new InputError(`domain '${definition.name}': <on_crash>restart</on_crash> needs a <panic model='isa'/> device, through which the guest reports its crash`);
   }
   domainRunOptions(definition); // refuses what `tsvmm run` cannot be given
   const { kernel, initrd } = definition.os;

@@ -45,6 +45,8 @@ export interface DomainDevices {
   console: 'serial' | 'virtio' | null;
   /** A virtio-rng fed from /dev/urandom. */
   rng: boolean;
+  /** <panic model='isa'/>: QEMU's pvpanic at 0x505, through which the guest reports a crash (on_crash). */
+  panic: boolean;
 }
 
 export interface DiskDefinition {
@@ -59,9 +61,11 @@ export interface DiskDefinition {
 
 /**
  * A network card (virtio-net). How it reaches the host is kept as libvirt
- * states it; connecting it is the networks' part of tsvmm.
+ * states it: a libvirt network by name (src/network finds its bridge when the
+ * domain starts), a host bridge, or user networking. `target` is the host
+ * TAP's name (<target dev='...'/>); without one the kernel numbers a vnetN.
  */
-export type InterfaceDefinition = { mac: string } & (
+export type InterfaceDefinition = { mac: string; target?: string } & (
   | { type: 'network'; network: string }
   | { type: 'bridge'; bridge: string }
   | { type: 'user' }

@@ -21,6 +21,8 @@ export interface DomainRunFiles {
   id: string;
   qmp: string;
   console: string;
+  /** Where a migration's stream comes in (migrate-receive). */
+  incoming: string;
   consoleLog: string;
   /** The `tsvmm run` process's own stdout and stderr. */
   log: string;
@@ -57,6 +59,7 @@ export class DomainStore {
       id: join(folder, 'id'),
       qmp: checkSocketPath(join(folder, 'qmp.sock')),
       console: checkSocketPath(join(folder, 'console.sock')),
+      incoming: checkSocketPath(join(folder, 'incoming.sock')),
       consoleLog: join(folder, 'console.log'),
       log: join(folder, 'tsvmm.log'),
     };

@@ -2,9 +2,10 @@
 // means; and the state the domain manager keeps on the host.
 export type { DiskDefinition, DomainDefinition, DomainDevices, DomainOs, InterfaceDefinition, LifecycleAction } from './definition.ts';
 export { parseDomainXml } from './parse.ts';
-export { domainToXml } from './serialize.ts';
-export { domainRunOptions, runArguments, type DomainRunOptions } from './run-options.ts';
+export { domainToXml, XmlWriter } from './serialize.ts';
+export { DEFAULT_TAP_NAME, domainRunOptions, runArguments, type DomainRunOptions, type InterfaceConnection, type NetworkBridgeLookup } from './run-options.ts';
 export { stateFolders, type StateFolders } from './state-folders.ts';
+export { localScope, parseConnectUri, remoteLocalUri, type Connection, type Scope } from './connection.ts';
 export { writeFileAtomic, removeFileDurably } from './atomic-file.ts';
 export { DomainStore, readDefinitionFile, type DomainRunFiles } from './domain-store.ts';
 export { RunLock, runLockHeld } from './run-lock.ts';

@@ -158,7 +158,7 @@ function readClock(domain: ElementReader): void {
 
 function readDevices(domain: ElementReader): DomainDevices {
   const devices = domain.child('devices');
-  const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false };
+  const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false, panic: false };
   if (!devices) return result;
   const emulator = devices.child('emulator');
   if (emulator) {
@@ -185,6 +185,8 @@ function readDevices(domain: ElementReader): DomainDevices {
   }
   const rng = devices.child('rng');
   if (rng) result.rng = readRng(rng);
+  const panic = devices.child('panic');
+  if (panic) result.panic = readPanic(panic);
   const memballoon = devices.child('memballoon');
   if (memballoon) {
     memballoon.requiredAttribute('model');
@@ -243,6 +245,8 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     }
     const source = element.child('source');
     const via = type === 'network' || type === 'bridge' ? readInterfaceSource(element, source, type) : null;
+    const target = element.child('target');
+    const dev = target ? readTapName(target) : undefined;
     const model = element.child('model');
     if (model) {
       model.requiredAttribute('type');
@@ -250,7 +254,7 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
       model.finish();
     }
     element.finish();
-    return { element, address, type, via };
+    return { element, address, type, via, dev };
   });
   const taken = new Map<string, number>();
   for (const { element, address } of read) {
@@ -258,13 +262,22 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     if (taken.has(address)) throw element.error(`mac address='${address}' is the interface's at line ${taken.get(address)} too`);
     taken.set(address, element.line);
   }
-  return read.map(({ address, type, via }) => {
+  return read.map(({ address, type, via, dev }) => {
     const mac = address ?? generateMac(taken);
     taken.set(mac, 0);
-    if (type === 'network') return { type, mac, network: via! };
-    if (type === 'bridge') return { type, mac, bridge: via! };
-    return { type: 'user', mac };
+    const target = dev !== undefined ? { target: dev } : {};
+    if (type === 'network') return { type, mac, network: via!, ...target };
+    if (type === 'bridge') return { type, mac, bridge: via!, ...target };
+    return { type: 'user', mac, ...target };
   });
+}
+
+/** <target dev='vnet7'/>: the host TAP's name, which the kernel takes as 1 to 15 bytes without "/", "%" or spaces. */
+function readTapName(target: ElementReader): string {
+  const dev = target.requiredAttribute('dev');
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(dev)) throw target.error(`dev='${dev}' is not an interface name (up to 15 letters, digits and _ . -)`);
+  target.finish();
+  return dev;
 }
 
 /** <source network='default'/> or <source bridge='br0'/>: what the interface connects to. */
@@ -316,6 +329,21 @@ function readConsole(console: ElementReader): 'serial' | 'virtio' {
   }
   console.finish();
   return kind;
+}
+
+/** <panic model='isa'> (the x86 default model), at QEMU's port 0x505 if an address is given. */
+function readPanic(panic: ElementReader): boolean {
+  panic.choice('model', ['isa'], 'tsvmm\'s panic device is QEMU\'s ISA pvpanic (model=\'isa\')');
+  const address = panic.child('address');
+  if (address) {
+    address.requiredAttribute('type');
+    address.choice('type', ['isa'], 'the pvpanic device is on the ISA bus (type=\'isa\')');
+    const iobase = address.requiredAttribute('iobase');
+    if (!/^0x0*505$/i.test(iobase)) throw address.error(`iobase='${iobase}': tsvmm's pvpanic sits at 0x505`);
+    address.finish();
+  }
+  panic.finish();
+  return true;
 }
 
 function readRng(rng: ElementReader): boolean {

@@ -13,8 +13,8 @@ export function escapeAttribute(value: string): string {
   return escapeText(value).replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 }
 
-/** Builds the lines of the document, one element or closing tag each. */
-class XmlWriter {
+/** Builds the lines of the document, one element or closing tag each (network XML uses it too). */
+export class XmlWriter {
   private readonly lines: string[] = [];
   private depth = 0;
 
@@ -74,6 +74,7 @@ export function domainToXml(definition: DomainDefinition, id?: number): string {
       if (devices.console) xml.element('console', { type: 'pty' }, () => xml.leaf('target', { type: devices.console!, port: '0' }));
       xml.leaf('memballoon', { model: 'none' });
       if (devices.rng) xml.element('rng', { model: 'virtio' }, () => xml.leaf('backend', { model: 'random' }, RNG_BACKEND));
+      if (devices.panic) xml.element('panic', { model: 'isa' }, () => xml.leaf('address', { type: 'isa', iobase: '0x505' }));
     });
   });
   return xml.toString();
@@ -94,6 +95,7 @@ function writeInterface(xml: XmlWriter, network: InterfaceDefinition): void {
     xml.leaf('mac', { address: network.mac });
     if (network.type === 'network') xml.leaf('source', { network: network.network });
     if (network.type === 'bridge') xml.leaf('source', { bridge: network.bridge });
+    if (network.target !== undefined) xml.leaf('target', { dev: network.target });
     xml.leaf('model', { type: 'virtio' });
   });
 }

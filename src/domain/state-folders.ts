@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
+import { localScope } from './connection.ts';
 
 export interface StateFolders {
   /** Definitions, snapshots, autostart marks: kept across host reboots. */
@@ -17,8 +18,10 @@ export interface StateFolders {
 const MAX_SOCKET_PATH = 107;
 
 /**
- * --state-dir DIR (or TSVMM_STATE_DIR) puts both under DIR; root gets
- * /var/lib/tsvmm and /run/tsvmm; anyone else the XDG folders.
+ * --state-dir DIR (or TSVMM_STATE_DIR) puts both under DIR. Otherwise the
+ * connection chooses (`-c` / TSVMM_DEFAULT_URI): tsvmm:///system is
+ * /var/lib/tsvmm and /run/tsvmm, tsvmm:///session the XDG folders; without
+ * one, root's commands are system ones and anyone else's session ones.
  */
 export function stateFolders(option: string | undefined, env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? -1): StateFolders {
   const chosen = option ?? (env.TSVMM_STATE_DIR || undefined);
@@ -29,7 +32,8 @@ export function stateFolders(option: string | undefined, env: NodeJS.ProcessEnv 
     if (dir.includes(',')) throw new InputError(`--state-dir ${dir}: tsvmm cannot use a folder with a comma in its path`);
     return { data: dir, run: join(dir, 'run') };
   }
-  if (uid === 0) return { data: '/var/lib/tsvmm', run: '/run/tsvmm' };
+  const scope = localScope(env.TSVMM_DEFAULT_URI) ?? (uid === 0 ? 'system' : 'session');
+  if (scope === 'system') return { data: '/var/lib/tsvmm', run: '/run/tsvmm' };
   const data = join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'tsvmm');
   // Without a runtime folder (no login session), running state stays beside the data.
   return { data, run: env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'tsvmm') : join(data, 'run') };

@@ -13,5 +13,5 @@ export {
 } from './exits.ts';
 export { detectVirtualization, describeVirtualization, type HostVirtualization, type VirtualizationFacts } from './virtualization.ts';
 export { blockSignalInThisThread, consumePendingSignal, withoutSignal, ThreadTimer } from './thread-signals.ts';
-export { openTap, TapError, type Tap } from './tap.ts';
+export { bridgeTap, openTap, TapError, type Tap } from './tap.ts';
 export { ofdByteLocks } from './file-locks.ts';

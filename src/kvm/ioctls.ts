@@ -1,5 +1,5 @@
 // KVM (and TUN/TAP) ioctl request numbers, computed the way <asm-generic/ioctl.h> does.
-// test/kvm-abi.test.ts checks every one against the machine's <linux/kvm.h> and <linux/if_tun.h>.
+// test/kvm-abi.test.ts checks every one against the machine's <linux/kvm.h>, <linux/if_tun.h> and <linux/sockios.h>.
 import { Layouts } from './structs.ts';
 
 const IOC_NONE = 0;
@@ -80,6 +80,13 @@ export const Ioctl = {
   // On a /dev/net/tun fd (<linux/if_tun.h>, type 'T'; both declare an int argument)
   TUNSETIFF: ioc(IOC_WRITE, 0x54, 202, 4),
   TUNSETVNETHDRSZ: ioc(IOC_WRITE, 0x54, 216, 4),
+
+  // On any socket, with a struct ifreq (<linux/sockios.h>: fixed numbers, not _IOC-encoded)
+  SIOCGIFFLAGS: 0x8913,
+  SIOCSIFFLAGS: 0x8914,
+  SIOCSIFHWADDR: 0x8924,
+  SIOCGIFINDEX: 0x8933,
+  SIOCBRADDIF: 0x89a2,
 } as const;
 
 export type IoctlName = keyof typeof Ioctl;

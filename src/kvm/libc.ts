@@ -25,6 +25,7 @@ type Status = number;
 export const libcCalls = {
   open: bind<(path: string, flags: number, mode: number) => Fd>('int open(const char *path, int flags, int mode)'),
   close: bind<(fd: Fd) => Status>('int close(int fd)'),
+  socket: bind<(domain: number, type: number, protocol: number) => Fd>('int socket(int domain, int type, int protocol)'),
   read: bind<(fd: Fd, buf: Uint8Array, count: number) => number>('long read(int fd, void *buf, unsigned long count)'),
   write: bind<(fd: Fd, buf: Uint8Array, count: number) => number>('long write(int fd, const void *buf, unsigned long count)'),
   mmap: bind<(addr: Address | null, len: number, prot: number, flags: number, fd: Fd, offset: number) => Address>(

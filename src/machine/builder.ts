@@ -170,12 +170,13 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number, model: CpuModel, warni
  * and each virtio-mmio device
  * (which the guest then finds in the DSDT rather than on its command line).
  */
-export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number): AcpiPlatform {
+export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number, pvpanic = false): AcpiPlatform {
   // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
   const onPci = virtio.filter((d) => d.transport === 'pci');
   return acpiPlatform(cpus, undefined, {
     ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
     virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
+    pvpanic,
   });
 }
 
@@ -185,7 +186,7 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
  * `clock` is the guest clock the PIT counts from.
  */
 export function machineDevices(
-  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev'>, acpi: boolean,
+  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev' | 'pvpanic'>, acpi: boolean,
   { clock = MonotonicClock.createState(), fwCfg }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents } = {},
 ): DeviceSpec[] {
   return [
@@ -204,6 +205,7 @@ export function machineDevices(
       { kind: 'acpi-pm-timer', port: PortLayout.ACPI_PM_TIMER },
     ] satisfies DeviceSpec[] : []),
     { kind: 'debug-exit', port: config.debugExit?.port ?? PortLayout.DEBUG_EXIT, size: config.debugExit?.size ?? PortLayout.DEBUG_EXIT_COUNT },
+    ...(config.pvpanic ? [{ kind: 'pvpanic', port: PortLayout.PVPANIC }] satisfies DeviceSpec[] : []),
     ...(config.pcTestdev ? [{
       kind: 'pc-testdev', ioport: PortLayout.PC_TESTDEV_IOPORT, flush: PortLayout.PC_TESTDEV_FLUSH,
       ioportByte: PortLayout.PC_TESTDEV_IOPORT_BYTE, irqPort: PortLayout.PC_TESTDEV_IRQ,
@@ -251,7 +253,7 @@ function loadGuest(
       // The virtio-mmio devices are in the ACPI tables, not on the command line.
       cmdline: [linux.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
       ram: ramLayout(config.memoryBytes),
-      acpi: linuxAcpiPlatform(virtio.devices, config.cpus),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config.pvpanic ?? false),
       // An MP table too: a kernel booted with acpi=off finds its CPUs there.
       cpus: config.cpus,
     }, reset);
@@ -263,7 +265,7 @@ function loadGuest(
       kernel: guest.kernel, kernelSource: linux.kernel, args: linux.args ?? '',
       ...(guest.initrd ? { initrd: guest.initrd, initrdSource: linux.initrd! } : {}),
       ram: ramLayout(config.memoryBytes),
-      acpi: linuxAcpiPlatform(virtio.devices, config.cpus),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config.pvpanic ?? false),
       cpus: config.cpus,
     }, guest.header, reset).state;
   } else {

@@ -15,6 +15,7 @@ import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
 import { DebugExit } from '../devices/debug-exit.ts';
 import { FwCfg, FW_CFG_DMA_PORT_COUNT, FW_CFG_PORT_COUNT, type FwCfgContents } from '../devices/fw-cfg.ts';
 import { I8042 } from '../devices/i8042.ts';
+import { Pvpanic, PVPANIC_PORT_COUNT } from '../devices/pvpanic.ts';
 import { PcTestdev, PC_TESTDEV_FLUSH_COUNT, PC_TESTDEV_IOMEM_SIZE, PC_TESTDEV_IOPORT_COUNT, PC_TESTDEV_IRQ_COUNT } from '../devices/pc-testdev.ts';
 import type { InterruptLine } from '../devices/interrupt-line.ts';
 import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
@@ -27,7 +28,7 @@ import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
 import { VirtioTransport } from '../devices/virtio/transport.ts';
 import { KvmError, signalEventFd, type VmFd } from '../kvm/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
-import type { VcpuStop } from '../vcpu/index.ts';
+import { GUEST_PANIC_STATUS, type VcpuStop } from '../vcpu/index.ts';
 import type { InputRing } from './byte-rings.ts';
 import type { DeviceTimers } from './device-timers.ts';
 import type { PlannedVirtioDevice } from './virtio-plan.ts';
@@ -70,6 +71,7 @@ export type DeviceSpec =
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
   | { kind: 'acpi-pm-timer'; port: number }
   | { kind: 'debug-exit'; port: number; size: number }
+  | { kind: 'pvpanic'; port: number }
   | { kind: 'pc-testdev'; ioport: number; flush: number; ioportByte: number; irqPort: number; iomem: number; state: SharedArrayBuffer }
   | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
 
@@ -81,6 +83,7 @@ export interface Platform {
 /** How a guest ends the VM on its own: through the i8042 or ACPI reset, or ACPI S5. */
 const GUEST_REBOOTED: VcpuStop = { cause: 'reboot', status: 0, message: 'guest rebooted' };
 const GUEST_POWERED_OFF: VcpuStop = { cause: 'poweroff', status: 0, message: 'guest powered off' };
+const GUEST_PANICKED: VcpuStop = { cause: 'panic', status: GUEST_PANIC_STATUS, message: 'guest panicked (it said so through pvpanic)' };
 
 /**
  * Puts the machine's devices on this thread's buses: one object per device
@@ -140,6 +143,9 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
           // Silent, like QEMU: the exit status is the guest's message.
           context.requestStop({ cause: 'debug-exit', status, value });
         }));
+        break;
+      case 'pvpanic':
+        pio.register(spec.port, PVPANIC_PORT_COUNT, new Pvpanic(() => context.requestStop(GUEST_PANICKED)));
         break;
       case 'pc-testdev': {
         const testdev = new PcTestdev({ irqLine: (line) => context.irqLine(line), flushPage: (address) => context.flushPage(address) }, spec.state);

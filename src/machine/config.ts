@@ -42,6 +42,8 @@ export interface MachineConfig {
   debugExit?: { port: number; size: number };
   /** QEMU's pc-testdev, the test device of kvm-unit-tests (`--device pc-testdev`). */
   pcTestdev?: boolean;
+  /** QEMU's pvpanic at port 0x505 (`--device pvpanic`): the guest reports its panics there. */
+  pvpanic?: boolean;
   /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */
   fwCfgFiles?: FwCfgFileConfig[];
   /** Where guest console output goes (default: stdout). */
@@ -73,8 +75,12 @@ export type VirtioDeviceConfig = { transport?: VirtioTransportKind } & (
   | { kind: 'blk'; path: string; format?: 'raw' | 'qcow2'; readOnly?: boolean; serial?: string }
   | { kind: 'rng' }
   | { kind: 'console' }
-  /** `tapFd` is filled in by the machine once it opened the TAP device. */
-  | { kind: 'net'; tap?: string; mac?: string; tapFd?: number }
+  /**
+   * `tap` names the TAP (a "%d" in it is a template); with `bridge`, the TAP
+   * joins that host bridge, up. `tapFd` is filled in by the machine once it
+   * opened the TAP device.
+   */
+  | { kind: 'net'; tap?: string; bridge?: string; mac?: string; tapFd?: number }
 );
 
 export const MIB = 1024 * 1024;

@@ -42,8 +42,8 @@ export interface MachineState {
 
 type AnyLayout = DeviceStateLayout<Record<string, StateField>>;
 
-/** Devices with no state of their own (the PM timer counts from the machine's clock). */
-type StatelessKind = 'debug-exit' | 'acpi-pm-timer';
+/** Devices with no state of their own (the PM timer counts from the machine's clock; pvpanic acts on a write at once). */
+type StatelessKind = 'debug-exit' | 'acpi-pm-timer' | 'pvpanic';
 
 /** The state layout of each legacy and ACPI device kind. */
 const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayout> = {
@@ -60,7 +60,7 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayo
 
 /** Each device state buffer with its layout, in a fixed order. */
 function stateBuffers(built: BuiltMachine): { legacy: [AnyLayout, SharedArrayBuffer][]; pci: [AnyLayout, SharedArrayBuffer][] } {
-  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' || spec.kind === 'acpi-pm-timer' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
+  const legacy = built.devices.flatMap((spec): [AnyLayout, SharedArrayBuffer][] => (spec.kind === 'debug-exit' || spec.kind === 'acpi-pm-timer' || spec.kind === 'pvpanic' ? [] : [[LEGACY_LAYOUTS[spec.kind], spec.state]]));
   const { pciBridgeState, devices } = built.virtio;
   const pci: [AnyLayout, SharedArrayBuffer][] = pciBridgeState
     ? [[PCI_HOST_BRIDGE_STATE, pciBridgeState], ...devices.flatMap((d): [AnyLayout, SharedArrayBuffer][] => (d.pciState ? [[VIRTIO_PCI_STATE, d.pciState]] : []))]

@@ -249,7 +249,7 @@ export class Machine {
 
   /** With several vCPUs, a stop that is one vCPU's own says which. */
   private describeStop(id: number, stop: VcpuStop): VcpuStop {
-    if (this.config.cpus === 1 || !stop.message || stop.cause === 'poweroff' || stop.cause === 'reboot' || stop.cause === 'halt') return stop;
+    if (this.config.cpus === 1 || !stop.message || stop.cause === 'poweroff' || stop.cause === 'reboot' || stop.cause === 'panic' || stop.cause === 'halt') return stop;
     return { ...stop, message: `vCPU ${id}: ${stop.message}` };
   }
 

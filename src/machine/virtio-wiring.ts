@@ -4,11 +4,11 @@
 // thread (virtio-io-thread.ts) runs them.
 import { PciHostBridge } from '../devices/pci/index.ts';
 import { MmioRegister } from '../devices/virtio/mmio.ts';
-import { closeFd, createEventFd, ofdByteLocks, openTap, type VmFd } from '../kvm/index.ts';
+import { bridgeTap, closeFd, createEventFd, ofdByteLocks, openTap, type VmFd } from '../kvm/index.ts';
 import { InputError } from '../errors.ts';
 import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
-import { indexesWithinKind, openVirtioDevice } from './virtio-devices.ts';
+import { defaultMac, indexesWithinKind, openVirtioDevice, parseMac } from './virtio-devices.ts';
 import { planVirtioDevices, type PlannedVirtioDevice } from './virtio-plan.ts';
 
 /** The machine's virtio devices as planned, and the eventfd that wakes their I/O thread. */
@@ -84,14 +84,28 @@ export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean,
   }
 }
 
+/** The TAP of a virtio-net device, in its bridge when it names one (the TAP's own MAC is the guest's with 0xfe first, as libvirt's). */
+function openNetTap(config: VirtioDeviceConfig & { kind: 'net' }, index: number): number {
+  const tap = openTap(config.tap);
+  if (config.bridge === undefined) return tap.fd;
+  try {
+    const guestMac = (config.mac !== undefined ? parseMac(config.mac) : null) ?? defaultMac(index);
+    bridgeTap(tap.name, config.bridge, Uint8Array.of(0xfe, ...guestMac.subarray(1)));
+    return tap.fd;
+  } catch (e) {
+    closeFd(tap.fd);
+    throw e;
+  }
+}
+
 function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDeviceConfig[]): VirtioWiring {
   const indexes = indexesWithinKind(configs);
   const noConsole = { write: () => {}, read: () => null };
   const described = configs.map((deviceConfig, i) => {
-    if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
-      deviceConfig = { ...deviceConfig, tapFd: openTap(deviceConfig.tap).fd };
-    }
     const index = indexes[i]!;
+    if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
+      deviceConfig = { ...deviceConfig, tapFd: openNetTap(deviceConfig, index) };
+    }
     const device = openVirtioDevice(deviceConfig, index, { console: noConsole });
     const info = device.info;
     // The TAP fd stays open for the I/O thread; a disk is opened again there.

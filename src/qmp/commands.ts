@@ -115,6 +115,8 @@ export const COMMANDS: Readonly<Record<string, QmpCommand>> = {
   cont: { args: NO_ARGS, run: async ({ machine }) => { await machine.cont(); return {}; } },
   system_reset: { args: NO_ARGS, run: async ({ machine }) => { await machine.systemReset(); return {}; } },
   system_powerdown: { args: NO_ARGS, run: ({ machine }) => { machine.systemPowerdown(); return {}; } },
+  // tsvmm's own, named as QAPI names a downstream extension (__RFQDN_): `tsvmm reboot` (libvirt's --mode acpi).
+  '__org.tsvmm_system_reboot': { args: NO_ARGS, run: ({ machine }) => { machine.systemRebootByPowerButton(); return {}; } },
   quit: {
     args: NO_ARGS,
     run: () => ({}),

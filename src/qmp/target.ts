@@ -73,10 +73,12 @@ export interface MigrationParameters {
 export type MachineEvent =
   | { event: 'STOP' }
   | { event: 'RESUME' }
-  | { event: 'RESET'; data: { guest: boolean; reason: 'guest-reset' | 'host-qmp-system-reset' | 'host-ui' } }
+  | { event: 'RESET'; data: { guest: boolean; reason: 'guest-reset' | 'guest-shutdown' | 'guest-panic' | 'host-qmp-system-reset' | 'host-ui' } }
   | { event: 'POWERDOWN' }
   | { event: 'SHUTDOWN'; data: { guest: boolean; reason: 'guest-shutdown' | 'host-qmp-quit' | 'host-signal' | 'guest-reset' | 'guest-panic' | 'host-error' } }
-  | { event: 'MIGRATION'; data: { status: MigrationStatus } };
+  | { event: 'MIGRATION'; data: { status: MigrationStatus } }
+  /** QEMU's GUEST_PANICKED: what the VM does after the guest's panic (run again: tsvmm's restart). */
+  | { event: 'GUEST_PANICKED'; data: { action: 'pause' | 'poweroff' | 'run' } };
 
 /**
  * The machine as the monitor sees it. Every method that changes the machine
@@ -98,6 +100,12 @@ export interface MachineControl {
   systemReset(): Promise<void>;
   /** Presses the ACPI power button. */
   systemPowerdown(): void;
+  /**
+   * libvirt's ACPI reboot, done by the VM's own process since tsvmm has no
+   * daemon: the power button, and when the guest has powered off, the
+   * machine boots again instead of ending.
+   */
+  systemRebootByPowerButton(): void;
   /** Ends tsvmm (after the reply is sent). */
   quit(): void;
   migrate(uri: string): Promise<void>;

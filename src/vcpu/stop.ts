@@ -13,12 +13,20 @@
  */
 export const VM_FAILURE_STATUS = 4;
 
+/**
+ * The exit status of a guest that reported a panic through pvpanic: the
+ * guest failed, not tsvmm, so not 4; even, so no runner takes it for a
+ * debug-exit result.
+ */
+export const GUEST_PANIC_STATUS = 6;
+
 /** Why a run ended; the user-facing words are in `message`. */
 export type StopCause =
   | 'stopped'         // the host asked (Ctrl-A x, a signal, close())
   | 'debug-exit'      // the guest wrote the debug-exit port; `value` has what it wrote
   | 'poweroff'        // the guest powered off (ACPI sleep state S5, or KVM's system event)
   | 'reboot'          // the guest asked for a reset (i8042, ACPI reset register, KVM's system event)
+  | 'panic'           // the guest reported a kernel panic (pvpanic)
   | 'halt'            // HLT with nothing left to wake the vCPU
   | 'shutdown'        // a triple fault (KVM_EXIT_SHUTDOWN)
   | 'fail-entry'      // KVM could not enter the guest

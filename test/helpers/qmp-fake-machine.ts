@@ -114,6 +114,11 @@ export class FakeMachine implements MachineControl {
     this.emit({ event: 'POWERDOWN' });
   }
 
+  systemRebootByPowerButton(): void {
+    this.calls.push('__org.tsvmm_system_reboot');
+    this.emit({ event: 'POWERDOWN' });
+  }
+
   quit(): void {
     this.calls.push('quit');
     this.emit({ event: 'SHUTDOWN', data: { guest: false, reason: 'host-qmp-quit' } });

@@ -13,9 +13,12 @@ export class TsvmmProcess {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  /** With `input`, what `type` writes reaches tsvmm's stdin (the guest's console); else stdin is empty. */
-  constructor(args: string[], { input = false } = {}) {
-    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+  /**
+   * With `input`, what `type` writes reaches tsvmm's stdin (the guest's console); else stdin is empty.
+   * `inherit` are fds tsvmm gets as 3, 4, ... (as a domain's run lock comes).
+   */
+  constructor(args: string[], { input = false, inherit = [] as number[] } = {}) {
+    this.child = spawn(process.execPath, [TSVMM, ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', ...inherit], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => (this.stdout += text));
     this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
     // Keys typed after tsvmm ended are lost, as on a terminal, not an error of the test's own.

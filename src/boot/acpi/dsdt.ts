@@ -29,6 +29,8 @@
 //       Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base, 0x200)  Interrupt (...) { irq } }) }
 //     Device (FWCF) { Name (_HID, "QEMU0002")  Name (_STA, 0x0B)       // QEMU's fw_cfg
 //       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x510, 0x510, 1, 12) }) }
+//     Device (PEVT) { Name (_HID, "QEMU0001")  Name (_STA, 0x0F)       // QEMU's pvpanic, with --device pvpanic
+//       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x505, 0x505, 1, 1) }) }
 //     Device (PMRS) {                               // motherboard resources:
 //       Name (_HID, EisaId ("PNP0C02"))  Name (_UID, One)  // keeps the OS off them
 //       Name (_CRS, ResourceTemplate () { IO (...) x3, Memory32Fixed (ReadWrite, 0xFEA00000, 4) })
@@ -39,6 +41,7 @@
 // resource), which is why its register window is claimed by PMRS instead.
 import { ACPI_GED_MMIO_SIZE, GedEvent } from '../../devices/acpi-ged.ts';
 import { SleepType } from '../../devices/acpi-sleep.ts';
+import { PVPANIC_PORT_COUNT } from '../../devices/pvpanic.ts';
 import { and, device, eisaId, field, FieldAccess, FieldUpdate, ifThen, integer, local, method, name, notify, operationRegion, path, pkg, RegionSpace, scope, store, string, type Aml } from './aml.ts';
 import type { AcpiPlatform, AcpiVirtioMmio } from './platform.ts';
 import { busNumbers, interrupt, ioPorts, ioWindow, memory32Fixed, memoryWindow, resourceTemplate } from './resources.ts';
@@ -128,6 +131,15 @@ function fwCfg(port: number, count: number): number[] {
   ]);
 }
 
+/** QEMU's pvpanic ("QEMU0001", the ID Linux's pvpanic driver matches): one port, present and enabled. */
+function pvpanic(port: number): number[] {
+  return device('PEVT', [
+    name('_HID', string('QEMU0001')),
+    name('_STA', integer(0x0f)),
+    name('_CRS', resourceTemplate([ioPorts(port, port, 1, PVPANIC_PORT_COUNT)])),
+  ]);
+}
+
 /** A virtio-mmio device ("LNRO0005", the ID Linux's virtio_mmio driver matches). */
 function virtioMmio(index: number, dev: AcpiVirtioMmio): number[] {
   return device(`VR${index.toString(16).toUpperCase().padStart(2, '0')}`, [
@@ -161,6 +173,7 @@ export function dsdtAml(platform: AcpiPlatform): Aml {
       ...platform.uarts.map((u, i) => uart(i, u.port, u.irq)),
       ...platform.virtioMmio.map((dev, i) => virtioMmio(i, dev)),
       ...(platform.fwCfg ? [fwCfg(platform.fwCfg.port, platform.fwCfg.count)] : []),
+      ...(platform.pvpanic ? [pvpanic(platform.pvpanic.port)] : []),
       motherboardResources(platform),
     ]),
   ];

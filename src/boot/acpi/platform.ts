@@ -84,6 +84,8 @@ export interface AcpiPlatform {
   uarts: readonly { port: number; irq: number }[];
   /** QEMU's fw_cfg (QEMU0002): its ports, selector and data through DMA; null without one. */
   fwCfg: { port: number; count: number } | null;
+  /** QEMU's pvpanic (QEMU0001): its port; null without one. */
+  pvpanic: { port: number } | null;
   virtioMmio: readonly AcpiVirtioMmio[];
 }
 
@@ -104,7 +106,7 @@ export interface AcpiVirtioMmio {
 export function acpiPlatform(
   cpus: number,
   apicIds?: readonly number[],
-  devices: { pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[] } = {},
+  devices: { pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[]; pvpanic?: boolean } = {},
 ): AcpiPlatform {
   return {
     cpus,
@@ -130,6 +132,7 @@ export function acpiPlatform(
       : null,
     uarts: [{ port: PortLayout.COM1, irq: IrqLayout.COM1_COM3 }],
     fwCfg: { port: PortLayout.FW_CFG, count: PortLayout.FW_CFG_DMA + PortLayout.FW_CFG_DMA_COUNT - PortLayout.FW_CFG },
+    pvpanic: devices.pvpanic ? { port: PortLayout.PVPANIC } : null,
     virtioMmio: devices.virtioMmio ?? [],
   };
 }
