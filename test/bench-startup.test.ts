@@ -1,7 +1,8 @@
 // What `tsvmm bench startup` measures: the bin as installed runs the bundles
 // in dist/bundle (src/cli/dist.mjs) through V8's code cache
 // (src/cli/code-cache.cjs), starts its vCPU thread from there, and reports its
-// start-up marks. A code cache that does not fit is rejected and written again.
+// start-up marks; with a virtio device it prestarts the I/O thread as well. A
+// code cache that does not fit is rejected and written again.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -16,8 +17,8 @@ const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-bench-startup-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** `tsvmm run` of a guest that writes 16 bytes and ends (status 1), with TSVMM_TIMING's marks on fd 3. */
-function runTimed(flat: string) {
-  const r = spawnSync(process.execPath, [TSVMM, 'run', '--flat', flat, '--mem', '64M'], {
+function runTimed(flat: string, extra: string[] = []) {
+  const r = spawnSync(process.execPath, [TSVMM, 'run', '--flat', flat, '--mem', '64M', ...extra], {
     encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TSVMM_TIMING: '3' },
   });
   const marks = (r.output[3] ?? '').split('\n').filter(Boolean).map((line) => line.split(' ')[1]);
@@ -62,6 +63,17 @@ describe('dist/bundle', () => {
       expect(second.status).toBe(1);
       expect(second.stdout).toBe('.'.repeat(16));
       expect(statSync(cache).size).toBeGreaterThan(1000);
+    });
+
+    it('with a virtio device the bin prestarts the virtio I/O thread too, and the machine takes it with its ports', () => {
+      const flat = serialFloodImage(scratch, { count: 16 });
+      const r = runTimed(flat, ['--irqchip', '--device', 'virtio-rng']);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('.'.repeat(16));
+      // A thread marks worker-waiting only when it was prestarted (threads.ts workerInit).
+      expect(r.marks.filter((m) => m === 'worker-waiting')).toHaveLength(2);
+      expect(runTimed(flat).marks.filter((m) => m === 'worker-waiting')).toHaveLength(1);
     });
   });
 });

@@ -20,6 +20,23 @@ mark('bin');
 const command = process.argv[2];
 const requireCommonJs = createRequire(import.meta.url);
 const BUNDLED_THREADS = '../../dist/bundle/threads.cjs';
+/**
+ * The vCPU thread, and the virtio I/O thread when the command line seems to
+ * ask for a virtio device (the machine waits for that thread before its
+ * vCPUs start). A wrong guess costs a thread started for nothing, or one
+ * started later; run.ts's parsing decides what the machine has.
+ */
+function prestartThreads(module) {
+  // Optional calls: a stale bundle (see below) may predate one of them.
+  module.prestartVcpuThread?.();
+  const args = process.argv.slice(3);
+  const value = (i) => (args[i].includes('=') ? args[i].slice(args[i].indexOf('=') + 1) : args[i + 1] ?? '');
+  const virtio = args.some((arg, i) => /^--(disk|net)(=|$)/.test(arg)
+    || (/^--device(=|$)/.test(arg) && value(i).startsWith('virtio-'))
+    || (/^--console(=|$)/.test(arg) && value(i) === 'virtio'));
+  if (virtio) module.prestartVirtioThread?.();
+}
+
 // `tsvmm run`: start the vCPU thread first, so that Node's start-up of the
 // worker overlaps the loading of everything else. From the bundle when there
 // is one, before knowing whether it is current (~200 stats): a stale bundle's
@@ -27,11 +44,11 @@ const BUNDLED_THREADS = '../../dist/bundle/threads.cjs';
 let threads = null;
 if (command === 'run' && !process.env.TSVMM_SOURCES && existsSync(new URL(BUNDLED_THREADS, import.meta.url))) {
   threads = requireCommonJs(BUNDLED_THREADS);
-  threads.prestartVcpuThread();
+  prestartThreads(threads);
 }
 const compiled = !process.env.TSVMM_SOURCES && compiledIsFresh();
 if (threads && !compiled) {
-  await threads.releasePrestartedThreads();
+  await threads.releasePrestartedThreads?.();
   threads = null;
 }
 if (!compiled) (await import('tsx/esm/api')).register();
@@ -43,7 +60,7 @@ const load = {
 }[from];
 if (command === 'run' && !threads) {
   threads = await load.threads();
-  threads.prestartVcpuThread();
+  prestartThreads(threads);
 }
 const { main } = await load.main();
 mark(`loaded-${from}`);

@@ -69,6 +69,11 @@ interface Prestarted {
 
 const prestarted = new Map<string, Prestarted>();
 
+/** What must match for a prestarted worker to be taken: its options, but for the ports handed over with its data. */
+function optionsKey(options: Omit<WorkerOptions, 'workerData'>): string {
+  return JSON.stringify({ ...options, transferList: undefined });
+}
+
 /** Starts a worker for `url` now; startWorker() with the same URL takes it. Unused, it does not keep the process alive. */
 export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerData'> = {}): void {
   if (prestarted.has(url.href)) return;
@@ -79,17 +84,17 @@ export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerDat
   // Until taken, an error (the process is exiting) has no one to go to.
   worker.on('error', () => {});
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  prestarted.set(url.href, { worker, options: JSON.stringify(options), waiting, exited });
+  prestarted.set(url.href, { worker, options: optionsKey(options), waiting, exited });
 }
 
 /** A worker running `url` with `init` as its data: the prestarted one when there is one with the same options, else a new one. */
 export function startWorker(url: URL, init: unknown, options: Omit<WorkerOptions, 'workerData'> = {}): Worker {
   const waiting = prestarted.get(url.href);
-  if (!waiting || waiting.options !== JSON.stringify(options)) return new Worker(url, { ...options, workerData: init });
+  if (!waiting || waiting.options !== optionsKey(options)) return new Worker(url, { ...options, workerData: init });
   prestarted.delete(url.href);
   const { worker } = waiting;
   worker.ref();
-  worker.postMessage({ init });
+  worker.postMessage({ init }, options.transferList ?? []);
   return worker;
 }
 
@@ -204,7 +209,12 @@ export function prestartVcpuThread(): void {
   prestartWorker(VCPU_THREAD, VCPU_THREAD_OPTIONS);
 }
 
-/** Ends a prestarted vCPU thread that no machine took (the command failed first). */
+/** Starts the virtio I/O thread now (the bin does, for a `tsvmm run` with virtio devices): Machine.run() waits for it before the vCPUs start. */
+export function prestartVirtioThread(): void {
+  prestartWorker(VIRTIO_THREAD, VIRTIO_THREAD_OPTIONS);
+}
+
+/** Ends the prestarted threads that no machine took (the command failed first). */
 export async function releasePrestartedThreads(): Promise<void> {
   await releasePrestartedWorkers();
 }
