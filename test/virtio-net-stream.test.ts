@@ -87,6 +87,16 @@ describe('virtio-net over a length-prefixed stream (passt)', () => {
     expect(device.counts).toMatchObject({ txFrames: 2, txBytes: 60 + 1514, txErrors: 0 });
   });
 
+  it('refuses a guest frame shorter than an Ethernet header: it would put the stream out of step', () => {
+    const { driver, tx, peer, device } = setup();
+    tx.submit([driver.readable(new Uint8Array(NET_HEADER_SIZE + 10))]);
+    expect(reasons(driver)).toMatch(/a frame of 10 bytes, shorter than an Ethernet header/);
+    expect(device.counts).toMatchObject({ txFrames: 0, txErrors: 1 });
+    const next = frame(60);
+    tx.submit([driver.readable(Uint8Array.from([...new Uint8Array(NET_HEADER_SIZE), ...next]))]);
+    expect(peerReads(peer)).toEqual(lengthPrefixed(next));
+  });
+
   it('delivers frames from the peer into receive buffers, after a zeroed header with num_buffers 1', () => {
     const { driver, rx, peer, device } = setup();
     const buffers = [driver.writable(RX_BUFFER, 0xcc), driver.writable(RX_BUFFER, 0xcc)];

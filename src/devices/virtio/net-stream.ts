@@ -48,6 +48,8 @@ export class StreamBackend implements NetBackend {
   private inboundDone = 0;
   /** The part of a sent frame the socket has not taken yet. */
   private outbound: Uint8Array | null = null;
+  private readonly outboundLengthBytes = new Uint8Array(LENGTH_SIZE);
+  private readonly outboundLength = new DataView(this.outboundLengthBytes.buffer);
   private readonly iovecs: Uint8Array[] = [];
 
   /** `fd`: a connected, non-blocking stream socket. The backend does not close it. */
@@ -69,12 +71,10 @@ export class StreamBackend implements NetBackend {
           return 0;
         }
         this.inboundLength = length;
-        this.inboundDone = 0;
       }
       const frame = this.inbound.subarray(0, this.inboundLength);
       if (!this.fill(frame, frame.length)) return 0;
       this.inboundLength = -1;
-      this.inboundDone = 0;
       const total = HEADER_SIZE + frame.length;
       if (total > capacity) return -total;
       copyInto(views, 0, RECEIVE_HEADER);
@@ -110,11 +110,12 @@ export class StreamBackend implements NetBackend {
     if (this.failure) return this.failure;
     if (this.blocked) throw new Error('StreamBackend.send while blocked');
     const frameLength = length - HEADER_SIZE;
-    const prefix = new Uint8Array(LENGTH_SIZE);
-    new DataView(prefix.buffer).setUint32(0, frameLength, false);
+    // passt would take a shorter one as the stream going out of step.
+    if (frameLength < MIN_FRAME) return `a frame of ${frameLength} bytes, shorter than an Ethernet header`;
+    this.outboundLength.setUint32(0, frameLength, false);
     const iovecs = this.iovecs;
     iovecs.length = 0;
-    iovecs.push(prefix);
+    iovecs.push(this.outboundLengthBytes);
     let skip = HEADER_SIZE;
     for (const view of views) {
       if (skip >= view.length) {
