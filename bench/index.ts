@@ -2,6 +2,7 @@
 // run. Adding a suite is one entry here (see bench/lib/suite.ts for the shape).
 import { benchBlk, chartBlk, formatBlk } from './blk.ts';
 import { benchExits, chartExits, formatExits } from './exits.ts';
+import { exitsKutSuite } from './exits-kut.ts';
 import { benchLifecycle, chartLifecycle, formatLifecycle } from './lifecycle.ts';
 import { benchMemory, chartMemory, formatMemory } from './memory.ts';
 import { benchPit, chartPit, formatPit } from './pit.ts';
@@ -17,6 +18,7 @@ export const SUITES: readonly Suite[] = [
     format: formatExits,
     chart: chartExits,
   }),
+  exitsKutSuite,
   defineSuite({
     name: 'serial-flood',
     description: 'COM1 bytes/s from a real-mode guest: tsvmm, kvmtool, QEMU and the C baseline',

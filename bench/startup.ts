@@ -4,15 +4,16 @@
 // ending). tsvmm reports when its vCPU thread first enters KVM_RUN through
 // TSVMM_TIMING (src/machine/startup-timing.ts); the others are timed from
 // outside only. `node -e 0` is the floor under anything written for Node.
-// Goal: tsvmm's first KVM_RUN within 20 ms of `node -e 0`'s exit.
+// Goal: tsvmm's first KVM_RUN within 20 ms of `node -e 0`'s exit. A peer that
+// fails is a row saying why (bench/lib/peers.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildArtifacts, C_RUNNER, serialFloodImage, TSVMM_BIN } from './lib/artifacts.ts';
 import { ensureCompiled } from './lib/compiled.ts';
 import { writeFlatRom } from './lib/flat-rom.ts';
-import { findPeers, kvmtoolArgs, qemuArgs } from './lib/peers.ts';
-import { describeFailure, runProcess, type ProcessRun } from './lib/process.ts';
+import { findPeers, kvmtoolArgs, PeerFailure, qemuArgs } from './lib/peers.ts';
+import { describeFailure, failureReason, runProcess, type ProcessRun } from './lib/process.ts';
 import { summarize, table, type Summary } from './lib/stats.ts';
 import type { BenchOptions, ChartPanel } from './lib/suite.ts';
 
@@ -27,6 +28,8 @@ export interface StartupRow {
   firstByteMs: Summary | null;
   exitMs: Summary | null;
   note: string;
+  /** Why a peer has no figures though it is installed: "QEMU failed: …". */
+  failed?: string;
 }
 
 export interface StartupResult {
@@ -49,6 +52,8 @@ interface Subject {
   env?: NodeJS.ProcessEnv;
   /** Prints the guest's bytes. */
   guest: boolean;
+  /** Another VMM compared with (its failure is a row, not the end of the suite). */
+  peer?: boolean;
   note: string;
 }
 
@@ -65,21 +70,25 @@ export async function benchStartup(options: BenchOptions): Promise<StartupResult
       { what: 'node -e 0', command: process.execPath, args: ['-e', '0'], status: 0, guest: false, note: `Node ${process.version}: the floor` },
       { what: 'tsvmm', command: process.execPath, args: tsvmmArgs, status: 1, timing: true, guest: true, note: 'compiled (dist/), as installed' },
       { what: 'tsvmm from sources', command: process.execPath, args: tsvmmArgs, status: 1, timing: true, env: { TSVMM_SOURCES: '1' }, guest: true, note: 'TSVMM_SOURCES=1: tsx in both threads' },
-      { what: 'QEMU', command: peers.qemu.path, args: qemuArgs(rom, MEM_MIB), status: 1, guest: true, note: peers.qemu.path ? `${peers.qemu.version ?? ''}, -M microvm` : peers.qemu.note },
-      { what: 'kvmtool', command: peers.kvmtool.path, args: kvmtoolArgs(flat, MEM_MIB), status: 0, guest: true, note: peers.kvmtool.path ? (peers.kvmtool.version ?? '') : peers.kvmtool.note },
+      { what: 'QEMU', command: peers.qemu.path, args: qemuArgs(rom, MEM_MIB), status: 1, guest: true, peer: true, note: peers.qemu.path ? `${peers.qemu.version ?? ''}, -M microvm` : peers.qemu.note },
+      { what: 'kvmtool', command: peers.kvmtool.path, args: kvmtoolArgs(flat, MEM_MIB), status: 0, guest: true, peer: true, note: peers.kvmtool.path ? (peers.kvmtool.version ?? '') : peers.kvmtool.note },
       { what: 'C baseline', command: C_RUNNER, args: ['-m', String(MEM_MIB), flat], status: 1, guest: true, note: 'bench/c/kvm-flat.c' },
     ];
     const present = subjects.filter((s) => s.command);
     const runs = new Map<string, ProcessRun[]>(present.map((s) => [s.what, []]));
+    /** Peers that failed, with why: not run again. */
+    const failures = new Map<string, string>();
     for (let run = 0; run < options.runs; run++) {
       for (let k = 0; k < present.length; k++) {
         const subject = present[(run + k) % present.length]!;
-        const result = await runProcess(subject.command!, subject.args, {
-          timeoutMs: 60_000, ...(subject.timing ? { timing: true } : {}), ...(subject.env ? { env: subject.env } : {}),
-        });
-        if (result.status !== subject.status) throw describeFailure(`startup: ${subject.what}`, result);
-        if (subject.guest && result.stdoutBytes !== GUEST_BYTES) throw new Error(`startup: ${subject.what} printed ${result.stdoutBytes} bytes, expected ${GUEST_BYTES}`);
-        runs.get(subject.what)!.push(result);
+        if (failures.has(subject.what)) continue;
+        try {
+          runs.get(subject.what)!.push(await runSubject(subject));
+        } catch (error) {
+          if (!subject.peer) throw error;
+          failures.set(subject.what, PeerFailure.of(subject.what, error).message);
+          options.log(`  ${failures.get(subject.what)}`);
+        }
       }
       const median = (what: string, pick: (r: ProcessRun) => number | null | undefined) => {
         const v = runs.get(what)?.[run];
@@ -95,6 +104,8 @@ export async function benchStartup(options: BenchOptions): Promise<StartupResult
     };
     const rows = subjects.map((s): StartupRow => {
       const r = runs.get(s.what);
+      const failed = failures.get(s.what);
+      if (failed) return { what: s.what, firstKvmRunMs: null, firstByteMs: null, exitMs: null, note: s.note, failed };
       if (!r) return { what: s.what, firstKvmRunMs: null, firstByteMs: null, exitMs: null, note: s.note };
       return {
         what: s.what,
@@ -115,12 +126,30 @@ export async function benchStartup(options: BenchOptions): Promise<StartupResult
   }
 }
 
+/** One run of a subject; a peer's failure is a PeerFailure. */
+async function runSubject(subject: Subject): Promise<ProcessRun> {
+  const result = await runProcess(subject.command!, subject.args, {
+    timeoutMs: 60_000, ...(subject.timing ? { timing: true } : {}), ...(subject.env ? { env: subject.env } : {}),
+  });
+  if (result.status !== subject.status) {
+    throw subject.peer ? new PeerFailure(subject.what, failureReason(result)) : describeFailure(`startup: ${subject.what}`, result);
+  }
+  if (subject.guest && result.stdoutBytes !== GUEST_BYTES) {
+    const what = `printed ${result.stdoutBytes} bytes, expected ${GUEST_BYTES}`;
+    throw subject.peer ? new PeerFailure(subject.what, what) : new Error(`startup: ${subject.what} ${what}`);
+  }
+  return result;
+}
+
 const range = (s: Summary | null) => (s ? `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})` : '—');
 
 export function formatStartup(result: StartupResult): string {
   const rows = table(
     ['process', 'first KVM_RUN ms', 'first serial byte ms', 'exit ms', 'note'],
-    result.rows.map((r) => (r.exitMs ? [r.what, range(r.firstKvmRunMs), range(r.firstByteMs), range(r.exitMs), r.note] : [r.what, 'not installed', '—', '—', r.note])),
+    result.rows.map((r) => {
+      if (r.failed) return [r.what, 'failed', '—', '—', r.failed];
+      return r.exitMs ? [r.what, range(r.firstKvmRunMs), range(r.firstByteMs), range(r.exitMs), r.note] : [r.what, 'not installed', '—', '—', r.note];
+    }),
   );
   const marks = Object.entries(result.tsvmmMarks).map(([label, at]) => `${label} ${at.toFixed(1)}`).join(' → ');
   const verdict = result.tsvmmOverNodeMs <= result.goalMs ? 'met' : 'not met';
@@ -137,7 +166,7 @@ export function chartStartup(result: StartupResult): ChartPanel[] {
       label: r.what,
       bars: r.exitMs
         ? [...bar('first KVM_RUN', r.firstKvmRunMs), ...bar('first serial byte', r.firstByteMs), ...bar('exit', r.exitMs)]
-        : [{ series: 'exit', value: 0, missing: 'not installed' }],
+        : [{ series: 'exit', value: 0, missing: r.failed ? 'failed' : 'not installed' }],
     })),
   }];
 }

@@ -44,13 +44,16 @@ for src in "${sources[@]}"; do
     printf '  %-14s %6d bytes\n' "$name.bin" "$(stat -c %s "$out/$name.bin")"
 done
 
-# Multiboot v1 kernels: 32-bit ELF files linked at 0x400000, which a VMM loads
-# by their program headers (tsvmm run -k firmware/build/<name>.elf).
+# Multiboot v1 kernels: 32-bit ELF files linked at 0x400000 (multiboot.ld), or
+# by their own <name>.ld beside them, which a VMM loads by their program
+# headers (tsvmm run -k firmware/build/<name>.elf).
 for src in "$here"/multiboot/*.S; do
     name="${src##*/}"
     name="${name%.S}"
+    script="$here/multiboot/$name.ld"
+    [[ -f "$script" ]] || script="$here/multiboot/multiboot.ld"
     "$AS" --32 --fatal-warnings --noexecstack -I "$here/include" -o "$out/$name.o" "$src"
-    "$LD" -m elf_i386 -nostdlib -z max-page-size=0x1000 --no-warn-rwx-segments -T "$here/multiboot/multiboot.ld" -o "$out/$name.elf" "$out/$name.o"
+    "$LD" -m elf_i386 -nostdlib -z max-page-size=0x1000 --no-warn-rwx-segments -T "$script" -o "$out/$name.elf" "$out/$name.o"
     rm -f "$out/$name.o"
     printf '  %-14s %6d bytes\n' "$name.elf" "$(stat -c %s "$out/$name.elf")"
 done

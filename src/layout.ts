@@ -7,6 +7,7 @@
 //   0x0000_0000  RAM (low): boot structures below 1 MiB, the kernel from 1 MiB
 //   0x0009_0000    multiboot information (a multiboot kernel's, up to the EBDA)
 //   0x000e_0000    ACPI tables (BIOS area, reserved in e820)
+//   0x000f_0000    real-mode interrupt handlers (a multiboot kernel's)
 //   0xd000_0000  MMIO gap start: no RAM from here to 4 GiB
 //   0xd100_0000    virtio-mmio windows, one page each
 //   0xe000_0000    PCI BAR window (virtio-pci functions)
@@ -81,6 +82,11 @@ export const BootLayout = {
    */
   ACPI_TABLES: 0xe_0000,
   ACPI_TABLES_MAX_SIZE: 0x1_0000,
+  /**
+   * The real-mode interrupt handlers a multiboot kernel finds behind its IVT
+   * (boot/legacy-bios.ts), at the start of the system BIOS segment F000.
+   */
+  BIOS_HANDLERS: 0xf_0000,
   /** The protected-mode kernel loads here (1 MiB) unless it asks otherwise. */
   HIGH_MEMORY: 0x10_0000,
 } as const;
@@ -156,6 +162,15 @@ export const PortLayout = {
   /** ACPI sleep control, sleep status and reset registers (where QEMU's PIIX4/ICH9 put their PM block). */
   ACPI_SLEEP: 0x600,
   ACPI_SLEEP_COUNT: 3,
+  /**
+   * The ACPI PM1a event block (status, enable) and control block, which
+   * firmware-era software drives sleep states through (the FADT points at
+   * them; an OS on tsvmm's hardware-reduced ACPI uses the sleep registers).
+   */
+  ACPI_PM1A_EVENT: 0x604,
+  ACPI_PM1A_EVENT_COUNT: 4,
+  ACPI_PM1A_CONTROL: 0x60c,
+  ACPI_PM1A_CONTROL_COUNT: 2,
   /** The ACPI PM timer, where QEMU's PC puts it (its PM block's offset 8). */
   ACPI_PM_TIMER: 0x608,
   ACPI_PM_TIMER_COUNT: 4,
@@ -185,6 +200,8 @@ export const FIXED_PORT_RANGES: readonly { name: string; base: number; count: nu
   { name: 'fw_cfg', base: PortLayout.FW_CFG, count: PortLayout.FW_CFG_COUNT },
   { name: 'fw_cfg DMA', base: PortLayout.FW_CFG_DMA, count: PortLayout.FW_CFG_DMA_COUNT },
   { name: 'ACPI sleep control', base: PortLayout.ACPI_SLEEP, count: PortLayout.ACPI_SLEEP_COUNT },
+  { name: 'the ACPI PM1a event block', base: PortLayout.ACPI_PM1A_EVENT, count: PortLayout.ACPI_PM1A_EVENT_COUNT },
+  { name: 'the ACPI PM1a control block', base: PortLayout.ACPI_PM1A_CONTROL, count: PortLayout.ACPI_PM1A_CONTROL_COUNT },
   { name: 'PCI configuration', base: PortLayout.PCI_CONFIG, count: PortLayout.PCI_CONFIG_COUNT },
   { name: 'COM1', base: PortLayout.COM1, count: PortLayout.UART_COUNT },
   { name: 'COM2', base: PortLayout.COM2, count: PortLayout.UART_COUNT },

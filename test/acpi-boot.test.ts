@@ -66,7 +66,7 @@ describe('the loader hands Linux the ACPI tables', () => {
     expect(plan.entryKind).toBe('64-bit');
     expect(memory.readU64(BootLayout.ZERO_PAGE + BOOT_PARAMS_RSDP)).toBe(BigInt(AcpiLayout.TABLES_ADDRESS));
     expect(signature(memory, AcpiLayout.TABLES_ADDRESS)).toBe('RSD PTR ');
-    expect(plan.acpi?.map((t) => t.signature)).toEqual(['RSD PTR ', 'XSDT', 'FACP', 'APIC', 'DSDT']);
+    expect(plan.acpi?.map((t) => t.signature)).toEqual(['RSD PTR ', 'FACS', 'XSDT', 'FACP', 'APIC', 'DSDT']);
     // Every table is where the plan says it is.
     for (const table of plan.acpi!) expect(signature(memory, table.address).startsWith(table.signature)).toBe(true);
   });
@@ -160,6 +160,9 @@ describe.skipIf(!hasKvm)('the 8259 PICs a kernel finds (real KVM)', () => {
       expect([state(0), state(1)]).toEqual([{ base: 0, imr: 0 }, { base: 0, imr: 0 }]);
       initializeLegacyPics(vm);
       expect([state(0), state(1)]).toEqual([{ base: 0x08, imr: 0xff }, { base: 0x70, imr: 0xff }]);
+      // What a multiboot kernel finds: the inputs a BIOS left open (IRQ0 and the cascade; 11 on the slave here too).
+      initializeLegacyPics(vm, [0, 2, 11]);
+      expect([state(0), state(1)]).toEqual([{ base: 0x08, imr: 0xfa }, { base: 0x70, imr: 0xf7 }]);
     } finally {
       vm.close();
       kvm.close();

@@ -25,7 +25,7 @@ describe('ACPI PM timer', () => {
   it('is on a kernel guest\'s machine at 0x608, and the FADT points there (PM_TMR_BLK, PM_TMR_LEN 4, X_PM_TMR_BLK)', () => {
     expect(machineDevices({ pit: 'kernel' }, true)).toContainEqual({ kind: 'acpi-pm-timer', port: 0x608 });
     expect(machineDevices({ pit: 'kernel' }, false).some((d) => d.kind === 'acpi-pm-timer')).toBe(false);
-    const fadt = Buffer.from(buildFadt(acpiPlatform(1), 0x1000));
+    const fadt = Buffer.from(buildFadt(acpiPlatform(1), 0x1000, 0x2000));
     expect(fadt.readUInt32LE(FadtField.PM_TMR_BLK)).toBe(PortLayout.ACPI_PM_TIMER);
     expect(fadt.readUInt8(FadtField.PM_TMR_LEN)).toBe(4);
     expect([...fadt.subarray(FadtField.X_PM_TMR_BLK, FadtField.X_PM_TMR_BLK + 4)]).toEqual([1, 32, 0, 3]);

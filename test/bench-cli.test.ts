@@ -1,7 +1,7 @@
 // `tsvmm bench` from the command line: usage errors are one line and status 2
 // before anything runs; then small suite configurations through real KVM,
 // with kvmtool and QEMU hidden (their rows say "not installed").
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,9 +15,9 @@ import { hasKvm, TSVMM } from './helpers/kvm.ts';
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-bench-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function bench(args: string[], env: NodeJS.ProcessEnv = {}) {
+function bench(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000) {
   const r = spawnSync(process.execPath, [TSVMM, 'bench', ...args], {
-    encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env },
+    encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, NODE_NO_WARNINGS: '1', ...env },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -81,4 +81,42 @@ describe.skipIf(!hasKvm)('tsvmm bench through real KVM', () => {
     expect(svg).toMatch(/^<svg /);
     expect(svg).toContain('kvmtool: not installed');
   });
+
+  it('a peer that fails is a row saying why in every suite that runs peers, and the run goes on', () => {
+    // A QEMU that aborts at start as Debian's does with -cpu host on an AMD PVM
+    // host, and a kvmtool that refuses the host: both after printing why.
+    const fakeQemu = join(scratch, 'fake-qemu');
+    writeFileSync(fakeQemu, [
+      '#!/bin/sh',
+      'if [ "$1" = --version ]; then echo "QEMU emulator version 0.0 (fake)"; exit 0; fi',
+      'echo "qemu-system-x86_64: warning: host doesn\'t support requested feature" >&2',
+      'echo "qemu-system-x86_64: kvm_buf_set_msrs: Assertion failed (fake)" >&2',
+      'kill -ABRT $$',
+      '',
+    ].join('\n'));
+    const fakeKvmtool = join(scratch, 'fake-lkvm');
+    writeFileSync(fakeKvmtool, '#!/bin/sh\nif [ "$1" = version ]; then echo "kvm tool 0.0 (fake)"; exit 0; fi\necho "  Error: no vmx" >&2\nexit 1\n');
+    chmodSync(fakeQemu, 0o755);
+    chmodSync(fakeKvmtool, 0o755);
+    const json = join(scratch, 'failing-peers.json');
+    const r = bench(['serial-flood', 'startup', 'memory', '--runs', '2', '--bytes', '200', '--json', json], { TSVMM_QEMU: fakeQemu, TSVMM_KVMTOOL: fakeKvmtool }, 280_000);
+    expect(r.stderr).not.toMatch(/internal error/);
+    expect(r.status).toBe(0);
+    const qemuFailed = 'QEMU failed: qemu-system-x86_64: kvm_buf_set_msrs: Assertion failed (fake)';
+    const kvmtoolFailed = 'kvmtool failed: Error: no vmx';
+    expect(r.stdout).toMatch(/## serial-flood[^]*## startup[^]*## memory/);
+    for (const suite of ['serial-flood', 'startup', 'memory']) {
+      const section = r.stdout.split(`## ${suite} `)[1]!.split('\n## ')[0]!;
+      expect(section, suite).toContain(qemuFailed);
+      expect(section, suite).toContain(kvmtoolFailed);
+    }
+    // Each failing peer is tried once per suite, then left out.
+    expect(r.stderr.split('\n').filter((line) => line.includes(qemuFailed))).toHaveLength(3);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    const tsvmmFlood = report.results['serial-flood'].rows.find((row: { vmm: string }) => row.vmm === 'tsvmm');
+    expect(tsvmmFlood.bytesPerSecond.samples).toHaveLength(2);
+    const memoryRows = report.results.memory.rows as { vmm: string; pssBeyondGuest: { median: number } | null; failed?: string }[];
+    expect(memoryRows.find((row) => row.vmm === 'QEMU')!.failed).toBe(qemuFailed);
+    for (const vmm of ['tsvmm', 'tsvmm --cpus 2', 'tsvmm + virtio']) expect(memoryRows.find((row) => row.vmm === vmm)!.pssBeyondGuest!.median, vmm).toBeGreaterThan(0);
+  }, 300_000);
 });

@@ -5,7 +5,8 @@ import { escapeXml, formatTick, formatValue, niceStep, renderChart } from '../be
 import { flatToRom, MAX_PAYLOAD, ROM_SIZE } from '../bench/lib/flat-rom.ts';
 import { markdownTables, summarize, table } from '../bench/lib/stats.ts';
 import type { ChartPanel } from '../bench/lib/suite.ts';
-import { parseSmaps } from '../bench/memory.ts';
+import { chartMemory, formatMemory, parseSmaps, type MemoryResult } from '../bench/memory.ts';
+import { formatStartup, type StartupResult } from '../bench/startup.ts';
 import { parsePitLine } from '../bench/pit.ts';
 import { formatExits, chartExits, type ExitsRow } from '../bench/exits.ts';
 import { formatSerialFlood, chartSerialFlood, type FloodResult } from '../bench/serial-flood.ts';
@@ -60,6 +61,31 @@ describe('suite output', () => {
     const bars = chartSerialFlood(flood)[0]!.groups[0]!.bars;
     expect(bars.find((b) => b.series === 'kvmtool')).toMatchObject({ missing: 'not installed' });
     expect(chartExits(exits).map((p) => p.title)).toEqual([expect.stringMatching(/ring 3/), expect.stringMatching(/ring 0/)]);
+  });
+
+  it('a peer that failed is a row saying why, in the tables and the charts', () => {
+    const failed = 'QEMU failed: qemu-system-x86_64: failed to set MSR 0x10a';
+    const floodFailed: FloodResult = { ...flood, rows: flood.rows.map((r) => (r.vmm === 'QEMU' ? { ...r, bytesPerSecond: null, tsvmmOver: null, failed } : r)) };
+    expect(formatSerialFlood(floodFailed)).toMatch(/QEMU\s+pipe \(\| wc -c\)\s+failed\s+—\s+—\s+QEMU failed: qemu-system-x86_64: failed to set MSR 0x10a/);
+    expect(chartSerialFlood(floodFailed)[0]!.groups[0]!.bars.find((b) => b.series === 'QEMU')).toMatchObject({ missing: 'failed' });
+    const startup: StartupResult = {
+      runs: 1, tsvmmOverNodeMs: 5, goalMs: 20, tsvmmMarks: { bin: 1 },
+      rows: [
+        { what: 'tsvmm', firstKvmRunMs: s(10), firstByteMs: s(11), exitMs: s(12), note: '' },
+        { what: 'QEMU', firstKvmRunMs: null, firstByteMs: null, exitMs: null, note: 'QEMU 7.2', failed },
+      ],
+    };
+    expect(formatStartup(startup)).toMatch(/QEMU\s+failed\s+—\s+—\s+QEMU failed: qemu/);
+    const memory: MemoryResult = {
+      guestMiB: 64, runs: 1,
+      rows: [
+        { vmm: 'tsvmm', rssBeyondGuest: s(40), pssBeyondGuest: s(20), privateBeyondGuest: s(15), anonymousBeyondGuest: s(14), guestResident: 0.1, note: '' },
+        { vmm: 'QEMU', rssBeyondGuest: null, pssBeyondGuest: null, privateBeyondGuest: null, anonymousBeyondGuest: null, guestResident: null, note: 'QEMU 7.2', failed },
+      ],
+    };
+    expect(formatMemory(memory)).toMatch(/tsvmm\s+40\.0 \(40\.0–40\.0\)\s+20\.0 \(20\.0–20\.0\)\s+15\.0 \(15\.0–15\.0\)\s+14\.0 \(14\.0–14\.0\)\s+0\.10/);
+    expect(formatMemory(memory)).toMatch(/QEMU\s+failed\s+—\s+—\s+—\s+—\s+QEMU failed: qemu/);
+    expect(chartMemory(memory)[0]!.groups[1]!.bars).toEqual([{ series: 'RSS', value: 0, missing: 'failed' }]);
   });
 
   it('results survive JSON as they are', () => {
@@ -131,20 +157,27 @@ describe('parsers', () => {
     '55d0c0000000-55d0c0100000 r-xp 00000000 08:01 1234 /usr/bin/qemu-system-x86_64',
     'Size:               1024 kB',
     'Rss:                 800 kB',
+    'Pss:                 200 kB',
     'Private_Clean:         0 kB',
     'Private_Dirty:         0 kB',
     '7f0000000000-7f0004000000 rw-p 00000000 00:00 0 ',
     'Size:              65536 kB',
     'Rss:                2048 kB',
+    'Pss:                2048 kB',
     'Private_Clean:         0 kB',
     'Private_Dirty:      2048 kB',
+    'Anonymous:          2048 kB',
     '7f1000000000-7f1000021000 rw-p 00000000 00:00 0 ',
     'Rss:                 132 kB',
+    'Pss:                 132 kB',
     'Private_Dirty:       132 kB',
+    'Anonymous:           132 kB',
   ].join('\n');
 
   it('smaps: the guest RAM mapping is the anonymous rw mapping of its size', () => {
-    expect(parseSmaps(smaps, 64 << 20)).toEqual({ rss: 2980, private: 2180, guestRss: 2048, guestPrivate: 2048, guestFound: true });
+    expect(parseSmaps(smaps, 64 << 20)).toEqual({
+      rss: 2980, pss: 2380, private: 2180, anonymous: 2180, guestRss: 2048, guestPss: 2048, guestPrivate: 2048, guestAnonymous: 2048, guestFound: true,
+    });
     expect(parseSmaps(smaps, 32 << 20).guestFound).toBe(false);
   });
 

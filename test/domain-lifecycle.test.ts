@@ -3,7 +3,7 @@
 // start again → two racing starts → destroy → undefine; save/restore and
 // snapshots; clone; autostart; and the definitions it refuses. The domains
 // run the counter guest (firmware/multiboot/counter.S), which boots at once.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +11,19 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runLockHeld } from '../src/domain/index.ts';
 import { counterKernel } from '../bench/lib/counter-guest.ts';
 import { hasKvm, TSVMM, tsvmm, type CliResult } from './helpers/kvm.ts';
+import { hasValidator, validateXml, warnIfNoValidator } from './helpers/libvirt-schema.ts';
 import { hasQemu, qemuImg, qemuIo } from './storage/helpers/images.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'tsvmm-domains-'));
 const COUNTER = counterKernel();
 
-// virt-xml-validate runs xmllint: both must be there.
-const hasValidator = ['virt-xml-validate', 'xmllint'].every((tool) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined);
-if (!hasValidator) console.warn('domain-lifecycle tests: virt-xml-validate is not installed (Debian packages libvirt-clients and libxml2-utils): skipping the schema checks');
+warnIfNoValidator('domain-lifecycle tests');
 
 /** Checks `xml` against libvirt's schema for `kind` (domain, domainsnapshot) where the validator is installed. */
 function expectValid(xml: string, kind: string): void {
   if (!hasValidator) return;
-  const file = join(stateDir, `validate-${kind}.xml`);
-  writeFileSync(file, xml);
-  const result = spawnSync('virt-xml-validate', [file, kind], { encoding: 'utf8', timeout: 30_000 });
-  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  const result = validateXml(xml, kind);
+  expect(result.status, result.output).toBe(0);
 }
 
 /** A tsvmm domain verb against this test's state folder. */
@@ -177,6 +174,29 @@ describe.skipIf(!hasKvm)('a domain\'s life', () => {
     expect(ok('destroy', 'c1')).toBe("Domain 'c1' destroyed\n\n");
     expect(listAll()).toEqual([['-', 'c1', 'shut off']]);
     expect(refused('destroy', 'c1')).toBe("tsvmm: domain 'c1' is not running");
+  }, LIFE_MS);
+
+  it('console on a terminal: raw mode while attached, Ctrl-] detaches, and the terminal is left as it was', async () => {
+    ok('define', counterDomain('tty'));
+    ok('start', 'tty');
+    // script(1) gives the console a pseudo-terminal; once it detaches, stty shows that terminal's modes.
+    const child = spawn('script', ['-qec', `${process.execPath} ${TSVMM} console tty --state-dir ${stateDir}; stty -a`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    child.stdout.setEncoding('latin1').on('data', (text: string) => (seen += text));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await until('the console to attach and the guest to count', () => /Escape character is \^\][^]*count \d+\r?\n/.test(seen), 60_000);
+    // Raw mode: with no newline after them, a cooked terminal would hold these bytes back and Ctrl-] would never arrive.
+    child.stdin.write('x');
+    child.stdin.write('\x1d');
+    await until('stty to report the terminal', () => /speed \d+ baud/.test(seen), 60_000);
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    const modes = seen.slice(seen.search(/speed \d+ baud/));
+    expect(modes).toMatch(/(^|\s)icanon(\s|$)/);
+    expect(modes).toMatch(/(^|\s)echo(\s|$)/);
+    expect(ok('domstate', 'tty')).toBe('running\n\n');
+    ok('destroy', 'tty');
+    ok('undefine', 'tty');
   }, LIFE_MS);
 
   it('after kill -9 of its tsvmm the domain shows shut off, its stale files are cleared, and it starts again', async () => {

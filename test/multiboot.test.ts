@@ -267,11 +267,15 @@ describe('multiboot refusals: one InputError line each', () => {
     expect(() => boot(64 * MIB, wrapping)).toThrow(/lies outside the guest's RAM/);
   });
 
-  it('a segment over the multiboot information or the boot GDT', () => {
+  it('a segment over the multiboot information, the boot GDT, the IVT and BDA, or the BIOS area', () => {
     expect(() => boot(64 * MIB, fakeElf({ segments: [{ paddr: 0x8_f000, data: CODE, memsz: 0x2000 }], entry: 0x8_f00c })))
       .toThrow(/overlaps the multiboot information/);
-    expect(() => boot(64 * MIB, fakeElf({ segments: [{ paddr: 0, data: CODE, memsz: 0x1000 }], entry: 0xc })))
+    expect(() => boot(64 * MIB, fakeElf({ segments: [{ paddr: 0x500, data: CODE, memsz: 0x1000 }], entry: 0x50c })))
       .toThrow(/overlaps the boot GDT/);
+    expect(() => boot(64 * MIB, fakeElf({ segments: [{ paddr: 0, data: CODE, memsz: 0x1000 }], entry: 0xc })))
+      .toThrow(/segment 0x0-0x1000 overlaps the real-mode IVT and BIOS data area at 0x0-0x500/);
+    expect(() => boot(64 * MIB, fakeElf({ segments: [{ paddr: 0xf_0000, data: CODE }], entry: 0xf_000c })))
+      .toThrow(/overlaps the EBDA and BIOS area \(MP and ACPI tables, interrupt handlers\) at 0x9fc00-0x100000/);
   });
 
   it('an entry point in none of the segments', () => {

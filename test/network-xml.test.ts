@@ -15,9 +15,9 @@ import { defaultNetworkDefinition, networkToXml, NetworkStore, parseNetworkXml, 
 import { dnsmasqConfig } from '../src/network/dnsmasq.ts';
 import { rulesetFor, tableName } from '../src/network/nftables.ts';
 import { parseIpv4 } from '../src/network/ipv4.ts';
+import { hasValidator, validateXml, warnIfNoValidator } from './helpers/libvirt-schema.ts';
 
-const hasValidator = ['virt-xml-validate', 'xmllint'].every((tool) => spawnSync(tool, ['--version'], { encoding: 'utf8' }).error === undefined);
-if (!hasValidator) console.warn('network-xml tests: virt-xml-validate is not installed (Debian packages libvirt-clients and libxml2-utils): skipping the schema checks');
+warnIfNoValidator('network-xml tests');
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-network-xml-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -62,12 +62,7 @@ function refusal(text: string): string {
   throw new Error('parseNetworkXml accepted it');
 }
 
-function validate(xml: string): { status: number | null; output: string } {
-  const file = join(scratch, `validate-${Math.random().toString(16).slice(2)}.xml`);
-  writeFileSync(file, xml);
-  const result = spawnSync('virt-xml-validate', [file, 'network'], { encoding: 'utf8', timeout: 30_000 });
-  return { status: result.status, output: result.stdout + result.stderr };
-}
+const validate = (xml: string) => validateXml(xml, 'network');
 
 describe('reading network XML', () => {
   it('reads libvirt\'s default network', () => {
@@ -292,11 +287,9 @@ describe('a domain\'s interface on the host', () => {
     expect(xml).toContain("<target dev='web0'/>");
     expect(parseDomainXml(xml, 'dump.xml')).toEqual(definition);
     if (hasValidator) {
-      const file = join(scratch, 'domain-with-interfaces.xml');
-      writeFileSync(file, domainToXml(withInterfaces(`<interface type='bridge'><source bridge='br0'/><target dev='web0'/></interface>
-        <interface type='network'><source network='default'/></interface>`)));
-      const result = spawnSync('virt-xml-validate', [file, 'domain'], { encoding: 'utf8', timeout: 30_000 });
-      expect(result.status, result.stdout + result.stderr).toBe(0);
+      const result = validateXml(domainToXml(withInterfaces(`<interface type='bridge'><source bridge='br0'/><target dev='web0'/></interface>
+        <interface type='network'><source network='default'/></interface>`)), 'domain');
+      expect(result.status, result.output).toBe(0);
     }
     expect(() => withInterfaces("<interface type='bridge'><source bridge='br0'/><target dev='vnet%d'/></interface>"))
       .toThrow("d.xml:2: <target> in <interface>: dev='vnet%d' is not an interface name (up to 15 letters, digits and _ . -)");

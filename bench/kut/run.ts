@@ -13,10 +13,10 @@
 //   KUT_ALL=1    also the tests in the nodefault group
 //   KUT_LOGS     where each run's output goes (default KUT_DIR/logs-vmm)
 //   TSVMM_QEMU   the QEMU binary (default qemu-system-x86_64)
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TSVMM_BIN } from '../lib/artifacts.ts';
+import { qemuCommand, tsvmmCommand, tsvmmFeatures } from './commands.ts';
 import { parseUnittestsCfg, type KutTest } from './unittests-cfg.ts';
 
 type Verdict = 'PASS' | 'FAIL' | 'SKIP' | 'TIMEOUT';
@@ -27,15 +27,6 @@ interface Outcome {
   /** The test's SUMMARY line, or why it did not run or did not pass. */
   note: string;
 }
-
-/** The options every QEMU run gets, as the suite's x86/run builds them. */
-const QEMU_BASE = [
-  '--no-reboot', '-nodefaults', '-global', 'kvm-pit.lost_tick_policy=discard',
-  '-device', 'pc-testdev', '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x4',
-  '-display', 'none', '-serial', 'stdio', '-device', 'pci-testdev', '-machine', 'accel=kvm',
-  // On this kind of host QEMU 7.2 aborts at start when it passes ARCH_CAPABILITIES on.
-  '-cpu', 'host,-arch-capabilities', '-m', '128',
-];
 
 const DEFAULT_TIMEOUT_SECONDS = 90;
 
@@ -56,8 +47,7 @@ const qemuBin = process.env.TSVMM_QEMU ?? 'qemu-system-x86_64';
 mkdirSync(logDir, { recursive: true });
 
 // Like x86/run probing QEMU for pc-testdev: use the devices and options this tsvmm has.
-const tsvmmHelp = spawnSync(process.execPath, [TSVMM_BIN, 'run', '--help'], { encoding: 'utf8' }).stdout;
-const tsvmmHas = { pcTestdev: tsvmmHelp.includes('pc-testdev'), cpu: tsvmmHelp.includes('--cpu ') };
+const tsvmmHas = tsvmmFeatures();
 
 /** Why the suite would not run this test here, or null. */
 function skipReason(test: KutTest): string | null {
@@ -70,35 +60,6 @@ function skipReason(test: KutTest): string | null {
   }
   if (!existsSync(join(kutDir, 'x86', test.file))) return `test file ${test.file} not found`;
   return null;
-}
-
-function qemuCommand(test: KutTest): string[] {
-  // The test's own -cpu comes last and wins; host and max need the same fix as the default.
-  const params = test.qemuParams.map((word, i) =>
-    test.qemuParams[i - 1] === '-cpu' && /^(host|max)(,|$)/.test(word) ? `${word},-arch-capabilities` : word);
-  const append = test.args ? ['-append', test.args] : [];
-  return [qemuBin, ...QEMU_BASE, '-kernel', join(kutDir, 'x86', test.file), '-smp', String(test.smp), ...append, ...params];
-}
-
-/** tsvmm's spelling of the test's QEMU options, or the first option it has none for. */
-function tsvmmCommand(test: KutTest): string[] | { untranslatable: string } {
-  const args = [process.execPath, TSVMM_BIN, 'run', '--kernel', join(kutDir, 'x86', test.file)];
-  if (tsvmmHas.pcTestdev) args.push('--device', 'pc-testdev');
-  args.push('--device', 'isa-debug-exit,iobase=0xf4,iosize=4', '-m', '128M', '--smp', String(test.smp));
-  if (test.args) args.push('--append', test.args);
-  const params = test.qemuParams;
-  for (let i = 0; i < params.length; i++) {
-    const option = params[i]!;
-    const value = params[i + 1];
-    if (option === '-enable-kvm') continue;
-    if (option === '-m' && value) args.push('-m', /^\d+$/.test(value) ? `${value}M` : value);
-    else if (option === '-smp' && value) args.push('--smp', value);
-    else if (option === '-cpu' && value && tsvmmHas.cpu) args.push('--cpu', value);
-    else if ((option === '-machine' || option === '-M') && value === 'pit=off') args.push('--pit', 'off');
-    else return { untranslatable: `${option}${value && !value.startsWith('-') ? ` ${value}` : ''}` };
-    i++;
-  }
-  return args;
 }
 
 /** Runs one command to its end or its timeout, its output into `logPath`. */
@@ -140,7 +101,7 @@ function verdictOf(vmm: VmmName, run: Awaited<ReturnType<typeof runOnce>>, timeo
 }
 
 async function runTest(vmm: VmmName, test: KutTest): Promise<Outcome> {
-  const command = vmm === 'qemu' ? qemuCommand(test) : tsvmmCommand(test);
+  const command = vmm === 'qemu' ? qemuCommand(test, kutDir, qemuBin) : tsvmmCommand(test, kutDir, tsvmmHas);
   if (!Array.isArray(command)) return { verdict: 'FAIL', note: `tsvmm has no equivalent of QEMU's ${command.untranslatable}` };
   const timeoutSeconds = timeoutOverride ?? test.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
   const run = await runOnce(command, timeoutSeconds, join(logDir, `${test.name}.${vmm}.log`));

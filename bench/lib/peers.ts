@@ -7,8 +7,9 @@
 //            apt-get install qemu-system-x86)
 //
 // TSVMM_KVMTOOL=none or TSVMM_QEMU=none leaves a peer out, as on a machine
-// without it. A peer that is absent is reported as "not installed"; the
-// benchmark still runs for everything else.
+// without it. A peer that is absent is reported as "not installed"; one that
+// fails (a QEMU that aborts on this host's CPU) as "QEMU failed: <why>" and is
+// not run again in that suite. Either way the benchmark goes on for the rest.
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { homedir } from 'node:os';
@@ -107,4 +108,21 @@ export function qemuArgs(rom: string, memMiB: number): string[] {
     '-M', 'microvm', '-accel', 'kvm', '-cpu', 'host,-arch-capabilities', '-m', `${memMiB}M`, '-nodefaults', '-display', 'none', '-no-reboot',
     '-bios', rom, '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0x501,iosize=1',
   ];
+}
+
+/**
+ * A peer's run that went wrong: the suite shows `message` in the peer's row
+ * ("QEMU failed: <its last line on stderr>") instead of figures, and goes on.
+ */
+export class PeerFailure extends Error {
+  constructor(peer: string, reason: string) {
+    super(`${peer} failed: ${reason}`);
+    this.name = 'PeerFailure';
+  }
+
+  /** Any error from a peer's run, as its row's note. */
+  static of(peer: string, error: unknown): PeerFailure {
+    if (error instanceof PeerFailure) return error;
+    return new PeerFailure(peer, error instanceof Error ? error.message : String(error));
+  }
 }

@@ -101,6 +101,13 @@ export function runProcess(command: string, args: string[], options: ProcessOpti
   });
 }
 
+/** Why a run did not end the way the guest should: its last line on stderr, else how it ended. */
+export function failureReason(run: ProcessRun): string {
+  const last = run.stderr.trim().split('\n').at(-1)?.trim();
+  if (last) return last;
+  return `${run.signal ? `killed by ${run.signal}` : `status ${run.status}`}, nothing on stderr`;
+}
+
 /** The error for a run that did not end the way the guest should. */
 export function describeFailure(what: string, run: ProcessRun): Error {
   const how = run.signal ? `signal ${run.signal}` : `status ${run.status}`;

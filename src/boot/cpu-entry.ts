@@ -118,3 +118,37 @@ export function multibootEntry(reset: EntryState, entry: number, info: number): 
   const state = protectedModeEntry(reset, entry, info);
   return { ...state, regs: { ...state.regs, rax: BigInt(MULTIBOOT_BOOTLOADER_MAGIC) } };
 }
+
+/** CR0 after RESET (SDM vol. 3 §10.1.1): CD, NW and ET set; protection and paging off. */
+const CR0_AT_RESET = 0x6000_0010n;
+
+function realModeSegment(template: Segment, selector: number, kind: 'code' | 'data'): Segment {
+  return {
+    ...template,
+    selector, base: BigInt(selector << 4), limit: 0xffff,
+    type: kind === 'code' ? 0xb : 0x3, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0,
+  };
+}
+
+/**
+ * Real mode as after a CPU reset, entered at `segment:offset` with the other
+ * segments at 0 and interrupts off: how firmware resumes an OS at its FACS
+ * waking vector after S3. `current` is the vCPU's state, whatever mode it was in.
+ */
+export function realModeEntry(current: EntryState, segment: number, offset: number): EntryState {
+  const { sregs } = current;
+  const data = (s: Segment) => realModeSegment(s, 0, 'data');
+  const zero = { rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n };
+  return {
+    regs: { ...current.regs, ...zero, rip: BigInt(offset), rflags: 0x2n },
+    sregs: {
+      ...sregs,
+      cs: realModeSegment(sregs.cs, segment, 'code'),
+      ds: data(sregs.ds), es: data(sregs.es), fs: data(sregs.fs), gs: data(sregs.gs), ss: data(sregs.ss),
+      gdt: { base: 0n, limit: 0xffff },
+      idt: { base: 0n, limit: 0xffff },
+      cr0: CR0_AT_RESET, cr2: 0n, cr3: 0n, cr4: 0n, efer: 0n,
+      interrupt_bitmap: [0n, 0n, 0n, 0n], // no interrupt pending across the reset
+    },
+  };
+}

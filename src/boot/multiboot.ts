@@ -13,6 +13,7 @@ import { BootLayout, type RamLayoutEntry } from '../layout.ts';
 import { AcpiLayout, buildAcpiTables, type AcpiPlatform } from './acpi/index.ts';
 import { multibootEntry, writeGdtAndIdt, type EntryState } from './cpu-entry.ts';
 import { looksLikeElf } from './elf.ts';
+import { BDA_ADDRESS, BDA_SIZE, IVT_ADDRESS, writeLegacyBios } from './legacy-bios.ts';
 import { e820Map, type E820Entry } from './memory-map.ts';
 import { writeMpTable } from './mptable.ts';
 
@@ -193,8 +194,10 @@ export interface MultibootPlan {
 const infoRegion = { start: BootLayout.MULTIBOOT_INFO, end: BootLayout.EBDA_START };
 /** What boot structures of tsvmm's a kernel segment may not cover. */
 const RESERVED_LOW = [
+  { start: IVT_ADDRESS, end: BDA_ADDRESS + BDA_SIZE, what: 'the real-mode IVT and BIOS data area' },
   { start: BootLayout.GDT, end: BootLayout.IDT + 8, what: 'the boot GDT' },
   { ...infoRegion, what: 'the multiboot information' },
+  { start: BootLayout.EBDA_START, end: BootLayout.HIGH_MEMORY, what: 'the EBDA and BIOS area (MP and ACPI tables, interrupt handlers)' },
 ];
 
 /** Loads a multiboot kernel, writes its information structure, and returns the CPU state at its entry. */
@@ -281,6 +284,7 @@ export function bootMultiboot(
   }
   if (request.cpus !== undefined) writeMpTable(memory, request.cpus, request.acpi);
   writeGdtAndIdt(memory);
+  writeLegacyBios(memory);
 
   return {
     state: multibootEntry(reset, image.entry, BootLayout.MULTIBOOT_INFO),

@@ -5,3 +5,4 @@ export declare const STAMP: string;
 export declare const SOURCE_DIRS: string[];
 export declare function compiledIsFresh(): boolean;
 export declare function buildDist(options?: { quiet?: boolean }): Promise<number>;
+export declare const BUNDLE: string;

@@ -19,6 +19,7 @@ import { restore, save, snapshotCreateAs, snapshotDelete, snapshotDumpxml, snaps
 import { EXIT_FAILURE, exitStatusOf } from './errors.ts';
 import { startAutostartedNetworksIn } from './network-commands.ts';
 import { imgConvert, imgCreate } from './img.ts';
+import { startAutostartedPools } from './pool-commands.ts';
 
 const say = (text: string) => writeSync(1, text);
 
@@ -38,7 +39,8 @@ async function undefine(key: string, options: StateOption & { removeAllStorage?:
   store.undefine(definition.name);
   say(`Domain '${definition.name}' has been undefined\n`);
   if (options.removeAllStorage) {
-    for (const disk of definition.devices.disks.filter((d) => !d.readOnly)) {
+    // (A storage volume whose pool is not active has no path here: it stays.)
+    for (const disk of definition.devices.disks.filter((d) => !d.readOnly && d.path)) {
       rmSync(disk.path, { force: true });
       say(`Volume '${disk.target}'(${disk.path}) removed.\n`);
     }
@@ -186,8 +188,10 @@ async function clone(options: StateOption & { original: string; name: string; li
   copy.devices.interfaces = copy.devices.interfaces.map(({ target: _taken, ...card }) => ({ ...card, mac: newMac() }));
   const created: string[] = [];
   try {
-    copy.devices.disks = await Promise.all(copy.devices.disks.map(async (disk) => {
+    // The original's disks: their storage volumes, if any, were looked up where their pools are active.
+    copy.devices.disks = await Promise.all(original.devices.disks.map(async (disk) => {
       if (disk.readOnly) return disk;
+      if (!disk.path) throw new InputError(`cannot clone disk ${disk.target} of domain '${original.name}': its storage pool '${disk.volume?.pool}' is not active`);
       const format = options.linked ? 'qcow2' : disk.format;
       const path = join(dirname(disk.path), `${options.name}-${disk.target}.${format === 'qcow2' ? 'qcow2' : extname(disk.path).slice(1) || 'img'}`);
       if (existsSync(path)) throw new InputError(`${path}: already exists`);
@@ -197,7 +201,8 @@ async function clone(options: StateOption & { original: string; name: string; li
         ? imgCreate(path, undefined, { format: 'qcow2', backing: disk.path, backingFormat: disk.format })
         : await imgConvert(disk.path, path, { format: disk.format, outputFormat: disk.format });
       if (output.status !== 0) throw new InputError(`${path}: ${output.stderr.trim()}`);
-      return { ...disk, path, format };
+      // A copy of a storage volume is a file beside it (in the pool's folder: a volume of the pool too).
+      return { ...disk, path, format, volume: undefined };
     }));
     checkDefinition(copy);
     store.define(copy);
@@ -215,10 +220,12 @@ async function autostart(key: string, options: StateOption & { disable?: boolean
   say(`Domain '${definition.name}' ${options.disable ? 'unmarked' : 'marked'} as autostarted\n\n`);
 }
 
-/** Starts every network, then every domain, marked for autostart that is not running; one line per failure, and status 4 if any failed. */
+/** Starts every network and pool, then every domain, marked for autostart that is not running; one line per failure, and status 4 if any failed. */
 async function startAutostarted(options: StateOption): Promise<number> {
   const store = storeOf(options);
+  // Networks and pools first: a domain's interfaces may be on the one, its disks volumes of the other.
   let failed = startAutostartedNetworksIn(store.folders);
+  if (!startAutostartedPools(options)) failed = true;
   for (const definition of store.all().filter((d) => store.autostart(d.name))) {
     if (await runningDomain(store, definition)) continue;
     try {

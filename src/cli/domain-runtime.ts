@@ -7,9 +7,10 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { InputError } from '../errors.ts';
 import {
   checkDefinition, domainRunOptions, runArguments, runLockHeld, RunLock, stateOfRunState, takeDomainId,
-  DomainStore, stateFolders, type DomainDefinition, type DomainRunFiles, type DomainStateName,
+  DomainStore, stateFolders, withVolumesResolved, type DomainDefinition, type DomainRunFiles, type DomainStateName,
 } from '../domain/index.ts';
 import { networkBridges, NetworkStore } from '../network/index.ts';
+import { poolVolumeLookup } from '../pool/index.ts';
 import { QmpClient } from './qmp-client.ts';
 
 const POLL_MS = 20;
@@ -25,7 +26,10 @@ export interface StateOption {
   stateDir?: string;
 }
 
-export const storeOf = (options: StateOption) => new DomainStore(stateFolders(options.stateDir));
+export const storeOf = (options: StateOption) => {
+  const folders = stateFolders(options.stateDir);
+  return new DomainStore(folders, poolVolumeLookup(folders));
+};
 
 export interface RunningDomain {
   id: number;
@@ -144,7 +148,9 @@ function lastLogLine(file: string): string {
  * Starts the domain's `tsvmm run` in its own session, its output in its log,
  * holding the domain's run lock; returns once its monitor answers.
  */
-export async function startDomain(store: DomainStore, definition: DomainDefinition, options: StartOptions = {}): Promise<void> {
+export async function startDomain(store: DomainStore, given: DomainDefinition, options: StartOptions = {}): Promise<void> {
+  // <disk type='volume'>: the volume's file, looked up now, as libvirt does when it starts a domain.
+  const definition = withVolumesResolved(given, store.definitionFile(given.name), poolVolumeLookup(store.folders));
   checkDefinition(definition);
   const { name } = definition;
   const files = store.runFiles(name);

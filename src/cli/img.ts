@@ -6,6 +6,7 @@
 //   tsvmm img convert [-f fmt] [-O fmt] [-o cluster_size=N,compat=1.1] [-U] SRC DST
 //   tsvmm img check [-f fmt] [-r leaks|all] FILE
 //   tsvmm img snapshot [-f fmt] -l | -c NAME | -a NAME | -d NAME FILE
+//   tsvmm img resize [-f fmt] [--shrink] FILE [+|-]SIZE
 //                                       exit 0 clean, 2 corruption, 3 leaked clusters only (after any repair)
 import type { Command } from 'commander';
 import { realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
@@ -19,6 +20,7 @@ import {
 } from '../storage/internal-snapshots.ts';
 import { ImageLock, identityOf, lockImageChain, type ByteLocks } from '../storage/image-lock.ts';
 import { probeFormat } from '../storage/open-disk.ts';
+import { resizeImage, virtualSize } from '../storage/resize.ts';
 import { checkExitStatus, checkQcow2, formatCheckReport } from '../storage/qcow2/check.ts';
 import { repairQcow2, type RepairMode } from '../storage/qcow2/repair.ts';
 import { checkClusterSize, createQcow2, DEFAULT_CLUSTER_SIZE } from '../storage/qcow2/create.ts';
@@ -380,6 +382,31 @@ export function imgSnapshot(file: string, options: SnapshotCommandOptions, locks
   return done();
 }
 
+/**
+ * A new size as qemu-img resize reads it: SIZE, or +SIZE / -SIZE relative to
+ * the current one (`tsvmm img resize FILE -- -1G`, as with qemu-img).
+ */
+export function parseNewSize(text: string, currentSize: number): number {
+  const sign = text.startsWith('+') ? 1 : text.startsWith('-') ? -1 : 0;
+  const bytes = parseImageSize(sign === 0 ? text : text.slice(1));
+  const size = sign === 0 ? bytes : currentSize + sign * bytes;
+  if (size <= 0) throw new InputError(`img resize: the new size must be positive (${text} makes it ${size} bytes)`);
+  return size;
+}
+
+export interface ResizeCommandOptions {
+  format?: string;
+  shrink?: boolean;
+}
+
+/** qemu-img resize: grow an image, or shrink it when --shrink says the data past the new end may go. */
+export function imgResize(file: string, sizeText: string, options: ResizeCommandOptions, locks: ByteLocks = ofdByteLocks): ImgOutput {
+  const format = parseFormat(options.format, '-f') ?? probeFormat(file);
+  const size = parseNewSize(sizeText, virtualSize(file, format));
+  resizeImage(file, size, { format, shrink: options.shrink ?? false, locks });
+  return done('Image resized.\n');
+}
+
 export function registerImgCommand(cli: Command, setStatus: (status: number) => void): void {
   const print = (output: ImgOutput) => {
     if (output.stderr) writeSync(2, output.stderr);
@@ -431,4 +458,12 @@ export function registerImgCommand(cli: Command, setStatus: (status: number) => 
     .option('-a, --apply <name>', 'bring the disk back to a snapshot (the snapshot stays)')
     .option('-d, --delete <name>', 'delete a snapshot')
     .action((file: string, options: SnapshotCommandOptions) => print(imgSnapshot(file, options)));
+
+  img.command('resize')
+    .description('change an image\'s virtual size: SIZE, +SIZE or -SIZE (put -- before a negative one)')
+    .argument('<file>')
+    .argument('<size>')
+    .option('-f, --format <fmt>', 'raw or qcow2 (probed when not given)')
+    .option('--shrink', 'allow a smaller size: the data past the new end is deleted')
+    .action((file: string, size: string, options: ResizeCommandOptions) => print(imgResize(file, size, options)));
 }

@@ -1,17 +1,19 @@
 // The tsvmm command line. Every failure a user can cause ends as one line on
 // stderr and exit status 2; a VM or guest failure as one line and status 4
 // (src/cli/errors.ts).
+//
+// Each command's module is imported when that command runs, and the img,
+// domain and network commands are only declared when the command line may name
+// one: `tsvmm run` loads the machine and nothing of the storage tools or the
+// libvirt-style domains (start-up time, docs/architecture.md).
 import { Command, CommanderError, Option } from 'commander';
 import { writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { InputError } from '../errors.ts';
-import { checkHost, formatCheck } from './check.ts';
-import { parseConnectUri } from '../domain/index.ts';
-import { runRemotely, takeConnectOption } from './remote.ts';
+import { PROJECT_ROOT } from '../project-root.ts';
 import { EXIT_FAILURE, EXIT_USAGE, exitStatusOf } from './errors.ts';
-import { registerDomainCommands } from './domain-commands.ts';
-import { registerImgCommand } from './img.ts';
-import { registerNetworkCommands } from './network-commands.ts';
-import { runCommand, type RunOptions } from './run.ts';
+import type { RunOptions } from './run.ts';
 
 /** `tsvmm bench`'s options, as commander hands them over (bench/command.ts takes them). */
 export interface BenchOptions {
@@ -31,15 +33,15 @@ interface BenchModule {
 }
 
 /**
- * `tsvmm bench` runs the suites in bench/, beside src/ in a checkout (and
- * beside dist/src once compiled). Product code does not import bench/: the
- * command finds it at run time, as git finds an external subcommand.
+ * `tsvmm bench` runs the suites in bench/ of a checkout (dist/bench once
+ * compiled). Product code does not import bench/: the command finds it at run
+ * time, as git finds an external subcommand.
  */
 async function benchModule(): Promise<BenchModule> {
-  const compiled = import.meta.url.endsWith('.js');
-  const url = new URL(compiled ? '../../bench/command.js' : '../../bench/command.ts', import.meta.url);
+  const compiled = !import.meta.url.endsWith('.ts');
+  const path = compiled ? join(PROJECT_ROOT, 'dist', 'bench', 'command.js') : join(PROJECT_ROOT, 'bench', 'command.ts');
   try {
-    return await import(url.href) as BenchModule;
+    return await import(pathToFileURL(path).href) as BenchModule;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new InputError('tsvmm bench needs the bench/ folder of a tsvmm source checkout');
     throw e;
@@ -54,7 +56,16 @@ function repeat(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-function program(setStatus: (status: number) => void): Command {
+/** Whether the command line starts with virsh's -c URI (remote.ts's takeConnectOption takes it). */
+function namesConnection(argv: readonly string[]): boolean {
+  const first = argv[0] ?? '';
+  return first === '-c' || first === '--connect' || first.startsWith('--connect=');
+}
+
+/** The commands this file declares; any other first word may be an img, domain or network command. */
+const OWN_COMMANDS = ['run', 'snapshot', 'check', 'guest', 'bench'];
+
+async function program(setStatus: (status: number) => void, argv: string[]): Promise<Command> {
   const cli = new Command('tsvmm')
     .description('A small, fast, readable KVM hypervisor in TypeScript')
     .version('0.1.0')
@@ -96,7 +107,10 @@ function program(setStatus: (status: number) => void): Command {
     .option('--uuid <uuid>', 'the VM\'s UUID (query-uuid)')
     .option('--incoming <uri>', 'wait for the VM\'s state from a migration: tcp:HOST:PORT, unix:PATH, exec:CMD (e.g. "exec:cat FILE"), or defer (the URI comes in QMP\'s migrate-incoming)')
     .option('--restore <file>', 'start from a snapshot file (tsvmm snapshot save): the same as --incoming file:FILE')
-    .action(async (options: RunOptions) => setStatus(await runCommand(options)));
+    .action(async (options: RunOptions) => {
+      const { runCommand } = await import('./run.ts');
+      setStatus(await runCommand(options));
+    });
 
   const snapshot = cli.command('snapshot').description('snapshots of a running VM, through its QMP monitor');
   snapshot.command('save')
@@ -111,7 +125,8 @@ function program(setStatus: (status: number) => void): Command {
   cli.command('check')
     .description('report whether tsvmm can run here and what kind of KVM this host has')
     .option('--json', 'print the report as JSON')
-    .action((options: { json?: boolean }) => {
+    .action(async (options: { json?: boolean }) => {
+      const { checkHost, formatCheck } = await import('./check.ts');
       const report = checkHost();
       writeSync(1, `${options.json ? JSON.stringify(report, null, 2) : formatCheck(report)}\n`);
       setStatus(report.canRun ? 0 : 1);
@@ -125,9 +140,16 @@ function program(setStatus: (status: number) => void): Command {
       setStatus(await guestBuildCommand());
     });
 
-  registerImgCommand(cli, setStatus);
-  registerDomainCommands(cli, setStatus);
-  registerNetworkCommands(cli);
+  // Help, a typo and every other command see the whole command set.
+  if (!OWN_COMMANDS.includes(argv[0] ?? '')) {
+    const [{ registerImgCommand }, { registerDomainCommands }, { registerNetworkCommands }, { registerPoolCommands }] = await Promise.all([
+      import('./img.ts'), import('./domain-commands.ts'), import('./network-commands.ts'), import('./pool-commands.ts'),
+    ]);
+    registerImgCommand(cli, setStatus);
+    registerDomainCommands(cli, setStatus);
+    registerNetworkCommands(cli);
+    registerPoolCommands(cli);
+  }
 
   cli.command('bench')
     .description('run benchmark suites: exit cost against C, serial throughput and start-up against kvmtool and QEMU, memory, PIT')
@@ -149,16 +171,22 @@ function program(setStatus: (status: number) => void): Command {
 
 export async function main(argv: string[]): Promise<number> {
   let status = 0;
-  const cli = program((s) => (status = s));
   try {
     // virsh's -c URI (or TSVMM_DEFAULT_URI): another host runs the whole command; this one, with its scope's state.
-    const { uri, rest } = takeConnectOption(argv);
-    const target = uri ?? (process.env.TSVMM_DEFAULT_URI || null);
-    if (target !== null) {
-      const connection = parseConnectUri(target);
-      if (connection.kind === 'ssh') return await runRemotely(connection, rest);
-      process.env.TSVMM_DEFAULT_URI = target;
+    // remote.ts and the domain layer are loaded only when a connection is named.
+    let rest = argv;
+    if (namesConnection(argv) || process.env.TSVMM_DEFAULT_URI) {
+      const [{ runRemotely, takeConnectOption }, { parseConnectUri }] = await Promise.all([import('./remote.ts'), import('../domain/index.ts')]);
+      const taken = takeConnectOption(argv);
+      rest = taken.rest;
+      const target = taken.uri ?? (process.env.TSVMM_DEFAULT_URI || null);
+      if (target !== null) {
+        const connection = parseConnectUri(target);
+        if (connection.kind === 'ssh') return await runRemotely(connection, rest);
+        process.env.TSVMM_DEFAULT_URI = target;
+      }
     }
+    const cli = await program((s) => (status = s), rest);
     await cli.parseAsync(rest, { from: 'user' });
     return status;
   } catch (e) {

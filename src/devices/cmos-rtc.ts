@@ -11,11 +11,12 @@
 // while the clock runs, as QEMU allows) becomes a new offset from the host.
 //
 // Not modelled: interrupts (no IRQ8 output: the periodic, alarm and update
-// interrupts never fire), the alarm match (alarm bytes are stored only),
-// daylight saving (B.DSE is stored only), the square-wave output, and the
-// divider chain (register A's DV and RS bits are stored; the clock never
-// stops for them). Register C still reports the update (UF) and periodic (PF)
-// flags a polling guest may wait for, worked out when C is read.
+// interrupts never fire), daylight saving (B.DSE is stored only), the
+// square-wave output, and the divider chain (register A's DV and RS bits are
+// stored; the clock never stops for them). Register C still reports the
+// update (UF), periodic (PF) and alarm (AF) flags a polling guest may wait
+// for, worked out when C is read. The alarm also wakes a machine sleeping in
+// ACPI S3 (nextAlarmAtMs, for the PM1 block's RTC_EN).
 //
 // All of the chip's state is in one SharedArrayBuffer (CMOS_RTC_STATE): one
 // object per vCPU thread over the same buffer is one chip, and the state can
@@ -68,6 +69,10 @@ const DEFAULT_B = RegB.HOURS_24;
  * last millisecond of each second is the closest window that is never stuck.
  */
 const UIP_WINDOW_MS = 1;
+/** An alarm byte with both top bits set matches every value ("don't care"). */
+const ALARM_DONT_CARE = 0xc0;
+/** Every alarm setting goes off within a day, if at all. */
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** A broken-down UTC time, as the clock registers hold it. */
 interface ClockTime {
@@ -353,6 +358,32 @@ export class CmosRtc implements BusDevice, StatefulDevice {
     return !this.regs[R.FROZEN] && mod(this.guestMs(), 1000) >= 1000 - UIP_WINDOW_MS;
   }
 
+  /**
+   * When the alarm next goes off, in host time (ms, as Date.getTime()): at
+   * the first update, within a day, whose new time matches the three alarm
+   * bytes (a byte with both top bits set matches any value). Null when B.AIE
+   * is clear or SET holds the clock, or when no time of day matches.
+   */
+  nextAlarmAtMs(): number | null {
+    if (!(this.bytes[CmosReg.B]! & RegB.AIE) || this.regs[R.FROZEN]) return null;
+    const nowMs = this.guestMs();
+    const at = this.firstAlarmBetween(nowMs, nowMs + DAY_MS);
+    return at === null ? null : at - this.offsetMs[0]!;
+  }
+
+  /** The guest time (ms) of the first update after `fromMs`, up to `toMs`, that matches the alarm; null: none. */
+  private firstAlarmBetween(fromMs: number, toMs: number): number | null {
+    const alarm = [CmosReg.SECONDS_ALARM, CmosReg.MINUTES_ALARM, CmosReg.HOURS_ALARM].map((i) => this.bytes[i]!);
+    const matches = (byte: number, value: number) => (byte & ALARM_DONT_CARE) === ALARM_DONT_CARE || byte === value;
+    const last = Math.floor(Math.min(toMs, fromMs + DAY_MS) / 1000);
+    for (let second = Math.floor(fromMs / 1000) + 1; second <= last; second++) {
+      const t = new Date(second * 1000);
+      if (matches(alarm[0]!, this.encode(t.getUTCSeconds())) && matches(alarm[1]!, this.encode(t.getUTCMinutes()))
+        && matches(alarm[2]!, this.encodeHours(t.getUTCHours()))) return second * 1000;
+    }
+    return null;
+  }
+
   /** Register C: the flags raised since it was last read; reading clears them. */
   private readFlags(): number {
     const nowMs = this.guestMs();
@@ -360,6 +391,7 @@ export class CmosRtc implements BusDevice, StatefulDevice {
     this.flagsCheckedAtMs[0] = nowMs;
     let flags = 0;
     if (!this.regs[R.FROZEN] && Math.floor(nowMs / 1000) !== Math.floor(sinceMs / 1000)) flags |= RegC.UF;
+    if (!this.regs[R.FROZEN] && this.firstAlarmBetween(sinceMs, nowMs) !== null) flags |= RegC.AF;
     const rate = this.bytes[CmosReg.A]! & RegA.RATE;
     if (rate !== 0) {
       // RS 3..15 divide 32.768 kHz down to 8192..2 Hz; RS 1 and 2 repeat RS 8 and 9.

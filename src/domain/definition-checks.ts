@@ -31,5 +31,9 @@ export function checkDefinition(definition: DomainDefinition): void {
   const { kernel, initrd } = definition.os;
   if (kernel !== undefined) checkFile(definition, '<kernel>', kernel);
   if (initrd !== undefined) checkFile(definition, '<initrd>', initrd);
-  for (const disk of definition.devices.disks) checkFile(definition, `<disk> ${disk.target}: <source file>`, disk.path);
+  for (const disk of definition.devices.disks) {
+    // A storage volume is looked up when the domain starts (withVolumesResolved); its file is checked then.
+    if (disk.volume && !disk.path) continue;
+    checkFile(definition, `<disk> ${disk.target}: <source${disk.volume ? '' : ' file'}>`, disk.path);
+  }
 }

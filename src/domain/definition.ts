@@ -50,14 +50,27 @@ export interface DomainDevices {
 }
 
 export interface DiskDefinition {
-  /** <source file='...'>: an image file. */
+  /** <source file='...'>: an image file; for a storage volume, its file once resolved ('' before). */
   path: string;
+  /** <driver type>; for a storage volume, the volume's format once resolved. */
   format: 'raw' | 'qcow2';
+  /** <disk type='volume'>: the storage pool and volume it names (src/pool finds them when the domain starts). */
+  volume?: VolumeSource;
   /** <target dev='vdX'>: the name libvirt gives the disk; tsvmm attaches disks in this name's order. */
   target: string;
   readOnly: boolean;
   serial?: string;
 }
+
+export interface VolumeSource {
+  pool: string;
+  volume: string;
+  /** The <driver type> the XML gave, if any: the volume's format must be that one. */
+  driverFormat?: 'raw' | 'qcow2';
+}
+
+/** Finds a storage volume's file and format, or says in a string why it cannot (src/pool provides it). */
+export type VolumeLookup = (pool: string, volume: string) => { path: string; format: 'raw' | 'qcow2' } | string;
 
 /**
  * A network card (virtio-net). How it reaches the host is kept as libvirt

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { removeFileDurably, writeFileAtomic } from './atomic-file.ts';
-import type { DomainDefinition } from './definition.ts';
-import { parseDomainXml } from './parse.ts';
+import type { DomainDefinition, VolumeLookup } from './definition.ts';
+import { parseDomainXml, withAvailableVolumes } from './parse.ts';
 import { domainToXml } from './serialize.ts';
 import { checkSocketPath, type StateFolders } from './state-folders.ts';
 
@@ -40,7 +40,8 @@ export function readDefinitionFile(file: string): DomainDefinition {
 }
 
 export class DomainStore {
-  constructor(readonly folders: StateFolders) {}
+  /** `volumes` fills in the paths of the storage volumes a definition's disks name, where their pools are active. */
+  constructor(readonly folders: StateFolders, private readonly volumes?: VolumeLookup) {}
 
   private get definitionsFolder(): string {
     return join(this.folders.data, 'domains');
@@ -84,7 +85,8 @@ export class DomainStore {
   }
 
   private read(file: string): DomainDefinition {
-    return parseDomainXml(readFileSync(file, 'utf8'), file);
+    const definition = parseDomainXml(readFileSync(file, 'utf8'), file);
+    return this.volumes ? withAvailableVolumes(definition, this.volumes) : definition;
   }
 
   /** The domain with this name or UUID; virsh's error when there is none. */

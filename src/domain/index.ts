@@ -1,7 +1,7 @@
 // libvirt domain XML: read it, write it back, and say what `tsvmm run` it
 // means; and the state the domain manager keeps on the host.
-export type { DiskDefinition, DomainDefinition, DomainDevices, DomainOs, InterfaceDefinition, LifecycleAction } from './definition.ts';
-export { parseDomainXml } from './parse.ts';
+export type { DiskDefinition, DomainDefinition, DomainDevices, DomainOs, InterfaceDefinition, LifecycleAction, VolumeLookup, VolumeSource } from './definition.ts';
+export { parseDomainXml, withAvailableVolumes, withVolumesResolved } from './parse.ts';
 export { domainToXml, XmlWriter } from './serialize.ts';
 export { DEFAULT_TAP_NAME, domainRunOptions, runArguments, type DomainRunOptions, type InterfaceConnection, type NetworkBridgeLookup } from './run-options.ts';
 export { stateFolders, type StateFolders } from './state-folders.ts';

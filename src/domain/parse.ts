@@ -4,13 +4,21 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { MIN_MEMORY } from '../machine/config.ts';
-import { DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type DomainDevices, type DomainOs, type InterfaceDefinition, type LifecycleAction, type PortForward } from './definition.ts';
+import {
+  DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type DomainDevices, type DomainOs, type InterfaceDefinition,
+  type LifecycleAction, type PortForward, type VolumeLookup, type VolumeSource,
+} from './definition.ts';
 import { ElementReader } from './element-reader.ts';
+import { domainToXml } from './serialize.ts';
 import { memoryBytes } from './units.ts';
 import { readXmlDocument } from './xml-document.ts';
 
 /** A name tsvmm can use as a file name in its state folder and on a command line. */
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,99}$/;
+export const NAME_RULE = 'up to 100 letters, digits and _ . + : -, not starting with . + : or -';
+
+/** Whether `name` is one tsvmm can use as a file name and on a command line. */
+export const isUsableName = (name: string): boolean => NAME.test(name);
 const UUID_DIGITS = /^[0-9a-f]{32}$/i;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
 /** virtio-blk's GET_ID answer holds 20 bytes (virtio 1.2, 5.2.6). */
@@ -18,8 +26,14 @@ const DISK_SERIAL_BYTES = 20;
 const PAGE_BYTES = 4096;
 const LIFECYCLE_ACTIONS = ['destroy', 'restart'] as const;
 
-/** Reads a domain definition; `fileName` is what error messages name. */
-export function parseDomainXml(text: string, fileName: string): DomainDefinition {
+/**
+ * Reads a domain definition; `fileName` is what error messages name. With
+ * `volumes`, each <disk type='volume'> gets its volume's path and format (a
+ * missing pool or volume is an error at its <source>); without, they stay ''
+ * and the <driver> format, as a definition is stored (virsh define does not
+ * look for the pool either).
+ */
+export function parseDomainXml(text: string, fileName: string, volumes?: VolumeLookup): DomainDefinition {
   const domain = new ElementReader(readXmlDocument(text, fileName), fileName);
   if (domain.name !== 'domain') throw domain.error('the root element of a domain definition is <domain>');
   domain.requiredAttribute('type');
@@ -41,7 +55,7 @@ export function parseDomainXml(text: string, fileName: string): DomainDefinition
     onPoweroff: readLifecycle(domain, 'on_poweroff', DEFAULT_LIFECYCLE.onPoweroff),
     onReboot: readLifecycle(domain, 'on_reboot', DEFAULT_LIFECYCLE.onReboot),
     onCrash: readLifecycle(domain, 'on_crash', DEFAULT_LIFECYCLE.onCrash),
-    devices: readDevices(domain),
+    devices: readDevices(domain, volumes),
   };
   readClock(domain);
   domain.finish();
@@ -54,18 +68,19 @@ function finished<T>(element: ElementReader, value: T): T {
   return value;
 }
 
-function readName(domain: ElementReader): string {
+/** The <name> child of a domain (or of a storage pool or volume: src/pool reads them alike). */
+export function readName(domain: ElementReader): string {
   const element = domain.child('name');
   if (!element) throw domain.error('needs a <name>');
   const name = element.text().trim();
   if (!NAME.test(name)) {
-    throw element.error(`"${name}" is not a name tsvmm can use: up to 100 letters, digits and _ . + : -, not starting with . + : or -`);
+    throw element.error(`"${name}" is not a name tsvmm can use: ${NAME_RULE}`);
   }
   return finished(element, name);
 }
 
 /** libvirt writes a UUID with dashes and also reads its 32 hex digits alone. */
-function readUuid(element: ElementReader): string {
+export function readUuid(element: ElementReader): string {
   const text = element.text().trim();
   const digits = text.replace(/-/g, '');
   if (!UUID_DIGITS.test(digits) || (digits.length !== text.length && !/^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(text))) {
@@ -156,7 +171,29 @@ function readClock(domain: ElementReader): void {
   clock.finish();
 }
 
-function readDevices(domain: ElementReader): DomainDevices {
+/** The definition with its storage volumes' paths and formats filled in; errors name the line of `fileName` (the stored definition). */
+export function withVolumesResolved(definition: DomainDefinition, fileName: string, volumes: VolumeLookup): DomainDefinition {
+  if (!definition.devices.disks.some((disk) => disk.volume)) return definition;
+  return parseDomainXml(domainToXml(definition), fileName, volumes);
+}
+
+/**
+ * The definition with the storage volumes that can be found now filled in;
+ * the others keep '' (for the verbs that read a definition without starting
+ * it: a pool that is not active is no reason to refuse `list`).
+ */
+export function withAvailableVolumes(definition: DomainDefinition, volumes: VolumeLookup): DomainDefinition {
+  if (!definition.devices.disks.some((disk) => disk.volume)) return definition;
+  const disks = definition.devices.disks.map((disk) => {
+    if (!disk.volume) return disk;
+    const found = volumes(disk.volume.pool, disk.volume.volume);
+    const usable = typeof found !== 'string' && (!disk.volume.driverFormat || disk.volume.driverFormat === found.format);
+    return usable ? { ...disk, path: found.path, format: found.format } : disk;
+  });
+  return { ...definition, devices: { ...definition.devices, disks } };
+}
+
+function readDevices(domain: ElementReader, volumes: VolumeLookup | undefined): DomainDevices {
   const devices = domain.child('devices');
   const result: DomainDevices = { disks: [], interfaces: [], serial: false, console: null, rng: false, panic: false };
   if (!devices) return result;
@@ -168,7 +205,7 @@ function readDevices(domain: ElementReader): DomainDevices {
   }
   const targets = new Map<string, number>();
   for (const element of devices.children('disk')) {
-    const disk = readDisk(element);
+    const disk = readDisk(element, volumes);
     const first = targets.get(disk.target);
     if (first !== undefined) throw element.error(`target dev='${disk.target}' is the disk's at line ${first} too`);
     targets.set(disk.target, element.line);
@@ -197,19 +234,27 @@ function readDevices(domain: ElementReader): DomainDevices {
   return result;
 }
 
-function readDisk(disk: ElementReader): DiskDefinition {
-  disk.choice('type', ['file'], 'tsvmm reads disk images from files (type=\'file\')');
+function readDisk(disk: ElementReader, volumes: VolumeLookup | undefined): DiskDefinition {
+  const type = disk.choice('type', ['file', 'volume'], 'tsvmm reads disk images from files (type=\'file\') and storage volumes (type=\'volume\')') ?? 'file';
   disk.choice('device', ['disk'], 'tsvmm attaches disks only (device=\'disk\')');
   const driver = disk.child('driver');
-  let format: DiskDefinition['format'] = 'raw';
+  let driverFormat: DiskDefinition['format'] | undefined;
   if (driver) {
     driver.choice('name', ['qemu'], 'the driver is tsvmm\'s own, which reads QEMU\'s formats (name=\'qemu\')');
-    format = driver.choice('type', ['raw', 'qcow2'], 'tsvmm reads raw and qcow2 images') ?? 'raw';
+    driverFormat = driver.choice('type', ['raw', 'qcow2'], 'tsvmm reads raw and qcow2 images');
     driver.finish();
   }
   const source = disk.child('source');
-  if (!source) throw disk.error('needs a <source file=\'...\'/>');
-  const path = readPath(source, source.requiredAttribute('file'));
+  if (!source) throw disk.error(type === 'volume' ? 'needs a <source pool=\'...\' volume=\'...\'/>' : 'needs a <source file=\'...\'/>');
+  let path: string;
+  let format = driverFormat ?? 'raw';
+  let volume: DiskDefinition['volume'];
+  if (type === 'volume') {
+    volume = { pool: source.requiredAttribute('pool'), volume: source.requiredAttribute('volume'), ...(driverFormat ? { driverFormat } : {}) };
+    ({ path, format } = volumes ? readVolume(source, volume, volumes) : { path: '', format });
+  } else {
+    path = readPath(source, source.requiredAttribute('file'));
+  }
   source.finish();
   const target = disk.child('target');
   if (!target) throw disk.error('needs a <target dev=\'vda\' bus=\'virtio\'/>');
@@ -228,7 +273,17 @@ function readDisk(disk: ElementReader): DiskDefinition {
     serialElement.finish();
   }
   disk.finish();
-  return { path, format, target: dev, readOnly: readOnly !== undefined, ...(serial !== undefined ? { serial } : {}) };
+  return { path, format, ...(volume ? { volume } : {}), target: dev, readOnly: readOnly !== undefined, ...(serial !== undefined ? { serial } : {}) };
+}
+
+/** The file and format of the volume a <source pool volume> names. */
+function readVolume(source: ElementReader, volume: VolumeSource, volumes: VolumeLookup): { path: string; format: DiskDefinition['format'] } {
+  const found = volumes(volume.pool, volume.volume);
+  if (typeof found === 'string') throw source.error(found);
+  if (volume.driverFormat && volume.driverFormat !== found.format) {
+    throw source.error(`volume '${volume.volume}' of pool '${volume.pool}' is ${found.format}, not the ${volume.driverFormat} its <driver> says`);
+  }
+  return { path: readPath(source, found.path), format: found.format };
 }
 
 function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {

@@ -13,7 +13,7 @@ export function escapeAttribute(value: string): string {
   return escapeText(value).replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 }
 
-/** Builds the lines of the document, one element or closing tag each (network XML uses it too). */
+/** Builds the lines of the document, one element or closing tag each (libvirt's layout; src/network and src/pool write their XML with it too). */
 export class XmlWriter {
   private readonly lines: string[] = [];
   private depth = 0;
@@ -81,9 +81,12 @@ export function domainToXml(definition: DomainDefinition, id?: number): string {
 }
 
 function writeDisk(xml: XmlWriter, disk: DiskDefinition): void {
-  xml.element('disk', { type: 'file', device: 'disk' }, () => {
-    xml.leaf('driver', { name: 'qemu', type: disk.format });
-    xml.leaf('source', { file: disk.path });
+  const { volume } = disk;
+  xml.element('disk', { type: volume ? 'volume' : 'file', device: 'disk' }, () => {
+    // A volume's format is the pool's to say; a <driver type> given with it is kept as a check.
+    if (!volume) xml.leaf('driver', { name: 'qemu', type: disk.format });
+    else if (volume.driverFormat) xml.leaf('driver', { name: 'qemu', type: volume.driverFormat });
+    xml.leaf('source', volume ? { pool: volume.pool, volume: volume.volume } : { file: disk.path });
     xml.leaf('target', { dev: disk.target, bus: 'virtio' });
     if (disk.readOnly) xml.leaf('readonly');
     if (disk.serial !== undefined) xml.leaf('serial', {}, disk.serial);

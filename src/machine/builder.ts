@@ -6,11 +6,13 @@
 // it sits, its interrupt, its state buffer), which every vCPU thread turns
 // into device objects on its own buses (bus-devices.ts).
 import { readFileSync, statSync } from 'node:fs';
-import { acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
+import { AcpiLayout, acpiPlatform, type AcpiPlatform } from '../boot/acpi/index.ts';
 import { flatEntryState, loadFlat } from '../boot/flat.ts';
 import { bootLinux, type LinuxBootPlan } from '../boot/linux.ts';
+import { BIOS_PIC_UNMASKED, pitProgrammedByBios } from '../boot/legacy-bios.ts';
 import { bootMultiboot, findMultibootHeader, type MultibootHeader } from '../boot/multiboot.ts';
 import { AcpiGed } from '../devices/acpi-ged.ts';
+import { AcpiPm1 } from '../devices/acpi-pm1.ts';
 import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
@@ -85,7 +87,8 @@ export function buildMachine(requested: MachineConfig, { restoring = false }: Bu
   vm.setTssAddress(MmioLayout.KVM_TSS);
   // A kernel (Linux or multiboot) starts after "the firmware", with the PC's interrupt controllers and ACPI tables.
   const kernel = guest.kind !== 'flat';
-  const irqchip = addInterruptControllers(vm, config, kernel);
+  // A multiboot kernel may drop to real mode: it finds IRQ0 ticking into the IVT, as after a BIOS.
+  const irqchip = addInterruptControllers(vm, config, kernel, guest.kind === 'multiboot' ? BIOS_PIC_UNMASKED : []);
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus, config.cpu ?? HOST_CPU, warnings);
   const clock = MonotonicClock.createState();
@@ -131,13 +134,19 @@ function vcpuCount(kvm: KvmSystem, config: MachineConfig, warnings: string[]): n
  * default, so that a halt with nothing to wake it comes back as KVM_EXIT_HLT.
  * KVM's in-kernel PIT needs the in-kernel irqchip.
  */
-function addInterruptControllers(vm: VmFd, config: MachineConfig & { cpus: number }, kernel: boolean): boolean {
+function addInterruptControllers(
+  vm: VmFd, config: MachineConfig & { cpus: number }, kernel: boolean, unmaskedIrqs: readonly number[],
+): boolean {
   const irqchip = kernel || config.irqchip === true || config.pit === 'kernel' || config.cpus > 1;
   if (!irqchip) return false;
   vm.createIrqchip();
-  if (config.pit === 'kernel') vm.createPit2();
+  if (config.pit === 'kernel') {
+    vm.createPit2();
+    // tsvmm's own PIT ticks from power-on as after a BIOS; KVM's must be started as a BIOS would.
+    if (unmaskedIrqs.includes(IrqLayout.PIT)) vm.setPit2(pitProgrammedByBios(vm.getPit2()));
+  }
   // A kernel starts after "the firmware": a flat guest is the firmware and finds the PICs as at power-on.
-  if (kernel) initializeLegacyPics(vm);
+  if (kernel) initializeLegacyPics(vm, unmaskedIrqs);
   return true;
 }
 
@@ -201,6 +210,10 @@ export function machineDevices(
     // Where the FADT points the guest: the sleep control/status and reset registers, and the power button's GED.
     ...(acpi ? [
       { kind: 'acpi-sleep', port: PortLayout.ACPI_SLEEP, state: AcpiSleep.createState() },
+      {
+        kind: 'acpi-pm1', eventPort: PortLayout.ACPI_PM1A_EVENT, controlPort: PortLayout.ACPI_PM1A_CONTROL,
+        facs: AcpiLayout.FACS_ADDRESS, state: AcpiPm1.createState(),
+      },
       { kind: 'acpi-ged', address: MmioLayout.ACPI_GED, gsi: IrqLayout.ACPI_GED, state: AcpiGed.createState() },
       { kind: 'acpi-pm-timer', port: PortLayout.ACPI_PM_TIMER },
     ] satisfies DeviceSpec[] : []),

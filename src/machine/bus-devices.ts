@@ -9,6 +9,8 @@ import type { AddressSpace } from '../bus/index.ts';
 import { AcpiGed, ACPI_GED_MMIO_SIZE } from '../devices/acpi-ged.ts';
 import { AcpiPmTimer, ACPI_PM_TIMER_PORT_COUNT } from '../devices/acpi-pm-timer.ts';
 import { AcpiSleep, ACPI_SLEEP_PORT_COUNT } from '../devices/acpi-sleep.ts';
+import { AcpiPm1, ACPI_PM1_CONTROL_PORT_COUNT, ACPI_PM1_EVENT_PORT_COUNT, Pm1Status } from '../devices/acpi-pm1.ts';
+import { FacsField } from '../boot/acpi/tables.ts';
 import type { CharSink } from '../devices/char-sink.ts';
 import type { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc, CMOS_PORT_COUNT } from '../devices/cmos-rtc.ts';
@@ -39,6 +41,13 @@ export interface PlatformContext {
   readonly memory: GuestMemory;
   /** Ends the VM after the current exit. */
   requestStop(stop: VcpuStop): void;
+  /**
+   * The guest put the machine to sleep (ACPI S3): its vCPU stops after the
+   * current exit until Platform.sleep wakes it. False when this machine
+   * cannot sleep (more than one vCPU), or has no such method: the sleep then
+   * ends at once.
+   */
+  requestSleep?(): boolean;
   /** The interrupt controller input `irq` (ISA IRQ / GSI number). */
   irqLine(irq: number): InterruptLine;
   /** Makes the host drop its mapping of one guest page, so the guest's next access faults in the host (pc-testdev). */
@@ -68,6 +77,8 @@ export type DeviceSpec =
   | { kind: 'i8042'; dataPort: number; commandPort: number; keyboardIrq: number; auxIrq: number; state: SharedArrayBuffer }
   | { kind: 'cmos-rtc'; port: number; state: SharedArrayBuffer }
   | { kind: 'acpi-sleep'; port: number; state: SharedArrayBuffer }
+  /** `facs`: where the FACS is, whose waking vector the machine resumes at after S3. */
+  | { kind: 'acpi-pm1'; eventPort: number; controlPort: number; facs: number; state: SharedArrayBuffer }
   | { kind: 'acpi-ged'; address: number; gsi: number; state: SharedArrayBuffer }
   | { kind: 'acpi-pm-timer'; port: number }
   | { kind: 'debug-exit'; port: number; size: number }
@@ -78,6 +89,16 @@ export type DeviceSpec =
 export interface Platform {
   /** Moves waiting host input into COM1 as far as its receiver has room. */
   feedInput(): void;
+  /** The machine's sleep (ACPI S3) as its devices see it; null when it has no PM1 block. */
+  sleep: PlatformSleep | null;
+}
+
+/** What wakes a machine asleep in S3, and where it resumes. */
+export interface PlatformSleep {
+  /** When an enabled wake source next fires (host ms, as Date.now()); null: nothing enabled can wake it. */
+  wakeAtMs(): number | null;
+  /** Wakes the machine (PM1 WAK_STS and RTC_STS) and returns the FACS's real-mode waking vector. */
+  wake(): number;
 }
 
 /** How a guest ends the VM on its own: through the i8042 or ACPI reset, or ACPI S5. */
@@ -94,6 +115,8 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
   const { pio, mmio } = context;
   let com1: Serial16550 | null = null;
   let pit: Pit8254 | null = null;
+  let rtc: CmosRtc | null = null;
+  let sleep: PlatformSleep | null = null;
   for (const spec of specs) {
     switch (spec.kind) {
       case 'serial16550': {
@@ -126,12 +149,30 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
         break;
       }
       case 'cmos-rtc':
-        pio.register(spec.port, CMOS_PORT_COUNT, new CmosRtc({ state: spec.state }));
+        rtc = new CmosRtc({ state: spec.state });
+        pio.register(spec.port, CMOS_PORT_COUNT, rtc);
         break;
       case 'acpi-sleep':
         pio.register(spec.port, ACPI_SLEEP_PORT_COUNT, new AcpiSleep(
           (what) => context.requestStop(what === 'power-off' ? GUEST_POWERED_OFF : GUEST_REBOOTED), spec.state));
         break;
+      case 'acpi-pm1': {
+        const pm1: AcpiPm1 = new AcpiPm1((what) => {
+          if (what === 'power-off') context.requestStop(GUEST_POWERED_OFF);
+          else if (!context.requestSleep?.()) pm1.wake(0);
+        }, spec.state);
+        pio.register(spec.eventPort, ACPI_PM1_EVENT_PORT_COUNT, pm1.event);
+        pio.register(spec.controlPort, ACPI_PM1_CONTROL_PORT_COUNT, pm1.control);
+        const facs = spec.facs;
+        sleep = {
+          wakeAtMs: () => (pm1.rtcWakeEnabled ? rtc?.nextAlarmAtMs() ?? null : null),
+          wake: () => {
+            pm1.wake(Pm1Status.RTC_STS);
+            return context.memory.readU32(facs + FacsField.FIRMWARE_WAKING_VECTOR);
+          },
+        };
+        break;
+      }
       case 'acpi-ged':
         mmio.register(spec.address, ACPI_GED_MMIO_SIZE, new AcpiGed(context.irqLine(spec.gsi), spec.state));
         break;
@@ -173,7 +214,7 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
     if (input && input.pending() > 0) input.deliver(input.pending(), (bytes) => uart.receive(bytes));
   };
   uart.onReceiveSpace = feedInput;
-  return { feedInput };
+  return { feedInput, sleep };
 }
 
 /** What a device module (MachineConfig.deviceModules) exports. */

@@ -75,13 +75,17 @@ const SLAVE_VECTOR_BASE = 0x70;
  * through the IOAPIC) then gets nothing through LINT0, where KVM's PICs
  * would otherwise deliver each ISA interrupt, with their power-on vector base
  * 0, as a divide error, a breakpoint, ...
+ * `unmasked`: the ISA IRQs the firmware left open (a multiboot kernel gets
+ * the timer and the cascade, boot/legacy-bios.ts).
  */
-export function initializeLegacyPics(vm: VmFd): void {
+export function initializeLegacyPics(vm: VmFd, unmasked: readonly number[] = []): void {
   const pic = Layouts.kvm_pic_state.fields;
   for (const [chip, base] of [[MASTER_PIC, MASTER_VECTOR_BASE], [SLAVE_PIC, SLAVE_VECTOR_BASE]] as const) {
     const state = vm.getIrqchip(chip);
+    const firstIrq = chip === MASTER_PIC ? 0 : 8;
+    const open = unmasked.filter((irq) => irq >= firstIrq && irq < firstIrq + 8).reduce((bits, irq) => bits | (1 << (irq - firstIrq)), 0);
     state[pic.irq_base.offset] = base;
-    state[pic.imr.offset] = 0xff;
+    state[pic.imr.offset] = 0xff & ~open;
     state[pic.init_state.offset] = 0; // not waiting for ICW2-4
     state[pic.init4.offset] = 1; // ICW4 given (8086 mode), as every PC's
     vm.setIrqchip(chip, state);

@@ -8,6 +8,7 @@
 //   - the virtio devices from their I/O thread (virtio-io-thread.ts).
 import { ACPI_GED_STATE } from '../devices/acpi-ged.ts';
 import { ACPI_SLEEP_STATE } from '../devices/acpi-sleep.ts';
+import { ACPI_PM1_STATE } from '../devices/acpi-pm1.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { CMOS_RTC_STATE } from '../devices/cmos-rtc.ts';
 import type { DeviceStateLayout, SavedDeviceState, StateField } from '../devices/device-state.ts';
@@ -53,6 +54,7 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayo
   'i8042': I8042_STATE,
   'cmos-rtc': CMOS_RTC_STATE,
   'acpi-sleep': ACPI_SLEEP_STATE,
+  'acpi-pm1': ACPI_PM1_STATE,
   'acpi-ged': ACPI_GED_STATE,
   'fw-cfg': FW_CFG_STATE,
   'pc-testdev': PC_TESTDEV_STATE,

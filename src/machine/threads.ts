@@ -3,28 +3,32 @@
 // every thread body follows: it posts `ready` once it serves, `stopped` with
 // its result when it ends, or `failed` with the error that ended it.
 //
-// Entry modules are found for code that runs both from the TypeScript sources
-// (tsx, vitest) and compiled into dist/ (the installed bin):
+// Entry modules are found for code that runs from the TypeScript sources (tsx,
+// vitest), compiled into dist/src, or bundled into dist/bundle (the bin):
 //
 //   new Worker(workerUrl(import.meta.url, 'vcpu-thread-main'), { workerData })
 //
-// Compiled, the caller is a .js file and the entry is the .js beside it.
-// From sources, the caller is a .ts file; a worker does not inherit its
-// parent's TypeScript loader, so the entry is a two-line ES module (a data:
-// URL) that registers tsx in the worker and then imports the .ts beside the
-// caller. No per-worker shim file is needed.
+// Compiled, the caller is a .js file and the entry is the .js beside it;
+// bundled, the caller is a .cjs bundle and the entry is the bundle of that
+// name beside it (src/cli/dist.mjs). From sources, the caller is a .ts file; a
+// worker does not inherit its parent's TypeScript loader, so the entry is a
+// two-line ES module (a data: URL) that registers tsx in the worker and then
+// imports the .ts beside the caller. No per-worker shim file is needed.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
+import { markTime } from './startup-timing.ts';
 
-/** True when the module at `importMetaUrl` is compiled JavaScript. */
+/** True when the module at `importMetaUrl` is compiled (or bundled) JavaScript. */
 export function isCompiled(importMetaUrl: string): boolean {
-  return importMetaUrl.endsWith('.js');
+  return !importMetaUrl.endsWith('.ts');
 }
 
 /** A module beside the caller, with the caller's extension: `siblingModule(import.meta.url, './devices/null-sink')`. */
 export function siblingModule(importMetaUrl: string, relativeName: string): URL {
-  return new URL(`${relativeName}${isCompiled(importMetaUrl) ? '.js' : '.ts'}`, importMetaUrl);
+  const extension = /\.(ts|js|cjs)$/.exec(importMetaUrl)?.[0];
+  if (!extension) throw new Error(`siblingModule: ${importMetaUrl} is not a .ts, .js or .cjs module`);
+  return new URL(`${relativeName}${extension}`, importMetaUrl);
 }
 
 let tsxApi: string | null = null;
@@ -65,6 +69,11 @@ interface Prestarted {
 
 const prestarted = new Map<string, Prestarted>();
 
+/** What must match for a prestarted worker to be taken: its options, but for the ports handed over with its data. */
+function optionsKey(options: Omit<WorkerOptions, 'workerData'>): string {
+  return JSON.stringify({ ...options, transferList: undefined });
+}
+
 /** Starts a worker for `url` now; startWorker() with the same URL takes it. Unused, it does not keep the process alive. */
 export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerData'> = {}): void {
   if (prestarted.has(url.href)) return;
@@ -75,17 +84,17 @@ export function prestartWorker(url: URL, options: Omit<WorkerOptions, 'workerDat
   // Until taken, an error (the process is exiting) has no one to go to.
   worker.on('error', () => {});
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  prestarted.set(url.href, { worker, options: JSON.stringify(options), waiting, exited });
+  prestarted.set(url.href, { worker, options: optionsKey(options), waiting, exited });
 }
 
 /** A worker running `url` with `init` as its data: the prestarted one when there is one with the same options, else a new one. */
 export function startWorker(url: URL, init: unknown, options: Omit<WorkerOptions, 'workerData'> = {}): Worker {
   const waiting = prestarted.get(url.href);
-  if (!waiting || waiting.options !== JSON.stringify(options)) return new Worker(url, { ...options, workerData: init });
+  if (!waiting || waiting.options !== optionsKey(options)) return new Worker(url, { ...options, workerData: init });
   prestarted.delete(url.href);
   const { worker } = waiting;
   worker.ref();
-  worker.postMessage({ init });
+  worker.postMessage({ init }, options.transferList ?? []);
   return worker;
 }
 
@@ -110,6 +119,8 @@ export async function releasePrestartedWorkers(): Promise<void> {
 export function workerInit<T>(): Promise<T> {
   if (!isPrestartMark(workerData)) return Promise.resolve(workerData as T);
   const message = new Promise<T>((resolve) => parentPort!.once('message', (m: { init: T }) => resolve(m.init)));
+  // Whether the thread or the machine is late shows in `tsvmm bench startup`.
+  markTime('worker-waiting');
   const waiting = new Int32Array(workerData.tsvmmPrestarted);
   Atomics.store(waiting, 0, 1);
   Atomics.notify(waiting, 0);
@@ -172,19 +183,38 @@ export function startThread<Ready, Stopped>(
 
 // ---- the threads a machine starts ------------------------------------------
 
+/**
+ * V8's heap limits for the vCPU and virtio I/O threads. Their working sets are
+ * small (device objects, a few MiB: guest RAM and rings are outside the heap),
+ * and with explicit limits V8 commits less heap up front: ~2.5 MiB less
+ * resident per thread (docs/architecture.md). The old generation's cap is far
+ * above need (a distribution kernel's symbols are ~10 MiB): a thread that leaks
+ * hits it and fails the VM with a message instead of growing without bound.
+ * A vCPU thread's exit loop allocates next to nothing (no scavenge in 100,000
+ * exits), so its young generation is small too; the I/O thread allocates per
+ * request (descriptor chains, gathered buffers) and keeps V8's default.
+ */
+const VCPU_THREAD_HEAP = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 };
+const VIRTIO_THREAD_HEAP = { maxOldGenerationSizeMb: 64 };
+
 /** A vCPU thread's entry; it writes to the process's own stdout and stderr. */
 export const VCPU_THREAD = workerUrl(import.meta.url, 'vcpu-thread-main');
-export const VCPU_THREAD_OPTIONS = { stdout: false, stderr: false };
+export const VCPU_THREAD_OPTIONS = { stdout: false, stderr: false, resourceLimits: VCPU_THREAD_HEAP };
 /** The virtio I/O thread's entry. */
 export const VIRTIO_THREAD = workerUrl(import.meta.url, 'virtio-thread-main');
-export const VIRTIO_THREAD_OPTIONS = { stdout: false, stderr: false };
+export const VIRTIO_THREAD_OPTIONS = { stdout: false, stderr: false, resourceLimits: VIRTIO_THREAD_HEAP };
 
 /** Starts the first vCPU thread now (the bin does, for `tsvmm run`); Machine.run() hands it its VM. */
 export function prestartVcpuThread(): void {
   prestartWorker(VCPU_THREAD, VCPU_THREAD_OPTIONS);
 }
 
-/** Ends a prestarted vCPU thread that no machine took (the command failed first). */
+/** Starts the virtio I/O thread now (the bin does, for a `tsvmm run` with virtio devices): Machine.run() waits for it before the vCPUs start. */
+export function prestartVirtioThread(): void {
+  prestartWorker(VIRTIO_THREAD, VIRTIO_THREAD_OPTIONS);
+}
+
+/** Ends the prestarted threads that no machine took (the command failed first). */
 export async function releasePrestartedThreads(): Promise<void> {
   await releasePrestartedWorkers();
 }

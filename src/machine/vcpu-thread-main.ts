@@ -4,6 +4,7 @@
 // loop until the guest or the main thread ends it.
 import { writeSync } from 'node:fs';
 import { AddressSpace } from '../bus/index.ts';
+import { realModeEntry } from '../boot/cpu-entry.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2, ThreadTimer, VcpuFd, VmFd, withoutSignal } from '../kvm/index.ts';
 import { MmioLayout } from '../layout.ts';
@@ -74,6 +75,8 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const context: PlatformContext = {
     pio, mmio, memory,
     requestStop: (stop) => vcpu!.requestStop(stop),
+    // S3 stops the whole machine; tsvmm sleeps one vCPU only (the others would run on).
+    requestSleep: () => config.cpus === 1 && vcpu!.requestSleep(),
     irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq, init.irqLevels) : disconnectedLine),
     flushPage: (address) => ram.dropGuestMapping(address),
   };
@@ -113,6 +116,7 @@ async function main(init: VcpuThreadInit): Promise<void> {
   }
 
   const symbols = init.symbols ? KernelSymbols.fromTransferable(init.symbols) : null;
+  const platformSleep = platform.sleep;
   vcpu = new Vcpu({
     id: init.vcpuId, fd, pio, mmio, memory, controls, tracer, hasIrqchip: init.hasIrqchip, symbols,
     deviceLock: init.deviceLock ? new DeviceLock(init.deviceLock) : null,
@@ -126,6 +130,17 @@ async function main(init: VcpuThreadInit): Promise<void> {
       timers?.poll();
       platform.feedInput();
     },
+    sleep: platformSleep ? {
+      wakeAtMs: () => platformSleep.wakeAtMs(),
+      // Firmware's S3 resume: the CPU reset, then a jump to the FACS waking vector in real mode.
+      wake: (vcpuFd) => {
+        const vector = platformSleep.wake();
+        const entry = realModeEntry({ regs: vcpuFd.getRegisters(), sregs: vcpuFd.getSpecialRegisters() }, (vector >>> 4) & 0xffff, vector & 0xf);
+        vcpuFd.setSpecialRegisters(entry.sregs);
+        vcpuFd.setRegisters(entry.regs);
+        timers?.poll();
+      },
+    } : null,
   });
   Atomics.store(controls[init.vcpuId]!, Control.THREAD_ID, threadId);
   post({ kind: 'ready', threadId });

@@ -84,7 +84,20 @@ export interface VcpuOptions {
   onKick?: (() => void) | null;
   /** Runs when the vCPU continues after a pause: guest time may have been restored meanwhile. */
   onResume?: (() => void) | null;
+  /** The machine's sleep (ACPI S3), for a vCPU that may be put to sleep (requestSleep). */
+  sleep?: VcpuSleep | null;
 }
+
+/** What a sleeping vCPU waits for, and how it wakes. */
+export interface VcpuSleep {
+  /** When the machine next wakes (host ms, as Date.now()); null: nothing can wake it. */
+  wakeAtMs(): number | null;
+  /** The machine wakes: the vCPU's state becomes firmware's resume, set through `fd`. */
+  wake(fd: VcpuFd): void;
+}
+
+/** How long a sleeping vCPU waits at most between looks at its command (a pause has no notify). */
+const SLEEP_POLL_MS = 100;
 
 export class Vcpu {
   readonly id: number;
@@ -101,7 +114,9 @@ export class Vcpu {
   private readonly symbols: KernelSymbols | null;
   private readonly onKick: (() => void) | null;
   private readonly onResume: (() => void) | null;
+  private readonly sleep: VcpuSleep | null;
   private pendingStop: VcpuStop | null = null;
+  private sleepRequested = false;
   /** Exits handled, by any reason (cheap: one increment). */
   exits = 0;
 
@@ -120,11 +135,23 @@ export class Vcpu {
     this.symbols = options.symbols ?? null;
     this.onKick = options.onKick ?? null;
     this.onResume = options.onResume ?? null;
+    this.sleep = options.sleep ?? null;
   }
 
   /** A device asks the VM to end (debug-exit, poweroff): the loop returns after this exit. */
   requestStop(stop: VcpuStop): void {
     if (this.pendingStop === null) this.pendingStop = stop;
+  }
+
+  /**
+   * The guest put the machine to sleep (ACPI S3) with this exit: once the
+   * exit's instruction is complete, the vCPU stops running the guest until
+   * the machine wakes (see sleepUntilWake). False when it cannot sleep.
+   */
+  requestSleep(): boolean {
+    if (this.sleep === null) return false;
+    this.sleepRequested = true;
+    return true;
   }
 
   /** Runs the guest until something ends it. A device that throws ends the VM with its message. */
@@ -161,7 +188,49 @@ export class Vcpu {
       }
       if (this.tracer !== null) this.tracer.record(run, reason);
       if (this.pendingStop !== null) return this.pendingStop;
+      if (this.sleepRequested) {
+        this.sleepRequested = false;
+        const stop = this.sleepUntilWake();
+        if (stop !== null) return stop;
+      }
     }
+  }
+
+  /**
+   * Asleep in S3: no KVM_RUN until the wake source's time (or for ever, if
+   * none is enabled), still answering the main thread's stop and pause. Then
+   * the vCPU resumes where firmware would.
+   */
+  private sleepUntilWake(): VcpuStop | null {
+    const sleep = this.sleep!;
+    // KVM completes an I/O exit's instruction on the next KVM_RUN; do that
+    // first (immediate_exit makes it return at once) so the state set on
+    // waking is not overwritten by it.
+    this.run.setUint8(RunOffset.immediateExit, 1);
+    this.fd.enter();
+    this.run.setUint8(RunOffset.immediateExit, 0);
+    // Nothing the guest does can move the wake time while it sleeps; a pause (a restore) may.
+    let wakeAt = sleep.wakeAtMs();
+    for (;;) {
+      const command = Atomics.load(this.control, Control.COMMAND);
+      if (command === Command.STOP) return { cause: 'stopped', status: 0 };
+      if (command === Command.PAUSE) {
+        const stop = this.parkWhilePaused();
+        if (stop !== null) return stop;
+        wakeAt = sleep.wakeAtMs();
+        continue;
+      }
+      const left = wakeAt === null ? SLEEP_POLL_MS : wakeAt - Date.now();
+      if (left <= 0) break;
+      Atomics.wait(this.control, Control.COMMAND, command, Math.min(left, SLEEP_POLL_MS));
+    }
+    this.deviceLock?.acquire();
+    try {
+      sleep.wake(this.fd);
+    } finally {
+      this.deviceLock?.release();
+    }
+    return null;
   }
 
   private handleIo(run: DataView): void {

@@ -1,12 +1,12 @@
 // ACPI tables for a tsvmm PC, laid out in one image for one place in guest
-// memory: RSDP → XSDT → { FADT → DSDT, MADT }. The guest finds the RSDP
+// memory: RSDP → XSDT → { FADT → { DSDT, FACS }, MADT }. The guest finds the RSDP
 // through boot_params.acpi_rsdp_addr, the PVH start_info's rsdp_paddr, or by
 // scanning 0xe0000-0xfffff for its signature.
 import { InputError } from '../../errors.ts';
 import { buildDsdt } from './dsdt.ts';
 import { checkPlatform, type AcpiPlatform } from './platform.ts';
 import { SDT_HEADER_SIZE } from './sdt.ts';
-import { buildFadt, buildMadt, buildRsdp, buildXsdt, FADT_SIZE, RSDP_SIZE } from './tables.ts';
+import { buildFacs, buildFadt, buildMadt, buildRsdp, buildXsdt, FACS_ALIGNMENT, FACS_SIZE, FADT_SIZE, RSDP_SIZE } from './tables.ts';
 
 export { AcpiLayout, acpiPlatform, type AcpiPciInterrupt, type AcpiPlatform, type AcpiVirtioMmio, type IsaInterruptOverride } from './platform.ts';
 
@@ -41,7 +41,8 @@ export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize
   const madt = buildMadt(platform);
   const xsdtSize = SDT_HEADER_SIZE + 8 * 2; // FADT and MADT
 
-  const xsdtAt = align(address + RSDP_SIZE, TABLE_ALIGNMENT);
+  const facsAt = align(address + RSDP_SIZE, FACS_ALIGNMENT);
+  const xsdtAt = align(facsAt + FACS_SIZE, TABLE_ALIGNMENT);
   const fadtAt = align(xsdtAt + xsdtSize, TABLE_ALIGNMENT);
   const madtAt = align(fadtAt + FADT_SIZE, TABLE_ALIGNMENT);
   const dsdtAt = align(madtAt + madt.length, TABLE_ALIGNMENT);
@@ -52,8 +53,9 @@ export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize
 
   const placed = [
     { signature: 'RSD PTR ', address, bytes: buildRsdp(xsdtAt) },
+    { signature: 'FACS', address: facsAt, bytes: buildFacs() },
     { signature: 'XSDT', address: xsdtAt, bytes: buildXsdt([fadtAt, madtAt]) },
-    { signature: 'FACP', address: fadtAt, bytes: buildFadt(platform, dsdtAt) },
+    { signature: 'FACP', address: fadtAt, bytes: buildFadt(platform, dsdtAt, facsAt) },
     { signature: 'APIC', address: madtAt, bytes: madt },
     { signature: 'DSDT', address: dsdtAt, bytes: dsdt },
   ];

@@ -13,6 +13,11 @@ import { BootLayout, IrqLayout, MmioLayout, PortLayout } from '../../layout.ts';
 export const AcpiLayout = {
   TABLES_ADDRESS: BootLayout.ACPI_TABLES,
   TABLES_MAX_SIZE: BootLayout.ACPI_TABLES_MAX_SIZE,
+  /**
+   * The FACS, right after the RSDP on its 64-byte boundary (buildAcpiTables
+   * puts it there): where the guest leaves its waking vector for the S3 resume.
+   */
+  FACS_ADDRESS: BootLayout.ACPI_TABLES + 0x40,
   /** The acpi-sleep device: control, status and reset, one byte port each. */
   SLEEP_PORT_BASE: PortLayout.ACPI_SLEEP,
   SLEEP_CONTROL_PORT: PortLayout.ACPI_SLEEP + AcpiSleepRegister.CONTROL,
@@ -64,6 +69,9 @@ export interface AcpiPlatform {
   resetValue: number;
   /** The ACPI PM timer's port (FADT PM_TMR_BLK). */
   pmTimerPort: number;
+  /** The PM1a event and control blocks (FADT PM1a_EVT_BLK, PM1a_CNT_BLK). */
+  pm1aEventPort: number;
+  pm1aControlPort: number;
   gedMmioBase: number;
   gedGsi: number;
   /** The machine has an i8042 at 0x60/0x64 (FADT IAPC_BOOT_ARCH 8042 flag). */
@@ -119,6 +127,8 @@ export function acpiPlatform(
     resetPort: AcpiLayout.RESET_PORT,
     resetValue: AcpiLayout.RESET_VALUE,
     pmTimerPort: PortLayout.ACPI_PM_TIMER,
+    pm1aEventPort: PortLayout.ACPI_PM1A_EVENT,
+    pm1aControlPort: PortLayout.ACPI_PM1A_CONTROL,
     gedMmioBase: AcpiLayout.GED_MMIO_BASE,
     gedGsi: AcpiLayout.GED_GSI,
     i8042: true,
@@ -166,6 +176,8 @@ export function checkPlatform(platform: AcpiPlatform): void {
   port('sleep control port', platform.sleepControlPort);
   port('sleep status port', platform.sleepStatusPort);
   port('reset port', platform.resetPort);
+  port('PM1a event block', platform.pm1aEventPort);
+  port('PM1a control block', platform.pm1aControlPort);
   if (!Number.isInteger(platform.resetValue) || platform.resetValue < 0 || platform.resetValue > 0xff) {
     throw new InputError(`ACPI tables: reset value ${platform.resetValue} is not a byte`);
   }

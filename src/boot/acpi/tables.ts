@@ -45,7 +45,11 @@ export const FadtField = {
   DSDT: 40,
   PREFERRED_PM_PROFILE: 45,
   SCI_INT: 46,
+  PM1A_EVT_BLK: 56,
+  PM1A_CNT_BLK: 64,
   PM_TMR_BLK: 76,
+  PM1_EVT_LEN: 88,
+  PM1_CNT_LEN: 89,
   PM_TMR_LEN: 91,
   IAPC_BOOT_ARCH: 109,
   FLAGS: 112,
@@ -54,6 +58,8 @@ export const FadtField = {
   MINOR_VERSION: 131,
   X_FIRMWARE_CTRL: 132,
   X_DSDT: 140,
+  X_PM1A_EVT_BLK: 148,
+  X_PM1A_CNT_BLK: 172,
   X_PM_TMR_BLK: 208,
   SLEEP_CONTROL_REG: 244,
   SLEEP_STATUS_REG: 256,
@@ -67,7 +73,7 @@ export const FadtFlags = {
   /** No fixed sleep button either. */
   SLP_BUTTON: 1 << 5,
   RESET_REG_SUP: 1 << 10,
-  /** No PM1/GPE blocks, no SCI, no FACS: sleep and reset through the registers above. */
+  /** An OS uses no PM1/GPE blocks and no SCI: sleep and reset through the registers above. */
   HW_REDUCED_ACPI: 1 << 20,
 } as const;
 
@@ -79,10 +85,12 @@ export const IapcBootArch = {
   CMOS_RTC_NOT_PRESENT: 1 << 5,
 } as const;
 
-export function buildFadt(platform: AcpiPlatform, dsdtAddress: number): Uint8Array {
+export function buildFadt(platform: AcpiPlatform, dsdtAddress: number, facsAddress: number): Uint8Array {
   const t = newTable('FACP', FADT_SIZE, 6, 'TSVMFACP');
-  // No FACS (FIRMWARE_CTRL = X_FIRMWARE_CTRL = 0: allowed when HW_REDUCED_ACPI),
-  // the DSDT only through its 64-bit pointer, no SCI.
+  // The FACS through both pointers (kvm-unit-tests reads the 32-bit one), the
+  // DSDT only through its 64-bit pointer, no SCI.
+  t.u32(FadtField.FIRMWARE_CTRL, facsAddress);
+  t.u64(FadtField.X_FIRMWARE_CTRL, facsAddress);
   t.u64(FadtField.X_DSDT, dsdtAddress);
   t.u16(FadtField.IAPC_BOOT_ARCH,
     IapcBootArch.LEGACY_DEVICES | IapcBootArch.VGA_NOT_PRESENT
@@ -97,8 +105,42 @@ export function buildFadt(platform: AcpiPlatform, dsdtAddress: number): Uint8Arr
   t.u32(FadtField.PM_TMR_BLK, platform.pmTimerPort);
   t.u8(FadtField.PM_TMR_LEN, 4);
   writeGenericAddress(t, FadtField.X_PM_TMR_BLK, { space: AddressSpace.SYSTEM_IO, bitWidth: 32, bitOffset: 0, accessSize: AccessSize.DWORD, address: platform.pmTimerPort });
+  // The PM1a blocks, for software that sleeps through them directly (kvm-unit-tests' s3).
+  // HW_REDUCED_ACPI tells an OS to ignore them (§5.2.9), so Linux keeps to the sleep registers.
+  t.u32(FadtField.PM1A_EVT_BLK, platform.pm1aEventPort);
+  t.u8(FadtField.PM1_EVT_LEN, 4);
+  writeGenericAddress(t, FadtField.X_PM1A_EVT_BLK, { space: AddressSpace.SYSTEM_IO, bitWidth: 32, bitOffset: 0, accessSize: AccessSize.WORD, address: platform.pm1aEventPort });
+  t.u32(FadtField.PM1A_CNT_BLK, platform.pm1aControlPort);
+  t.u8(FadtField.PM1_CNT_LEN, 2);
+  writeGenericAddress(t, FadtField.X_PM1A_CNT_BLK, { space: AddressSpace.SYSTEM_IO, bitWidth: 16, bitOffset: 0, accessSize: AccessSize.WORD, address: platform.pm1aControlPort });
   t.ascii(FadtField.HYPERVISOR_VENDOR_ID, 'TSVMM   ', 8);
   return sealTable(t);
+}
+
+/** FACS (§5.2.10): 64 bytes, 64-byte aligned, not in the XSDT (the FADT points at it). */
+export const FACS_SIZE = 64;
+export const FACS_ALIGNMENT = 64;
+export const FacsField = {
+  SIGNATURE: 0,
+  LENGTH: 4,
+  HARDWARE_SIGNATURE: 8,
+  /** Real-mode address the firmware resumes at after S3 (CS:IP = vector >> 4 : vector & 0xf); the guest writes it. */
+  FIRMWARE_WAKING_VECTOR: 12,
+  GLOBAL_LOCK: 16,
+  FLAGS: 20,
+  /** A 32- or 64-bit protected-mode waking vector; tsvmm resumes only at the real-mode one. */
+  X_FIRMWARE_WAKING_VECTOR: 24,
+  VERSION: 32,
+  OSPM_FLAGS: 36,
+} as const;
+
+/** An FACS with no waking vector yet, no global lock use and no 64-bit wake support (FLAGS 0). */
+export function buildFacs(): Uint8Array {
+  const t = new TableBytes(FACS_SIZE);
+  t.ascii(FacsField.SIGNATURE, 'FACS', 4);
+  t.u32(FacsField.LENGTH, FACS_SIZE);
+  t.u8(FacsField.VERSION, 2);
+  return t.bytes; // the FACS has no checksum
 }
 
 /** MADT (§5.2.12): the local APIC address and flags, then one entry per interrupt controller. */

@@ -24,6 +24,7 @@
 // `check -r all` sets the flag.
 import { InputError } from '../../errors.ts';
 import { HostFile } from '../host-file.ts';
+import { allocateContiguous } from './contiguous.ts';
 import { Qcow2CorruptionError, REPAIR_HINT } from './corruption.ts';
 import { clusterSizeOf, FIELD, INCOMPATIBLE, l2EntriesOf, readHeader, type Qcow2Header } from './header.ts';
 import { L1_ENTRY_SIZE, L2_ENTRY_SIZE, readL1Entry, readL2Entry, setCopiedFlag, setU64 } from './layout.ts';
@@ -33,8 +34,6 @@ import { decodeSnapshotEntry, encodeEntry, encodeTable, MAX_SNAPSHOTS, NO_ICOUNT
 
 const SNAPSHOT_FIELDS_OFFSET = 60;  // nb_snapshots (u32), then snapshots_offset (u64)
 const MAX_NAME_BYTES = 1024;
-/** Fragments skipped while looking for contiguous free clusters before giving up. */
-const MAX_ALLOCATION_ATTEMPTS = 64;
 
 /** What `qemu-img snapshot -l` shows of a snapshot. */
 export interface SnapshotInfo {
@@ -350,30 +349,7 @@ class SnapshotEditor {
 
   /** `bytes` worth of contiguous clusters, counted (not yet synced): L1 tables and the snapshot table must be in one piece. */
   private allocate(bytes: number): number {
-    const wanted = Math.ceil(bytes / this.clusterSize);
-    const skipped: { first: number; count: number }[] = [];
-    try {
-      let run = this.refcounts.allocateRun(wanted);
-      while (run.count < wanted) {
-        const next = this.refcounts.allocateRun(wanted - run.count);
-        if (next.first === run.first + run.count) {
-          run = { first: run.first, count: run.count + next.count };
-          continue;
-        }
-        // Something in use (often a new refcount block) interrupts the run: hold it and start again after it.
-        skipped.push(run);
-        run = next;
-        if (skipped.length > MAX_ALLOCATION_ATTEMPTS) {
-          throw this.error(`found no ${wanted} contiguous free clusters for a table (clusters of ${this.clusterSize} bytes are too small for it)`);
-        }
-      }
-      const offset = run.first * this.clusterSize;
-      const holds = this.metadata.overlap(offset, wanted * this.clusterSize);
-      if (holds) throw this.corrupt(`the refcounts say clusters from ${run.first} are free, but they hold the ${holds}`);
-      return offset;
-    } finally {
-      for (const { first, count } of skipped) for (let c = first; c < first + count; c++) this.refcounts.decrement(c);
-    }
+    return allocateContiguous(this.file.path, this.refcounts, this.metadata, bytes);
   }
 
   private readL1(offset: number, entries: number, what: string): DataView {

@@ -119,6 +119,57 @@ export class Refcounts {
     }
   }
 
+  /**
+   * Allocates `count` contiguous clusters past every cluster in use, with
+   * refcount 1, for a table larger than the clusters one refcount block
+   * counts: the new blocks such a run needs go after it, not inside it (where
+   * allocateRun() puts a block, at the start of the range it counts). The
+   * blocks are written and synced before the table points to them. Returns
+   * the first cluster's index.
+   */
+  allocateRunAtEnd(count: number): number {
+    const E = this.entriesPerBlock;
+    const start = this.endCluster;
+    let newBlocks: number[] = [];  // block indices that need a new block
+    // The new blocks count themselves too: iterate until their number settles.
+    for (;;) {
+      const end = start + count + newBlocks.length;
+      const needed: number[] = [];
+      for (let b = Math.floor(start / E); b <= Math.floor((end - 1) / E); b++) if (!this.table[b]) needed.push(b);
+      if (needed.length === newBlocks.length) break;
+      newBlocks = needed;
+    }
+    const end = start + count + newBlocks.length;
+    if (newBlocks.length > 0 && newBlocks[newBlocks.length - 1]! >= this.table.length) {
+      this.growTable(newBlocks[newBlocks.length - 1]! + 1);
+      return this.allocateRunAtEnd(count);
+    }
+    // Leaked refcounts past the end of the file (from a crash) may lie in the way: step over them.
+    for (let c = start; c < end; c++) {
+      if (this.get(c) !== 0) {
+        this.endCluster = c + 1;
+        return this.allocateRunAtEnd(count);
+      }
+    }
+    this.map?.checkWrite(start * this.clusterSize, (end - start) * this.clusterSize);
+    const blockBytes = new Map(newBlocks.map((b) => [b, new Uint8Array(this.clusterSize)]));
+    for (let c = start; c < end; c++) {
+      const bytes = blockBytes.get(Math.floor(c / E));
+      if (bytes) this.writeEntry(new DataView(bytes.buffer), c % E, 1);
+      else this.setRun(c, 1, 1);
+    }
+    const blockOffset = (i: number) => (start + count + i) * this.clusterSize;
+    newBlocks.forEach((b, i) => this.file.writeAt(blockBytes.get(b)!, blockOffset(i)));
+    this.file.datasync();  // the blocks are on disk before the table points at them
+    newBlocks.forEach((b, i) => {
+      this.writeTableEntry(b, blockOffset(i));
+      this.blocks.put(blockOffset(i), blockBytes.get(b)!);
+      this.map?.addRefcountBlock(blockOffset(i));
+    });
+    this.endCluster = end;
+    return start;
+  }
+
   /** Sets the refcounts of clusters [first, first+count), which share one existing block, to `value`. */
   setRun(first: number, count: number, value: number): void {
     const blockOffset = this.table[Math.floor(first / this.entriesPerBlock)];
