@@ -83,7 +83,7 @@ describe('reading domain XML', () => {
         interfaces: [
           { type: 'network', mac: '52:54:00:ab:cd:ef', network: 'default' },
           { type: 'bridge', mac: bridge!.mac, bridge: 'br0' },
-          { type: 'user', mac: user!.mac },
+          { type: 'user', mac: user!.mac, portForwards: [] },
         ],
         serial: true, console: 'serial', rng: true, panic: true,
       },
@@ -305,8 +305,5 @@ describe('the tsvmm run a definition means', () => {
     expect(runArguments(options)).not.toContain('--kernel');
   });
 
-  it('user networking is refused until tsvmm can connect it', () => {
-    const definition = parseDomainXml(domain('', "\n    <interface type='user'/>"), 'net.xml');
-    expect(() => domainRunOptions(definition)).toThrow(new InputError("domain t: <interface type='user'>: tsvmm cannot connect a domain's interface to user networking yet"));
-  });
+  // <interface type='user'> (passt): test/user-network.test.ts.
 });

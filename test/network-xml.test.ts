@@ -277,7 +277,7 @@ describe('a domain\'s interface on the host', () => {
     expect(() => parseNet('bridge,br=tsvbr%d')).toThrow('--net bridge,br=tsvbr%d: br names an existing bridge ("tsvbr%d" is a template)');
     expect(() => parseNet('bridge,ifname=a%db%d')).toThrow('--net bridge,ifname=a%db%d: "a%db%d" is not a valid interface name');
     expect(() => parseNet('tap,br=br0')).toThrow(/unknown setting "br"/);
-    expect(() => parseNet('user')).toThrow('--net user: the backends are tap (tap or tap=NAME) and bridge (bridge,br=BR)');
+    expect(() => parseNet('slirp')).toThrow('--net slirp: the backends are tap (tap or tap=NAME), bridge (bridge,br=BR) and user (user,hostfwd=tcp::HOSTPORT-:GUESTPORT)');
   });
 
   it('<target dev> round-trips through dumpxml, and a bad one is refused with its line', () => {

@@ -3,14 +3,16 @@
 // and reaches it only through eventfds, as KVM and the vCPU thread do. Host
 // input for the virtio console goes the machine's way: into the input ring,
 // then a wakeup of the thread, which hands it to every device that takes host
-// input.
-import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+// input. virtio-net on a stream socket (passt's) shows the thread watching a
+// device's socket for writing while the device holds output back.
+import { mkdtempSync, openSync, closeSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConsoleQueue } from '../src/devices/virtio/console.ts';
 import { VirtioSharedState } from '../src/devices/virtio/shared-state.ts';
-import { createEventFd, signalEventFd } from '../src/kvm/index.ts';
+import { NET_HEADER_SIZE, NetQueue } from '../src/devices/virtio/net.ts';
+import { closeFd, createEventFd, createStreamSocketPair, ReadableWaiter, signalEventFd } from '../src/kvm/index.ts';
 import { HostRam } from '../src/memory/host-ram.ts';
 import type { VirtioDeviceConfig } from '../src/machine/config.ts';
 import { openVirtioDevice } from '../src/machine/virtio-devices.ts';
@@ -87,6 +89,63 @@ describe('the virtio I/O thread', () => {
       await thread?.terminate();
       closeVirtioWiring(wiring);
       closeSync(consoleFd);
+    }
+  });
+
+  it('carries virtio-net over a stream socket: a peer that reads late still gets every frame, in order; a frame from it lands in a posted buffer', async () => {
+    const { local, remote } = createStreamSocketPair();
+    const ram = HostRam.allocate([{ guestAddress: 0, size: 4 << 20 }]);
+    const wiring = wireOne({ kind: 'net', user: { hostForwards: [] }, streamFd: local });
+    const planned = wiring.devices[0]!;
+    let thread: VirtioIoThread | null = null;
+    try {
+      thread = await VirtioIoThread.start({ ram: ram.descriptors, vmFd: -1, wiring, consoleFd: -1 });
+      const driver = new VirtioTestDriver({
+        info: planned.info,
+        state: new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length),
+        hooks: {
+          notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
+          statusChanged: () => signalEventFd(wiring.controlFd),
+        },
+      }, { memory: ram.memory });
+      expect(driver.negotiate()).toBe(true);
+      const [receiveq, transmitq] = [driver.setupQueue(NetQueue.RECEIVE), driver.setupQueue(NetQueue.TRANSMIT)];
+      driver.driverOk();
+
+      // 16 frames of 60000 bytes: more than a socketpair holds, so the device must wait for the peer to read.
+      const frames = Array.from({ length: 16 }, (_, i) => Uint8Array.from({ length: 60_000 }, (_, j) => (i * 7 + j) & 0xff));
+      for (const frame of frames) transmitq.submit([driver.readable(Uint8Array.from([...new Uint8Array(NET_HEADER_SIZE), ...frame]))]);
+      const expected = Buffer.concat(frames.flatMap((frame) => {
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(frame.length);
+        return [length, frame];
+      }));
+      const received = Buffer.alloc(expected.length);
+      let at = 0;
+      const waiter = new ReadableWaiter();
+      await until(() => {
+        while (at < expected.length && waiter.wait([remote], 0).length > 0) at += readSync(remote, received, at, expected.length - at, null);
+        return at === expected.length;
+      }, 'send every frame to the peer');
+      expect(received.equals(expected)).toBe(true);
+      await until(() => transmitq.usedIndex() === frames.length, 'return every transmit buffer');
+
+      const buffer = driver.writable(NET_HEADER_SIZE + 1514);
+      const head = receiveq.submit([buffer]);
+      writeSync(remote, Uint8Array.of(0, 0, 0, 60, ...new Uint8Array(60).fill(0x5a)));
+      await until(() => receiveq.usedIndex() === 1, 'deliver the peer\'s frame');
+      expect(receiveq.takeUsed()).toEqual([{ id: head, len: NET_HEADER_SIZE + 60 }]);
+      expect([...driver.bytes(buffer, NET_HEADER_SIZE + 60).subarray(NET_HEADER_SIZE)]).toEqual(new Array(60).fill(0x5a));
+
+      const reports = await thread.stop();
+      expect(reports).toEqual([expect.objectContaining({ name: 'net0', errors: 0, txFrames: frames.length, rxFrames: 1 })]);
+      await thread.terminate();
+      thread = null;
+    } finally {
+      await thread?.terminate();
+      closeVirtioWiring(wiring);
+      closeFd(local);
+      closeFd(remote);
     }
   });
 });

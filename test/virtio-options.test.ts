@@ -33,7 +33,7 @@ describe('--net and --device', () => {
   });
 
   it.each([
-    () => parseNet('user'),
+    () => parseNet('slirp'),
     () => parseNet('tap=this-name-is-far-too-long'),
     () => parseNet('tap,mac=52:54:00'),
     () => parseDevice('virtio-gpu'),

@@ -18,6 +18,7 @@ import { TerminalConsole } from './terminal.ts';
 import { formatSize, parseSize } from './size.ts';
 import { isPlatformDevice, platformConfigFromOptions } from './platform-options.ts';
 import { virtioConfigFromOptions, type VirtioOptions } from './virtio-options.ts';
+import { startUserNetworks } from '../network/passt.ts';
 
 export interface RunOptions extends VirtioOptions {
   flat?: string;
@@ -215,6 +216,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const endpoints = (options.qmp ?? []).map(parseQmpEndpoint);
   markTime('create-vm');
   const say = (line: string) => writeSync(2, `\r\n${line}\r\n`);
+  // --net user: a passt per interface, for the process's lifetime (resets and reboots keep it).
+  const userNetworks = startUserNetworks(config, (line) => writeSync(2, `tsvmm: ${line}\n`));
+  config = userNetworks.config;
   // The console on a socket (a VM in the background): what clients type goes to the guest.
   let controllerForInput: VmController | null = null;
   const serial = options.serial !== undefined
@@ -228,6 +232,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     });
   } catch (e) {
     // A machine that cannot be built (a TAP that cannot join its bridge, a locked disk) ends tsvmm: the console's listening socket must not keep it alive.
+    userNetworks.stop();
     await serial?.close();
     throw e;
   }
@@ -299,6 +304,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     process.off('SIGTERM', onSignal);
     await monitors?.close();
     controller.current.close();
+    userNetworks.stop();
     await serial?.close();
   }
 }

@@ -2,8 +2,9 @@
 //   --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci]
 //   --net tap[=NAME][,mac=52:54:00:12:34:56][,transport=...]
 //   --net bridge[,br=BR][,ifname=NAME][,mac=...][,transport=...]
+//   --net user[,hostfwd=tcp|udp:[ADDRESS]:HOSTPORT-:GUESTPORT]...[,mac=...][,transport=...]
 //   --device virtio-rng|virtio-console[,transport=...]
-import type { VirtioDeviceConfig, VirtioTransportKind } from '../machine/config.ts';
+import type { HostForward, VirtioDeviceConfig, VirtioTransportKind } from '../machine/config.ts';
 import { parseMac } from '../machine/virtio-devices.ts';
 import { InputError } from '../errors.ts';
 
@@ -72,16 +73,50 @@ export function parseDisk(spec: string): VirtioDeviceConfig {
 /** An interface name the kernel takes: up to 15 bytes, and at most one "%d" for it to number. */
 const INTERFACE_NAME = /^(?=.{1,15}$)[A-Za-z0-9_.-]*(?:%d[A-Za-z0-9_.-]*)?$/;
 
+/** hostfwd=tcp|udp:[ADDRESS]:HOSTPORT-[:]GUESTPORT, QEMU's spelling; the guest address is passt's to choose. */
+const HOST_FORWARD = /^(tcp|udp):([0-9.]*):(\d+)-:?(\d+)$/;
+
+function parseHostForward(spec: string, text: string): HostForward {
+  const match = HOST_FORWARD.exec(text);
+  if (!match) throw new InputError(`--net ${spec}: hostfwd=${text}: expected hostfwd=tcp::HOSTPORT-:GUESTPORT (or udp, or tcp:ADDRESS:HOSTPORT-:GUESTPORT)`);
+  const [, protocol, address, hostPort, guestPort] = match as unknown as [string, 'tcp' | 'udp', string, string, string];
+  for (const port of [hostPort, guestPort]) {
+    if (Number(port) < 1 || Number(port) > 65535) throw new InputError(`--net ${spec}: hostfwd=${text}: port ${port} is not 1 to 65535`);
+  }
+  if (address && !/^(\d{1,3})(\.\d{1,3}){3}$/.test(address)) throw new InputError(`--net ${spec}: hostfwd=${text}: "${address}" is not an IPv4 address`);
+  return { protocol, ...(address ? { address } : {}), hostPort: Number(hostPort), guestPort: Number(guestPort) };
+}
+
+/** `user[,hostfwd=...]...[,mac=...]`: QEMU's -nic user, through passt (src/network/passt.ts). hostfwd may repeat. */
+function parseUserNet(spec: string): VirtioDeviceConfig {
+  const items = spec.split(',');
+  const forwards = items.filter((item) => item.startsWith('hostfwd=')).map((item) => parseHostForward(spec, item.slice('hostfwd='.length)));
+  const { head, settings } = splitSpec('--net', items.filter((item) => !item.startsWith('hostfwd=')).join(','));
+  if (head !== 'user') throw new InputError(`--net ${spec}: user takes no name`);
+  const transport = takeTransport('--net', spec, settings);
+  rejectUnknown('--net', spec, settings, ['hostfwd', 'mac']);
+  const mac = stringSetting('--net', spec, settings, 'mac');
+  if (mac !== undefined && !parseMac(mac)) throw new InputError(`--net ${spec}: mac must look like 52:54:00:12:34:56`);
+  const seen = new Set<string>();
+  for (const forward of forwards) {
+    const key = `${forward.protocol} ${forward.hostPort}`;
+    if (seen.has(key)) throw new InputError(`--net ${spec}: host port ${forward.protocol} ${forward.hostPort} is forwarded twice`);
+    seen.add(key);
+  }
+  return { kind: 'net', ...transport, user: { hostForwards: forwards }, ...(mac ? { mac } : {}) };
+}
+
 /**
  * `tap[=NAME]`: a TAP the host sets up itself. `bridge[,br=BR][,ifname=NAME]`
  * (QEMU's -nic bridge, br0 by default): a TAP that tsvmm puts into the host
  * bridge BR and brings up, as libvirt does for a domain; it goes away with tsvmm.
  */
 export function parseNet(spec: string): VirtioDeviceConfig {
+  if (spec.split(',')[0]?.split('=')[0] === 'user') return parseUserNet(spec);
   const { head, settings } = splitSpec('--net', spec);
   const [backend, tapName] = head.split('=', 2) as [string, string | undefined];
   if (backend !== 'tap' && backend !== 'bridge') {
-    throw new InputError(`--net ${spec}: the backends are tap (tap or tap=NAME) and bridge (bridge,br=BR)`);
+    throw new InputError(`--net ${spec}: the backends are tap (tap or tap=NAME), bridge (bridge,br=BR) and user (user,hostfwd=tcp::HOSTPORT-:GUESTPORT)`);
   }
   if (backend === 'bridge' && tapName !== undefined) throw new InputError(`--net ${spec}: the bridge is named with br=${tapName}`);
   const transport = takeTransport('--net', spec, settings);

@@ -81,8 +81,21 @@ export type VolumeLookup = (pool: string, volume: string) => { path: string; for
 export type InterfaceDefinition = { mac: string; target?: string } & (
   | { type: 'network'; network: string }
   | { type: 'bridge'; bridge: string }
-  | { type: 'user' }
+  /** User networking through passt (libvirt's <backend type='passt'/>), with its <portForward>s. */
+  | { type: 'user'; portForwards: PortForward[] }
 );
+
+/**
+ * <portForward proto='tcp' [address='A']><range start='HOSTPORT' [to='GUESTPORT']/></portForward>,
+ * one port per range: connections to the host's port reach the guest's.
+ */
+export interface PortForward {
+  protocol: 'tcp' | 'udp';
+  /** The host address passt listens on; all of them when absent. */
+  address?: string;
+  hostPort: number;
+  guestPort: number;
+}
 
 /** libvirt's defaults for an absent <on_poweroff>, <on_reboot>, <on_crash>. */
 export const DEFAULT_LIFECYCLE = { onPoweroff: 'destroy', onReboot: 'restart', onCrash: 'destroy' } as const;

@@ -6,7 +6,7 @@ import { isAbsolute } from 'node:path';
 import { MIN_MEMORY } from '../machine/config.ts';
 import {
   DEFAULT_LIFECYCLE, RNG_BACKEND, type DiskDefinition, type DomainDefinition, type DomainDevices, type DomainOs, type InterfaceDefinition,
-  type LifecycleAction, type VolumeLookup, type VolumeSource,
+  type LifecycleAction, type PortForward, type VolumeLookup, type VolumeSource,
 } from './definition.ts';
 import { ElementReader } from './element-reader.ts';
 import { domainToXml } from './serialize.ts';
@@ -300,7 +300,9 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     }
     const source = element.child('source');
     const via = type === 'network' || type === 'bridge' ? readInterfaceSource(element, source, type) : null;
+    const portForwards = readPortForwards(element, type);
     const target = element.child('target');
+    if (target && type === 'user') throw target.error(`type='user' has no TAP device to name (passt carries its frames)`);
     const dev = target ? readTapName(target) : undefined;
     const model = element.child('model');
     if (model) {
@@ -309,7 +311,7 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
       model.finish();
     }
     element.finish();
-    return { element, address, type, via, dev };
+    return { element, address, type, via, dev, portForwards };
   });
   const taken = new Map<string, number>();
   for (const { element, address } of read) {
@@ -317,13 +319,66 @@ function readInterfaces(elements: ElementReader[]): InterfaceDefinition[] {
     if (taken.has(address)) throw element.error(`mac address='${address}' is the interface's at line ${taken.get(address)} too`);
     taken.set(address, element.line);
   }
-  return read.map(({ address, type, via, dev }) => {
+  return read.map(({ address, type, via, dev, portForwards }) => {
     const mac = address ?? generateMac(taken);
     taken.set(mac, 0);
     const target = dev !== undefined ? { target: dev } : {};
     if (type === 'network') return { type, mac, network: via!, ...target };
     if (type === 'bridge') return { type, mac, bridge: via!, ...target };
-    return { type: 'user', mac, ...target };
+    return { type: 'user', mac, portForwards, ...target };
+  });
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/** A <range> port attribute: 1 to 65535. */
+function readPort(range: ElementReader, name: string): number | undefined {
+  const text = range.attribute(name);
+  if (text === undefined) return undefined;
+  if (!/^\d{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) throw range.error(`${name}='${text}' is not a port (1 to 65535)`);
+  return Number(text);
+}
+
+/**
+ * A user interface's <backend type='passt'/> (tsvmm's user networking is
+ * always passt) and its <portForward>s as libvirt 9 spells them, a port per
+ * <range start=HOSTPORT to=GUESTPORT/>. Port ranges, excluded ports and dev=
+ * are refused with their line.
+ */
+function readPortForwards(element: ElementReader, type: string): PortForward[] {
+  const backend = element.child('backend');
+  const forwards = element.children('portForward');
+  if (type !== 'user') {
+    const extra = backend ?? forwards[0];
+    if (extra) throw extra.error(`only an interface of type='user' has one (passt's)`);
+    return [];
+  }
+  if (backend) {
+    backend.choice('type', ['passt'], 'tsvmm\'s user networking is passt');
+    backend.finish();
+  }
+  const seen = new Map<string, number>();
+  return forwards.flatMap((forward) => {
+    const protocol = forward.requiredAttribute('proto');
+    forward.choice('proto', ['tcp', 'udp'], 'passt forwards tcp and udp');
+    const address = forward.attribute('address');
+    if (address !== undefined && !IPV4.test(address)) throw forward.error(`address='${address}': tsvmm forwards IPv4 addresses`);
+    const ranges = forward.children('range');
+    if (ranges.length === 0) throw forward.error(`needs a <range start='HOSTPORT' to='GUESTPORT'/>`);
+    const read = ranges.map((range) => {
+      const hostPort = readPort(range, 'start');
+      if (hostPort === undefined) throw range.error(`needs the attribute start='...'`);
+      if (range.attribute('end') !== undefined) throw range.error(`end='${range.attribute('end')}': tsvmm forwards one port per <range>`);
+      if (range.attribute('exclude') !== undefined) throw range.error(`exclude='${range.attribute('exclude')}': tsvmm forwards the ports it is given, and excludes none`);
+      const guestPort = readPort(range, 'to') ?? hostPort;
+      const key = `${protocol} ${hostPort}`;
+      if (seen.has(key)) throw range.error(`${protocol} port ${hostPort} is forwarded at line ${seen.get(key)} too`);
+      seen.set(key, range.line);
+      range.finish();
+      return { protocol: protocol as 'tcp' | 'udp', ...(address !== undefined ? { address } : {}), hostPort, guestPort };
+    });
+    forward.finish();
+    return read;
   });
 }
 

@@ -1,8 +1,7 @@
 // DomainDefinition → what `tsvmm run` is given for it: the options object
 // (the same field names as src/cli/run.ts's RunOptions, which checks them all
 // again) and the argv that starts the domain in its own process.
-import { InputError } from '../errors.ts';
-import type { DiskDefinition, DomainDefinition, InterfaceDefinition, LifecycleAction } from './definition.ts';
+import type { DiskDefinition, DomainDefinition, InterfaceDefinition, LifecycleAction, PortForward } from './definition.ts';
 
 /** The TAP name libvirt gives a domain's interface when it names none: the kernel numbers it (vnet0, vnet1, ...). */
 export const DEFAULT_TAP_NAME = 'vnet%d';
@@ -10,9 +9,12 @@ export const DEFAULT_TAP_NAME = 'vnet%d';
 /**
  * Where a domain's network card is connected on the host: a TAP in a host
  * bridge, which is either named or a libvirt network's (found when the domain
- * starts: src/network knows networks, the domain layer does not).
+ * starts: src/network knows networks, the domain layer does not), or passt
+ * (user networking) with its forwarded ports.
  */
-export type InterfaceConnection = { mac: string; tap: string } & ({ bridge: string } | { network: string });
+export type InterfaceConnection =
+  | ({ mac: string; tap: string } & ({ bridge: string } | { network: string }))
+  | { mac: string; user: { portForwards: PortForward[] } };
 
 /** The bridge of a libvirt network, by the network's name (src/network's, given when the domain starts). */
 export type NetworkBridgeLookup = (network: string) => string;
@@ -54,17 +56,17 @@ function runAction(action: LifecycleAction): 'exit' | 'restart' {
   return action === 'restart' ? 'restart' : 'exit';
 }
 
-function interfaceConnection(definition: DomainDefinition, card: InterfaceDefinition): InterfaceConnection {
+function interfaceConnection(card: InterfaceDefinition): InterfaceConnection {
+  if (card.type === 'user') return { mac: card.mac, user: { portForwards: card.portForwards } };
   const host = { mac: card.mac, tap: card.target ?? DEFAULT_TAP_NAME };
   if (card.type === 'bridge') return { ...host, bridge: card.bridge };
-  if (card.type === 'network') return { ...host, network: card.network };
-  throw new InputError(`domain ${definition.name}: <interface type='user'>: tsvmm cannot connect a domain's interface to user networking yet`);
+  return { ...host, network: card.network };
 }
 
 export function domainRunOptions(definition: DomainDefinition): DomainRunOptions {
   const { os, devices } = definition;
   const disks = [...devices.disks].sort(byTargetName).map(diskSpec);
-  const interfaces = devices.interfaces.map((card) => interfaceConnection(definition, card));
+  const interfaces = devices.interfaces.map(interfaceConnection);
   return {
     name: definition.name,
     uuid: definition.uuid,
@@ -83,8 +85,18 @@ export function domainRunOptions(definition: DomainDefinition): DomainRunOptions
   };
 }
 
-/** `bridge,br=BR,ifname=TAP,mac=MAC`: QEMU's -nic bridge, which `tsvmm run` sets up as libvirt does. */
+/** hostfwd=tcp:[ADDRESS]:HOSTPORT-:GUESTPORT, QEMU's -nic user spelling of a <portForward> range. */
+function hostForward(forward: PortForward): string {
+  return `hostfwd=${forward.protocol}:${forward.address ?? ''}:${forward.hostPort}-:${forward.guestPort}`;
+}
+
+/**
+ * `bridge,br=BR,ifname=TAP,mac=MAC`: QEMU's -nic bridge, which `tsvmm run`
+ * sets up as libvirt does; `user,hostfwd=...,mac=MAC`: QEMU's -nic user,
+ * which `tsvmm run` gives to passt.
+ */
 function netSpec(connection: InterfaceConnection, bridgeOf: NetworkBridgeLookup | undefined): string {
+  if ('user' in connection) return ['user', ...connection.user.portForwards.map(hostForward), `mac=${connection.mac}`].join(',');
   let bridge: string;
   if ('bridge' in connection) bridge = connection.bridge;
   else if (bridgeOf) bridge = bridgeOf(connection.network);

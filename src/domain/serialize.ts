@@ -100,5 +100,13 @@ function writeInterface(xml: XmlWriter, network: InterfaceDefinition): void {
     if (network.type === 'bridge') xml.leaf('source', { bridge: network.bridge });
     if (network.target !== undefined) xml.leaf('target', { dev: network.target });
     xml.leaf('model', { type: 'virtio' });
+    if (network.type === 'user') {
+      xml.leaf('backend', { type: 'passt' });
+      for (const forward of network.portForwards) {
+        xml.element('portForward', { proto: forward.protocol, ...(forward.address !== undefined ? { address: forward.address } : {}) }, () => {
+          xml.leaf('range', { start: String(forward.hostPort), to: String(forward.guestPort) });
+        });
+      }
+    }
   });
 }

@@ -84,6 +84,32 @@ export function createPipe(): { read: number; write: number } {
   return { read: fds[0]!, write: fds[1]! };
 }
 
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/**
+ * A connected pair of unix stream sockets, close-on-exec: `local` non-blocking
+ * for tsvmm's poll loop, `remote` blocking, as a program handed it expects
+ * (passt --fd).
+ */
+export function createStreamSocketPair(): { local: number; remote: number } {
+  const fds = new Int32Array(2);
+  if (libcCalls.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) throw new KvmError('socketpair', lastErrno());
+  const [local, remote] = [fds[0]!, fds[1]!];
+  const flags = libcCalls.fcntlWithValue(local, F_GETFL, 0);
+  if (flags < 0 || libcCalls.fcntlWithValue(local, F_SETFL, flags | O_NONBLOCK) < 0) {
+    const errno = lastErrno();
+    libcCalls.close(local);
+    libcCalls.close(remote);
+    throw new KvmError('fcntl F_SETFL', errno, 'a non-blocking socket');
+  }
+  return { local, remote };
+}
+
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 
@@ -113,6 +139,7 @@ export function drainEventFd(fd: number): number {
 }
 
 const POLLIN = 1;
+const POLLOUT = 4;
 const POLLFD_SIZE = 8;
 
 /**
@@ -125,26 +152,40 @@ export class ReadableWaiter {
   private view = new DataView(this.buffer.buffer);
 
   wait(fds: readonly number[], timeoutMs: number): number[] {
-    if (this.buffer.length < fds.length * POLLFD_SIZE) {
-      this.buffer = new Uint8Array(fds.length * POLLFD_SIZE * 2);
+    return this.waitReady(fds, [], timeoutMs).readable;
+  }
+
+  /**
+   * Waits until one of `readFds` is readable or one of `writeFds` writable
+   * (an error or hang-up counts as either, so its owner finds out).
+   */
+  waitReady(readFds: readonly number[], writeFds: readonly number[], timeoutMs: number): { readable: number[]; writable: number[] } {
+    const total = readFds.length + writeFds.length;
+    if (this.buffer.length < total * POLLFD_SIZE) {
+      this.buffer = new Uint8Array(total * POLLFD_SIZE * 2);
       this.view = new DataView(this.buffer.buffer);
     }
-    for (let i = 0; i < fds.length; i++) {
-      this.view.setInt32(i * POLLFD_SIZE, fds[i]!, true);
-      this.view.setInt16(i * POLLFD_SIZE + 4, POLLIN, true);
+    for (let i = 0; i < total; i++) {
+      const reading = i < readFds.length;
+      this.view.setInt32(i * POLLFD_SIZE, reading ? readFds[i]! : writeFds[i - readFds.length]!, true);
+      this.view.setInt16(i * POLLFD_SIZE + 4, reading ? POLLIN : POLLOUT, true);
       this.view.setInt16(i * POLLFD_SIZE + 6, 0, true);
     }
-    const count = libcCalls.poll(this.buffer, fds.length, timeoutMs);
+    const readable: number[] = [];
+    const writable: number[] = [];
+    const count = libcCalls.poll(this.buffer, total, timeoutMs);
     if (count < 0) {
       const errno = lastErrno();
-      if (errno === Errno.EINTR) return [];
+      if (errno === Errno.EINTR) return { readable, writable };
       throw new KvmError('poll', errno);
     }
-    const ready: number[] = [];
-    for (let i = 0; i < fds.length && ready.length < count; i++) {
-      if (this.view.getInt16(i * POLLFD_SIZE + 6, true) !== 0) ready.push(fds[i]!);
+    for (let i = 0, found = 0; i < total && found < count; i++) {
+      if (this.view.getInt16(i * POLLFD_SIZE + 6, true) === 0) continue;
+      found++;
+      if (i < readFds.length) readable.push(readFds[i]!);
+      else writable.push(writeFds[i - readFds.length]!);
     }
-    return ready;
+    return { readable, writable };
   }
 }
 

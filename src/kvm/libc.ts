@@ -33,6 +33,9 @@ export const libcCalls = {
   ),
   munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
   mprotect: bind<(addr: Address, len: number, prot: number) => Status>('int mprotect(void *addr, unsigned long len, int prot)'),
+  socketpair: bind<(domain: number, type: number, protocol: number, fds: Int32Array) => Status>(
+    'int socketpair(int domain, int type, int protocol, int *fds)',
+  ),
   pipe2: bind<(fds: Int32Array, flags: number) => Status>('int pipe2(int *fds, int flags)'),
   eventfd: bind<(initval: number, flags: number) => Fd>('int eventfd(unsigned int initval, int flags)'),
   poll: bind<(fds: Uint8Array, nfds: number, timeout: number) => number>('int poll(void *fds, unsigned long nfds, int timeout)'),
@@ -53,8 +56,9 @@ export const libcCalls = {
     'int timer_settime(void *timerid, int flags, const void *newValue, void *oldValue)',
   ),
   timerDelete: bind<(timerid: bigint) => Status>('int timer_delete(void *timerid)'),
-  // fcntl(2) is variadic in C; tsvmm only passes it a struct flock.
+  // fcntl(2) is variadic in C; tsvmm passes it a struct flock or an int (as ioctl below).
   fcntlWithBuffer: bind<(fd: Fd, cmd: number, arg: Uint8Array) => Status>('int fcntl(int fd, int cmd, void *arg)'),
+  fcntlWithValue: bind<(fd: Fd, cmd: number, value: number) => Status>('fcntl', 'int', ['int', 'int', 'int']),
   // So is ioctl(2). Declaring its third argument with a fixed type is the usual
   // FFI practice on x86-64 (integers and pointers travel in the same registers)
   // and keeps koffi's fast path: no per-call type parsing.

@@ -78,10 +78,27 @@ export type VirtioDeviceConfig = { transport?: VirtioTransportKind } & (
   /**
    * `tap` names the TAP (a "%d" in it is a template); with `bridge`, the TAP
    * joins that host bridge, up. `tapFd` is filled in by the machine once it
-   * opened the TAP device.
+   * opened the TAP device. With `user`, frames go to passt instead (user
+   * networking, no root needed): whoever starts the machine starts passt
+   * (src/network/passt.ts) and gives its socket as `streamFd`, which it
+   * keeps and closes itself.
    */
-  | { kind: 'net'; tap?: string; bridge?: string; mac?: string; tapFd?: number }
+  | { kind: 'net'; tap?: string; bridge?: string; mac?: string; tapFd?: number; user?: UserNetworkConfig; streamFd?: number }
 );
+
+/** A port forwarded from the host into the guest: QEMU's hostfwd=tcp|udp:[ADDRESS]:HOSTPORT-:GUESTPORT. */
+export interface HostForward {
+  protocol: 'tcp' | 'udp';
+  /** The host address to listen on; every address when absent. */
+  address?: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/** `--net user`: the guest's network is passt's, addressed by its DHCP server, with these ports forwarded in. */
+export interface UserNetworkConfig {
+  hostForwards: HostForward[];
+}
 
 export const MIB = 1024 * 1024;
 export const DEFAULT_MEMORY = 256 * MIB;

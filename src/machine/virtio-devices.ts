@@ -6,6 +6,7 @@ import { VirtioBlk } from '../devices/virtio/blk.ts';
 import { VirtioConsole, type ConsoleHostIo } from '../devices/virtio/console.ts';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioNet } from '../devices/virtio/net.ts';
+import { StreamBackend } from '../devices/virtio/net-stream.ts';
 import { VirtioRng } from '../devices/virtio/rng.ts';
 import { openDisk } from '../storage/open-disk.ts';
 import type { VirtioDeviceConfig } from './config.ts';
@@ -61,9 +62,13 @@ export function openVirtioDevice(config: VirtioDeviceConfig, index: number, host
     case 'console':
       return new VirtioConsole({ name, io: host.console });
     case 'net': {
-      if (config.tapFd === undefined) throw new Error(`${name}: no TAP device opened`);
       const mac = config.mac ? parseMac(config.mac) : defaultMac(index);
       if (!mac) throw new Error(`${name}: bad MAC address ${config.mac}`);
+      if (config.user) {
+        if (config.streamFd === undefined) throw new Error(`${name}: user networking without a connection to passt`);
+        return new VirtioNet({ name, backend: new StreamBackend(config.streamFd, 'passt'), mac });
+      }
+      if (config.tapFd === undefined) throw new Error(`${name}: no TAP device opened`);
       return new VirtioNet({ name, tapFd: config.tapFd, mac });
     }
   }

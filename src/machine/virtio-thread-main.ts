@@ -98,6 +98,8 @@ function main(init: VirtioThreadInit): void {
   const runners: VirtioDeviceRunner[] = [];
   /** What to do when an fd becomes readable. */
   const handlers = new Map<number, () => void>();
+  /** What to do when a device's fd that it asked to be watched for writing becomes writable. */
+  const writableHandlers = new Map<number, () => void>();
   for (const planned of init.devices) {
     const device: VirtioDevice = openVirtioDevice(planned.config, planned.index, host);
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
@@ -108,7 +110,10 @@ function main(init: VirtioThreadInit): void {
       drainEventFd(fd);
       runner.notify(queue);
     }));
-    for (const fd of device.pollFds ?? []) handlers.set(fd, () => runner.hostEvent((d) => d.onReadable!(fd)));
+    for (const fd of device.pollFds ?? []) {
+      handlers.set(fd, () => runner.hostEvent((d) => d.onReadable!(fd)));
+      writableHandlers.set(fd, () => runner.hostEvent((d) => d.onWritable!(fd)));
+    }
   }
   let paused = init.paused;
   const restoreAll = (states: SavedDeviceState[]) => {
@@ -162,11 +167,17 @@ function main(init: VirtioThreadInit): void {
   while (Atomics.load(control, 0) === 0) {
     // Paused, only requests are served: no device may write guest RAM.
     let fds = paused ? [init.controlFd] : notifyFds;
+    const writeFds: number[] = [];
     if (hostFdDevices.length && !paused) {
       fds = [...notifyFds];
-      for (const device of hostFdDevices) if (device.wantsPoll?.() !== false) fds.push(...device.pollFds!);
+      for (const device of hostFdDevices) {
+        if (device.wantsPoll?.() !== false) fds.push(...device.pollFds!);
+        if (device.wantsWritable?.() === true) writeFds.push(...device.pollFds!);
+      }
     }
-    for (const fd of waiter.wait(fds, -1)) handlers.get(fd)!();
+    const ready = waiter.waitReady(fds, writeFds, -1);
+    for (const fd of ready.readable) handlers.get(fd)!();
+    for (const fd of ready.writable) writableHandlers.get(fd)!();
   }
   const reports = runners.map((runner) => runner.report());
   for (const runner of runners) runner.device.close?.();

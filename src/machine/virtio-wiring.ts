@@ -103,12 +103,13 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
   const noConsole = { write: () => {}, read: () => null };
   const described = configs.map((deviceConfig, i) => {
     const index = indexes[i]!;
-    if (deviceConfig.kind === 'net' && deviceConfig.tapFd === undefined) {
+    // User networking's passt socket comes with the configuration (src/network/passt.ts).
+    if (deviceConfig.kind === 'net' && !deviceConfig.user && deviceConfig.tapFd === undefined) {
       deviceConfig = { ...deviceConfig, tapFd: openNetTap(deviceConfig, index) };
     }
     const device = openVirtioDevice(deviceConfig, index, { console: noConsole });
     const info = device.info;
-    // The TAP fd stays open for the I/O thread; a disk is opened again there.
+    // The TAP or passt fd stays open for the I/O thread; a disk is opened again there.
     if (deviceConfig.kind !== 'net') device.close?.();
     return { config: deviceConfig, index, info };
   });
@@ -146,7 +147,7 @@ export function releaseWiredImages(wiring: VirtioWiring): void {
   heldImageLocks.delete(wiring);
 }
 
-/** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd, the image locks. */
+/** Closes what wireVirtio opened: TAP fds, queue and interrupt eventfds, the control eventfd, the image locks (not a passt socket: its starter's). */
 export function closeVirtioWiring(wiring: VirtioWiring): void {
   for (const device of wiring.devices) {
     if (device.config.kind === 'net' && device.config.tapFd !== undefined) closeFd(device.config.tapFd);

@@ -68,6 +68,9 @@ export interface VirtioDevice {
   onReadable?(fd: number): void;
   /** Whether the device wants its pollFds watched now (net: only while the guest has posted receive buffers). */
   wantsPoll?(): boolean;
+  /** Whether output waits for its pollFds to take more (a full socket); while true they are watched for writing too. */
+  wantsWritable?(): boolean;
+  onWritable?(fd: number): void;
   /**
    * Host input that reaches the device through no fd of its own (the
    * console's input ring, filled by another thread) may be waiting: hand the

@@ -1,10 +1,9 @@
-// virtio-net (virtio 1.2, 5.1) over a TAP device: receiveq (0) and
-// transmitq (1), one queue pair. The TAP fd speaks the same 12-byte header
-// as a virtio 1.x driver (IFF_VNET_HDR with TUNSETVNETHDRSZ 12), so a frame
-// goes from guest RAM to the TAP with one writev and from the TAP to guest
-// RAM with one readv, never copied or rewritten on the way.
-import { readvSync, writevSync } from 'node:fs';
+// virtio-net (virtio 1.2, 5.1): receiveq (0) and transmitq (1), one queue
+// pair, over a host backend (net-backend.ts): a TAP device, whose fd speaks
+// the driver's own 12-byte header so frames cross it without a copy, or a
+// stream socket to passt (net-stream.ts).
 import type { VirtioDevice, VirtioDeviceContext, VirtioDeviceInfo } from './device.ts';
+import { TapBackend, type NetBackend } from './net-backend.ts';
 import { scatter, VirtqueueError, type BufferSegment, type DescriptorChain, type Virtqueue } from './queue.ts';
 import { DeviceType, featureBit } from './spec.ts';
 import type { GuestMemory } from '../../memory/index.ts';
@@ -30,28 +29,19 @@ export const VIRTIO_NET_S_LINK_UP = 1;
 /** struct virtio_net_config up to status: mac[6], status (5.1.4). */
 export const NET_CONFIG_SIZE = 8;
 
-/** readv/writev take at most this many buffers (Linux UIO_MAXIOV). */
-const MAX_IOVECS = 1024;
-/**
- * The last iovec of every receive: the TAP returns only the bytes that fit,
- * so a frame longer than the guest's buffer shows as a byte landing here.
- */
-const overflowByte = new Uint8Array(1);
+/** readv/writev take at most this many buffers (Linux UIO_MAXIOV); a backend may add one of its own. */
+const MAX_IOVECS = 1023;
 /** Without GSO a frame is at most a 64 KiB IP packet plus its Ethernet header. */
 const MAX_TX_FRAME = 65536 + 14;
-/** Frames taken from the TAP per wake-up, so one busy device cannot hold the I/O thread. */
+/** Frames taken from the backend per wake-up, so one busy device cannot hold the I/O thread. */
 const MAX_RX_FRAMES_PER_CALL = 256;
 
-export interface NetOptions {
-  name: string;
-  /**
-   * A TAP fd opened non-blocking with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR and a
-   * 12-byte vnet header (src/kvm openTap). The device does not close it:
-   * it belongs to whoever opened it.
-   */
-  tapFd: number;
-  mac: Uint8Array;
-}
+/**
+ * Where frames go: a backend (a StreamBackend), or a TAP fd opened by src/kvm
+ * openTap, for a TapBackend. The device does not close the fd: it belongs to
+ * whoever opened it.
+ */
+export type NetOptions = { name: string; mac: Uint8Array } & ({ tapFd: number } | { backend: NetBackend });
 
 function netConfig(mac: Uint8Array): Uint8Array {
   if (mac.length !== 6) throw new Error(`a MAC address has 6 bytes, not ${mac.length}`);
@@ -59,10 +49,6 @@ function netConfig(mac: Uint8Array): Uint8Array {
   config.set(mac, 0);
   new DataView(config.buffer).setUint16(6, VIRTIO_NET_S_LINK_UP, true);
   return config;
-}
-
-function errorCode(e: unknown): string {
-  return (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
 }
 
 /** Views of guest memory covering `segments`, in order, for readv/writev. */
@@ -81,21 +67,21 @@ interface HeldReceive {
 export class VirtioNet implements VirtioDevice {
   readonly info: VirtioDeviceInfo;
   readonly pollFds: readonly number[];
-  private readonly tapFd: number;
+  private readonly backend: NetBackend;
   private context: VirtioDeviceContext | null = null;
   /**
    * The next receive buffer, taken from the ring before a frame is there to
-   * fill it (the ring cannot take a buffer back). While one is held the TAP
-   * is worth watching; otherwise the receive ring is empty and re-armed.
+   * fill it (the ring cannot take a buffer back). While one is held the
+   * backend is worth watching; otherwise the receive ring is empty and re-armed.
    */
   private held: HeldReceive | null = null;
-  /** Reading the TAP failed with something other than EAGAIN: stop watching it, or poll would spin. */
-  private tapFailed = false;
+  /** The backend's failure, once counted: it is not watched any more, or poll would spin. */
+  private failureReported = false;
   readonly counts = { rxFrames: 0, rxBytes: 0, rxTruncated: 0, txFrames: 0, txBytes: 0, txErrors: 0 };
 
   constructor(options: NetOptions) {
-    this.tapFd = options.tapFd;
-    this.pollFds = [options.tapFd];
+    this.backend = 'tapFd' in options ? new TapBackend(options.tapFd) : options.backend;
+    this.pollFds = [this.backend.fd];
     this.info = {
       type: DeviceType.NET,
       name: options.name,
@@ -123,13 +109,25 @@ export class VirtioNet implements VirtioDevice {
     else if (index === NetQueue.TRANSMIT) this.transmit();
   }
 
-  /** Watch the TAP only while a receive buffer waits for a frame: a readable TAP with nowhere to put the frame would spin. */
+  /** Watch the backend only while a receive buffer waits for a frame: a readable fd with nowhere to put the frame would spin. */
   wantsPoll(): boolean {
-    return this.held !== null && !this.tapFailed && this.context?.queues[NetQueue.RECEIVE] != null;
+    return this.held !== null && this.backend.failure === null && this.context?.queues[NetQueue.RECEIVE] != null;
+  }
+
+  /** Held-back output waits for the backend's fd to take more; the transmit ring waits with it. */
+  wantsWritable(): boolean {
+    return this.backend.blocked && this.context?.queues[NetQueue.TRANSMIT] != null;
+  }
+
+  onWritable(fd: number): void {
+    if (fd !== this.backend.fd || !this.context) return;
+    this.backend.flush();
+    this.reportFailure(this.context);
+    if (!this.backend.blocked) this.transmit();
   }
 
   onReadable(fd: number): void {
-    if (fd !== this.tapFd || !this.context) return;
+    if (fd !== this.backend.fd || !this.context) return;
     try {
       this.receive();
     } catch (e) {
@@ -141,7 +139,7 @@ export class VirtioNet implements VirtioDevice {
     }
   }
 
-  /** Moves frames from the TAP into receive buffers until either runs out. */
+  /** Moves frames from the backend into receive buffers until either runs out. */
   private receive(): void {
     const context = this.context;
     const queue = context?.queues[NetQueue.RECEIVE];
@@ -154,31 +152,17 @@ export class VirtioNet implements VirtioDevice {
         if (!taken.held) break;
         this.held = taken.held;
       }
-      if (frames === MAX_RX_FRAMES_PER_CALL || this.tapFailed) break;
+      if (frames === MAX_RX_FRAMES_PER_CALL || this.backend.failure) break;
       const { chain } = this.held;
-      let length: number;
-      try {
-        length = readvSync(this.tapFd, this.held.views);
-      } catch (e) {
-        const code = errorCode(e);
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') break;
-        this.tapFailed = true;
-        context.countError(`${this.info.name}: reading the TAP device: ${code}`);
-        break;
-      }
-      if (length === 0) {
-        // End of file: a TAP never says that; whatever this fd is, stop watching it rather than spin.
-        this.tapFailed = true;
-        context.countError(`${this.info.name}: the TAP device returned end of file`);
-        break;
-      }
-      if (length > chain.writableBytes) {
+      const length = this.backend.receive(this.held.views, chain.writableBytes);
+      if (length === 0) break;
+      if (length < 0) {
         this.counts.rxTruncated++;
         context.countError(`${this.info.name}: a frame longer than its receive buffer, dropped`);
         continue;
       }
       if (length < NET_HEADER_SIZE) {
-        context.countError(`${this.info.name}: the TAP device returned ${length} bytes, less than a header; dropped`);
+        context.countError(`${this.info.name}: the backend returned ${length} bytes, less than a header; dropped`);
         continue;
       }
       scatter(context.memory, chain.writable, NUM_BUFFERS_OFFSET, ONE_BUFFER);
@@ -188,7 +172,14 @@ export class VirtioNet implements VirtioDevice {
       this.counts.rxBytes += length - NET_HEADER_SIZE;
       used++;
     }
+    this.reportFailure(context);
     if (used > 0) context.usedBuffers(NetQueue.RECEIVE);
+  }
+
+  private reportFailure(context: VirtioDeviceContext): void {
+    if (this.backend.failure === null || this.failureReported) return;
+    this.failureReported = true;
+    context.countError(`${this.info.name}: ${this.backend.failure}`);
   }
 
   /**
@@ -208,21 +199,34 @@ export class VirtioNet implements VirtioDevice {
       if (!reason && chain.writableBytes < NET_HEADER_SIZE) reason = `receive buffer of ${chain.writableBytes} bytes, shorter than the header`;
       const bufferViews = reason ? [] : views(context.memory, chain.writable);
       if (!reason && bufferViews.length >= MAX_IOVECS) reason = `receive buffer in ${bufferViews.length} pieces (at most ${MAX_IOVECS - 1})`;
-      if (!reason) return { held: { chain, views: [...bufferViews, overflowByte] }, refused };
+      if (!reason) return { held: { chain, views: bufferViews }, refused };
       context.countError(`${this.info.name}: ${reason}`);
       queue.pushUsed(chain.head, 0);
       refused++;
     }
   }
 
-  /** Writes each transmit chain (header and frame) to the TAP in one writev, straight from guest memory. */
+  /**
+   * Hands each transmit chain (header and frame) to the backend, straight
+   * from guest memory, until the ring is empty or the backend holds output
+   * back; then the ring waits, notifications off, until it is writable again.
+   */
   private transmit(): void {
     const context = this.context;
-    context?.serve(NetQueue.TRANSMIT, (chain, queue) => {
-      this.send(chain, context);
-      // Transmit buffers are only read: the used length is 0.
-      queue.pushUsed(chain.head, 0);
-    });
+    const queue = context?.queues[NetQueue.TRANSMIT];
+    if (!context || !queue) return;
+    do {
+      let sent = 0;
+      let chain: DescriptorChain | null;
+      while (!this.backend.blocked && (chain = queue.pop())) {
+        this.send(chain, context);
+        // Transmit buffers are only read: the used length is 0.
+        queue.pushUsed(chain.head, 0);
+        sent++;
+      }
+      if (sent > 0) context.usedBuffers(NetQueue.TRANSMIT);
+    } while (!this.backend.blocked && queue.rearm());
+    this.reportFailure(context);
   }
 
   private send(chain: DescriptorChain, context: VirtioDeviceContext): void {
@@ -236,15 +240,14 @@ export class VirtioNet implements VirtioDevice {
       context.countError(`${this.info.name}: ${reason}`);
       return;
     }
-    try {
-      const written = writevSync(this.tapFd, frameViews);
-      if (written !== chain.readableBytes) throw new Error(`wrote ${written} of ${chain.readableBytes} bytes`);
+    const lost = this.backend.send(frameViews, chain.readableBytes);
+    if (lost === null) {
       this.counts.txFrames++;
       this.counts.txBytes += chain.readableBytes - NET_HEADER_SIZE;
-    } catch (e) {
-      // The TAP refused the frame (interface down: EIO; a header it rejects: EINVAL): the frame is lost, as on a wire.
+    } else {
       this.counts.txErrors++;
-      context.countError(`${this.info.name}: writing to the TAP device: ${errorCode(e)}`);
+      // A failed backend is reported once (reportFailure), not once per frame.
+      if (this.backend.failure === null) context.countError(`${this.info.name}: ${lost}`);
     }
   }
 
