@@ -85,13 +85,7 @@ describe.skipIf(unavailable !== null)('networks in a namespace of the test\'s ow
   afterAll(() => {
     // Whatever still runs in the namespace was started by these tests (dnsmasq, domains): end it, then remove the namespace.
     if (ns) {
-      for (const pid of spawnSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
+      ns.killProcesses();
       ns.remove();
     }
     rmSync(stateDir, { recursive: true, force: true });

@@ -73,13 +73,7 @@ describe.skipIf(unavailable !== null)('two domains on the default network', () =
       for (const { name } of GUESTS) virsh('destroy', name);
       virsh('net-destroy', 'default');
       // Anything still in the namespace was started here.
-      for (const pid of spawnSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
+      ns.killProcesses();
       ns.remove();
     }
     rmSync(stateDir, { recursive: true, force: true });

@@ -127,6 +127,17 @@ export class TestNetns {
     }
   }
 
+  /** Kills every process still in the namespace (what a test started there: dnsmasq, domains, sshd). */
+  killProcesses(): void {
+    for (const pid of spawnSync('ip', ['netns', 'pids', this.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+  }
+
   /** Deletes the namespace and every interface in it. Safe to call twice. */
   remove(): void {
     if (this.removed) return;

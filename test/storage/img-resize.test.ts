@@ -15,7 +15,7 @@ import { createInternalSnapshot } from '../../src/storage/internal-snapshots.ts'
 import { checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
 import { createRaw } from '../../src/storage/raw.ts';
-import { hasQemu, pattern, qemuImg, run, scratchDir } from './helpers/images.ts';
+import { hasQemu, pattern, qemuImg, readImage, run, scratchDir } from './helpers/images.ts';
 
 const TSVMM = fileURLToPath(new URL('../../src/cli/tsvmm.mjs', import.meta.url));
 const scratch = scratchDir();
@@ -35,16 +35,6 @@ function fillDisk(path: string, seed: number): void {
   }
 }
 
-function readDisk(path: string): Uint8Array {
-  const disk = openDisk(path, { readOnly: true });
-  try {
-    const bytes = new Uint8Array(disk.size);
-    disk.read(0, bytes);
-    return bytes;
-  } finally {
-    disk.close();
-  }
-}
 
 /** The disk as QEMU reads it. */
 function qemuRead(path: string): Uint8Array {
@@ -76,7 +66,7 @@ function resizeBoth(path: string, steps: { size: string; shrink?: boolean }[]): 
     expectClean(path);
     expect(virtualSizeByQemu(path)).toBe(virtualSizeByQemu(theirs));
   }
-  const mine = readDisk(path);
+  const mine = readImage(path);
   expect(Buffer.compare(mine, qemuRead(path))).toBe(0);
   return { mine, theirs: qemuRead(theirs) };
 }
@@ -90,9 +80,9 @@ describe.skipIf(!hasQemu)('img resize of qcow2 images, against qemu-img resize',
     const path = scratch.path('grow.qcow2');
     createQcow2(path, { size: 4 * MiB, clusterSize: 512 });
     fillDisk(path, 1);
-    const before = readDisk(path);
+    const before = readImage(path);
     expectSameDisks(resizeBoth(path, [{ size: '+512' }, { size: '16M' }, { size: '+16M' }]));
-    const after = readDisk(path);
+    const after = readImage(path);
     expect(after.length).toBe(32 * MiB);
     expect(Buffer.compare(after.subarray(0, before.length), before)).toBe(0);
     expect(after.subarray(before.length).every((b) => b === 0)).toBe(true);
@@ -103,7 +93,7 @@ describe.skipIf(!hasQemu)('img resize of qcow2 images, against qemu-img resize',
     const path = scratch.path('small-clusters.qcow2');
     createQcow2(path, { size: MiB, clusterSize: 512, version: 2 });
     fillDisk(path, 6);
-    const before = readDisk(path);
+    const before = readImage(path);
     imgResize(path, '1G', {});
     expectClean(path);
     expect(virtualSizeByQemu(path)).toBe(2 ** 30);
@@ -130,7 +120,7 @@ describe.skipIf(!hasQemu)('img resize of qcow2 images, against qemu-img resize',
     createQcow2(path, { size: 8 * MiB, clusterSize: 65536 });
     fillDisk(path, 2);
     const original = readFileSync(path);
-    const before = readDisk(path);
+    const before = readImage(path);
     expect(() => imgResize(path, '1M', {})).toThrow(/use --shrink/);
     expect(Buffer.compare(readFileSync(path), original)).toBe(0);
 
@@ -162,8 +152,8 @@ describe.skipIf(!hasQemu)('img resize of qcow2 images, against qemu-img resize',
     const overlay = scratch.path('overlay.qcow2');
     createQcow2(overlay, { size: MiB, backingFile: base, backingFormat: 'qcow2' });
     expectSameDisks(resizeBoth(overlay, [{ size: '4M' }]));
-    const after = readDisk(overlay);
-    expect(Buffer.compare(after.subarray(0, MiB), readDisk(base).subarray(0, MiB))).toBe(0);
+    const after = readImage(overlay);
+    expect(Buffer.compare(after.subarray(0, MiB), readImage(base).subarray(0, MiB))).toBe(0);
     expect(after.subarray(MiB).every((b) => b === 0)).toBe(true);
   });
 
@@ -184,15 +174,15 @@ describe('img resize of raw images', () => {
     const path = scratch.path('disk.raw');
     createRaw(path, MiB);
     fillDisk(path, 5);
-    const before = readDisk(path);
+    const before = readImage(path);
     imgResize(path, '+1M', { format: 'raw' });
     expect(statSync(path).size).toBe(2 * MiB);
-    const grown = readDisk(path);
+    const grown = readImage(path);
     expect(Buffer.compare(grown.subarray(0, MiB), before)).toBe(0);
     expect(grown.subarray(MiB).every((b) => b === 0)).toBe(true);
     expect(() => imgResize(path, '-1536K', { format: 'raw' })).toThrow(/use --shrink/);
     imgResize(path, '-1536K', { format: 'raw', shrink: true });
-    expect(Buffer.compare(readDisk(path), before.subarray(0, 512 * KiB))).toBe(0);
+    expect(Buffer.compare(readImage(path), before.subarray(0, 512 * KiB))).toBe(0);
     if (hasQemu) expect(virtualSizeByQemu(path)).toBe(512 * KiB);
   });
 

@@ -14,7 +14,7 @@ import {
 } from '../../src/storage/internal-snapshots.ts';
 import { checkExitStatus, checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
-import { expectSame, hasQemu, pattern, qemuImg, qemuIo, randomInt, run, scratchDir, seededRandom } from './helpers/images.ts';
+import { expectSame, hasQemu, pattern, qemuImg, qemuIo, randomInt, readImage, run, scratchDir, seededRandom } from './helpers/images.ts';
 
 const TSVMM = fileURLToPath(new URL('../../src/cli/tsvmm.mjs', import.meta.url));
 const scratch = scratchDir();
@@ -23,16 +23,6 @@ const MiB = 2 ** 20;
 
 const tsvmm = (args: string[]) => run(process.execPath, [TSVMM, ...args]);
 
-function readDisk(path: string): Uint8Array {
-  const disk = openDisk(path, { readOnly: true });
-  try {
-    const bytes = new Uint8Array(disk.size);
-    disk.read(0, bytes);
-    return bytes;
-  } finally {
-    disk.close();
-  }
-}
 
 /** Random writes through tsvmm's qcow2 write path, mirrored into `shadow`. */
 function writeRandomly(path: string, shadow: Uint8Array, count: number, seed: number): void {
@@ -85,32 +75,32 @@ describe('qcow2 internal snapshots against a shadow copy of the disk', () => {
       expectClean(path);
 
       writeRandomly(path, shadow, 200, 2);
-      expectSame(readDisk(path), shadow);
+      expectSame(readImage(path), shadow);
       createInternalSnapshot(path, 'second');
       const second = shadow.slice();
       writeRandomly(path, shadow, 100, 3);
       expectClean(path);
 
       applyInternalSnapshot(path, 'first');
-      expectSame(readDisk(path), first);
+      expectSame(readImage(path), first);
       expectClean(path);
       writeRandomly(path, first.slice(), 100, 4);  // writing on the applied state does not touch the snapshot
       applyInternalSnapshot(path, 'first');
-      expectSame(readDisk(path), first);
+      expectSame(readImage(path), first);
       applyInternalSnapshot(path, '2');  // by id
-      expectSame(readDisk(path), second);
+      expectSame(readImage(path), second);
       expectClean(path);
 
       expect(deleteInternalSnapshot(path, 'first').id).toBe('1');
       expectClean(path);
-      expectSame(readDisk(path), second);
+      expectSame(readImage(path), second);
       deleteInternalSnapshot(path, 'second');
       expect(listInternalSnapshots(path)).toEqual([]);
       expectClean(path);
-      expectSame(readDisk(path), second);
+      expectSame(readImage(path), second);
       // Nothing is held by the snapshots any more: writes go in place again, and the image still checks clean.
       writeRandomly(path, second, 50, 5);
-      expectSame(readDisk(path), second);
+      expectSame(readImage(path), second);
       expectClean(path);
     });
   }
@@ -126,7 +116,7 @@ describe('qcow2 internal snapshots against a shadow copy of the disk', () => {
     const before = shadow.slice();
     writeRandomly(overlay, shadow, 50, 7);
     applyInternalSnapshot(overlay, 'empty');
-    expectSame(readDisk(overlay), before);
+    expectSame(readImage(overlay), before);
     expectClean(overlay);
   });
 });
@@ -216,14 +206,14 @@ describe.skipIf(!hasQemu)('qcow2 internal snapshots against qemu-img', () => {
     expected.fill(0x11, 0, MiB);
     expected.fill(0x22, 3 * MiB, 3 * MiB + 65536);
     applyInternalSnapshot(path, 'one');
-    expectSame(readDisk(path), expected);
+    expectSame(readImage(path), expected);
     qemuIo(path, ['read -P 0x11 0 1M', 'read -P 0x22 3M 64k', 'read -P 0 1M 2M']);
     expectClean(path);
 
     expected.fill(0x33, 512 * 1024, 512 * 1024 + MiB);
     expected.fill(0x44, 2 * MiB, 2 * MiB + 4096);
     applyInternalSnapshot(path, 'two');
-    expectSame(readDisk(path), expected);
+    expectSame(readImage(path), expected);
     // tsvmm writes over the compressed cluster and the shared ones; snapshot "two" keeps its bytes.
     const disk = openDisk(path);
     disk.write(2 * MiB + 512, new Uint8Array(512).fill(0x66));
@@ -325,17 +315,17 @@ describe('crash consistency: every write of create, apply and delete cut short (
         copyFileSync(template, path);
         cutAfter(allowed, () => operation(path));
         if (name === 'apply') {
-          const content = readDisk(path);
+          const content = readImage(path);
           expect([current, kept].some((bytes) => Buffer.compare(Buffer.from(content), Buffer.from(bytes)) === 0), `after ${allowed} writes`).toBe(true);
           expect(checkQcow2(path).errors, `after ${allowed} writes`).toEqual([]);
         } else {
-          expectSame(readDisk(path), current);
+          expectSame(readImage(path), current);
           expectNoHarm(path);
         }
         // Whatever the cut left, the snapshot that was there still reads as it was taken (while it is still listed).
         if (listInternalSnapshots(path).some((s) => s.name === 'kept')) {
           applyInternalSnapshot(path, 'kept');
-          expectSame(readDisk(path), kept);
+          expectSame(readImage(path), kept);
         }
       }
     }

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { BlockBackend } from '../../../src/storage/block-backend.ts';
+import { openDisk, type BlockBackend } from '../../../src/storage/block-backend.ts';
 
 function runs(command: string): boolean {
   return spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0;
@@ -76,12 +76,21 @@ export function pattern(length: number, seed: number): Uint8Array {
   return bytes;
 }
 
-/** The first offset where two buffers differ, or -1: a readable failure instead of a megabyte diff. */
 /** The whole virtual disk, read through its backend. */
 export function readAll(disk: BlockBackend): Uint8Array {
   const bytes = new Uint8Array(disk.size);
   disk.read(0, bytes);
   return bytes;
+}
+
+/** The whole virtual disk of the image at `path`, as tsvmm reads it (opened read-only, then closed). */
+export function readImage(path: string): Uint8Array {
+  const disk = openDisk(path, { readOnly: true });
+  try {
+    return readAll(disk);
+  } finally {
+    disk.close();
+  }
 }
 
 /** Asserts equal bytes, naming the first difference instead of dumping megabytes. */
