@@ -96,9 +96,22 @@ export async function migrate(key: string, destinationUri: string, options: Migr
     if (!options.live) await withMonitor(definition.name, files, (client) => client.execute('cont'));
     throw new InputError(`migration of domain '${definition.name}' to ${destinationUri} failed: ${outcome}; it runs on here`);
   }
-  // The guest runs there now: this process ends, and with it the domain here.
+  // The stream is all sent; as libvirt's Finish phase, wait until the guest runs there, then end it here.
+  await waitForDestination(destination, destinationUri, definition.name);
   await destroyDomain(store, definition);
   if (options.undefinesource) store.undefine(definition.name);
+}
+
+/** Polls the destination's `domstate` until the migrated guest runs there (bounded). */
+async function waitForDestination(destination: Connection, uri: string, name: string): Promise<void> {
+  const deadline = Date.now() + RESUME_TIMEOUT_MS;
+  for (;;) {
+    const state = (await runVerbAt(destination, uri, ['domstate', name])).trim();
+    if (state === 'running' || state === 'paused') return;
+    if (state === 'shut off') throw new InputError(`migration of domain '${name}' to ${uri}: the destination ended it; it is stopped here as the migration left it (tsvmm resume runs it on)`);
+    if (Date.now() > deadline) throw new InputError(`migration of domain '${name}' to ${uri}: it did not run there within ${RESUME_TIMEOUT_MS / 1000} s (state: ${state})`);
+    await sleep(POLL_MS * 5);
+  }
 }
 
 /**
