@@ -12,10 +12,10 @@ const flat: MachineConfig = { memoryBytes: 1 * MIB, flat: { path: '/guests/hello
 const saved = (config: MachineConfig): unknown => JSON.parse(JSON.stringify(machineShape(config)));
 
 describe('machineShape', () => {
-  it('fills in the defaults: one vCPU, the host CPU model, the TypeScript PIT, a serial console, the default isa-debug-exit, no pc-testdev', () => {
+  it('fills in the defaults: one vCPU, the host CPU model, the TypeScript PIT, a serial console, the default isa-debug-exit, no pc-testdev, no pvpanic', () => {
     expect(machineShape(kernel)).toEqual({
       memoryBytes: 64 * MIB, cpus: 1, cpu: JSON.stringify({ name: 'host', features: {} }), guest: 'kernel', irqchip: true, pit: 'tsvmm', console: 'serial',
-      debugExit: 'default', pcTestdev: false, fwCfgFiles: [], virtio: [],
+      debugExit: 'default', pcTestdev: false, pvpanic: false, fwCfgFiles: [], virtio: [],
     });
     expect(machineShape(flat)).toMatchObject({ guest: 'flat', irqchip: false });
   });
@@ -37,6 +37,14 @@ describe('machineShape', () => {
 });
 
 describe('describeShapeMismatch', () => {
+  it('takes a shape saved before pvpanic existed as one without it', () => {
+    const older: Record<string, unknown> = { ...machineShape(kernel) };
+    delete older.pvpanic;
+    expect(describeShapeMismatch(JSON.parse(JSON.stringify(older)), machineShape(kernel))).toBeNull();
+    expect(describeShapeMismatch(JSON.parse(JSON.stringify(older)), machineShape({ ...kernel, pvpanic: true })))
+      .toBe('the saved machine does not match this one: pvpanic false there, true here');
+  });
+
   it('passes the same machine, with its disk at another path and another guest command line', () => {
     const here: MachineConfig = { ...kernel, virtio: [{ kind: 'blk', path: '/here/disk.img' }] };
     const there: MachineConfig = { ...kernel, linux: { kernel: '/elsewhere/counter.elf', cmdline: 'other' }, virtio: [{ kind: 'blk', path: '/there/disk.img' }] };
@@ -56,6 +64,8 @@ describe('describeShapeMismatch', () => {
       .toBe('the saved machine does not match this one: virtio devices ["blk:mmio:ro"] there, ["blk:mmio"] here');
     expect(describeShapeMismatch(saved({ ...kernel, debugExit: { port: 0xf4, size: 4 } }), machineShape(kernel)))
       .toBe('the saved machine does not match this one: isa-debug-exit "244/4" there, "default" here');
+    expect(describeShapeMismatch(saved(kernel), machineShape({ ...kernel, pvpanic: true })))
+      .toBe('the saved machine does not match this one: pvpanic false there, true here');
   });
 
   it('says "missing" for a member the saved header lacks, and refuses a header with no machine', () => {
