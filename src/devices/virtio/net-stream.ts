@@ -43,6 +43,7 @@ export class StreamBackend implements NetBackend {
   failure: string | null = null;
   /** The frame being read: its length once the 4 length bytes are in, then its bytes. */
   private readonly lengthBytes = new Uint8Array(LENGTH_SIZE);
+  private readonly inboundLengthView = new DataView(this.lengthBytes.buffer);
   private readonly inbound = new Uint8Array(MAX_STREAM_FRAME);
   private inboundLength = -1;
   private inboundDone = 0;
@@ -64,7 +65,7 @@ export class StreamBackend implements NetBackend {
     while (!this.failure) {
       if (this.inboundLength < 0) {
         if (!this.fill(this.lengthBytes, LENGTH_SIZE)) return 0;
-        const length = new DataView(this.lengthBytes.buffer).getUint32(0, false);
+        const length = this.inboundLengthView.getUint32(0, false);
         if (length < MIN_FRAME || length > MAX_STREAM_FRAME) {
           // Nothing after a bad length can be trusted to start a frame.
           this.failure = `${this.peer} sent a frame length of ${length} bytes (${MIN_FRAME} to ${MAX_STREAM_FRAME})`;
