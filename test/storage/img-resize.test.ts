@@ -12,10 +12,9 @@ import { ofdByteLocks } from '../../src/kvm/index.ts';
 import { ImageLock } from '../../src/storage/image-lock.ts';
 import { openDisk } from '../../src/storage/block-backend.ts';
 import { createInternalSnapshot } from '../../src/storage/internal-snapshots.ts';
-import { checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
 import { createRaw } from '../../src/storage/raw.ts';
-import { hasQemu, pattern, qemuImg, readImage, run, scratchDir } from './helpers/images.ts';
+import { expectClean, hasQemu, pattern, qemuImg, readImage, run, scratchDir } from './helpers/images.ts';
 
 const TSVMM = fileURLToPath(new URL('../../src/cli/tsvmm.mjs', import.meta.url));
 const scratch = scratchDir();
@@ -43,14 +42,6 @@ function qemuRead(path: string): Uint8Array {
   return new Uint8Array(readFileSync(raw));
 }
 
-function expectClean(path: string): void {
-  const report = checkQcow2(path);
-  expect([...report.errors, ...report.leaks]).toEqual([]);
-  if (!hasQemu) return;
-  const check = qemuImg(['check', path], { allowFailure: true });
-  expect(check.stdout + check.stderr).toMatch(/No errors were found on the image/);
-  expect(check.status).toBe(0);
-}
 
 function virtualSizeByQemu(path: string): number {
   return (JSON.parse(qemuImg(['info', '--output', 'json', path]).stdout) as { 'virtual-size': number })['virtual-size'];

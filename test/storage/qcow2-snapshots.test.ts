@@ -14,7 +14,7 @@ import {
 } from '../../src/storage/internal-snapshots.ts';
 import { checkExitStatus, checkQcow2 } from '../../src/storage/qcow2/check.ts';
 import { createQcow2 } from '../../src/storage/qcow2/create.ts';
-import { expectSame, hasQemu, pattern, qemuImg, qemuIo, randomInt, readImage, run, scratchDir, seededRandom } from './helpers/images.ts';
+import { expectClean, expectSame, hasQemu, pattern, qemuImg, qemuIo, randomInt, readImage, run, scratchDir, seededRandom } from './helpers/images.ts';
 
 const TSVMM = fileURLToPath(new URL('../../src/cli/tsvmm.mjs', import.meta.url));
 const scratch = scratchDir();
@@ -42,15 +42,6 @@ function writeRandomly(path: string, shadow: Uint8Array, count: number, seed: nu
   }
 }
 
-/** tsvmm's check finds nothing at all, and so does qemu-img check where it is installed. */
-function expectClean(path: string): void {
-  const report = checkQcow2(path);
-  expect([...report.errors, ...report.leaks]).toEqual([]);
-  if (!hasQemu) return;
-  const check = qemuImg(['check', path], { allowFailure: true });
-  expect(check.stdout + check.stderr).toMatch(/No errors were found on the image/);
-  expect(check.status).toBe(0);
-}
 
 /** The disk as QEMU reads it after `qemu-img snapshot -a` on a copy. */
 function qemuAppliedCopy(path: string, snapshot: string): Uint8Array {

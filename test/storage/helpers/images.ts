@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { openDisk, type BlockBackend } from '../../../src/storage/block-backend.ts';
+import { checkQcow2 } from '../../../src/storage/qcow2/check.ts';
 
 function runs(command: string): boolean {
   return spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0;
@@ -103,4 +104,14 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   if (Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))) return -1;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
   return -1;
+}
+
+/** tsvmm's check finds nothing at all in the qcow2 image, and so does qemu-img check where it is installed. */
+export function expectClean(path: string): void {
+  const report = checkQcow2(path);
+  expect([...report.errors, ...report.leaks]).toEqual([]);
+  if (!hasQemu) return;
+  const check = qemuImg(['check', path], { allowFailure: true });
+  expect(check.stdout + check.stderr).toMatch(/No errors were found on the image/);
+  expect(check.status).toBe(0);
 }
