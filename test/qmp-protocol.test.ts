@@ -352,11 +352,21 @@ describe('migration commands', () => {
       .toEqual({ return: { status: 'failed', 'error-desc': "Failed to connect to '127.0.0.1:1': Connection refused" } });
   });
 
-  it('migrate refuses disk copying and postcopy resume, which tsvmm does not do', async () => {
+  it('migrate refuses incremental disk copying and postcopy resume, which tsvmm does not do', async () => {
     const c = await negotiated();
-    expect(await c.command({ execute: 'migrate', arguments: { uri: 'tcp:127.0.0.1:4444', blk: true } })).toMatchObject({ error: { class: 'GenericError' } });
+    expect(await c.command({ execute: 'migrate', arguments: { uri: 'tcp:127.0.0.1:4444', inc: true } })).toMatchObject({ error: { class: 'GenericError' } });
     expect(await c.command({ execute: 'migrate', arguments: { uri: 'tcp:127.0.0.1:4444', resume: true } })).toMatchObject({ error: { class: 'GenericError' } });
     expect(await c.command({ execute: 'migrate', arguments: { uri: 'tcp:127.0.0.1:4444', detach: true, blk: false } })).toEqual({ return: {} });
+  });
+
+  it('migrate with blk asks the machine for a block migration; query-migrate then has QEMU\'s disk member', async () => {
+    const c = await negotiated();
+    expect(await c.command({ execute: 'migrate', arguments: { uri: 'exec:cat > /dev/null', blk: true } })).toEqual({ return: {} });
+    expect(machine.calls).toEqual(['migrate exec:cat > /dev/null (block)']);
+    machine.setMigrationInfo({ status: 'active', totalTimeMs: 5, disk: { transferred: 1048600, remaining: 3145728, total: 4194304 } });
+    const info = (await c.command({ execute: 'query-migrate' }))['return'] as Record<string, Record<string, number>>;
+    expect(info['disk']).toMatchObject({ transferred: 1048600, remaining: 3145728, total: 4194304, normal: 0, duplicate: 0 });
+    expect(Object.keys(info['disk']!)).toHaveLength(18);
   });
 
   it('migration capabilities: QEMU 7.2\'s whole list, set through the machine', async () => {

@@ -41,7 +41,7 @@ async function receive(uri: string, options: Parameters<typeof receiveSnapshot>[
     config = reader.config;
     for await (const record of reader.records()) {
       if (record.type === 'ram') record.applyTo(memory);
-      else if (record.name === 'vcpu0') vcpu = record.readValue();
+      else if (record.type === 'section' && record.name === 'vcpu0') vcpu = record.readValue();
     }
   }, options);
   return { config, vcpu, memory };

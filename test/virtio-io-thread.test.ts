@@ -34,7 +34,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 function wireOne(config: VirtioDeviceConfig): VirtioWiring {
   const info = openVirtioDevice(config, 0, { console: { write: () => {}, read: () => null } }).info;
   const devices = planVirtioDevices([{ config, index: 0, info }], { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
-  return { devices, controlFd: createEventFd(), pciBridgeState: null };
+  return { devices, controlFd: createEventFd(), pciBridgeState: null, disks: [] };
 }
 
 describe('the virtio I/O thread', () => {

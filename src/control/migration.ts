@@ -10,13 +10,23 @@
 // pauses, the last pages and every vCPU's and device's state go out, and the
 // destination resumes the guest. The source ends as QEMU's does: postmigrate,
 // its disks let go for the destination.
+//
+// A block migration (QMP migrate's `blk`, or the `block` capability) also
+// sends every writable disk: all of it before RAM round 0, read through the
+// virtio I/O thread that owns the disk, then in each round the chunks the
+// guest wrote since (the devices mark them in a DiskDirtyLog), and the last
+// ones with the machine paused, before its state. The destination writes
+// them into its own images, which must have the same virtual sizes.
 import { InputError } from '../errors.ts';
-import { MemoryRegionFlag } from '../kvm/index.ts';
+import { MemoryRegionFlag, ofdByteLocks } from '../kvm/index.ts';
 import type { MachineConfig } from '../machine/config.ts';
 import type { Machine } from '../machine/machine.ts';
 import { PAGE_SIZE } from '../memory/dirty-pages.ts';
 import type { MigrationInfo, MigrationParameters, MigrationStatus } from '../qmp/target.ts';
 import { basename, dirname, join } from 'node:path';
+import type { BlockBackend } from '../storage/block-backend.ts';
+import { chunkCount, DISK_CHUNK_SIZE, DiskDirtyLog } from '../storage/dirty-chunks.ts';
+import { openDisk } from '../storage/open-disk.ts';
 import { mapRamFile, nonZeroPages, parseMigrationUri, receiveSnapshot, sendSnapshot, writeRamFile, type RamFileLayout, type SnapshotWriter } from '../snapshot/index.ts';
 import type { MachineState } from '../machine/machine-state.ts';
 import { describeShapeMismatch, machineShape } from './machine-shape.ts';
@@ -32,6 +42,19 @@ const PAGES_PER_BATCH = 1024;
 const RAM_FILE_SECTION = 'ram-file';
 /** The stream section that holds MachineState. */
 const MACHINE_SECTION = 'machine';
+
+/** A disk a block migration copies, as the stream's header announces it: its index among the machine's disks and its virtual size. */
+interface CopiedDisk {
+  disk: number;
+  size: number;
+}
+
+/** The stream's header (its config record). */
+interface StreamHeader {
+  machine: unknown;
+  /** A block migration: the disks that follow in disk records. */
+  disks?: CopiedDisk[];
+}
 
 /** The file a `file:` URI names, or null for any other URI. */
 function snapshotFilePath(uri: string): string | null {
@@ -50,6 +73,8 @@ export interface OutgoingOptions {
   onStatus: (status: MigrationStatus) => void;
   /** The machine was paused for the last round (stop-and-copy). */
   onStopped: () => void;
+  /** Send the writable disks too (QEMU's block migration). */
+  block?: boolean;
 }
 
 export class OutgoingMigration {
@@ -62,10 +87,22 @@ export class OutgoingMigration {
   private cancelRequested = false;
   private error: string | null = null;
   private readonly ram = { transferred: 0, normal: 0, duplicate: 0, remaining: 0, dirtySyncCount: 0, bytesPerMs: 0, dirtyPagesRate: 0, downtimeBytes: 0 };
+  /** The block migration's counts, in bytes of the disks (QEMU's `disk` MigrationStats); null without one. */
+  private readonly disk: { transferred: number; remaining: number; total: number } | null;
+  /** The disks a block migration copies, with their dirty-chunk logs. */
+  private readonly copiedDisks: (CopiedDisk & { log: DiskDirtyLog })[];
   private abortStream: (() => void) | null = null;
   private downtimeStartedAt = 0;
 
-  constructor(private readonly machine: Machine, private readonly config: MachineConfig, private readonly options: OutgoingOptions) {}
+  constructor(private readonly machine: Machine, private readonly config: MachineConfig, private readonly options: OutgoingOptions) {
+    const disks = (config.virtio ?? []).filter((d) => d.kind === 'blk');
+    // Read-only disks (a cdrom, a shared base) are not copied: they must be at the destination.
+    this.copiedDisks = options.block
+      ? machine.virtio.disks.flatMap((wired, disk) => disks[disk]?.readOnly ? [] : [{ disk, size: wired.size, log: new DiskDirtyLog(wired.dirtyLog) }])
+      : [];
+    const total = this.copiedDisks.reduce((sum, d) => sum + d.size, 0);
+    this.disk = options.block ? { transferred: 0, remaining: total, total } : null;
+  }
 
   get active(): boolean {
     return this.status === 'setup' || this.status === 'active' || this.status === 'device' || this.status === 'cancelling';
@@ -89,8 +126,10 @@ export class OutgoingMigration {
     this.options.onStatus('setup');
     try {
       const file = snapshotFilePath(uri);
-      await sendSnapshot(uri, { machine: machineShape(this.config) }, async (writer) => {
-        if (file !== null && machine.paused) {
+      const header: StreamHeader = { machine: machineShape(this.config) };
+      if (this.disk) header.disks = this.copiedDisks.map(({ disk, size }) => ({ disk, size }));
+      await sendSnapshot(uri, header, async (writer) => {
+        if (file !== null && machine.paused && !this.disk) {
           // A paused machine saved to a file: a snapshot. Its RAM goes to a file
           // of its own that a restore maps instead of reading (ram-file.ts).
           this.setupMs = Date.now() - this.startedAt;
@@ -108,14 +147,20 @@ export class OutgoingMigration {
         this.startDirtyLogging();
         this.setupMs = Date.now() - this.startedAt;
         this.setStatus('active');
+        // The disks first, whole: what the guest writes meanwhile is logged and goes in the rounds.
+        for (const disk of this.copiedDisks) disk.log.start();
+        await this.sendDiskChunks(writer, this.copiedDisks.map((disk) => ({ disk, chunks: [...Array(chunkCount(disk.size)).keys()] })));
         // Round 0: every page that is not zero (the destination's RAM starts zeroed).
         this.harvestDirtyPages();
         await this.sendPages(writer, null);
         for (let round = 1; ; round++) {
           const dirty = this.harvestDirtyPages();
+          const dirtyChunks = this.harvestDirtyChunks();
           this.ram.remaining = dirty.length * PAGE_SIZE;
-          this.expectedDowntimeMs = this.ram.bytesPerMs > 0 ? this.ram.remaining / this.ram.bytesPerMs : Infinity;
+          const remaining = this.ram.remaining + (this.disk?.remaining ?? 0);
+          this.expectedDowntimeMs = this.ram.bytesPerMs > 0 ? remaining / this.ram.bytesPerMs : Infinity;
           if (this.expectedDowntimeMs > this.options.parameters.downtimeLimitMs && round < MAX_ROUNDS) {
+            await this.sendDiskChunks(writer, dirtyChunks);
             await this.sendPages(writer, dirty);
             continue;
           }
@@ -125,6 +170,8 @@ export class OutgoingMigration {
           await machine.pause();
           // Still "active", as QEMU's without pause-before-switchover: "device" is that capability's pause.
           this.options.onStopped();
+          // Paused: no request is in flight, so the last writes are all in the logs.
+          await this.sendDiskChunks(writer, mergeChunks(dirtyChunks, this.harvestDirtyChunks()));
           const before = this.ram.transferred;
           await this.sendPages(writer, [...new Set([...dirty, ...this.harvestDirtyPages()])]);
           this.ram.downtimeBytes = this.ram.transferred - before;
@@ -171,6 +218,7 @@ export class OutgoingMigration {
       info.setupTimeMs = this.setupMs;
     }
     if (this.error) info.errorDesc = this.error;
+    if (this.disk) info.disk = { ...this.disk };
     info.ram = {
       transferred: this.ram.transferred,
       remaining: this.ram.remaining,
@@ -213,14 +261,47 @@ export class OutgoingMigration {
       this.ram.duplicate += sent.zeroPages;
       this.ram.transferred += sent.bytes;
       bytes += sent.bytes;
-      const limit = this.options.parameters.maxBandwidth;
-      if (limit > 0) {
-        // Ahead of max-bandwidth: wait until the bytes so far fit it.
-        const dueMs = (this.ram.transferred / limit) * 1000 - (Date.now() - this.startedAt);
-        if (dueMs > 1) await new Promise((resolve) => setTimeout(resolve, dueMs));
-      }
+      await this.keepToBandwidth();
     }
     if (bytes > 0) this.ram.bytesPerMs = bytes / Math.max(1, Date.now() - started);
+  }
+
+  /**
+   * Sends the chunks listed for each disk, each read by the I/O thread
+   * that owns the disk. Their logs were harvested before: a write racing a
+   * read is marked again and goes in the next round.
+   */
+  private async sendDiskChunks(writer: SnapshotWriter, work: { disk: CopiedDisk; chunks: number[] }[]): Promise<void> {
+    const stats = this.disk;
+    if (!stats) return;
+    for (const { disk, chunks } of work) {
+      for (const chunk of chunks) {
+        if (this.cancelRequested) throw new Cancelled();
+        const offset = chunk * DISK_CHUNK_SIZE;
+        const length = Math.min(DISK_CHUNK_SIZE, disk.size - offset);
+        const data = await this.machine.readDisk(disk.disk, offset, length);
+        const bytes = await writer.writeDiskChunk(disk.disk, offset, length, data);
+        stats.transferred += bytes;
+        stats.remaining = Math.max(0, stats.remaining - length);
+        await this.keepToBandwidth();
+      }
+    }
+  }
+
+  /** The chunks each copied disk's guest wrote since the last harvest; they count as remaining until sent. */
+  private harvestDirtyChunks(): { disk: CopiedDisk; chunks: number[] }[] {
+    const work = this.copiedDisks.map((disk) => ({ disk, chunks: disk.log.harvest() }));
+    if (this.disk) this.disk.remaining = work.reduce((sum, { disk, chunks }) => sum + chunks.reduce((bytes, chunk) => bytes + Math.min(DISK_CHUNK_SIZE, disk.size - chunk * DISK_CHUNK_SIZE), 0), 0);
+    return work;
+  }
+
+  /** Ahead of max-bandwidth: waits until the bytes sent so far (RAM and disks) fit it. */
+  private async keepToBandwidth(): Promise<void> {
+    const limit = this.options.parameters.maxBandwidth;
+    if (limit <= 0) return;
+    const sent = this.ram.transferred + (this.disk?.transferred ?? 0);
+    const dueMs = (sent / limit) * 1000 - (Date.now() - this.startedAt);
+    if (dueMs > 1) await new Promise((resolve) => setTimeout(resolve, dueMs));
   }
 
   private startDirtyLogging(): void {
@@ -232,6 +313,7 @@ export class OutgoingMigration {
   private stopDirtyLogging(): void {
     const { vm, ram } = this.machine.kvm;
     this.machine.dirtyLog.stop();
+    for (const disk of this.copiedDisks) disk.log.stop();
     try {
       ram.descriptors.forEach((r, slot) => vm.setUserMemoryRegion(slot, r.guestAddress, r.size, r.hostAddress));
     } catch {
@@ -259,6 +341,11 @@ export class OutgoingMigration {
   }
 }
 
+/** Both harvests' chunks of each disk, once each, in order. */
+function mergeChunks(a: { disk: CopiedDisk; chunks: number[] }[], b: { disk: CopiedDisk; chunks: number[] }[]): { disk: CopiedDisk; chunks: number[] }[] {
+  return a.map((entry, i) => ({ disk: entry.disk, chunks: [...new Set([...entry.chunks, ...b[i]!.chunks])].sort((x, y) => x - y) }));
+}
+
 /**
  * The receiving side: reads a stream into a machine built with `restoring`
  * and not yet run. Its machine must be the one the stream was made from
@@ -275,14 +362,22 @@ export class IncomingMigration {
       let state: MachineState | null = null;
       let ramFile: RamFileLayout | null = null;
       await receiveSnapshot(uri, async (reader) => {
-        const saved = reader.config as { machine?: unknown } | null;
+        const saved = reader.config as Partial<StreamHeader> | null;
         const mismatch = describeShapeMismatch(saved?.machine, machineShape(this.config));
         if (mismatch) throw new InputError(`${uri}: ${mismatch}`);
-        this.onStatus('active');
-        for await (const record of reader.records()) {
-          if (record.type === 'ram') record.applyTo(this.machine.memory);
-          else if (record.name === MACHINE_SECTION) state = record.readValue() as MachineState;
-          else if (record.name === RAM_FILE_SECTION) ramFile = record.readValue() as RamFileLayout;
+        const disks = this.openCopiedDisks(uri, saved?.disks);
+        try {
+          this.onStatus('active');
+          for await (const record of reader.records()) {
+            if (record.type === 'ram') record.applyTo(this.machine.memory);
+            else if (record.type === 'disk') record.applyTo(disks);
+            else if (record.name === MACHINE_SECTION) state = record.readValue() as MachineState;
+            else if (record.name === RAM_FILE_SECTION) ramFile = record.readValue() as RamFileLayout;
+          }
+          for (const disk of disks) disk?.flush();
+        } finally {
+          // Closed (and unlocked) before the machine takes its images.
+          for (const disk of disks) disk?.close();
         }
       }, signal ? { signal } : {});
       if (state === null) throw new InputError(`${uri}: the stream ended without the machine's state`);
@@ -302,5 +397,35 @@ export class IncomingMigration {
       this.onStatus('failed');
       throw e;
     }
+  }
+
+  /**
+   * The images a block migration writes into, by disk index (the stream's
+   * header lists them), opened here in the main thread: the machine's I/O
+   * thread opens them only once the stream is in. Each must have the size
+   * of the source's, or nothing is written.
+   */
+  private openCopiedDisks(uri: string, announced: unknown): (BlockBackend | undefined)[] {
+    if (announced === undefined) return [];
+    const configs = (this.config.virtio ?? []).filter((d) => d.kind === 'blk');
+    if (!Array.isArray(announced) || !announced.every((d: Partial<CopiedDisk> | null) => Number.isSafeInteger(d?.disk) && Number.isSafeInteger(d?.size))) {
+      throw new InputError(`${uri}: damaged: the stream's list of disks is not one tsvmm writes`);
+    }
+    const disks: (BlockBackend | undefined)[] = [];
+    try {
+      for (const { disk, size } of announced as CopiedDisk[]) {
+        const config = configs[disk];
+        if (!config || config.readOnly) throw new InputError(`${uri}: the source copies its disk ${disk}, and this machine has no writable disk ${disk}`);
+        const backend = openDisk(config.path, { ...(config.format ? { format: config.format } : {}), locking: { locks: ofdByteLocks } });
+        disks[disk] = backend;
+        if (backend.size !== size) {
+          throw new InputError(`${config.path}: ${backend.size} bytes here, ${size} on the source: a block migration needs images of the same virtual size`);
+        }
+      }
+    } catch (e) {
+      for (const disk of disks) disk?.close();
+      throw e;
+    }
+    return disks;
   }
 }

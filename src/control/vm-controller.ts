@@ -10,7 +10,7 @@ import type { MachineConfig } from '../machine/config.ts';
 import { imageInfo, probeFormat } from '../storage/image-info.ts';
 import {
   MonitorError, type BlockInfo, type CpuInfo, type CpuRegisters, type MachineControl, type MachineEvent,
-  type MigrationInfo, type MigrationParameters, type RunState,
+  type MigrateOptions, type MigrationInfo, type MigrationParameters, type RunState,
 } from '../qmp/target.ts';
 import { cpuRegisters } from './registers.ts';
 import { MIGRATION_CAPABILITIES } from '../qmp/commands.ts';
@@ -26,8 +26,8 @@ const QUIT_BEFORE_START: MachineResult = {
   stop: { cause: 'stopped', status: 0 }, exits: 0, runNs: 0, unclaimed: { pio: 0, mmio: 0 }, reports: [], virtio: [],
 };
 
-/** The migration capabilities tsvmm acts on: MIGRATION events. */
-const SUPPORTED_CAPABILITIES = new Set(['events']);
+/** The migration capabilities tsvmm acts on: MIGRATION events, and block (the disks in the stream). */
+const SUPPORTED_CAPABILITIES = new Set(['events', 'block']);
 
 /** What a guest's own ending does: end tsvmm, or boot the guest again (libvirt's destroy and restart). */
 export type GuestEndAction = 'exit' | 'restart';
@@ -310,12 +310,13 @@ export class VmController implements MachineControl {
     return true;
   }
 
-  migrate(uri: string): Promise<void> {
+  migrate(uri: string, options: MigrateOptions = {}): Promise<void> {
     if (this.outgoing?.active) throw new MonitorError('There\'s a migration process in progress');
     if (this.state !== 'running' && this.state !== 'paused') throw new MonitorError(`migrate: the VM is ${this.state}`);
     const wasRunning = this.state === 'running';
     const migration = new OutgoingMigration(this.machine, this.config, {
       parameters: this.parameters,
+      block: options.block === true || this.capabilities.block === true,
       onStatus: (status) => this.migrationEvent(status),
       // Stop-and-copy: the run state QEMU shows while the last pages and the devices go out.
       onStopped: () => {

@@ -402,6 +402,16 @@ export class Machine {
     return new DirtyPageLog(this.built.dirtyLog);
   }
 
+  /**
+   * `length` bytes of disk `disk` (its index among the disks) at `offset`,
+   * read by the virtio I/O thread that owns it (a block migration); null when
+   * they read as zeros.
+   */
+  readDisk(disk: number, offset: number, length: number): Promise<Uint8Array | null> {
+    if (!this.virtioThread) return Promise.reject(new Error('the machine is not running: its disks have no I/O thread'));
+    return this.virtioThread.readDisk(disk, offset, length);
+  }
+
   /** What the main thread may ask of the VM and its vCPUs while paused (registers, dirty logs). */
   get kvm(): Pick<BuiltMachine, 'vm' | 'vcpus' | 'kvm' | 'ram'> {
     return this.built;

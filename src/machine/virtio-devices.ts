@@ -8,12 +8,15 @@ import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioNet } from '../devices/virtio/net.ts';
 import { StreamBackend } from '../devices/virtio/net-stream.ts';
 import { VirtioRng } from '../devices/virtio/rng.ts';
+import { DiskDirtyLog } from '../storage/dirty-chunks.ts';
 import { openDisk } from '../storage/open-disk.ts';
 import type { VirtioDeviceConfig } from './config.ts';
 
 /** What devices need from the host side of the machine. */
 export interface VirtioHostServices {
   console: ConsoleHostIo;
+  /** Each disk's dirty-chunk log (storage/dirty-chunks.ts), by its index among the disks; none when absent. */
+  diskDirtyLogs?: readonly SharedArrayBuffer[];
 }
 
 /**
@@ -55,7 +58,8 @@ export function openVirtioDevice(config: VirtioDeviceConfig, index: number, host
         ...(config.format ? { format: config.format } : {}),
         readOnly: config.readOnly ?? false,
       });
-      return new VirtioBlk(disk, { name, serial: config.serial ?? basename(config.path) });
+      const dirtyLog = host.diskDirtyLogs?.[index];
+      return new VirtioBlk(disk, { name, serial: config.serial ?? basename(config.path), ...(dirtyLog ? { dirtyLog: new DiskDirtyLog(dirtyLog) } : {}) });
     }
     case 'rng':
       return new VirtioRng({ name });

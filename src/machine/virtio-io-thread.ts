@@ -16,6 +16,7 @@ import type { VirtioWiring } from './virtio-wiring.ts';
 const STOP_TIMEOUT_MS = 2000;
 
 type Reports = Record<string, unknown>[];
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export class VirtioIoThread {
   private readonly control = new Int32Array(new SharedArrayBuffer(4));
@@ -64,6 +65,7 @@ export class VirtioIoThread {
       consoleInput: thread.consoleInputBuffers,
       requests: channel.port2,
       dirtyLog: options.dirtyLog ?? DirtyPageLog.create(0),
+      diskDirtyLogs: options.wiring.disks.map((disk) => disk.dirtyLog),
       restore: options.restore ?? null,
       paused: options.paused ?? false,
     };
@@ -98,7 +100,15 @@ export class VirtioIoThread {
     await this.request({ op: 'restore', states });
   }
 
-  private request(body: { op: 'pause' | 'resume' | 'save' } | { op: 'restore'; states: SavedDeviceState[] }): Promise<Extract<VirtioThreadReply, { ok: true }>> {
+  /**
+   * `length` bytes of disk `disk` (its index among the disks) at `offset`, read
+   * by the thread that owns the disk between two requests; null when they read as zeros.
+   */
+  async readDisk(disk: number, offset: number, length: number): Promise<Uint8Array | null> {
+    return (await this.request({ op: 'read-disk', disk, offset, length })).data ?? null;
+  }
+
+  private request(body: DistributiveOmit<VirtioThreadRequest, 'id'>): Promise<Extract<VirtioThreadReply, { ok: true }>> {
     const id = this.nextRequest++;
     const answered = new Promise<VirtioThreadReply>((resolve) => this.waiting.set(id, resolve));
     this.requests.ref();

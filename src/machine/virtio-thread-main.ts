@@ -8,9 +8,12 @@
 // The main thread also sends it requests (virtio-io-thread.ts) over a message
 // port, with a control-eventfd signal to wake it: pause (stop serving the
 // devices' host fds, so nothing writes guest RAM), resume, save (each
-// device's state, taken quiesced, its disk flushed) and restore.
+// device's state, taken quiesced, its disk flushed), restore, and read-disk
+// (a chunk of a disk for a block migration, read here because this thread's
+// qcow2 metadata cache is the current one; answered between requests).
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { SavedDeviceState } from '../devices/device-state.ts';
+import { VirtioBlk } from '../devices/virtio/blk.ts';
 import type { VirtioDevice } from '../devices/virtio/device.ts';
 import { VirtioDeviceRunner, type InterruptTrigger } from '../devices/virtio/runner.ts';
 import { VirtioSharedState } from '../devices/virtio/shared-state.ts';
@@ -36,6 +39,8 @@ export interface VirtioThreadInit {
   requests: MessagePort;
   /** Where the queues log the guest pages they write during a migration (memory/dirty-pages.ts). */
   dirtyLog: SharedArrayBuffer;
+  /** Where each disk marks the chunks it writes during a block migration (storage/dirty-chunks.ts), in the disks' order. */
+  diskDirtyLogs: SharedArrayBuffer[];
   /** Device states to start from (a snapshot or migration), one per device in order; null: a fresh machine. */
   restore: SavedDeviceState[] | null;
   /** Start paused: serve nothing until a resume request. */
@@ -45,10 +50,13 @@ export interface VirtioThreadInit {
 /** A request from the main thread; every one is answered with a VirtioThreadReply of the same id. */
 export type VirtioThreadRequest =
   | { id: number; op: 'pause' | 'resume' | 'save' }
-  | { id: number; op: 'restore'; states: SavedDeviceState[] };
+  | { id: number; op: 'restore'; states: SavedDeviceState[] }
+  /** `length` bytes of disk `disk` (its index among the disks) at `offset`. */
+  | { id: number; op: 'read-disk'; disk: number; offset: number; length: number };
 
 export type VirtioThreadReply =
-  | { id: number; ok: true; states?: SavedDeviceState[] }
+  /** read-disk: `data` is null when the bytes read as zeros. */
+  | { id: number; ok: true; states?: SavedDeviceState[]; data?: Uint8Array | null }
   | { id: number; ok: false; message: string };
 
 /** What the thread hands back when it stops: what each device counted. */
@@ -81,6 +89,7 @@ function main(init: VirtioThreadInit): void {
   const consoleOutput = new ConsoleRingWriter(init.consoleOutput);
   const consoleInput = new InputRing(init.consoleInput);
   const host = {
+    diskDirtyLogs: init.diskDirtyLogs,
     console: {
       write: (bytes: Uint8Array) => { for (const byte of bytes) consoleOutput.writeByte(byte); },
       read: (max: number) => {
@@ -115,6 +124,8 @@ function main(init: VirtioThreadInit): void {
       writableHandlers.set(fd, () => runner.hostEvent((d) => d.onWritable!(fd)));
     }
   }
+  /** The disks, by their index among the disks (read-disk's `disk`). */
+  const disks = runners.map((runner) => runner.device).filter((device) => device instanceof VirtioBlk);
   let paused = init.paused;
   const restoreAll = (states: SavedDeviceState[]) => {
     if (states.length !== runners.length) throw new Error(`${states.length} virtio device states for ${runners.length} devices`);
@@ -139,6 +150,11 @@ function main(init: VirtioThreadInit): void {
         case 'restore':
           restoreAll(request.states);
           return { id: request.id, ok: true };
+        case 'read-disk': {
+          const disk = disks[request.disk];
+          if (!disk) throw new Error(`no disk ${request.disk} (the machine has ${disks.length})`);
+          return { id: request.id, ok: true, data: disk.copyOut(request.offset, request.length) };
+        }
       }
     } catch (e) {
       return { id: request.id, ok: false, message: e instanceof Error ? e.message : String(e) };
@@ -149,7 +165,10 @@ function main(init: VirtioThreadInit): void {
   handlers.set(init.controlFd, () => {
     drainEventFd(init.controlFd);
     for (let m = receiveMessageOnPort(init.requests); m; m = receiveMessageOnPort(init.requests)) {
-      init.requests.postMessage(serve(m.message as VirtioThreadRequest));
+      const reply = serve(m.message as VirtioThreadRequest);
+      // A chunk's bytes move to the main thread instead of being copied.
+      const data = reply.ok ? reply.data : null;
+      init.requests.postMessage(reply, data ? [data.buffer as ArrayBuffer] : []);
     }
     if (paused) return;
     for (const runner of runners) {

@@ -3,9 +3,11 @@
 // placed (virtio-plan.ts), and its eventfds connected to KVM. The virtio I/O
 // thread (virtio-io-thread.ts) runs them.
 import { PciHostBridge } from '../devices/pci/index.ts';
+import { VirtioBlk } from '../devices/virtio/blk.ts';
 import { MmioRegister } from '../devices/virtio/mmio.ts';
 import { bridgeTap, closeFd, createEventFd, ofdByteLocks, openTap, type VmFd } from '../kvm/index.ts';
 import { InputError } from '../errors.ts';
+import { DiskDirtyLog } from '../storage/dirty-chunks.ts';
 import { identityOf, lockImageChain, type ImageLocks } from '../storage/image-lock.ts';
 import type { MachineConfig, VirtioDeviceConfig } from './config.ts';
 import { defaultMac, indexesWithinKind, openVirtioDevice, parseMac } from './virtio-devices.ts';
@@ -17,6 +19,16 @@ export interface VirtioWiring {
   controlFd: number;
   /** The PCI host bridge's state (CONFIG_ADDRESS), shared by every vCPU thread; null without virtio-pci devices. */
   pciBridgeState: SharedArrayBuffer | null;
+  /** The disks, in their order (virtio0, virtio1...). */
+  disks: WiredDisk[];
+}
+
+/** What a block migration needs of a disk besides the device. */
+export interface WiredDisk {
+  /** Virtual size in bytes. */
+  size: number;
+  /** Where the device marks the chunks it writes (storage/dirty-chunks.ts). */
+  dirtyLog: SharedArrayBuffer;
 }
 
 /**
@@ -69,7 +81,7 @@ function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
 export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean, { lockImages = true } = {}): VirtioWiring {
   const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
-  if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: null };
+  if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: null, disks: [] };
   if (!hasIrqchip) throw new InputError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
   refuseSharedWritableImages(configs);
   // An incoming migration locks its disks only once the source let them go (lockWiredImages).
@@ -109,9 +121,10 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
     }
     const device = openVirtioDevice(deviceConfig, index, { console: noConsole });
     const info = device.info;
+    const diskSize = device instanceof VirtioBlk ? device.diskSize : 0;
     // The TAP or passt fd stays open for the I/O thread; a disk is opened again there.
     if (deviceConfig.kind !== 'net') device.close?.();
-    return { config: deviceConfig, index, info };
+    return { config: deviceConfig, index, info, diskSize };
   });
   const devices = planVirtioDevices(described, {
     defaultTransport: config.virtioTransport ?? 'mmio',
@@ -128,7 +141,8 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
     }
   }
   const pciBridgeState = devices.some((d) => d.transport === 'pci') ? PciHostBridge.createState() : null;
-  return { devices, controlFd: createEventFd(), pciBridgeState };
+  const disks = described.filter((d) => d.config.kind === 'blk').map((d) => ({ size: d.diskSize, dirtyLog: DiskDirtyLog.create(d.diskSize) }));
+  return { devices, controlFd: createEventFd(), pciBridgeState, disks };
 }
 
 /**

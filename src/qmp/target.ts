@@ -58,8 +58,15 @@ export interface MigrationInfo {
     /** Bytes sent while the guest ran, and while it was stopped (QEMU 7.2's precopy-bytes, downtime-bytes). */
     precopyBytes: number; downtimeBytes: number;
   };
+  /** A block migration's disks (QEMU's `disk`), in bytes of the disks. */
+  disk?: { transferred: number; remaining: number; total: number };
   /** Set when status is 'failed'. */
   errorDesc?: string;
+}
+
+export interface MigrateOptions {
+  /** Copy the writable disks in the stream too (QEMU's blk, or the block capability). */
+  block?: boolean;
 }
 
 export interface MigrationParameters {
@@ -108,7 +115,7 @@ export interface MachineControl {
   systemRebootByPowerButton(): void;
   /** Ends tsvmm (after the reply is sent). */
   quit(): void;
-  migrate(uri: string): Promise<void>;
+  migrate(uri: string, options?: MigrateOptions): Promise<void>;
   migrateIncoming(uri: string): Promise<void>;
   migrationInfo(): MigrationInfo;
   migrateCancel(): void;

@@ -25,6 +25,8 @@ export const RecordType = {
   section: 3,
   /** The stream is complete. Empty payload. */
   end: 4,
+  /** A chunk of a disk, in a block migration (DISK_* below). */
+  disk: 5,
 } as const;
 export type RecordTypeName = keyof typeof RecordType;
 
@@ -60,3 +62,14 @@ export const MAX_SECTION_NAME_BYTES = 0xffff;
 
 /** The largest RAM record on the wire: a full batch of pages, each with its data. */
 export const RAM_RECORD_MAX_BYTES = RECORD_HEADER_BYTES + RAM_PAGES_PER_RECORD * (RAM_ENTRY_HEADER_BYTES + PAGE_SIZE) + RECORD_CRC_BYTES;
+
+/**
+ * A disk record carries one chunk of a virtual disk (a block migration):
+ *   u32 disk (its index among the machine's disks), u32 flags,
+ *   u64 offset, u32 length, then `length` bytes unless DISK_FLAG_ZERO.
+ */
+export const DISK_HEADER_BYTES = 20;
+/** The chunk reads as zeros; no data follows. */
+export const DISK_FLAG_ZERO = 1;
+/** The longest chunk a disk record carries (a writer sends 1 MiB). */
+export const DISK_MAX_CHUNK_BYTES = 16 * 1024 * 1024;

@@ -10,8 +10,10 @@ import { InputError } from '../errors.ts';
 import { hex } from '../hex.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import { ByteSource } from './byte-source.ts';
+import type { BlockBackend } from '../storage/block-backend.ts';
+import { writeChunk } from '../storage/chunk-copy.ts';
 import {
-  FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, PAGE_SIZE, PREAMBLE_BYTES, RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO,
+  DISK_FLAG_ZERO, DISK_HEADER_BYTES, DISK_MAX_CHUNK_BYTES, FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, PAGE_SIZE, PREAMBLE_BYTES, RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO,
   RAM_FLAGS_MASK, RECORD_CRC_BYTES, RECORD_HEADER_BYTES, RecordType, recordTypeName,
 } from './format.ts';
 import { isGuestPageZero } from './ram-pages.ts';
@@ -85,6 +87,52 @@ export class RamRecord {
   }
 }
 
+/** One chunk of a disk (a block migration). */
+export class DiskRecord {
+  readonly type = 'disk';
+  /** The disk's index among the machine's disks. */
+  readonly disk: number;
+  readonly offset: number;
+  readonly length: number;
+  /** The chunk's bytes, or null when it reads as zeros. */
+  readonly data: Uint8Array | null;
+
+  constructor(private readonly place: RecordPlace, payload: Buffer) {
+    if (payload.length < DISK_HEADER_BYTES) throw this.damaged(`its header is ${payload.length} bytes, not ${DISK_HEADER_BYTES}`);
+    this.disk = payload.readUInt32LE(0);
+    const flags = payload.readUInt32LE(4);
+    if (flags & ~DISK_FLAG_ZERO) throw this.damaged(`it has unknown flags ${hex(flags)}`);
+    const offset = payload.readBigUInt64LE(8);
+    // An offset beyond 2^53 is beyond any disk: applyTo() refuses it by this stand-in.
+    this.offset = offset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(offset) : Number.MAX_SAFE_INTEGER;
+    this.length = payload.readUInt32LE(16);
+    if (this.length === 0 || this.length > DISK_MAX_CHUNK_BYTES) throw this.damaged(`its chunk of ${this.length} bytes is not 1 to ${DISK_MAX_CHUNK_BYTES}`);
+    const dataBytes = payload.length - DISK_HEADER_BYTES;
+    const expected = flags & DISK_FLAG_ZERO ? 0 : this.length;
+    if (dataBytes !== expected) throw this.damaged(`it carries ${dataBytes} bytes of data for a ${flags & DISK_FLAG_ZERO ? 'zero ' : ''}chunk of ${this.length}`);
+    this.data = expected === 0 ? null : payload.subarray(DISK_HEADER_BYTES);
+  }
+
+  /**
+   * Writes the chunk into `disks[this.disk]` (a zero chunk: makes it read as
+   * zeros); `disks` holds the disks the stream copies, by index. A disk that
+   * is not there, or a range outside its virtual size, refuses the record
+   * before anything is written.
+   */
+  applyTo(disks: readonly (BlockBackend | undefined)[]): void {
+    const target = disks[this.disk];
+    if (!target) throw new InputError(`${this.place.label}: ${describe(this.place, 'disk')} is for disk ${this.disk}, which the stream does not copy`);
+    if (this.offset + this.length > target.size) {
+      throw new InputError(`${this.place.label}: ${describe(this.place, 'disk')} has ${this.length} bytes at ${this.offset}, outside disk ${this.disk} (${target.size} bytes)`);
+    }
+    writeChunk(target, this.offset, this.length, this.data);
+  }
+
+  private damaged(what: string): InputError {
+    return new InputError(`${this.place.label}: damaged: ${describe(this.place, 'disk')}: ${what}`);
+  }
+}
+
 /** A named blob the machine wrote (vCPU, VM or device state). */
 export class SectionRecord {
   readonly type = 'section';
@@ -110,7 +158,7 @@ export class SectionRecord {
   }
 }
 
-export type SnapshotRecord = RamRecord | SectionRecord;
+export type SnapshotRecord = RamRecord | SectionRecord | DiskRecord;
 
 export class SnapshotReader {
   private recordsRead = 0;
@@ -155,6 +203,7 @@ export class SnapshotReader {
       const place = record.place;
       if (record.type === RecordType.ram) yield new RamRecord(place, record.payload);
       else if (record.type === RecordType.section) yield new SectionRecord(place, record.payload);
+      else if (record.type === RecordType.disk) yield new DiskRecord(place, record.payload);
       else throw new InputError(`${this.label}: damaged: ${describe(place, 'config')}: a second machine config`);
     }
     if (!await readEnd(this.source, this.label)) {

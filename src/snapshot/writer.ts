@@ -8,7 +8,7 @@ import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import {
-  FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, MAX_SECTION_NAME_BYTES, PAGE_SIZE, PREAMBLE_BYTES,
+  DISK_FLAG_ZERO, DISK_HEADER_BYTES, DISK_MAX_CHUNK_BYTES, FORMAT_VERSION, MAGIC, MAX_PAYLOAD_BYTES, MAX_SECTION_NAME_BYTES, PAGE_SIZE, PREAMBLE_BYTES,
   RAM_ENTRY_HEADER_BYTES, RAM_FLAG_ZERO, RAM_PAGES_PER_RECORD, RAM_RECORD_MAX_BYTES, RECORD_CRC_BYTES, RECORD_HEADER_BYTES,
   RecordType,
 } from './format.ts';
@@ -114,6 +114,27 @@ export class SnapshotWriter {
     }
     if (entries > 0) await flush();
     return written;
+  }
+
+  /**
+   * One chunk of disk `disk` (its index among the machine's disks): `length`
+   * bytes at `offset`, with `data` null when they read as zeros. Returns the
+   * stream bytes the record took.
+   */
+  async writeDiskChunk(disk: number, offset: number, length: number, data: Uint8Array | null): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !(length > 0 && length <= DISK_MAX_CHUNK_BYTES)) {
+      throw new Error(`disk chunk of ${length} bytes at ${offset}: not one a disk record can carry`);
+    }
+    if (data !== null && data.length !== length) throw new Error(`disk chunk of ${length} bytes with ${data.length} bytes of data`);
+    const payloadLength = DISK_HEADER_BYTES + (data?.length ?? 0);
+    const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payloadLength + RECORD_CRC_BYTES);
+    const at = RECORD_HEADER_BYTES;
+    record.writeUInt32LE(disk, at);
+    record.writeUInt32LE(data === null ? DISK_FLAG_ZERO : 0, at + 4);
+    record.writeBigUInt64LE(BigInt(offset), at + 8);
+    record.writeUInt32LE(length, at + 16);
+    if (data !== null) record.set(data, at + DISK_HEADER_BYTES);
+    return await this.sealAndSend(record, RecordType.disk, payloadLength);
   }
 
   /** The `end` record, then the end of the stream; resolves once the stream has flushed everything. */

@@ -6,7 +6,7 @@
 import {
   MonitorError,
   type BlockInfo, type CpuInfo, type CpuRegisters, type MachineControl, type MachineEvent,
-  type MigrationInfo, type MigrationParameters, type RunState,
+  type MigrateOptions, type MigrationInfo, type MigrationParameters, type RunState,
 } from '../../src/qmp/target.ts';
 
 export interface FakeMachineOptions {
@@ -126,8 +126,8 @@ export class FakeMachine implements MachineControl {
   }
 
   /** Completes at once, raising QEMU's MIGRATION sequence; the source ends in postmigrate. */
-  migrate(uri: string): Promise<void> {
-    this.calls.push(`migrate ${uri}`);
+  migrate(uri: string, options: MigrateOptions = {}): Promise<void> {
+    this.calls.push(`migrate ${uri}${options.block ? ' (block)' : ''}`);
     for (const status of ['setup', 'active', 'completed'] as const) this.emit({ event: 'MIGRATION', data: { status } });
     if (this.state === 'running') this.emit({ event: 'STOP' });
     this.state = 'postmigrate';

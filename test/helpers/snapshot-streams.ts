@@ -47,7 +47,7 @@ export async function readBack(bytes: Buffer, memory?: GuestMemory, chunkSize?: 
   const result: ReadBack = { config: reader.config, sections: new Map(), ramRecords: 0 };
   for await (const record of reader.records()) {
     if (record.type === 'section') result.sections.set(record.name, record.payload);
-    else {
+    else if (record.type === 'ram') {
       result.ramRecords++;
       if (memory) record.applyTo(memory);
     }

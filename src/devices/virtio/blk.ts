@@ -4,6 +4,8 @@
 // no copy in between.
 import type { GuestMemory } from '../../memory/index.ts';
 import type { BlockBackend } from '../../storage/block-backend.ts';
+import { readChunk } from '../../storage/chunk-copy.ts';
+import type { DiskDirtyLog } from '../../storage/dirty-chunks.ts';
 import type { VirtioDevice, VirtioDeviceContext, VirtioDeviceInfo } from './device.ts';
 import { gather, scatter, type DescriptorChain, type Virtqueue } from './queue.ts';
 import { DeviceType, featureBit } from './spec.ts';
@@ -38,6 +40,8 @@ export interface BlkOptions {
   name: string;
   /** What GET_ID returns (the disk's serial number); cut to 20 bytes. */
   serial: string;
+  /** Where the device marks what it writes while a block migration copies the disk. */
+  dirtyLog?: DiskDirtyLog;
 }
 
 /** A header that arrived split over buffers, copied out so it reads like one in guest memory. */
@@ -61,6 +65,7 @@ export class VirtioBlk implements VirtioDevice {
   readonly info: VirtioDeviceInfo;
   private context: VirtioDeviceContext | null = null;
   private readonly serial: Uint8Array;
+  private readonly dirtyLog: DiskDirtyLog | null;
   readonly counts = { reads: 0, writes: 0, flushes: 0, getIds: 0, bytesRead: 0, bytesWritten: 0, ioErrors: 0, unsupported: 0 };
 
   constructor(private readonly disk: BlockBackend, options: BlkOptions) {
@@ -76,6 +81,24 @@ export class VirtioBlk implements VirtioDevice {
       config: blkConfig(capacitySectors, BLK_QUEUE_SIZE - 2),
     };
     this.serial = new TextEncoder().encode(options.serial).subarray(0, ID_BYTES);
+    this.dirtyLog = options.dirtyLog ?? null;
+  }
+
+  /** The disk's virtual size in bytes. */
+  get diskSize(): number {
+    return this.disk.size;
+  }
+
+  /**
+   * `length` bytes of the disk at `offset` for a block migration, or null when
+   * they read as zeros. Called between requests, in the thread that owns the
+   * disk: its cached qcow2 metadata is the current one.
+   */
+  copyOut(offset: number, length: number): Uint8Array | null {
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length > 0 && offset + length <= this.disk.size)) {
+      throw new RangeError(`${this.info.name}: ${length} bytes at ${offset} are outside the disk (${this.disk.size} bytes)`);
+    }
+    return readChunk(this.disk, offset, length);
   }
 
   activate(context: VirtioDeviceContext): void {
@@ -159,6 +182,8 @@ export class VirtioBlk implements VirtioDevice {
     if (length % SECTOR_SIZE !== 0) return BlkStatus.IOERR;
     let offset = sector * SECTOR_SIZE;
     if (offset + length > this.disk.size) return BlkStatus.IOERR;
+    // Marked before the write: a migration that harvests after it reads it too.
+    if (direction === 'write') this.dirtyLog?.mark(offset, length);
     const memory = context.memory;
     // Reads fill the writable buffers (all but the status byte); writes take
     // the readable ones after the header.
