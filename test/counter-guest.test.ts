@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  countLines, counterCmdline, counterKernel, CounterStatus, qemuCounterArgs, tsvmmCounterArgs, type CounterSettings,
+  countLines, counterCmdline, counterKernel, CounterStatus, diskSectorValue, qemuCounterArgs, tsvmmCounterArgs, type CounterSettings,
 } from '../bench/lib/counter-guest.ts';
 import { findQemu } from '../bench/lib/peers.ts';
 import { hasKvm, tsvmm } from './helpers/kvm.ts';
@@ -106,6 +106,26 @@ describe.skipIf(!hasKvm)('the counter guest under tsvmm', () => {
     const r = tsvmm(['run', '-k', counterKernel(), '-p', counterCmdline({ pages: 16384 }), '--mem', '64M']);
     expect(r.stdout).toBe("counter: pages=16384 does not fit in the guest's RAM (64 MiB; the buffer starts at 8 MiB)\n");
     expect(r.status).toBe(CounterStatus.BAD_INPUT);
+  });
+
+  it('disk: each count line\'s N is written into sector L mod the disk\'s sectors, through the virtio-blk device', () => {
+    const image = join(scratch, 'counter-disk.raw');
+    // 4 sectors: 10 lines wrap around it, so the last 4 lines' values are what it holds.
+    writeFileSync(image, Buffer.alloc(4 * 512));
+    const settings: CounterSettings = { every: 1024, limit: 10 * 1024, disk: true };
+    const r = tsvmm([...tsvmmCounterArgs(settings), '--disk', image]);
+    expect(r.stderr).not.toMatch(/error|disk/i);
+    expect(r.status).toBe(CounterStatus.DONE);
+    expect(countLines(r.stdout).map((c) => c.n)).toEqual(Array.from({ length: 10 }, (_, i) => (i + 1) * 1024));
+    const bytes = readFileSync(image);
+    // Line L (from 0) wrote (L + 1) * 1024 into sector L mod 4: lines 8, 9, 6, 7 last.
+    expect([0, 1, 2, 3].map((sector) => diskSectorValue(bytes, sector))).toEqual([9n * 1024n, 10n * 1024n, 7n * 1024n, 8n * 1024n]);
+  });
+
+  it('disk without a disk: one line, status 9, before the first count line', () => {
+    const r = tsvmm(tsvmmCounterArgs({ every: 1024, limit: 4096, disk: true }));
+    expect(r.stdout.trimEnd().split('\n').slice(1)).toEqual(['counter disk: no virtio-blk device at 0xD1000000']);
+    expect(r.status).toBe(CounterStatus.DISK_FAILED);
   });
 
   it('hex numbers and words that are not settings (the file name first) are taken as they should be', () => {

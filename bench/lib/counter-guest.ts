@@ -9,6 +9,7 @@ export const CounterStatus = {
   BAD_SLOT: 3,
   BAD_INPUT: 5,
   EXCEPTION: 7,
+  DISK_FAILED: 9,
 } as const;
 
 export interface CounterSettings {
@@ -22,6 +23,8 @@ export interface CounterSettings {
   ticks?: boolean;
   /** At the limit, power off through ACPI or report a panic through pvpanic before the debug-exit. */
   end?: 'poweroff' | 'panic';
+  /** Before each count line, write its N into a sector of the first virtio-mmio disk (tsvmm only). */
+  disk?: boolean;
 }
 
 export function counterKernel(): string {
@@ -36,7 +39,20 @@ export function counterCmdline(settings: CounterSettings): string {
   if (settings.limit !== undefined) words.push(`limit=${settings.limit}`);
   if (settings.ticks) words.push('ticks');
   if (settings.end) words.push(settings.end);
+  if (settings.disk) words.push('disk');
   return words.join(' ');
+}
+
+/**
+ * What the `disk` word left in sector `sector` of a disk image's bytes: the N
+ * of a count line, or null when the sector is not one the guest wrote (all 64
+ * u64s must agree).
+ */
+export function diskSectorValue(image: Uint8Array, sector: number): bigint | null {
+  const view = new DataView(image.buffer, image.byteOffset + sector * 512, 512);
+  const first = view.getBigUint64(0, true);
+  for (let at = 8; at < 512; at += 8) if (view.getBigUint64(at, true) !== first) return null;
+  return first;
 }
 
 /** `tsvmm run` arguments for the counter guest. */

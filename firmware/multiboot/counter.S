@@ -24,10 +24,17 @@
 #             register (port 0x600: SLP_TYP 5, SLP_EN) before the debug-exit
 #   panic     at the limit, report a panic through pvpanic (port 0x505,
 #             QEMU's too) before the debug-exit
+#   disk      before each count line, write its N into a sector of the
+#             virtio-blk disk at tsvmm's first virtio-mmio window (0xD1000000,
+#             so tsvmm only): line L (from 0) fills sector L mod the disk's
+#             sectors with N as 64 little-endian u64s, and waits for the write
+#             to complete (polled, interrupts stay off for the disk)
 # (The debug-exit still follows, for a VMM that has neither device.)
 # It first prints "counter pages=P every=K limit=M ticks=0|1" (limit=0: none).
 # A bad argument, or a buffer larger than RAM: one line, v = 2 (status 5).
 # A CPU exception: "counter exception <vector>", v = 3 (status 7).
+# No disk, or a write that fails or never completes: "counter disk: <what>",
+# v = 4 (status 9).
 # It polls COM1's LSR before each byte, which QEMU's UART needs.
 
         .intel_syntax noprefix
@@ -47,6 +54,7 @@
         .set EXIT_BAD_SLOT,   1
         .set EXIT_BAD_INPUT,  2
         .set EXIT_EXCEPTION,  3
+        .set EXIT_DISK,       4
         .set ACPI_SLEEP_CONTROL, 0x600
         .set ACPI_SLEEP_S5,   (5 << 2) | 0x20   # SLP_TYP = 5 (soft off), SLP_EN
         .set PVPANIC,         0x505
@@ -72,6 +80,40 @@
         .set PIT_CH0,         0x40
         .set PIT_MODE,        0x43
         .set PIT_100HZ,       11932             # 1193182 Hz / 100
+
+        # virtio-mmio (version 2 registers) and virtio-blk, virtio 1.2 4.2.2 and 5.2.
+        .set VIRTIO_MMIO,      0xD1000000       # tsvmm's first virtio-mmio window
+        .set VIO_MAGIC,        0x000
+        .set VIO_VERSION,      0x004
+        .set VIO_DEVICE_ID,    0x008
+        .set VIO_DEV_FEAT,     0x010
+        .set VIO_DEV_FEAT_SEL, 0x014
+        .set VIO_DRV_FEAT,     0x020
+        .set VIO_DRV_FEAT_SEL, 0x024
+        .set VIO_QUEUE_SEL,    0x030
+        .set VIO_QUEUE_MAX,    0x034
+        .set VIO_QUEUE_NUM,    0x038
+        .set VIO_QUEUE_READY,  0x044
+        .set VIO_NOTIFY,       0x050
+        .set VIO_STATUS,       0x070
+        .set VIO_DESC_LO,      0x080
+        .set VIO_DESC_HI,      0x084
+        .set VIO_AVAIL_LO,     0x090
+        .set VIO_AVAIL_HI,     0x094
+        .set VIO_USED_LO,      0x0A0
+        .set VIO_USED_HI,      0x0A4
+        .set VIO_CONFIG,       0x100            # virtio-blk: capacity in sectors (u64)
+        .set VIRTIO_ID_BLOCK,  2
+        .set BLK_T_OUT,        1
+        .set DISK_QSIZE,       4                # one request at a time; a power of two
+        .set DISK_WAIT,        0x80000000       # polls before a write counts as lost
+        # One page holds the queue and the request (offsets in disk_page).
+        .set DISK_DESC,        0x000
+        .set DISK_AVAIL,       0x100
+        .set DISK_USED,        0x200
+        .set DISK_HEADER,      0x300
+        .set DISK_STATUS,      0x320
+        .set DISK_DATA,        0x400
 
         .section .multiboot, "a"
         .align 4
@@ -102,7 +144,10 @@ _start:
         call parse_args
 2:      call check_buffer_fits
         call print_settings
-        call zero_slots
+        cmp dword ptr [disk_on], 0
+        je 4f
+        call disk_setup
+4:      call zero_slots
         cmp dword ptr [ticks_on], 0
         je 3f
         call start_ticks
@@ -174,7 +219,10 @@ finished:
         jmp exit_vm
 
 print_count:
-        push eax
+        cmp dword ptr [disk_on], 0
+        je 2f
+        call disk_write
+2:      push eax
         push edx
         push esi
         mov esi, offset msg_count
@@ -290,10 +338,17 @@ parse_args:
         jmp parse_args
 7:      mov edi, offset key_panic
         call match_key
+        jne 8f
+        call at_token_end
+        jne 8f
+        mov dword ptr [end_with], (PVPANIC << 16) | PVPANIC_PANICKED
+        jmp parse_args
+8:      mov edi, offset key_disk
+        call match_key
         jne 5f
         call at_token_end
         jne 5f
-        mov dword ptr [end_with], (PVPANIC << 16) | PVPANIC_PANICKED
+        mov dword ptr [disk_on], 1
         jmp parse_args
 5:      call at_token_end                       # not ours: skip it
         je parse_args
@@ -439,6 +494,124 @@ print_settings:
         call putc32
         ret
 
+# disk_setup: the driver initialisation of virtio 1.2 3.1.1 for the
+# virtio-blk device at VIRTIO_MMIO (no feature but VERSION_1), queue 0 of
+# DISK_QSIZE entries, and the request's three descriptors, which never change:
+# the header, the sector's data, the status byte the device writes.
+disk_setup:
+        mov edi, VIRTIO_MMIO
+        mov esi, offset msg_disk_none
+        cmp dword ptr [edi + VIO_MAGIC], 0x74726976     # "virt"
+        jne disk_failed
+        cmp dword ptr [edi + VIO_VERSION], 2
+        jne disk_failed
+        cmp dword ptr [edi + VIO_DEVICE_ID], VIRTIO_ID_BLOCK
+        jne disk_failed
+        mov esi, offset msg_disk_refused
+        mov dword ptr [edi + VIO_STATUS], 0             # reset
+        mov dword ptr [edi + VIO_STATUS], 1             # ACKNOWLEDGE
+        mov dword ptr [edi + VIO_STATUS], 3             # + DRIVER
+        mov dword ptr [edi + VIO_DEV_FEAT_SEL], 1       # feature bits 32..63
+        test dword ptr [edi + VIO_DEV_FEAT], 1          # VERSION_1 (bit 32) offered?
+        jz disk_failed
+        mov dword ptr [edi + VIO_DRV_FEAT_SEL], 1
+        mov dword ptr [edi + VIO_DRV_FEAT], 1           # accept VERSION_1 only
+        mov dword ptr [edi + VIO_DRV_FEAT_SEL], 0
+        mov dword ptr [edi + VIO_DRV_FEAT], 0
+        mov dword ptr [edi + VIO_STATUS], 11            # + FEATURES_OK
+        test dword ptr [edi + VIO_STATUS], 8            # still set: accepted
+        jz disk_failed
+        mov dword ptr [edi + VIO_QUEUE_SEL], 0
+        cmp dword ptr [edi + VIO_QUEUE_MAX], DISK_QSIZE
+        jb disk_failed
+        mov dword ptr [edi + VIO_QUEUE_NUM], DISK_QSIZE
+        mov dword ptr [edi + VIO_DESC_LO], offset disk_page + DISK_DESC
+        mov dword ptr [edi + VIO_DESC_HI], 0
+        mov dword ptr [edi + VIO_AVAIL_LO], offset disk_page + DISK_AVAIL
+        mov dword ptr [edi + VIO_AVAIL_HI], 0
+        mov dword ptr [edi + VIO_USED_LO], offset disk_page + DISK_USED
+        mov dword ptr [edi + VIO_USED_HI], 0
+        mov dword ptr [edi + VIO_QUEUE_READY], 1
+        mov dword ptr [edi + VIO_STATUS], 15            # + DRIVER_OK
+        mov eax, [edi + VIO_CONFIG]                     # capacity, low half
+        cmp dword ptr [edi + VIO_CONFIG + 4], 0
+        je 1f
+        mov eax, 0xFFFFFFFF                             # a disk of 2 TiB or more: the first 2^32 - 1 sectors
+1:      mov esi, offset msg_disk_empty
+        test eax, eax
+        jz disk_failed
+        mov [disk_sectors], eax
+        # Descriptors {addr u64, len u32, flags u16 (1 NEXT, 2 WRITE), next u16}.
+        mov ebx, offset disk_page
+        mov dword ptr [ebx + DISK_DESC + 0], offset disk_page + DISK_HEADER
+        mov dword ptr [ebx + DISK_DESC + 4], 0
+        mov dword ptr [ebx + DISK_DESC + 8], 16
+        mov dword ptr [ebx + DISK_DESC + 12], 1 | (1 << 16)     # NEXT, next = 1
+        mov dword ptr [ebx + DISK_DESC + 16], offset disk_page + DISK_DATA
+        mov dword ptr [ebx + DISK_DESC + 20], 0
+        mov dword ptr [ebx + DISK_DESC + 24], 512
+        mov dword ptr [ebx + DISK_DESC + 28], 1 | (2 << 16)     # NEXT, next = 2 (the device reads it)
+        mov dword ptr [ebx + DISK_DESC + 32], offset disk_page + DISK_STATUS
+        mov dword ptr [ebx + DISK_DESC + 36], 0
+        mov dword ptr [ebx + DISK_DESC + 40], 1
+        mov dword ptr [ebx + DISK_DESC + 44], 2                 # WRITE
+        ret
+
+# disk_write: write N (EDI:ESI) into sector (line mod sectors) and wait for
+# the device to complete it. Keeps every register.
+disk_write:
+        pushad
+        mov eax, [disk_line]
+        xor edx, edx
+        div dword ptr [disk_sectors]                    # EDX = the sector
+        inc dword ptr [disk_line]
+        mov ebx, offset disk_page
+        mov dword ptr [ebx + DISK_HEADER + 0], BLK_T_OUT
+        mov dword ptr [ebx + DISK_HEADER + 4], 0
+        mov [ebx + DISK_HEADER + 8], edx
+        mov dword ptr [ebx + DISK_HEADER + 12], 0
+        lea edx, [ebx + DISK_DATA]
+        mov ecx, 512 / 8
+1:      mov [edx], esi
+        mov [edx + 4], edi
+        add edx, 8
+        loop 1b
+        mov byte ptr [ebx + DISK_STATUS], 0xFF          # the device overwrites it
+        # avail.ring[idx mod size] = head 0, then avail.idx + 1 (x86 keeps the order), then notify.
+        movzx eax, word ptr [ebx + DISK_AVAIL + 2]
+        mov ecx, eax
+        and ecx, DISK_QSIZE - 1
+        mov word ptr [ebx + DISK_AVAIL + 4 + ecx * 2], 0
+        inc eax
+        mov [ebx + DISK_AVAIL + 2], ax
+        mov dword ptr [VIRTIO_MMIO + VIO_NOTIFY], 0
+        mov esi, offset msg_disk_lost
+        mov ecx, DISK_WAIT
+2:      cmp [ebx + DISK_USED + 2], ax
+        je 3f
+        pause
+        dec ecx
+        jnz 2b
+        jmp disk_failed
+3:      mov esi, offset msg_disk_error
+        cmp byte ptr [ebx + DISK_STATUS], 0
+        jne disk_failed
+        popad
+        ret
+
+# disk_failed: "counter disk: <ESI>", v = 4.
+disk_failed:
+        cli
+        push esi
+        mov esi, offset msg_disk
+        call puts32
+        pop esi
+        call puts32
+        mov al, '\n'
+        call putc32
+        mov al, EXIT_DISK
+        jmp exit_vm
+
 # zero_slots: RAM need not be zero (a BIOS ran before us under QEMU): clear
 # the word that each step checks.
 zero_slots:
@@ -570,6 +743,9 @@ ticks:       .long 0
 buffer_end:  .long 0
 chunk_steps: .long 0
 token:       .long 0
+disk_on:     .long 0
+disk_sectors: .long 0
+disk_line:   .long 0                            # count lines written to the disk so far
 
         .align 8
 gdt:    .quad 0
@@ -590,6 +766,7 @@ key_limit:        .asciz "limit="
 key_ticks:        .asciz "ticks"
 key_poweroff:     .asciz "poweroff"
 key_panic:        .asciz "panic"
+key_disk:         .asciz "disk"
 msg_pages:        .asciz "counter pages="
 msg_every:        .asciz " every="
 msg_limit:        .asciz " limit="
@@ -606,8 +783,16 @@ msg_no_room:      .asciz "counter: pages="
 msg_no_room_ram:  .asciz " does not fit in the guest's RAM ("
 msg_no_room_end:  .asciz " MiB; the buffer starts at 8 MiB)\n"
 msg_exception:    .asciz "counter exception "
+msg_disk:         .asciz "counter disk: "
+msg_disk_none:    .asciz "no virtio-blk device at 0xD1000000"
+msg_disk_refused: .asciz "the device refused the driver's setup"
+msg_disk_empty:   .asciz "the disk has no sectors"
+msg_disk_lost:    .asciz "a write never completed"
+msg_disk_error:   .asciz "a write failed"
 
         .bss
+        .align 4096
+disk_page: .skip 4096                           # the disk's queue and request (DISK_* offsets)
         .align 16
 idt:    .skip IDT_ENTRIES * 8
 stack:  .skip 4096
