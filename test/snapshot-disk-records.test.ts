@@ -4,7 +4,7 @@
 // virtio-blk device marks, and the zero handling of chunk reads and writes.
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.ts';
-import { DiskRecord, SnapshotReader } from '../src/snapshot/index.ts';
+import { SnapshotReader, type DiskRecord } from '../src/snapshot/index.ts';
 import { DISK_FLAG_ZERO, DISK_HEADER_BYTES, RecordType } from '../src/snapshot/format.ts';
 import type { BlockBackend, BlockStatus } from '../src/storage/block-backend.ts';
 import { readChunk, writeChunk } from '../src/storage/chunk-copy.ts';
