@@ -4,12 +4,14 @@
 // and back through the same connection, the guest's counter going on without
 // a gap. The two hosts are network namespaces on this machine, each with its
 // own sshd and state folder (helpers/ssh-hosts.ts); disks are shared storage
-// (the same paths on both), which this machine's one file system makes so.
+// (the same paths on both), which this machine's one file system makes so,
+// except under the hosts' `storage` folder, which is each host's own: there
+// a migration must copy its disks (--copy-storage-all).
 import { spawn, spawnSync } from 'node:child_process';
-import { linkSync, readFileSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterKernel, countLines } from '../bench/lib/counter-guest.ts';
+import { counterKernel, countLines, diskSectorValue } from '../bench/lib/counter-guest.ts';
 import { hasKvm, TSVMM } from './helpers/kvm.ts';
 import { netnsUnavailable } from './helpers/netns.ts';
 import { SshHosts, sshHostsUnavailable, type SshHost } from './helpers/ssh-hosts.ts';
@@ -37,6 +39,29 @@ function ok(at: SshHost, ...args: string[]): string {
 }
 
 const consoleLog = (at: SshHost, name: string) => readFileSync(join(at.stateDir, 'run', name, 'console.log'), 'latin1');
+
+/** A counter domain that writes each count line's N into its raw disk (the counter's `disk` word). */
+function diskDomainXml(name: string, disk: string): string {
+  return `<domain type='kvm'>
+  <name>${name}</name>
+  <memory unit='MiB'>32</memory>
+  <os>
+    <type>hvm</type>
+    <kernel>${counterKernel()}</kernel>
+    <cmdline>pages=64 every=4096 disk</cmdline>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='${disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='pty'/>
+    <console type='pty'/>
+  </devices>
+</domain>
+`;
+}
 
 beforeAll(async () => {
   if (unavailable) return;
@@ -146,5 +171,68 @@ describe.skipIf(unavailable !== null)('tsvmm -c tsvmm+ssh://HOST/system', () => 
     // logs are joined as text first: a line the guest was writing at a switch-over ends on the next host.
     const counts = countsOf(firstLeg() + secondLeg() + thirdLeg());
     counts.forEach((n, i) => expect(n, `count ${i}`).toBe(counts[0]! + i * 4096));
+  }, 600_000);
+
+  it('migrate --live --copy-storage-all to a host with its own storage: the disk is created there and copied while the guest writes it', () => {
+    const MiB = 1 << 20;
+    const diskSize = 3 * MiB;
+    // A folder here that the other host does not have (yet): its storage is its own.
+    mkdirSync(join(here.storage, 'vms'));
+    const disk = join(here.storage, 'vms', 'd1.raw');
+    // Here, the image holds something besides what the guest writes: the copy must bring it along.
+    const image = Buffer.alloc(diskSize);
+    image.fill(0x5a, 2 * MiB, 2 * MiB + 4096);
+    writeFileSync(disk, image);
+    const xml = join(hosts.dir, 'd1.xml');
+    writeFileSync(xml, diskDomainXml('d1', disk));
+    ok(here, 'define', xml);
+    ok(here, 'start', 'd1');
+    const sourceLog = join(hosts.dir, 'd1-source.log');
+    linkSync(join(here.stateDir, 'run', 'd1', 'console.log'), sourceLog);
+    const countsOf = (log: string) => countLines(log).map((c) => c.n);
+    const waitForCounts = (log: () => string, n: number) => {
+      const deadline = Date.now() + 30_000;
+      while (countsOf(log()).length < n && Date.now() < deadline) spawnSync('sleep', ['0.1']);
+      expect(countsOf(log()).length).toBeGreaterThanOrEqual(n);
+    };
+
+    // Refused before anything starts there, the guest running on here: the folder missing there, then an image of another size there.
+    const noFolder = tsvmmAt(here, ['migrate', '--live', '--copy-storage-all', 'd1', there.uri]);
+    expect([noFolder.status, noFolder.stderr]).toEqual([2, `tsvmm: --copy-storage-all: cannot create ${disk} (virtio0) at ${there.uri}: ${disk}: cannot create: ENOENT: no such file or directory\n`]);
+    const thereFile = join(there.storageFiles, 'vms', 'd1.raw');
+    mkdirSync(join(there.storageFiles, 'vms'));
+    writeFileSync(thereFile, Buffer.alloc(MiB));
+    const wrongSize = tsvmmAt(here, ['migrate', '--live', '--copy-storage-all', 'd1', there.uri]);
+    expect([wrongSize.status, wrongSize.stderr]).toEqual([2, `tsvmm: --copy-storage-all: ${disk} (virtio0) is ${MiB} bytes at ${there.uri} and ${diskSize} bytes here: a copy needs the same virtual size\n`]);
+    rmSync(thereFile);
+    expect(ok(here, 'domstate', 'd1')).toBe('running\n\n');
+
+    expect(ok(here, 'migrate', '--live', '--copy-storage-all', '--undefinesource', 'd1', there.uri)).toBe('');
+    expect(ok(there, 'list')).toMatch(/ d1 +running\n/);
+    const destinationLog = () => consoleLog(there, 'd1');
+    waitForCounts(destinationLog, 2);
+    ok(there, 'destroy', 'd1');
+    const counts = countsOf(readFileSync(sourceLog, 'latin1') + destinationLog());
+    counts.forEach((n, i) => expect(n, `count ${i}`).toBe(counts[0]! + i * 4096));
+    const lastHere = countsOf(readFileSync(sourceLog, 'latin1')).at(-1)!;
+
+    // The copy (there's own file, created by the migration) holds everything the source's disk held
+    // at the switch-over: a sector differs only where the guest wrote it there afterwards, a later count.
+    const source = readFileSync(disk);
+    const copy = readFileSync(thereFile);
+    expect(copy.length).toBe(diskSize);
+    expect(copy.subarray(2 * MiB, 2 * MiB + 4096).every((b) => b === 0x5a)).toBe(true);
+    let same = 0;
+    for (let sector = 0; sector < diskSize / 512; sector++) {
+      const a = source.subarray(sector * 512, sector * 512 + 512);
+      const b = copy.subarray(sector * 512, sector * 512 + 512);
+      if (a.equals(b)) {
+        same++;
+        continue;
+      }
+      expect(Number(diskSectorValue(copy, sector)), `sector ${sector}`).toBeGreaterThan(lastHere);
+    }
+    expect(same).toBeGreaterThan(0);
+    expect(diskSectorValue(source, 0)).toBe(4096n);
   }, 600_000);
 });

@@ -292,7 +292,7 @@ export function registerDomainCommands(cli: Command, setStatus: (status: number)
     .option('--live', 'the guest runs during the copy (pre-copy); without it, it is paused first')
     .option('--persistent', 'keep the definition on the destination (tsvmm always does: it has no transient domains)')
     .option('--undefinesource', 'undefine the domain here once it runs there')
-    .option('--copy-storage-all', 'copy the disks too (not supported: tsvmm needs shared storage)')
+    .option('--copy-storage-all', 'copy the writable disks in the migration stream (created there when missing); without it, the disks must be on shared storage')
     .action((key: string, uri: string, o: MigrateOptions) => migrate(key, uri, o));
   // The destination's half of migrate, run there through the connection.
   cli.command('migrate-receive', { hidden: true }).argument(...domainArgument)

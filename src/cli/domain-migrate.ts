@@ -13,12 +13,18 @@
 //   quit the source (postmigrate)           the guest runs on
 //   --undefinesource: undefine here
 //
-// Disks are not copied: both hosts must see them at the same paths (shared
-// storage), as libvirt's migration without --copy-storage-all assumes.
+// Without --copy-storage-all, disks are not copied: both hosts must see them
+// at the same paths (shared storage), as libvirt's migration assumes. With
+// it, each writable disk image is created at the destination (same path,
+// format and virtual size, no backing file: the chain is flattened, as
+// libvirt's full copy does) unless it is there already with that size, and
+// QMP migrate's `blk` sends the disks in the stream before the memory.
+// Read-only disks are not copied: they must be there.
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { InputError } from '../errors.ts';
 import { domainToXml, parseConnectUri, stateFolders, type Connection, type DomainDefinition, type DomainRunFiles } from '../domain/index.ts';
+import type { QmpClient } from './qmp-client.ts';
 import { destroyDomain, lookup, requireRunning, startDomain, storeOf, withMonitor, type StateOption } from './domain-runtime.ts';
 import { shellQuote, sshArguments } from './remote.ts';
 
@@ -66,10 +72,59 @@ async function runVerbAt(destination: Connection, uri: string, args: string[], i
   return stdout;
 }
 
-export async function migrate(key: string, destinationUri: string, options: MigrateOptions): Promise<void> {
-  if (options.copyStorageAll) {
-    throw new InputError('--copy-storage-all: tsvmm migrates with shared storage only (the disks at the same paths on both hosts)');
+/** A disk of the running source as query-block describes it. */
+interface SourceDisk {
+  device: string;
+  file: string;
+  format: 'raw' | 'qcow2';
+  readOnly: boolean;
+  virtualSize: number;
+}
+
+async function sourceDisks(client: QmpClient): Promise<SourceDisk[]> {
+  const entries = await client.execute('query-block') as Array<{
+    device: string; inserted: { file: string; ro: boolean; drv: 'raw' | 'qcow2'; image: { 'virtual-size': number } };
+  }>;
+  return entries.map(({ device, inserted }) => ({
+    device, file: inserted.file, format: inserted.drv, readOnly: inserted.ro, virtualSize: inserted.image['virtual-size'],
+  }));
+}
+
+/** The virtual size of the image at `path` on the destination, or null when there is no file there. */
+async function destinationImageSize(destination: Connection, uri: string, path: string): Promise<number | null> {
+  try {
+    const info = JSON.parse(await runVerbAt(destination, uri, ['img', 'info', '--output', 'json', path])) as { 'virtual-size': number };
+    return info['virtual-size'];
+  } catch (e) {
+    if (e instanceof InputError && e.message.includes('ENOENT')) return null;
+    throw e;
   }
+}
+
+/**
+ * --copy-storage-all's preparation at the destination, before anything is
+ * started there: each writable disk is created there unless it exists with
+ * the source's virtual size; a read-only disk must be there already.
+ */
+async function prepareDestinationDisks(destination: Connection, uri: string, disks: SourceDisk[]): Promise<void> {
+  for (const disk of disks) {
+    const size = await destinationImageSize(destination, uri, disk.file);
+    if (size === null && disk.readOnly) {
+      throw new InputError(`--copy-storage-all: ${disk.file} (${disk.device}) is read-only and not copied, and ${uri} has no such file`);
+    }
+    if (size === null) {
+      try {
+        await runVerbAt(destination, uri, ['img', 'create', '-f', disk.format, disk.file, String(disk.virtualSize)]);
+      } catch (e) {
+        throw new InputError(`--copy-storage-all: cannot create ${disk.file} (${disk.device}) at ${uri}: ${(e as Error).message.replace(`${uri}: img: `, '')}`);
+      }
+    } else if (size !== disk.virtualSize) {
+      throw new InputError(`--copy-storage-all: ${disk.file} (${disk.device}) is ${size} bytes at ${uri} and ${disk.virtualSize} bytes here: a copy needs the same virtual size`);
+    }
+  }
+}
+
+export async function migrate(key: string, destinationUri: string, options: MigrateOptions): Promise<void> {
   const destination = parseConnectUri(destinationUri);
   const store = storeOf(options);
   const definition = await lookup(store, key);
@@ -78,13 +133,17 @@ export async function migrate(key: string, destinationUri: string, options: Migr
     && stateFolders(undefined, { ...process.env, TSVMM_DEFAULT_URI: destinationUri }).data === store.folders.data) {
     throw new InputError(`${destinationUri}: the domain is there already`);
   }
-  await runVerbAt(destination, destinationUri, ['define', '/dev/stdin'], domainToXml(definition));
   const files = store.runFiles(definition.name);
+  if (options.copyStorageAll) {
+    const disks = await withMonitor(definition.name, files, sourceDisks);
+    await prepareDestinationDisks(destination, destinationUri, disks);
+  }
+  await runVerbAt(destination, destinationUri, ['define', '/dev/stdin'], domainToXml(definition));
   const receive = verbArgv(destination, destinationUri, ['migrate-receive', definition.name]).map(shellQuote).join(' ');
   const outcome = await withMonitor(definition.name, files, async (client) => {
     // Without --live the guest stops first, as libvirt's offline-to-the-guest migration does.
     if (!options.live) await client.execute('stop');
-    await client.execute('migrate', { uri: `exec:${receive}` });
+    await client.execute('migrate', { uri: `exec:${receive}`, ...(options.copyStorageAll ? { blk: true } : {}) });
     for (;;) {
       const info = await client.execute('query-migrate') as { status?: string; 'error-desc'?: string };
       if (info.status === 'completed') return null;

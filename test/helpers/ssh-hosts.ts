@@ -6,6 +6,13 @@
 // TSVMM_STATE_DIR). The client key and known_hosts are the test's too, so
 // nothing of the machine's own ssh setup is read or changed. remove() stops
 // both sshds and deletes both namespaces.
+//
+// Each host also has its own storage at one path, `storage`: the second
+// host's sshd runs in a mount namespace of its own where another folder is
+// bind mounted over it, so a disk path names one file on the first host and
+// another on the second (what a migration with --copy-storage-all meets),
+// while everything else of the file system is shared. `storageFiles` is
+// where a host's files under `storage` really are, to read them from here.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +36,10 @@ export interface SshHost {
   stateDir: string;
   /** tsvmm+ssh://root@ADDRESS/system with this test's key, known_hosts and tsvmm. */
   uri: string;
+  /** A folder path both hosts have, each with its own files in it (as seen through ssh). */
+  storage: string;
+  /** Where this host's files under `storage` are, seen from outside its namespaces. */
+  storageFiles: string;
 }
 
 export class SshHosts {
@@ -50,13 +61,17 @@ export class SshHosts {
     writeFileSync(command, `#!/bin/sh\nexec ${process.execPath} ${TSVMM} "$@"\n`, { mode: 0o755 });
     const a = TestNetns.create();
     const b = TestNetns.create();
+    const storage = join(dir, 'storage');
+    mkdirSync(storage);
     const hosts = [a, b].map((ns, i) => {
       const address = `10.77.0.${i + 1}`;
       const stateDir = join(dir, `state-${i + 1}`);
       mkdirSync(stateDir);
+      const storageFiles = i === 0 ? storage : join(dir, `storage-${i + 1}`);
+      if (i > 0) mkdirSync(storageFiles);
       keygen(join(dir, `host-${i + 1}`));
       const params = new URLSearchParams({ keyfile: join(dir, 'id'), known_hosts: join(dir, 'known_hosts'), tsvmm: command });
-      return { ns, address, stateDir, uri: `tsvmm+ssh://root@${address}/system?${params.toString()}` };
+      return { ns, address, stateDir, uri: `tsvmm+ssh://root@${address}/system?${params.toString()}`, storage, storageFiles };
     }) as [SshHost, SshHost];
     const set = new SshHosts(dir, hosts);
     try {
@@ -92,10 +107,14 @@ export class SshHosts {
       `SetEnv TSVMM_STATE_DIR=${host.stateDir} PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
       '',
     ].join('\n'));
-    const [file, args] = host.ns.wrap([SSHD, '-D', '-e', '-f', config]);
-    const sshd = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    sshd.stderr!.resume();
-    this.sshds.push(sshd);
+    const sshd = [SSHD, '-D', '-e', '-f', config];
+    // Its own storage: a private mount namespace (inside the network namespace) where storageFiles covers storage.
+    const command = host.storageFiles === host.storage ? sshd
+      : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', host.storageFiles, host.storage, ...sshd];
+    const [file, args] = host.ns.wrap(command);
+    const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.resume();
+    this.sshds.push(child);
   }
 
   /** Each sshd answers an `ssh true` from the other namespace (bounded). */
