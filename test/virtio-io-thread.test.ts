@@ -5,15 +5,17 @@
 // then a wakeup of the thread, which hands it to every device that takes host
 // input. virtio-net on a stream socket (passt's) shows the thread watching a
 // device's socket for writing while the device holds output back.
-import { mkdtempSync, openSync, closeSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { BlkRequest, VirtioBlk } from '../src/devices/virtio/blk.ts';
 import { ConsoleQueue } from '../src/devices/virtio/console.ts';
 import { VirtioSharedState } from '../src/devices/virtio/shared-state.ts';
 import { NET_HEADER_SIZE, NetQueue } from '../src/devices/virtio/net.ts';
 import { closeFd, createEventFd, createStreamSocketPair, ReadableWaiter, signalEventFd } from '../src/kvm/index.ts';
 import { HostRam } from '../src/memory/host-ram.ts';
+import { DiskDirtyLog } from '../src/storage/dirty-chunks.ts';
 import type { VirtioDeviceConfig } from '../src/machine/config.ts';
 import { openVirtioDevice } from '../src/machine/virtio-devices.ts';
 import { VirtioIoThread } from '../src/machine/virtio-io-thread.ts';
@@ -32,9 +34,11 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 
 /** One device planned as wireVirtio plans it (mmio, irqfd), without a VM: the thread then never needs one. */
 function wireOne(config: VirtioDeviceConfig): VirtioWiring {
-  const info = openVirtioDevice(config, 0, { console: { write: () => {}, read: () => null } }).info;
-  const devices = planVirtioDevices([{ config, index: 0, info }], { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
-  return { devices, controlFd: createEventFd(), pciBridgeState: null, disks: [] };
+  const device = openVirtioDevice(config, 0, { console: { write: () => {}, read: () => null } });
+  const disks = device instanceof VirtioBlk ? [{ size: device.diskSize, dirtyLog: DiskDirtyLog.create(device.diskSize) }] : [];
+  device.close?.();
+  const devices = planVirtioDevices([{ config, index: 0, info: device.info }], { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
+  return { devices, controlFd: createEventFd(), pciBridgeState: null, disks };
 }
 
 describe('the virtio I/O thread', () => {
@@ -89,6 +93,65 @@ describe('the virtio I/O thread', () => {
       await thread?.terminate();
       closeVirtioWiring(wiring);
       closeSync(consoleFd);
+    }
+  });
+
+  it('a block migration\'s side: the disk marks the chunks the guest writes while logging, and read-disk reads them between requests', async () => {
+    const MiB = 1 << 20;
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-io-thread-'));
+    const image = join(dir, 'disk.raw');
+    const content = Buffer.alloc(4 * MiB);
+    content.fill(0x42, 2 * MiB, 2 * MiB + 4096);
+    writeFileSync(image, content);
+    const ram = HostRam.allocate([{ guestAddress: 0, size: 1 << 20 }]);
+    const wiring = wireOne({ kind: 'blk', path: image, format: 'raw' });
+    const planned = wiring.devices[0]!;
+    const log = new DiskDirtyLog(wiring.disks[0]!.dirtyLog);
+    let thread: VirtioIoThread | null = null;
+    try {
+      thread = await VirtioIoThread.start({ ram: ram.descriptors, vmFd: -1, wiring, consoleFd: -1 });
+      const driver = new VirtioTestDriver({
+        info: planned.info,
+        state: new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length),
+        hooks: {
+          notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
+          statusChanged: () => signalEventFd(wiring.controlFd),
+        },
+      }, { memory: ram.memory });
+      expect(driver.negotiate()).toBe(true);
+      const queue = driver.setupQueue(0);
+      driver.driverOk();
+      const writeSector = async (sector: number, byte: number, done: number) => {
+        const header = new Uint8Array(16);
+        new DataView(header.buffer).setUint32(0, BlkRequest.OUT, true);
+        new DataView(header.buffer).setUint32(8, sector, true);
+        queue.submit([driver.readable(header), driver.readable(new Uint8Array(512).fill(byte)), driver.writable(1, 0xff)]);
+        await until(() => queue.usedIndex() === done, `complete write ${done}`);
+      };
+
+      await writeSector(0, 0x11, 1);
+      log.start();
+      await writeSector(2048 + 7, 0x22, 2); // in chunk 1
+      await writeSector(4 * 2048 - 1, 0x33, 3); // the last sector: chunk 3
+      expect(log.harvest()).toEqual([1, 3]);
+      expect(log.harvest()).toEqual([]);
+
+      const chunk1 = (await thread.readDisk(0, MiB, MiB))!;
+      expect([...chunk1.subarray(7 * 512, 7 * 512 + 2)]).toEqual([0x22, 0x22]);
+      expect((await thread.readDisk(0, 2 * MiB, MiB))![4095]).toBe(0x42);
+      expect((await thread.readDisk(0, 0, 512))![0]).toBe(0x11);
+      // All zeros: no bytes come back.
+      expect(await thread.readDisk(0, 2 * MiB + 4096, 4096)).toBeNull();
+      await expect(thread.readDisk(1, 0, 512)).rejects.toThrow(/no disk 1 \(the machine has 1\)/);
+      await expect(thread.readDisk(0, 4 * MiB - 512, 1024)).rejects.toThrow(/outside the disk/);
+
+      log.stop();
+      await writeSector(2048, 0x44, 4);
+      expect(log.harvest()).toEqual([]);
+      await thread.stop();
+    } finally {
+      await thread?.terminate();
+      closeVirtioWiring(wiring);
     }
   });
 

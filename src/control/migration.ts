@@ -49,6 +49,17 @@ interface CopiedDisk {
   size: number;
 }
 
+/** Chunks of one copied disk to send. */
+interface DiskChunks {
+  disk: CopiedDisk;
+  chunks: number[];
+}
+
+/** The bytes of the disk chunk `chunk` covers (the last one of a disk may be short). */
+function chunkBytes(disk: CopiedDisk, chunk: number): number {
+  return Math.min(DISK_CHUNK_SIZE, disk.size - chunk * DISK_CHUNK_SIZE);
+}
+
 /** The stream's header (its config record). */
 interface StreamHeader {
   machine: unknown;
@@ -171,7 +182,7 @@ export class OutgoingMigration {
           // Still "active", as QEMU's without pause-before-switchover: "device" is that capability's pause.
           this.options.onStopped();
           // Paused: no request is in flight, so the last writes are all in the logs.
-          await this.sendDiskChunks(writer, mergeChunks(dirtyChunks, this.harvestDirtyChunks()));
+          await this.sendDiskChunks(writer, this.harvestDirtyChunks(dirtyChunks));
           const before = this.ram.transferred;
           await this.sendPages(writer, [...new Set([...dirty, ...this.harvestDirtyPages()])]);
           this.ram.downtimeBytes = this.ram.transferred - before;
@@ -271,14 +282,14 @@ export class OutgoingMigration {
    * that owns the disk. Their logs were harvested before: a write racing a
    * read is marked again and goes in the next round.
    */
-  private async sendDiskChunks(writer: SnapshotWriter, work: { disk: CopiedDisk; chunks: number[] }[]): Promise<void> {
+  private async sendDiskChunks(writer: SnapshotWriter, work: DiskChunks[]): Promise<void> {
     const stats = this.disk;
     if (!stats) return;
     for (const { disk, chunks } of work) {
       for (const chunk of chunks) {
         if (this.cancelRequested) throw new Cancelled();
         const offset = chunk * DISK_CHUNK_SIZE;
-        const length = Math.min(DISK_CHUNK_SIZE, disk.size - offset);
+        const length = chunkBytes(disk, chunk);
         const data = await this.machine.readDisk(disk.disk, offset, length);
         const bytes = await writer.writeDiskChunk(disk.disk, offset, length, data);
         stats.transferred += bytes;
@@ -288,10 +299,16 @@ export class OutgoingMigration {
     }
   }
 
-  /** The chunks each copied disk's guest wrote since the last harvest; they count as remaining until sent. */
-  private harvestDirtyChunks(): { disk: CopiedDisk; chunks: number[] }[] {
-    const work = this.copiedDisks.map((disk) => ({ disk, chunks: disk.log.harvest() }));
-    if (this.disk) this.disk.remaining = work.reduce((sum, { disk, chunks }) => sum + chunks.reduce((bytes, chunk) => bytes + Math.min(DISK_CHUNK_SIZE, disk.size - chunk * DISK_CHUNK_SIZE), 0), 0);
+  /**
+   * The chunks each copied disk's guest wrote since the last harvest, with
+   * `unsent` (an earlier harvest's) merged in; they count as remaining until sent.
+   */
+  private harvestDirtyChunks(unsent: DiskChunks[] = []): DiskChunks[] {
+    const work = mergeChunks(this.copiedDisks.map((disk) => ({ disk, chunks: disk.log.harvest() })), unsent);
+    if (this.disk) {
+      this.disk.remaining = 0;
+      for (const { disk, chunks } of work) for (const chunk of chunks) this.disk.remaining += chunkBytes(disk, chunk);
+    }
     return work;
   }
 
@@ -341,9 +358,9 @@ export class OutgoingMigration {
   }
 }
 
-/** Both harvests' chunks of each disk, once each, in order. */
-function mergeChunks(a: { disk: CopiedDisk; chunks: number[] }[], b: { disk: CopiedDisk; chunks: number[] }[]): { disk: CopiedDisk; chunks: number[] }[] {
-  return a.map((entry, i) => ({ disk: entry.disk, chunks: [...new Set([...entry.chunks, ...b[i]!.chunks])].sort((x, y) => x - y) }));
+/** The chunks of `b` added to those of the same disk in `a` (b may be empty), once each, in order. */
+function mergeChunks(a: DiskChunks[], b: DiskChunks[]): DiskChunks[] {
+  return a.map((entry, i) => ({ disk: entry.disk, chunks: [...new Set([...entry.chunks, ...(b[i]?.chunks ?? [])])].sort((x, y) => x - y) }));
 }
 
 /**
