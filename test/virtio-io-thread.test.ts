@@ -17,7 +17,7 @@ import { closeFd, createEventFd, createStreamSocketPair, ReadableWaiter, signalE
 import { HostRam } from '../src/memory/host-ram.ts';
 import { DiskDirtyLog } from '../src/storage/dirty-chunks.ts';
 import type { VirtioDeviceConfig } from '../src/machine/config.ts';
-import { openVirtioDevice } from '../src/machine/virtio-devices.ts';
+import { indexesWithinKind, openVirtioDevice } from '../src/machine/virtio-devices.ts';
 import { VirtioIoThread } from '../src/machine/virtio-io-thread.ts';
 import { closeVirtioWiring, type VirtioWiring } from '../src/machine/virtio-wiring.ts';
 import { planVirtioDevices } from '../src/machine/virtio-plan.ts';
@@ -32,13 +32,29 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   throw new Error(`the virtio I/O thread never got to: ${what}`);
 }
 
-/** One device planned as wireVirtio plans it (mmio, irqfd), without a VM: the thread then never needs one. */
-function wireOne(config: VirtioDeviceConfig): VirtioWiring {
-  const device = openVirtioDevice(config, 0, { console: { write: () => {}, read: () => null } });
-  const disks = device instanceof VirtioBlk ? [{ size: device.diskSize, dirtyLog: DiskDirtyLog.create(device.diskSize) }] : [];
-  device.close?.();
-  const devices = planVirtioDevices([{ config, index: 0, info: device.info }], { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
+/** Devices planned as wireVirtio plans them (mmio, irqfd), without a VM: the thread then never needs one. */
+function wireDevices(configs: VirtioDeviceConfig[]): VirtioWiring {
+  const indexes = indexesWithinKind(configs);
+  const opened = configs.map((config, i) => openVirtioDevice(config, indexes[i]!, { console: { write: () => {}, read: () => null } }));
+  const disks = opened.flatMap((device) => device instanceof VirtioBlk ? [{ size: device.diskSize, dirtyLog: DiskDirtyLog.create(device.diskSize) }] : []);
+  for (const device of opened) device.close?.();
+  const devices = planVirtioDevices(configs.map((config, i) => ({ config, index: indexes[i]!, info: opened[i]!.info })), { defaultTransport: 'mmio', createEventFd, useIrqfd: true });
   return { devices, controlFd: createEventFd(), pciBridgeState: null, disks };
+}
+
+const wireOne = (config: VirtioDeviceConfig): VirtioWiring => wireDevices([config]);
+
+/** A driver for planned device `index` of `wiring`, notifying as the vCPU thread does; its rings and buffers from `allocFrom` up. */
+function driverOf(wiring: VirtioWiring, index: number, memory: HostRam['memory'], allocFrom: number): VirtioTestDriver {
+  const planned = wiring.devices[index]!;
+  return new VirtioTestDriver({
+    info: planned.info,
+    state: new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length),
+    hooks: {
+      notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
+      statusChanged: () => signalEventFd(wiring.controlFd),
+    },
+  }, { memory, allocFrom });
 }
 
 describe('the virtio I/O thread', () => {
@@ -105,19 +121,11 @@ describe('the virtio I/O thread', () => {
     writeFileSync(image, content);
     const ram = HostRam.allocate([{ guestAddress: 0, size: 1 << 20 }]);
     const wiring = wireOne({ kind: 'blk', path: image, format: 'raw' });
-    const planned = wiring.devices[0]!;
     const log = new DiskDirtyLog(wiring.disks[0]!.dirtyLog);
     let thread: VirtioIoThread | null = null;
     try {
       thread = await VirtioIoThread.start({ ram: ram.descriptors, vmFd: -1, wiring, consoleFd: -1 });
-      const driver = new VirtioTestDriver({
-        info: planned.info,
-        state: new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length),
-        hooks: {
-          notify: (queue) => signalEventFd(planned.notifyFds[queue]!),
-          statusChanged: () => signalEventFd(wiring.controlFd),
-        },
-      }, { memory: ram.memory });
+      const driver = driverOf(wiring, 0, ram.memory, 0x1000);
       expect(driver.negotiate()).toBe(true);
       const queue = driver.setupQueue(0);
       driver.driverOk();
@@ -148,6 +156,48 @@ describe('the virtio I/O thread', () => {
       log.stop();
       await writeSector(2048, 0x44, 4);
       expect(log.harvest()).toEqual([]);
+      await thread.stop();
+    } finally {
+      await thread?.terminate();
+      closeVirtioWiring(wiring);
+    }
+  });
+
+  it('a pause holds at once: a notification that arrived with it is left for after resume, not served behind the pause\'s reply', async () => {
+    const MiB = 1 << 20;
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-io-thread-'));
+    const images = [join(dir, 'a.raw'), join(dir, 'b.raw')];
+    for (const image of images) writeFileSync(image, Buffer.alloc(32 * MiB));
+    const ram = HostRam.allocate([{ guestAddress: 0, size: 32 * MiB }]);
+    const wiring = wireDevices(images.map((path) => ({ kind: 'blk', path, format: 'raw' })));
+    let thread: VirtioIoThread | null = null;
+    try {
+      thread = await VirtioIoThread.start({ ram: ram.descriptors, vmFd: -1, wiring, consoleFd: -1 });
+      const queues = [0, 1].map((index) => {
+        // The second disk's rings and buffers above the first one's 24 MiB write.
+        const driver = driverOf(wiring, index, ram.memory, index === 0 ? 0x1000 : 30 * MiB);
+        expect(driver.negotiate()).toBe(true);
+        const queue = driver.setupQueue(0);
+        driver.driverOk();
+        return { driver, queue };
+      });
+      const write = (disk: number, bytes: number) => {
+        const { driver, queue } = queues[disk]!;
+        const header = new Uint8Array(16);
+        new DataView(header.buffer).setUint32(0, BlkRequest.OUT, true);
+        queue.submit([driver.readable(header), driver.readable(new Uint8Array(bytes).fill(0x5a)), driver.writable(1, 0xff)]);
+      };
+      // A long write to the first disk keeps the thread busy while the second disk's
+      // notification and the pause arrive: its next poll finds both.
+      write(0, 24 * MiB);
+      write(1, 512);
+      await thread.pause();
+      // Served now, the second disk's request would complete behind the pause's reply: give it the time to.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(queues[1]!.queue.usedIndex()).toBe(0);
+      await thread.resume();
+      await until(() => queues[1]!.queue.usedIndex() === 1, 'serve the second disk\'s write after resume');
+      expect(queues[0]!.queue.usedIndex()).toBe(1);
       await thread.stop();
     } finally {
       await thread?.terminate();

@@ -195,8 +195,14 @@ function main(init: VirtioThreadInit): void {
       }
     }
     const ready = waiter.waitReady(fds, writeFds, -1);
-    for (const fd of ready.readable) handlers.get(fd)!();
-    for (const fd of ready.writable) writableHandlers.get(fd)!();
+    for (const fd of ready.readable) {
+      // A pause served just now holds for the rest of this round too: the main thread
+      // was told nothing writes guest RAM or a disk any more. The notification stays
+      // readable on its eventfd, for after resume (or for the restored device).
+      if (paused && fd !== init.controlFd) continue;
+      handlers.get(fd)!();
+    }
+    for (const fd of ready.writable) if (!paused) writableHandlers.get(fd)!();
   }
   const reports = runners.map((runner) => runner.report());
   for (const runner of runners) runner.device.close?.();
