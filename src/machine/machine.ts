@@ -130,14 +130,18 @@ export class Machine {
       this.kvmClockAtPause = built.vm.getClock().clock;
       this.guestClock.pause();
     }
-    const virtioThread = built.virtio.devices.length
-      ? await VirtioIoThread.start({
-        ram: built.ram.descriptors, vmFd: built.vm.fd, wiring: built.virtio, consoleFd,
-        dirtyLog: built.dirtyLog, restore: this.virtioRestore, paused: this.pausedNow,
-      })
-      : null;
+    // In turn with pause() and resume(): a resume() that comes while the thread
+    // starts (QMP cont right after an incoming migration) must find it to resume.
+    const virtioThread = await this.inTurn(async () => {
+      this.virtioThread = built.virtio.devices.length
+        ? await VirtioIoThread.start({
+          ram: built.ram.descriptors, vmFd: built.vm.fd, wiring: built.virtio, consoleFd,
+          dirtyLog: built.dirtyLog, restore: this.virtioRestore, paused: this.pausedNow,
+        })
+        : null;
+      return this.virtioThread;
+    });
     this.virtioRestore = null;
-    this.virtioThread = virtioThread;
     const consoleReader = new ConsoleRingReader(this.console, consoleFd);
     // With an irqchip a halted vCPU stays inside KVM: look now and then whether it can ever wake.
     this.haltWatchdog = built.irqchip ? setInterval(() => {
@@ -344,9 +348,10 @@ export class Machine {
     });
   }
 
-  private inTurn(step: () => Promise<void>): Promise<void> {
+  /** Runs `step` once every pause() and resume() asked for before it is done, and holds the ones asked for meanwhile. */
+  private inTurn<T>(step: () => Promise<T>): Promise<T> {
     const next = this.transition.then(step);
-    this.transition = next.catch(() => {});
+    this.transition = next.then(() => {}, () => {});
     return next;
   }
 

@@ -6,7 +6,7 @@
 // QEMU's own tools judge the result: `qemu-img compare` must find the two
 // images identical, `qemu-img check` the source's consistent.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -214,4 +214,22 @@ describe.skipIf(!hasKvm || !hasQemuImg)('a block migration that fails leaves the
       source.kill();
     }
   }, 180_000);
+});
+
+describe.skipIf(!hasKvm)('cont as the machine starts (what a destination started with -S meets)', () => {
+  it('a cont that comes while the virtio I/O thread starts resumes it too: the guest\'s disk writes complete', async () => {
+    const image = join(mkdtempSync(join(scratch, 'cont-')), 'disk.raw');
+    writeFileSync(image, Buffer.alloc(MiB));
+    const settings: CounterSettings = { pages: 16, every: 1024, limit: 20 * 1024, disk: true };
+    const qmp = qmpSocket();
+    const vm = new TsvmmProcess([...tsvmmCounterArgs(settings), '--disk', image, '-S', '--qmp', qmp]);
+    try {
+      // At once: the monitor answers before the machine has started its threads.
+      await (await vm.monitor(qmp)).execute('cont');
+      expect(await vm.end(60_000)).toBe(CounterStatus.DONE);
+      expect(countLines(vm.stdout)).toHaveLength(20);
+    } finally {
+      vm.kill();
+    }
+  }, 90_000);
 });
