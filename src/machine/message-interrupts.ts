@@ -15,8 +15,7 @@
 // never saw it, so there is no remote IRR to re-deliver a level-triggered one
 // after the guest's EOI.
 import type { InterruptLine, EdgeOutcome } from '../devices/interrupt-line.ts';
-import type { IoapicRoute } from '../devices/iommu/intel-vtd.ts';
-import type { MsiMessage } from '../devices/iommu/vtd-interrupts.ts';
+import type { IoapicRoute, MsiMessage } from '../devices/iommu/index.ts';
 import { KvmError, type VmFd } from '../kvm/index.ts';
 
 /** The local APICs' message window: a message anywhere else is not an interrupt. */
