@@ -286,7 +286,7 @@ export class IntelVtd implements BusDevice, StatefulDevice {
       this.setReg(VtdRegister.IQH, 0);
       status |= VtdGlobal.QIE;
     } else if (!(command & VtdGlobal.QIE) && queueWas && this.reg(VtdRegister.IQH) === this.reg(VtdRegister.IQT)) {
-      // Disabling waits for an empty queue; with descriptors pending it stays on (6.5.2).
+      // Disabling needs an empty queue (IQH = IQT), as in QEMU; with descriptors pending it stays on.
       this.setReg(VtdRegister.IQH, 0);
       status &= ~VtdGlobal.QIE;
     }
@@ -329,7 +329,7 @@ export class IntelVtd implements BusDevice, StatefulDevice {
   }
 
   /**
-   * Primary fault logging (7.2.1) into the one fault record: a second fault
+   * Primary fault logging (chapter 7) into the one fault record: a second fault
    * while it is still full sets PFO and is dropped. The fault event fires
    * when the record fills.
    */
