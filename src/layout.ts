@@ -10,9 +10,10 @@
 //   0x000f_0000    real-mode interrupt handlers (a multiboot kernel's)
 //   0xd000_0000  MMIO gap start: no RAM from here to 4 GiB
 //   0xd100_0000    virtio-mmio windows, one page each
-//   0xe000_0000    PCI BAR window (virtio-pci functions)
+//   0xe000_0000    PCI BAR window (virtio-pci functions, then edu at 0xe010_0000)
 //   0xfea0_0000    ACPI Generic Event Device
 //   0xfec0_0000    IOAPIC (KVM)
+//   0xfed9_0000    Intel VT-d registers (--device intel-iommu)
 //   0xfee0_0000    local APICs (KVM)
 //   0xff00_0000    pc-testdev's 64 KiB buffer (--device pc-testdev)
 //   0xfffb_c000    KVM's identity map page and TSS (VT-x real mode)
@@ -102,11 +103,15 @@ export const MmioLayout = {
    */
   PCI_BAR_WINDOW_BASE: 0xe000_0000,
   PCI_BAR_WINDOW_END: 0xfe9f_ffff,
+  /** Where firmware puts edu's 1 MiB BAR: past the virtio-pci functions' BARs (8 of 16 KiB at most). */
+  EDU_BAR: 0xe010_0000,
   /** The ACPI Generic Event Device's status register page (QEMU's microvm puts its GED here too). */
   ACPI_GED: 0xfea0_0000,
   /** KVM's in-kernel IOAPIC (24 pins, ID 0 after reset). */
   IOAPIC: 0xfec0_0000,
   IOAPIC_SIZE: 0x1000,
+  /** The VT-d remapping unit's register page: q35's address, which kvm-unit-tests hard-codes. */
+  INTEL_IOMMU: 0xfed9_0000,
   /** The local APIC window every vCPU sees its own APIC through (KVM). */
   LOCAL_APIC: 0xfee0_0000,
   LOCAL_APIC_SIZE: 0x10_0000,
@@ -223,6 +228,8 @@ export const IrqLayout = {
    * an edge-triggered PIC line cannot be shared.
    */
   VIRTIO: [5, 6, 7, 9, 10, 11, 14, 15],
+  /** edu's INTA#: the first IOAPIC pin above the ISA lines (no PIC input, so only the IOAPIC routes it). */
+  EDU: 16,
   /** The ACPI GED: the IOAPIC's last pin, above the ISA lines, so nothing else is wired to it. */
   ACPI_GED: 23,
   IOAPIC_PINS: 24,

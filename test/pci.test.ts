@@ -66,9 +66,17 @@ describe('PCI configuration mechanism #1', () => {
   it('keeps only the enable, bus, device, function and register bits of CONFIG_ADDRESS', () => {
     const { pio } = setup();
     pio.write(0xcf8, 4, 0xffff_ffff);
-    expect(pio.read(0xcf8, 4)).toBe(0x80ff_fffc);
+    expect(pio.read(0xcf8, 4)).toBe(0x80ff_ffff);
     pio.write(0xcf8, 4, 0x7f00_0003);
-    expect(pio.read(0xcf8, 4)).toBe(0);
+    expect(pio.read(0xcf8, 4)).toBe(3);
+  });
+
+  it('ORs CONFIG_ADDRESS bits 1:0 into the register, as QEMU does (kvm-unit-tests reads the device ID so)', () => {
+    const { pio } = setup();
+    pio.write(0xcf8, 4, 0x8000_0000 | PciConfig.DEVICE_ID);
+    expect(pio.read(0xcfc, 2)).toBe(0x29c0);
+    pio.write(0xcf8, 4, 0x8000_0000 | 0x0b);
+    expect(pio.read(0xcfc, 1)).toBe(0x06);
   });
 
   it('with the enable bit clear, data reads all ones and writes go nowhere', () => {

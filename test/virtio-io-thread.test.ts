@@ -19,6 +19,7 @@ import { DiskDirtyLog } from '../src/storage/dirty-chunks.ts';
 import type { VirtioDeviceConfig } from '../src/machine/config.ts';
 import { indexesWithinKind, openVirtioDevice } from '../src/machine/virtio-devices.ts';
 import { VirtioIoThread } from '../src/machine/virtio-io-thread.ts';
+import { StreamBackend } from '../src/devices/virtio/net-stream.ts';
 import { closeVirtioWiring, type VirtioWiring } from '../src/machine/virtio-wiring.ts';
 import { planVirtioDevices } from '../src/machine/virtio-plan.ts';
 import { VirtioTestDriver } from './helpers/virtio-driver.ts';
@@ -250,8 +251,22 @@ describe('the virtio I/O thread', () => {
       expect(receiveq.takeUsed()).toEqual([{ id: head, len: NET_HEADER_SIZE + 60 }]);
       expect([...driver.bytes(buffer, NET_HEADER_SIZE + 60).subarray(NET_HEADER_SIZE)]).toEqual(new Array(60).fill(0x5a));
 
-      const reports = await thread.stop();
+      // The thread stops (a reset) with a frame from the peer read in part: it
+      // reads the rest, which the peer sends while it waits, and drops it,
+      // so the next device on the socket (the machine after the reset) reads
+      // the frame after it whole.
+      receiveq.submit([driver.writable(NET_HEADER_SIZE + 1514)]);
+      const cut = Uint8Array.of(0, 0, 0, 100, ...new Uint8Array(100).fill(0x33));
+      writeSync(remote, cut.subarray(0, 40));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const stopping = thread.stop();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      writeSync(remote, Uint8Array.of(...cut.subarray(40), 0, 0, 0, 20, ...new Uint8Array(20).fill(0x44)));
+      const reports = await stopping;
       expect(reports).toEqual([expect.objectContaining({ name: 'net0', errors: 0, txFrames: frames.length, rxFrames: 1 })]);
+      const next = new Uint8Array(NET_HEADER_SIZE + 1514);
+      expect(new StreamBackend(local).receive([next], next.length)).toBe(NET_HEADER_SIZE + 20);
+      expect([...next.subarray(NET_HEADER_SIZE, NET_HEADER_SIZE + 20)]).toEqual(new Array(20).fill(0x44));
       await thread.terminate();
       thread = null;
     } finally {

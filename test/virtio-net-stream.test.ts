@@ -201,4 +201,62 @@ describe('virtio-net over a length-prefixed stream (passt)', () => {
     expect(device.wantsWritable()).toBe(false);
     expect(device.counts).toMatchObject({ txFrames: frames.length, txErrors: 0 });
   });
+
+  describe('a device that goes away leaves the stream between frames (close: the next device, after a reset, starts in step)', () => {
+    /** A second device on the same socket, as the machine after a reset wires it. */
+    function nextDevice(local: number) {
+      const device = new VirtioNet({ name: 'net0', backend: new StreamBackend(local, 'the test peer'), mac: MAC });
+      const driver = new VirtioTestDriver(device, { transport: 'mmio' }).start();
+      return { device, driver, rx: driver.queue(NetQueue.RECEIVE), tx: driver.queue(NetQueue.TRANSMIT) };
+    }
+
+    it('reads the rest of a half-read frame and drops it; the next device gets the next frame whole', () => {
+      const { driver, rx, peer, device } = setup();
+      rx.submit([driver.writable(RX_BUFFER)]);
+      const dropped = lengthPrefixed(frame(600, 3));
+      writeSync(peer, dropped.subarray(0, 300));
+      pollOnce(device);
+      expect(rx.takeUsed()).toEqual([]);
+      const next = frame(80, 9);
+      writeSync(peer, Uint8Array.from([...dropped.subarray(300), ...lengthPrefixed(next)]));
+      device.close();
+      expect(reasons(driver)).toBe('');
+
+      const after = nextDevice(fds[fds.length - 2]!);
+      const buffer = after.driver.writable(RX_BUFFER);
+      const head = after.rx.submit([buffer]);
+      pollOnce(after.device);
+      expect(after.rx.takeUsed()).toEqual([{ id: head, len: NET_HEADER_SIZE + 80 }]);
+      expect(bytesOf(after.driver, buffer, NET_HEADER_SIZE + 80).subarray(NET_HEADER_SIZE)).toEqual(next);
+    });
+
+    it('finishes a half-sent frame once the peer reads; the next device\'s frames follow it in step', () => {
+      const { driver, tx, peer, device } = setup(128);
+      const frames = Array.from({ length: 64 }, (_, i) => frame(16_000, i));
+      for (const f of frames) tx.submit([driver.readable(new Uint8Array(NET_HEADER_SIZE)), driver.readable(f)]);
+      expect(device.wantsWritable()).toBe(true);
+      // The peer reads a little: room for what is held back, not for the frames still in the ring.
+      const taken = readSync(peer, new Uint8Array(32_768));
+      device.close();
+      expect(device.wantsWritable()).toBe(false);
+      const sentWhole = tx.takeUsed().length;
+
+      const after = nextDevice(fds[fds.length - 2]!);
+      const last = frame(70, 5);
+      after.tx.submit([after.driver.readable(new Uint8Array(NET_HEADER_SIZE)), after.driver.readable(last)]);
+      const rest = peerReads(peer);
+      const expected = lengthPrefixed(...frames.slice(0, sentWhole), last);
+      expect(taken + rest.length).toBe(expected.length);
+      expect(Buffer.from(rest).equals(expected.subarray(taken))).toBe(true);
+    });
+
+    it('a peer that never finishes its frame is a failure after a second\'s wait, counted as the device\'s error', () => {
+      const { driver, rx, peer, device } = setup();
+      rx.submit([driver.writable(RX_BUFFER)]);
+      writeSync(peer, lengthPrefixed(frame(600)).subarray(0, 100));
+      pollOnce(device);
+      device.close();
+      expect(reasons(driver)).toBe('net0: the test peer left the stream mid-frame for 1000 ms as the device stopped');
+    });
+  });
 });

@@ -35,6 +35,22 @@ export function tsvmmFeatures(): TsvmmFeatures {
   return { pcTestdev: help.includes('pc-testdev'), cpu: help.includes('--cpu ') };
 }
 
+/**
+ * tsvmm's options for QEMU's -machine settings, or the one it cannot honour.
+ * q35 is tsvmm's PC as it is (host bridge at 0xCF8, the VT-d unit at q35's
+ * address); kernel-irqchip=split is what QEMU needs for interrupt remapping,
+ * which tsvmm does beside KVM's own IOAPIC (src/machine/message-interrupts.ts).
+ */
+function machineOptions(value: string): { args: string[] } | { unsupported: string } {
+  const args: string[] = [];
+  for (const setting of value.split(',')) {
+    if (setting === 'q35' || setting === 'accel=kvm' || setting === 'kernel-irqchip=split' || setting === 'kernel-irqchip=on') continue;
+    if (setting === 'pit=off') args.push('--pit', 'off');
+    else return { unsupported: setting };
+  }
+  return { args };
+}
+
 /** tsvmm's spelling of the test's QEMU options, or the first option it has none for. */
 export function tsvmmCommand(test: KutTest, kutDir: string, has: TsvmmFeatures): string[] | { untranslatable: string } {
   const args = [process.execPath, TSVMM_BIN, 'run', '--kernel', join(kutDir, 'x86', test.file)];
@@ -49,7 +65,11 @@ export function tsvmmCommand(test: KutTest, kutDir: string, has: TsvmmFeatures):
     if (option === '-m' && value) args.push('-m', /^\d+$/.test(value) ? `${value}M` : value);
     else if (option === '-smp' && value) args.push('--smp', value);
     else if (option === '-cpu' && value && has.cpu) args.push('--cpu', value);
-    else if ((option === '-machine' || option === '-M') && value === 'pit=off') args.push('--pit', 'off');
+    else if ((option === '-machine' || option === '-M') && value) {
+      const machine = machineOptions(value);
+      if ('unsupported' in machine) return { untranslatable: `${option} ${machine.unsupported}` };
+      args.push(...machine.args);
+    } else if (option === '-device' && value && /^(edu|intel-iommu)(,|$)/.test(value)) args.push('--device', value);
     else return { untranslatable: `${option}${value && !value.startsWith('-') ? ` ${value}` : ''}` };
     i++;
   }

@@ -90,7 +90,7 @@ async function program(setStatus: (status: number) => void, argv: string[]): Pro
     .option('--trace <kinds>', 'trace: exits (every exit, then a table of counts)', collect)
     .option('--disk <spec>', 'a virtio-blk disk: PATH[,format=raw|qcow2][,readonly][,serial=S][,transport=mmio|pci] (repeatable)', repeat)
     .option('--net <spec>', 'a virtio-net device: tap[=NAME] (a TAP you set up) or bridge[,br=BR][,ifname=NAME] (a TAP tsvmm puts into host bridge BR, default br0), then [,mac=52:54:00:..][,transport=mmio|pci] (repeatable)', repeat)
-    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device) or pvpanic (the guest reports its panics, at 0x505)', repeat)
+    .option('--device <spec>', 'another device: virtio-rng or virtio-console [,transport=mmio|pci] (repeatable), or QEMU\'s isa-debug-exit[,iobase=N][,iosize=N] (default 0x501, 2 ports) or pc-testdev (kvm-unit-tests\' test device) or pvpanic (the guest reports its panics, at 0x505) or edu (QEMU\'s educational PCI device) or intel-iommu[,intremap=on|off][,eim=off] (a VT-d unit at 0xFED90000)', repeat)
     .option('--fw-cfg <spec>', 'a file in fw_cfg (QEMU\'s -fw_cfg): [name=]opt/NAME,file=PATH or [name=]opt/NAME,string=S (repeatable)', repeat)
     .option('--virtio-transport <kind>', 'transport of virtio devices that name none: mmio (default) or pci')
     .option('--console <kind>', 'guest console and host input: serial (COM1, default) or virtio (hvc0)')

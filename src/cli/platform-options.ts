@@ -3,6 +3,8 @@
 //   --device isa-debug-exit[,iobase=N][,iosize=N]
 //   --device pc-testdev
 //   --device pvpanic                                          (at 0x505, QEMU's ioport)
+//   --device edu                                              (QEMU's educational PCI device)
+//   --device intel-iommu[,intremap=on|off][,eim=off]          (a VT-d unit at q35's 0xFED90000)
 //   --fw-cfg [name=]NAME,file=PATH | [name=]NAME,string=S   (QEMU's -fw_cfg)
 import type { FwCfgFileConfig, MachineConfig } from '../machine/config.ts';
 import { InputError } from '../errors.ts';
@@ -11,7 +13,7 @@ import { hex } from '../hex.ts';
 import { splitSpec, stringSetting } from './virtio-options.ts';
 
 /** The `--device` names this file parses; the others are virtio devices. */
-export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit', 'pc-testdev', 'pvpanic'];
+export const PLATFORM_DEVICE_NAMES = ['isa-debug-exit', 'pc-testdev', 'pvpanic', 'edu', 'intel-iommu'];
 
 export function isPlatformDevice(spec: string): boolean {
   return PLATFORM_DEVICE_NAMES.includes(spec.split(',', 1)[0]!);
@@ -51,8 +53,42 @@ const PC_TESTDEV_PORT_RANGES = [
   { base: PortLayout.PC_TESTDEV_IRQ, count: 24 },
 ];
 
+/** An on/off setting in QEMU's spellings. */
+function onOff(flag: string, spec: string, key: string, value: string | true | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === true || ['on', 'true', 'yes'].includes(value)) return true;
+  if (['off', 'false', 'no'].includes(value)) return false;
+  throw new InputError(`${flag} ${spec}: ${key}=${value} is neither on nor off`);
+}
+
+/**
+ * `--device intel-iommu[,intremap=on|off][,eim=off]`: QEMU's VT-d unit.
+ * Interrupt remapping is off unless intremap=on, as in QEMU; extended
+ * interrupt mode (x2APIC destinations, eim=on) is not implemented.
+ */
+export function parseIntelIommu(spec: string): NonNullable<MachineConfig['iommu']> {
+  const flag = '--device';
+  const { settings } = splitSpec(flag, spec);
+  for (const key of settings.keys()) {
+    if (key !== 'intremap' && key !== 'eim') throw new InputError(`${flag} ${spec}: unknown setting "${key}" (known: intremap, eim)`);
+  }
+  const interruptRemapping = onOff(flag, spec, 'intremap', settings.get('intremap')) ?? false;
+  if (onOff(flag, spec, 'eim', settings.get('eim'))) throw new InputError(`${flag} ${spec}: eim=on (x2APIC interrupt remapping) is not implemented; use eim=off`);
+  return { interruptRemapping };
+}
+
+/** A `--device` that takes no settings and may be given once. */
+function singleDevice(devices: readonly string[], name: string, why: string): boolean {
+  const found = devices.filter((spec) => spec.split(',', 1)[0] === name);
+  for (const spec of found) if (spec !== name) throw new InputError(`--device ${spec}: ${name} has no settings`);
+  if (found.length > 1) throw new InputError(`--device ${name}: given more than once (${why})`);
+  return found.length > 0;
+}
+
 /** The machine settings of the platform devices among `--device` specs, and the `--fw-cfg` files. */
-export function platformConfigFromOptions(devices: readonly string[], fwCfg: readonly string[] = []): Pick<MachineConfig, 'debugExit' | 'pcTestdev' | 'pvpanic' | 'fwCfgFiles'> {
+export function platformConfigFromOptions(
+  devices: readonly string[], fwCfg: readonly string[] = [],
+): Pick<MachineConfig, 'debugExit' | 'pcTestdev' | 'pvpanic' | 'fwCfgFiles' | 'edu' | 'iommu'> {
   const debugExits = devices.filter((spec) => spec.split(',', 1)[0] === 'isa-debug-exit');
   if (debugExits.length > 1) throw new InputError('--device isa-debug-exit: given more than once (tsvmm has one debug-exit device)');
   const testdevs = devices.filter((spec) => spec.split(',', 1)[0] === 'pc-testdev');
@@ -69,7 +105,12 @@ export function platformConfigFromOptions(devices: readonly string[], fwCfg: rea
     const taken = PC_TESTDEV_PORT_RANGES.find((r) => debugExit.port < r.base + r.count && r.base < debugExit.port + debugExit.size);
     if (taken) throw new InputError(`--device ${debugExits[0]}: overlaps pc-testdev's ports ${hex(taken.base)}-${hex(taken.base + taken.count - 1)}`);
   }
+  const edu = singleDevice(devices, 'edu', 'tsvmm has one edu device');
+  const iommus = devices.filter((spec) => spec.split(',', 1)[0] === 'intel-iommu');
+  if (iommus.length > 1) throw new InputError('--device intel-iommu: given more than once (tsvmm has one VT-d unit)');
   return {
+    ...(edu ? { edu: true } : {}),
+    ...(iommus.length ? { iommu: parseIntelIommu(iommus[0]!) } : {}),
     ...(debugExit ? { debugExit } : {}),
     ...(testdevs.length ? { pcTestdev: true } : {}),
     ...(pvpanics.length ? { pvpanic: true } : {}),

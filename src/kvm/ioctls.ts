@@ -45,6 +45,7 @@ export const Ioctl = {
   KVM_GET_CLOCK: ior(0x7c, Layouts.kvm_clock_data.size),
   KVM_GET_PIT2: ior(0x9f, Layouts.kvm_pit_state2.size),
   KVM_SET_PIT2: iow(0xa0, Layouts.kvm_pit_state2.size),
+  KVM_SIGNAL_MSI: iow(0xa5, Layouts.kvm_msi.size),
 
   // On a vCPU fd
   KVM_RUN: io(0x80),
@@ -115,6 +116,7 @@ export const Capability = {
   KVM_CAP_IRQFD: 32,
   KVM_CAP_MAX_VCPUS: 66,
   KVM_CAP_TSC_DEADLINE_TIMER: 72,
+  KVM_CAP_SIGNAL_MSI: 77,
   KVM_CAP_IMMEDIATE_EXIT: 136,
   KVM_CAP_XSAVE2: 208,
 } as const;

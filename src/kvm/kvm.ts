@@ -167,11 +167,15 @@ const KVM_IOEVENTFD_FLAG_PIO = 1 << 1;
 const KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2;
 const KVM_IRQFD_FLAG_DEASSIGN = 1 << 0;
 const KVM_PIT_SPEAKER_DUMMY = 1;
+/** KVM_GET/SET_IRQCHIP chip_id of the IOAPIC. */
+const IOAPIC_CHIP = 2;
 
 /** A VM: memory slots, the in-kernel interrupt controllers, vCPU creation. */
 export class VmFd {
   private readonly irqLevel = new Uint8Array(Layouts.kvm_irq_level.size);
   private readonly irqLevelView = viewOfBytes(this.irqLevel);
+  private readonly msi = new Uint8Array(Layouts.kvm_msi.size);
+  private readonly msiView = viewOfBytes(this.msi);
   /** Native memory KVM_GET_DIRTY_LOG writes a slot's bitmap into (the struct holds a pointer). */
   private dirtyBitmap: HostMapping | null = null;
 
@@ -243,6 +247,29 @@ export class VmFd {
     ioctlBuffer(this.fd, 'KVM_IRQ_LINE_STATUS', this.irqLevel, `irq ${irq}`);
     // The kernel writes the status over the irq number (a union).
     return this.irqLevelView.getInt32(0, true);
+  }
+
+  /**
+   * The redirection table entry of IOAPIC input `pin`, as the guest last
+   * programmed it (KVM_GET_IRQCHIP of the IOAPIC): all 64 bits, including the
+   * ones KVM's IOAPIC does not interpret (an interrupt-remapping index).
+   */
+  ioapicRedirection(pin: number): bigint {
+    const ioapic = Layouts.kvm_ioapic_state.fields;
+    const state = this.getIrqchip(IOAPIC_CHIP);
+    return viewOfBytes(state).getBigUint64(ioapic.redirtbl.offset + 8 * pin, true);
+  }
+
+  /**
+   * Delivers one message-signalled interrupt (KVM_SIGNAL_MSI), as a device's
+   * write of `data` to `address` in the 0xFEExxxxx window would; callable from
+   * any thread. Returns > 0 when delivered, 0 when the guest blocked it.
+   */
+  signalMsi(address: number, data: number): number {
+    this.msiView.setUint32(0, address >>> 0, true);
+    this.msiView.setUint32(4, Math.floor(address / 2 ** 32) >>> 0, true);
+    this.msiView.setUint32(8, data >>> 0, true);
+    return ioctlBuffer(this.fd, 'KVM_SIGNAL_MSI', this.msi, `address 0x${address.toString(16)} data 0x${data.toString(16)}`);
   }
 
   /**

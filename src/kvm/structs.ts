@@ -115,6 +115,10 @@ export const Layouts = {
   kvm_lapic_state: layout(1024, { regs: [0, 1024] }),
   // KVM_GET/SET_IRQCHIP: chip_id 0 = master PIC, 1 = slave PIC, 2 = IOAPIC; `chip` holds its state.
   kvm_irqchip: layout(520, { chip_id: [0, 4], pad: [4, 4], chip: [8, 512] }),
+  // The in-kernel IOAPIC as KVM_GET_IRQCHIP (chip 2) returns it: 24 redirection entries of 64 bits.
+  kvm_ioapic_state: layout(216, { base_address: [0, 8], ioregsel: [8, 4], id: [12, 4], irr: [16, 4], pad: [20, 4], redirtbl: [24, 192] }),
+  // KVM_SIGNAL_MSI: one message-signalled interrupt, written to the local APICs as a device would.
+  kvm_msi: layout(32, { address_lo: [0, 4], address_hi: [4, 4], data: [8, 4], flags: [12, 4], devid: [16, 4], pad: [20, 12] }),
   kvm_pic_state: layout(16, {
     last_irr: [0, 1], irr: [1, 1], imr: [2, 1], isr: [3, 1], priority_add: [4, 1], irq_base: [5, 1],
     read_reg_select: [6, 1], poll: [7, 1], special_mask: [8, 1], init_state: [9, 1], auto_eoi: [10, 1],

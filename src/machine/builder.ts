@@ -17,6 +17,8 @@ import { AcpiSleep } from '../devices/acpi-sleep.ts';
 import { MonotonicClock } from '../devices/clock.ts';
 import { CmosRtc } from '../devices/cmos-rtc.ts';
 import { FwCfg, type FwCfgContents } from '../devices/fw-cfg.ts';
+import { IntelVtd, VTD_HOST_ADDRESS_WIDTH } from '../devices/iommu/index.ts';
+import { Edu } from '../devices/pci/index.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { PcTestdev } from '../devices/pc-testdev.ts';
 import { Pit8254 } from '../devices/pit8254.ts';
@@ -92,8 +94,11 @@ export function buildMachine(requested: MachineConfig, { restoring = false }: Bu
   const ram = addRam(vm, config.memoryBytes);
   const vcpus = addVcpus(kvm, vm, config.cpus, config.cpu ?? HOST_CPU, warnings);
   const clock = MonotonicClock.createState();
-  const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles) });
+  if ((config.edu || config.iommu) && !irqchip) {
+    throw new InputError(`--device ${config.edu ? 'edu' : 'intel-iommu'} needs the interrupt controllers: use --irqchip with a flat guest`);
+  }
   const virtio = wireVirtio(vm, config, irqchip, { lockImages: !restoring });
+  const devices = machineDevices(config, kernel, { clock, fwCfg: machineFwCfg(config, fwCfgFiles), pciSlotsTaken: virtioPciCount(virtio.devices) });
   const bootPlan = restoring ? null : loadGuest(guest, config, ram, vcpus, irqchip, virtio);
 
   return {
@@ -173,19 +178,33 @@ function addVcpus(kvm: KvmSystem, vm: VmFd, cpus: number, model: CpuModel, warni
   return vcpus;
 }
 
+/** The host bridge is slot 0 and takes the virtio-pci functions in order into slots 1, 2, ...; edu comes after them. */
+function virtioPciCount(virtio: readonly PlannedVirtioDevice[]): number {
+  return virtio.filter((d) => d.transport === 'pci').length;
+}
+
 /**
  * What the ACPI tables of a kernel guest (Linux or multiboot) describe: its vCPUs, COM1, the PCI
- * host bridge with each function's interrupt when a virtio device is on PCI,
- * and each virtio-mmio device
- * (which the guest then finds in the DSDT rather than on its command line).
+ * host bridge with each function's interrupt when a virtio device or edu is on PCI,
+ * each virtio-mmio device
+ * (which the guest then finds in the DSDT rather than on its command line),
+ * and the VT-d unit (a DMAR table).
  */
-export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: number, pvpanic = false): AcpiPlatform {
-  // The host bridge is slot 0 and takes the PCI devices in order into slots 1, 2, ...
+export function linuxAcpiPlatform(
+  virtio: readonly PlannedVirtioDevice[], cpus: number, platform: Pick<MachineConfig, 'pvpanic' | 'edu' | 'iommu'> = {},
+): AcpiPlatform {
   const onPci = virtio.filter((d) => d.transport === 'pci');
+  const interrupts = [
+    ...onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })),
+    ...(platform.edu ? [{ slot: onPci.length + 1, gsi: IrqLayout.EDU }] : []),
+  ];
   return acpiPlatform(cpus, undefined, {
-    ...(onPci.length ? { pci: { interrupts: onPci.map((d, i) => ({ slot: i + 1, gsi: d.irq })) } } : {}),
+    ...(interrupts.length ? { pci: { interrupts } } : {}),
     virtioMmio: virtio.filter((d) => d.transport === 'mmio').map((d) => ({ address: d.address, size: VIRTIO_MMIO_SIZE, irq: d.irq })),
-    pvpanic,
+    pvpanic: platform.pvpanic ?? false,
+    ...(platform.iommu ? {
+      iommu: { address: MmioLayout.INTEL_IOMMU, hostAddressWidth: VTD_HOST_ADDRESS_WIDTH, interruptRemapping: platform.iommu.interruptRemapping },
+    } : {}),
   });
 }
 
@@ -195,8 +214,8 @@ export function linuxAcpiPlatform(virtio: readonly PlannedVirtioDevice[], cpus: 
  * `clock` is the guest clock the PIT counts from.
  */
 export function machineDevices(
-  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev' | 'pvpanic'>, acpi: boolean,
-  { clock = MonotonicClock.createState(), fwCfg }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents } = {},
+  config: Pick<MachineConfig, 'pit' | 'debugExit' | 'pcTestdev' | 'pvpanic' | 'edu' | 'iommu'>, acpi: boolean,
+  { clock = MonotonicClock.createState(), fwCfg, pciSlotsTaken = 0 }: { clock?: SharedArrayBuffer; fwCfg?: FwCfgContents; pciSlotsTaken?: number } = {},
 ): DeviceSpec[] {
   return [
     { kind: 'serial16550', name: 'COM1', port: PortLayout.COM1, irq: IrqLayout.COM1_COM3, state: Serial16550.createState() },
@@ -227,6 +246,13 @@ export function machineDevices(
     ...(fwCfg ? [
       { kind: 'fw-cfg', port: PortLayout.FW_CFG, dmaPort: PortLayout.FW_CFG_DMA, contents: fwCfg, state: FwCfg.createState() },
     ] satisfies DeviceSpec[] : []),
+    // The VT-d unit before the PCI function it remaps.
+    ...(config.iommu ? [
+      { kind: 'intel-iommu', address: MmioLayout.INTEL_IOMMU, state: IntelVtd.createState(config.iommu) },
+    ] satisfies DeviceSpec[] : []),
+    ...(config.edu ? [{
+      kind: 'edu', slot: pciSlotsTaken + 1, gsi: IrqLayout.EDU, state: Edu.createState({ irq: IrqLayout.EDU, barAddress: MmioLayout.EDU_BAR }),
+    }] satisfies DeviceSpec[] : []),
   ];
 }
 
@@ -266,7 +292,7 @@ function loadGuest(
       // The virtio-mmio devices are in the ACPI tables, not on the command line.
       cmdline: [linux.cmdline, config.console === 'virtio' ? 'console=hvc0' : ''].filter(Boolean).join(' '),
       ram: ramLayout(config.memoryBytes),
-      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config.pvpanic ?? false),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config),
       // An MP table too: a kernel booted with acpi=off finds its CPUs there.
       cpus: config.cpus,
     }, reset);
@@ -278,7 +304,7 @@ function loadGuest(
       kernel: guest.kernel, kernelSource: linux.kernel, args: linux.args ?? '',
       ...(guest.initrd ? { initrd: guest.initrd, initrdSource: linux.initrd! } : {}),
       ram: ramLayout(config.memoryBytes),
-      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config.pvpanic ?? false),
+      acpi: linuxAcpiPlatform(virtio.devices, config.cpus, config),
       cpus: config.cpus,
     }, guest.header, reset).state;
   } else {

@@ -20,7 +20,8 @@ import { I8042 } from '../devices/i8042.ts';
 import { Pvpanic, PVPANIC_PORT_COUNT } from '../devices/pvpanic.ts';
 import { PcTestdev, PC_TESTDEV_FLUSH_COUNT, PC_TESTDEV_IOMEM_SIZE, PC_TESTDEV_IOPORT_COUNT, PC_TESTDEV_IRQ_COUNT } from '../devices/pc-testdev.ts';
 import type { InterruptLine } from '../devices/interrupt-line.ts';
-import { PciHostBridge, type ForbiddenRange } from '../devices/pci/index.ts';
+import { IntelVtd, RemappedDma, VTD_REGISTER_SIZE, type IoapicRoute, type MsiMessage } from '../devices/iommu/index.ts';
+import { Edu, GuestRamDma, type ForbiddenRange, type MemoryBar, type PciHostBridge } from '../devices/pci/index.ts';
 import { Pit8254, PIT_PORT_COUNT } from '../devices/pit8254.ts';
 import { Serial16550, UART_PORT_COUNT } from '../devices/serial16550.ts';
 import { SystemControlPort } from '../devices/system-control-port.ts';
@@ -52,6 +53,13 @@ export interface PlatformContext {
   irqLine(irq: number): InterruptLine;
   /** Makes the host drop its mapping of one guest page, so the guest's next access faults in the host (pc-testdev). */
   flushPage(guestAddress: number): void;
+  /** Delivers an MSI to the local APICs; absent without the in-kernel irqchip. */
+  readonly signalMsi?: (message: MsiMessage) => void;
+  /**
+   * IOAPIC input `irq` whose every assertion is first put to `remap` (the
+   * VT-d unit's interrupt remapping); absent without the in-kernel irqchip.
+   */
+  readonly remappedIrqLine?: (irq: number, remap: (entry: bigint) => IoapicRoute) => InterruptLine;
 }
 
 export interface PlatformOptions {
@@ -61,6 +69,10 @@ export interface PlatformOptions {
   clock: MonotonicClock;
   /** Deadline service for timed devices; null when no interrupt controller exists to deliver ticks. */
   timers: DeviceTimers | null;
+  /** The PCI host bridge PCI functions join (null: the machine has none). */
+  pciBridge?: PciHostBridge | null;
+  /** Where a PCI function's BAR may never go. */
+  pciForbidden?: readonly ForbiddenRange[];
 }
 
 /**
@@ -84,13 +96,19 @@ export type DeviceSpec =
   | { kind: 'debug-exit'; port: number; size: number }
   | { kind: 'pvpanic'; port: number }
   | { kind: 'pc-testdev'; ioport: number; flush: number; ioportByte: number; irqPort: number; iomem: number; state: SharedArrayBuffer }
-  | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer };
+  | { kind: 'fw-cfg'; port: number; dmaPort: number; contents: FwCfgContents; state: SharedArrayBuffer }
+  /** The VT-d unit's register page; it comes before the PCI functions it remaps. */
+  | { kind: 'intel-iommu'; address: number; state: SharedArrayBuffer }
+  /** QEMU's edu in `slot` of bus 0, INTA# on IOAPIC input `gsi`. */
+  | { kind: 'edu'; slot: number; gsi: number; state: SharedArrayBuffer };
 
 export interface Platform {
   /** Moves waiting host input into COM1 as far as its receiver has room. */
   feedInput(): void;
   /** The machine's sleep (ACPI S3) as its devices see it; null when it has no PM1 block. */
   sleep: PlatformSleep | null;
+  /** The BARs of the PCI functions put on the bus here (followPciBars keeps them current). */
+  pciBars: MemoryBar[];
 }
 
 /** What wakes a machine asleep in S3, and where it resumes. */
@@ -117,6 +135,8 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
   let pit: Pit8254 | null = null;
   let rtc: CmosRtc | null = null;
   let sleep: PlatformSleep | null = null;
+  let iommu: IntelVtd | null = null;
+  const pciBars: MemoryBar[] = [];
   for (const spec of specs) {
     switch (spec.kind) {
       case 'serial16550': {
@@ -203,6 +223,17 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
         pio.register(spec.dmaPort, FW_CFG_DMA_PORT_COUNT, fwCfg.dma);
         break;
       }
+      case 'intel-iommu': {
+        const signalMsi = required(context.signalMsi, 'the VT-d unit');
+        iommu = new IntelVtd({ memory: context.memory, signalMsi: (message) => signalMsi(message) }, spec.state);
+        mmio.register(spec.address, VTD_REGISTER_SIZE, iommu);
+        break;
+      }
+      case 'edu': {
+        const edu = attachEdu(spec, context, options, iommu);
+        pciBars.push(edu.bar);
+        break;
+      }
     }
   }
   if (!com1) throw new Error('a tsvmm PC has a COM1');
@@ -214,7 +245,54 @@ export function attachDevices(specs: readonly DeviceSpec[], context: PlatformCon
     if (input && input.pending() > 0) input.deliver(input.pending(), (bytes) => uart.receive(bytes));
   };
   uart.onReceiveSpace = feedInput;
-  return { feedInput, sleep };
+  return { feedInput, sleep, pciBars };
+}
+
+function required<T>(what: T | undefined, device: string): T {
+  if (what === undefined) throw new Error(`${device} needs the in-kernel irqchip`);
+  return what;
+}
+
+/**
+ * edu on the host bridge: its DMA, MSIs and INTx go through the VT-d unit
+ * when the machine has one (its source-id is its slot on bus 0, function 0).
+ */
+function attachEdu(spec: Extract<DeviceSpec, { kind: 'edu' }>, context: PlatformContext, options: PlatformOptions, iommu: IntelVtd | null): Edu {
+  const bridge = options.pciBridge;
+  if (!bridge) throw new Error('edu needs the PCI host bridge');
+  const signalMsi = required(context.signalMsi, 'edu');
+  const sourceId = spec.slot << 3;
+  const edu = new Edu({
+    mmio: context.mmio,
+    ...(options.pciForbidden ? { forbidden: options.pciForbidden } : {}),
+    intx: iommu ? required(context.remappedIrqLine, 'edu')(spec.gsi, (entry) => iommu.remapIoapicEntry(entry)) : context.irqLine(spec.gsi),
+    sendMsi: (message) => {
+      const delivered = iommu ? iommu.remapMsi(sourceId, message) : message;
+      if (delivered) signalMsi(delivered);
+    },
+    dma: iommu ? new RemappedDma(iommu, sourceId, context.memory) : new GuestRamDma(context.memory),
+    state: spec.state,
+  });
+  bridge.addFunction(edu, spec.slot);
+  return edu;
+}
+
+/**
+ * With several vCPUs, another thread may have moved a BAR (its configuration
+ * space is shared; where each thread's bus decodes it is not): an access
+ * nothing here claims first brings this thread's BARs up to date.
+ */
+export function followPciBars(mmio: AddressSpace, bars: readonly MemoryBar[]): void {
+  if (bars.length === 0) return;
+  mmio.onUnclaimed = () => {
+    let moved = false;
+    for (const bar of bars) {
+      const before = bar.mapped;
+      bar.sync();
+      moved ||= bar.mapped !== before;
+    }
+    return moved;
+  };
 }
 
 /** What a device module (MachineConfig.deviceModules) exports. */
@@ -222,14 +300,16 @@ export interface DeviceModule {
   attach(context: PlatformContext): { report?(): unknown } | void | Promise<{ report?(): unknown } | void>;
 }
 
-/** Puts each virtio device's transport on the buses: a virtio-mmio window, or a PCI function behind a host bridge. */
+/**
+ * Puts each virtio device's transport on the buses: a virtio-mmio window, or
+ * a PCI function behind `bridge`. Returns the PCI functions' BARs.
+ */
 export function attachVirtioTransports(
   buses: { pio: AddressSpace; mmio: AddressSpace; vm: VmFd },
-  virtio: { devices: readonly PlannedVirtioDevice[]; controlFd: number; pciBridgeState: SharedArrayBuffer | null },
+  virtio: { devices: readonly PlannedVirtioDevice[]; controlFd: number },
+  bridge: PciHostBridge | null,
   options: { ioeventfd: boolean; forbidden: readonly ForbiddenRange[] },
-): void {
-  const bridge = virtio.pciBridgeState ? new PciHostBridge(virtio.pciBridgeState) : null;
-  bridge?.attach(buses.pio);
+): MemoryBar[] {
   const functions: VirtioPci[] = [];
   for (const planned of virtio.devices) {
     const state = new VirtioSharedState(planned.state, planned.info.queueMaxSizes.length);
@@ -252,20 +332,7 @@ export function attachVirtioTransports(
       functions.push(fn);
     }
   }
-  // With several vCPUs, another thread may have moved a BAR (its configuration
-  // space is shared; where each thread's bus decodes it is not): an access
-  // nothing here claims first brings this thread's BARs up to date.
-  if (functions.length) {
-    buses.mmio.onUnclaimed = () => {
-      let moved = false;
-      for (const fn of functions) {
-        const before = fn.bar.mapped;
-        fn.bar.sync();
-        moved ||= fn.bar.mapped !== before;
-      }
-      return moved;
-    };
-  }
+  return functions.map((fn) => fn.bar);
 }
 
 /**

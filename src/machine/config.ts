@@ -42,6 +42,14 @@ export interface MachineConfig {
   debugExit?: { port: number; size: number };
   /** QEMU's pc-testdev, the test device of kvm-unit-tests (`--device pc-testdev`). */
   pcTestdev?: boolean;
+  /** QEMU's educational PCI device (`--device edu`), behind the PCI host bridge. */
+  edu?: boolean;
+  /**
+   * An Intel VT-d unit at q35's 0xFED90000 (`--device intel-iommu`): DMA
+   * remapping for the PCI functions, and interrupt remapping with
+   * `interruptRemapping` (QEMU's intremap=on).
+   */
+  iommu?: { interruptRemapping: boolean };
   /** QEMU's pvpanic at port 0x505 (`--device pvpanic`): the guest reports its panics there. */
   pvpanic?: boolean;
   /** Files the guest finds in fw_cfg's directory (`--fw-cfg name=opt/NAME,file=PATH|string=S`). */

@@ -15,7 +15,8 @@ import type { DeviceStateLayout, SavedDeviceState, StateField } from '../devices
 import { FW_CFG_STATE } from '../devices/fw-cfg.ts';
 import { I8042_STATE } from '../devices/i8042.ts';
 import { PC_TESTDEV_STATE } from '../devices/pc-testdev.ts';
-import { PCI_HOST_BRIDGE_STATE } from '../devices/pci/index.ts';
+import { VTD_STATE } from '../devices/iommu/index.ts';
+import { EDU_STATE, PCI_HOST_BRIDGE_STATE } from '../devices/pci/index.ts';
 import { PIT8254_STATE } from '../devices/pit8254.ts';
 import { SERIAL16550_STATE } from '../devices/serial16550.ts';
 import { SYSTEM_CONTROL_PORT_STATE } from '../devices/system-control-port.ts';
@@ -58,6 +59,8 @@ const LEGACY_LAYOUTS: Record<Exclude<DeviceSpec['kind'], StatelessKind>, AnyLayo
   'acpi-ged': ACPI_GED_STATE,
   'fw-cfg': FW_CFG_STATE,
   'pc-testdev': PC_TESTDEV_STATE,
+  'intel-iommu': VTD_STATE,
+  'edu': EDU_STATE,
 };
 
 /** Each device state buffer with its layout, in a fixed order. */

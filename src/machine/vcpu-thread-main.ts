@@ -10,11 +10,13 @@ import { blockSignalInThisThread, consumePendingSignal, currentThreadId, SIGUSR2
 import { MmioLayout } from '../layout.ts';
 import { HostRam, type RamDescriptor } from '../memory/host-ram.ts';
 import { Control, controlBlock, DeviceLock, ExitTracer, KernelSymbols, Vcpu, type TransferableSymbols, type VcpuStop } from '../vcpu/index.ts';
-import { attachDevices, attachVirtioTransports, type DeviceModule, type DeviceSpec, type PlatformContext } from './bus-devices.ts';
+import { PciHostBridge } from '../devices/pci/index.ts';
+import { attachDevices, attachVirtioTransports, followPciBars, type DeviceModule, type DeviceSpec, type PlatformContext } from './bus-devices.ts';
 import { ConsoleRingWriter, InputRing, type ConsoleRingBuffers } from './byte-rings.ts';
 import type { MachineConfig } from './config.ts';
 import { DeviceTimers } from './device-timers.ts';
 import { disconnectedLine, KvmInterruptLine } from './interrupts.ts';
+import { deliverMsi, RemappableIntxLine } from './message-interrupts.ts';
 import { markTime } from './startup-timing.ts';
 import { postToParent, runThreadBody } from './threads.ts';
 import type { VirtioWiring } from './virtio-wiring.ts';
@@ -79,6 +81,10 @@ async function main(init: VcpuThreadInit): Promise<void> {
     requestSleep: () => config.cpus === 1 && vcpu!.requestSleep(),
     irqLine: (irq) => (init.hasIrqchip ? new KvmInterruptLine(vm, irq, init.irqLevels) : disconnectedLine),
     flushPage: (address) => ram.dropGuestMapping(address),
+    ...(init.hasIrqchip ? {
+      signalMsi: (message) => void deliverMsi(vm, message),
+      remappedIrqLine: (irq, remap) => new RemappableIntxLine(vm, irq, remap, init.irqLevels),
+    } satisfies Partial<PlatformContext> : {}),
   };
   // While tracing, console bytes go out at once so they interleave with the
   // trace lines in the order the guest produced them.
@@ -91,23 +97,26 @@ async function main(init: VcpuThreadInit): Promise<void> {
   const threadId = currentThreadId();
   const clock = new MonotonicClock(init.clock);
   const timers = init.hasIrqchip ? new DeviceTimers(clock, new ThreadTimer(SIGUSR2, threadId)) : null;
+  // Where a guest may never map a BAR: its RAM, the in-kernel IOAPIC and
+  // local APIC, and the pages KVM keeps for its TSS and identity map.
+  const forbidden = [
+    ...memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
+    { base: MmioLayout.IOAPIC, length: MmioLayout.IOAPIC_SIZE },
+    { base: MmioLayout.LOCAL_APIC, length: MmioLayout.LOCAL_APIC_SIZE },
+    { base: MmioLayout.KVM_IDENTITY_MAP, length: MmioLayout.KVM_TSS + MmioLayout.KVM_TSS_SIZE - MmioLayout.KVM_IDENTITY_MAP },
+  ];
+  const pciBridge = init.virtio.pciBridgeState ? new PciHostBridge(init.virtio.pciBridgeState) : null;
+  pciBridge?.attach(pio);
   const platform = attachDevices(init.devices, context, {
     console: consoleSink,
     input: new InputRing(init.input),
     clock,
     timers,
+    pciBridge,
+    pciForbidden: forbidden,
   });
-  attachVirtioTransports({ pio, mmio, vm }, init.virtio, {
-    ioeventfd: config.ioeventfd === true,
-    // Where a guest may never map a BAR: its RAM, the in-kernel IOAPIC and
-    // local APIC, and the pages KVM keeps for its TSS and identity map.
-    forbidden: [
-      ...memory.ranges.map((r) => ({ base: r.guestAddress, length: r.size })),
-      { base: MmioLayout.IOAPIC, length: MmioLayout.IOAPIC_SIZE },
-      { base: MmioLayout.LOCAL_APIC, length: MmioLayout.LOCAL_APIC_SIZE },
-      { base: MmioLayout.KVM_IDENTITY_MAP, length: MmioLayout.KVM_TSS + MmioLayout.KVM_TSS_SIZE - MmioLayout.KVM_IDENTITY_MAP },
-    ],
-  });
+  const virtioBars = attachVirtioTransports({ pio, mmio, vm }, init.virtio, pciBridge, { ioeventfd: config.ioeventfd === true, forbidden });
+  followPciBars(mmio, [...virtioBars, ...platform.pciBars]);
   const reporters: { report?(): unknown }[] = [];
   for (const path of config.deviceModules ?? []) {
     const module = (await import(path)) as DeviceModule;

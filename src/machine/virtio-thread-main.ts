@@ -204,8 +204,9 @@ function main(init: VirtioThreadInit): void {
     }
     for (const fd of ready.writable) if (!paused) writableHandlers.get(fd)!();
   }
-  const reports = runners.map((runner) => runner.report());
+  // Closed first: a device may count one last error as it lets go of its host fd.
   for (const runner of runners) runner.device.close?.();
+  const reports = runners.map((runner) => runner.report());
   post({ kind: 'stopped', reports });
 }
 

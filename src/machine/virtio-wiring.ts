@@ -17,7 +17,7 @@ import { planVirtioDevices, type PlannedVirtioDevice } from './virtio-plan.ts';
 export interface VirtioWiring {
   devices: PlannedVirtioDevice[];
   controlFd: number;
-  /** The PCI host bridge's state (CONFIG_ADDRESS), shared by every vCPU thread; null without virtio-pci devices. */
+  /** The PCI host bridge's state (CONFIG_ADDRESS), shared by every vCPU thread; null without virtio-pci devices or edu. */
   pciBridgeState: SharedArrayBuffer | null;
   /** The disks, in their order (virtio0, virtio1...). */
   disks: WiredDisk[];
@@ -81,7 +81,8 @@ function lockDiskImages(configs: readonly VirtioDeviceConfig[]): ImageLocks[] {
 export function wireVirtio(vm: VmFd, config: MachineConfig, hasIrqchip: boolean, { lockImages = true } = {}): VirtioWiring {
   const configs: VirtioDeviceConfig[] = [...(config.virtio ?? [])];
   if (config.console === 'virtio' && !configs.some((c) => c.kind === 'console')) configs.push({ kind: 'console' });
-  if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: null, disks: [] };
+  // The host bridge also carries edu, a PCI function that is not virtio.
+  if (configs.length === 0) return { devices: [], controlFd: -1, pciBridgeState: config.edu ? PciHostBridge.createState() : null, disks: [] };
   if (!hasIrqchip) throw new InputError('virtio devices need the interrupt controllers: use --irqchip with a flat guest');
   refuseSharedWritableImages(configs);
   // An incoming migration locks its disks only once the source let them go (lockWiredImages).
@@ -140,7 +141,7 @@ function wireLockedVirtio(vm: VmFd, config: MachineConfig, configs: VirtioDevice
       }));
     }
   }
-  const pciBridgeState = devices.some((d) => d.transport === 'pci') ? PciHostBridge.createState() : null;
+  const pciBridgeState = devices.some((d) => d.transport === 'pci') || config.edu ? PciHostBridge.createState() : null;
   const disks = described.filter((d) => d.config.kind === 'blk').map((d) => ({ size: d.diskSize, dirtyLog: DiskDirtyLog.create(d.diskSize) }));
   return { devices, controlFd: createEventFd(), pciBridgeState, disks };
 }

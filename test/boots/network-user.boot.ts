@@ -4,16 +4,21 @@
 // address to the host; busybox nc, as busybox's wget crashes with a timeout
 // given), and the host fetches a page from the guest's httpd through the
 // forwarded port. Nothing leaves loopback; passt ends with the VM.
+// tsvmm runs as nobody, with no capabilities (test/helpers/unprivileged.ts):
+// user networking needs no privilege.
 // Outside the default suite (a Linux boot): `npm run test:boots`.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createServer, get } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultLinuxGuest } from '../../src/cli/guest.ts';
 import { GuestConsole } from '../helpers/guest-console.ts';
-import { hasKvm, TSVMM } from '../helpers/kvm.ts';
+import { hasKvm } from '../helpers/kvm.ts';
+import { NOBODY, processCredentials, unprivilegedUnavailable, UnprivilegedTsvmm } from '../helpers/unprivileged.ts';
 
-const unavailable = !hasKvm ? 'no /dev/kvm' : spawnSync('passt', ['--version']).error !== undefined ? 'passt is not installed (Debian package passt)' : null;
+const unavailable = !hasKvm ? 'no /dev/kvm'
+  : spawnSync('passt', ['--version']).error !== undefined ? 'passt is not installed (Debian package passt)'
+    : unprivilegedUnavailable;
 if (unavailable) console.warn(`user network boot test: skipped: ${unavailable}`);
 
 const GUEST_PORT = 8080;
@@ -41,7 +46,8 @@ function fetchOnce(port: number): Promise<string> {
   });
 }
 
-describe.skipIf(unavailable !== null)('the default guest on --net user (passt)', () => {
+describe.skipIf(unavailable !== null)('the default guest on --net user (passt), run by nobody', () => {
+  let runner: UnprivilegedTsvmm;
   let guest: GuestConsole;
   let stderr = '';
   let exited: Promise<number | null>;
@@ -50,12 +56,16 @@ describe.skipIf(unavailable !== null)('the default guest on --net user (passt)',
   let forwardedPort: number;
 
   beforeAll(async () => {
-    await defaultLinuxGuest({ quiet: true });
+    const built = await defaultLinuxGuest({ quiet: true });
+    runner = new UnprivilegedTsvmm();
     hostServer = createTcpServer((socket) => socket.end('hello from the host\n'));
     await new Promise<void>((done) => hostServer.listen(0, '127.0.0.1', done));
     hostPort = (hostServer.address() as AddressInfo).port;
     forwardedPort = await freePort();
-    const child = spawn(process.execPath, [TSVMM, 'run', '--net', `user,hostfwd=tcp:127.0.0.1:${forwardedPort}-:${GUEST_PORT}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = runner.spawn([
+      'run', '--kernel', runner.share(built.kernel), '--initrd', runner.share(built.initrd),
+      '--net', `user,hostfwd=tcp:127.0.0.1:${forwardedPort}-:${GUEST_PORT}`,
+    ]);
     child.stderr.on('data', (d) => (stderr += d));
     exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
     guest = new GuestConsole(child);
@@ -64,10 +74,12 @@ describe.skipIf(unavailable !== null)('the default guest on --net user (passt)',
   afterAll(async () => {
     if (guest && guest.child.exitCode === null) guest.child.kill('SIGKILL');
     await new Promise((done) => hostServer?.close(done));
+    runner?.dispose();
   });
 
-  it('boots to a shell with eth0', async () => {
+  it('boots to a shell with eth0, tsvmm running as nobody with no capabilities', async () => {
     await guest.waitFor(/tsvmm guest: Linux \S+/, 900_000);
+    expect(processCredentials(guest.child.pid!)).toEqual({ uid: NOBODY, capEff: 0n });
     // A newline brings a prompt once the shell is there.
     const prompt = setInterval(() => guest.type('\n'), 5000);
     try {

@@ -70,7 +70,7 @@ describe('PCI host bridge state', () => {
     pio.write(0xcf8, 4, configAddress(0, PciConfig.CACHE_LINE_SIZE));
     pio.write(0xcfc, 1, 0x10); // the bridge's Cache Line Size, writable
     pio.write(0xcfb, 1, 0x01); // Linux's conf1 probe: ignored
-    pio.write(0xcf8, 4, configAddress(1, PciConfig.VENDOR_ID) | 0x7f00_0003); // reserved bits read as 0
+    pio.write(0xcf8, 4, configAddress(1, PciConfig.VENDOR_ID) | 0x7f00_0000); // reserved bits read as 0
     const latched = pio.read(0xcf8, 4);
     expect(latched).toBe(configAddress(1, PciConfig.VENDOR_ID));
 

@@ -1,8 +1,9 @@
 // ACPI tables for a tsvmm PC, laid out in one image for one place in guest
-// memory: RSDP → XSDT → { FADT → { DSDT, FACS }, MADT }. The guest finds the RSDP
+// memory: RSDP → XSDT → { FADT → { DSDT, FACS }, MADT, DMAR (with a VT-d unit) }. The guest finds the RSDP
 // through boot_params.acpi_rsdp_addr, the PVH start_info's rsdp_paddr, or by
 // scanning 0xe0000-0xfffff for its signature.
 import { InputError } from '../../errors.ts';
+import { buildDmar } from './dmar.ts';
 import { buildDsdt } from './dsdt.ts';
 import { checkPlatform, type AcpiPlatform } from './platform.ts';
 import { SDT_HEADER_SIZE } from './sdt.ts';
@@ -39,14 +40,16 @@ export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize
   }
   const dsdt = buildDsdt(platform);
   const madt = buildMadt(platform);
-  const xsdtSize = SDT_HEADER_SIZE + 8 * 2; // FADT and MADT
+  const dmar = platform.iommu ? buildDmar(platform.iommu, platform.ioapic.id) : null;
+  const xsdtSize = SDT_HEADER_SIZE + 8 * (dmar ? 3 : 2); // FADT, MADT and the DMAR
 
   const facsAt = align(address + RSDP_SIZE, FACS_ALIGNMENT);
   const xsdtAt = align(facsAt + FACS_SIZE, TABLE_ALIGNMENT);
   const fadtAt = align(xsdtAt + xsdtSize, TABLE_ALIGNMENT);
   const madtAt = align(fadtAt + FADT_SIZE, TABLE_ALIGNMENT);
   const dsdtAt = align(madtAt + madt.length, TABLE_ALIGNMENT);
-  const end = dsdtAt + dsdt.length;
+  const dmarAt = align(dsdtAt + dsdt.length, TABLE_ALIGNMENT);
+  const end = dmar ? dmarAt + dmar.length : dsdtAt + dsdt.length;
   if (end - address > maxSize) {
     throw new InputError(`ACPI tables need ${end - address} bytes; ${maxSize} are set aside for them`);
   }
@@ -54,10 +57,11 @@ export function buildAcpiTables(platform: AcpiPlatform, address: number, maxSize
   const placed = [
     { signature: 'RSD PTR ', address, bytes: buildRsdp(xsdtAt) },
     { signature: 'FACS', address: facsAt, bytes: buildFacs() },
-    { signature: 'XSDT', address: xsdtAt, bytes: buildXsdt([fadtAt, madtAt]) },
+    { signature: 'XSDT', address: xsdtAt, bytes: buildXsdt(dmar ? [fadtAt, madtAt, dmarAt] : [fadtAt, madtAt]) },
     { signature: 'FACP', address: fadtAt, bytes: buildFadt(platform, dsdtAt, facsAt) },
     { signature: 'APIC', address: madtAt, bytes: madt },
     { signature: 'DSDT', address: dsdtAt, bytes: dsdt },
+    ...(dmar ? [{ signature: 'DMAR', address: dmarAt, bytes: dmar }] : []),
   ];
   const image = new Uint8Array(end - address);
   for (const table of placed) image.set(table.bytes, table.address - address);

@@ -95,6 +95,8 @@ export interface AcpiPlatform {
   /** QEMU's pvpanic (QEMU0001): its port; null without one. */
   pvpanic: { port: number } | null;
   virtioMmio: readonly AcpiVirtioMmio[];
+  /** The VT-d remapping unit (a DMAR table), when the machine has one. */
+  iommu: { address: number; hostAddressWidth: number; interruptRemapping: boolean } | null;
 }
 
 /** The interrupt (GSI) of the INTA pin of the function in `slot` on the bus (a _PRT entry). */
@@ -114,7 +116,10 @@ export interface AcpiVirtioMmio {
 export function acpiPlatform(
   cpus: number,
   apicIds?: readonly number[],
-  devices: { pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[]; pvpanic?: boolean } = {},
+  devices: {
+    pci?: { interrupts: readonly AcpiPciInterrupt[] }; virtioMmio?: readonly AcpiVirtioMmio[]; pvpanic?: boolean;
+    iommu?: AcpiPlatform['iommu'];
+  } = {},
 ): AcpiPlatform {
   return {
     cpus,
@@ -144,6 +149,7 @@ export function acpiPlatform(
     fwCfg: { port: PortLayout.FW_CFG, count: PortLayout.FW_CFG_DMA + PortLayout.FW_CFG_DMA_COUNT - PortLayout.FW_CFG },
     pvpanic: devices.pvpanic ? { port: PortLayout.PVPANIC } : null,
     virtioMmio: devices.virtioMmio ?? [],
+    iommu: devices.iommu ?? null,
   };
 }
 

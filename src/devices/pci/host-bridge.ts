@@ -22,8 +22,13 @@ const ENABLE = 0x8000_0000;
 const BUS_SHIFT = 16;
 const DEVICE_SHIFT = 11;
 const FUNCTION_SHIFT = 8;
-/** Bits 30:24 are reserved and bits 1:0 select nothing: both read as 0. */
-const ADDRESS_MASK = 0x80ff_fffc;
+/**
+ * Bits 30:24 are reserved and read as 0. Bits 1:0 are kept and select bytes
+ * of the register as QEMU's host bridges do (the register is CONFIG_ADDRESS
+ * bits 7:0 ORed with the CONFIG_DATA port's offset): kvm-unit-tests reads
+ * the device ID with register 2 in CONFIG_ADDRESS and a word from 0xCFC.
+ */
+const ADDRESS_MASK = 0x80ff_ffff;
 
 export const SLOT_COUNT = 32;
 
@@ -103,10 +108,10 @@ export class PciHostBridge implements StatefulDevice {
     PCI_HOST_BRIDGE_STATE.restore(saved, this.state);
   }
 
-  /** Puts `fn` in the lowest free slot as function 0. */
-  addFunction(fn: PciFunction): { slot: number } {
-    const slot = this.slots.indexOf(null);
+  /** Puts `fn` in `slot` as function 0 (default: the lowest free slot). */
+  addFunction(fn: PciFunction, slot = this.slots.indexOf(null)): { slot: number } {
     if (slot < 0) throw new Error(`PCI: no free slot for ${fn.name} (bus 0 has ${SLOT_COUNT})`);
+    if (slot >= SLOT_COUNT || this.slots[slot] !== null) throw new Error(`PCI: slot ${slot} is not free for ${fn.name}`);
     this.slots[slot] = fn;
     return { slot };
   }
@@ -137,12 +142,17 @@ export class PciHostBridge implements StatefulDevice {
     read: (offset, size) => {
       const fn = this.selected();
       if (!fn) return ALL_ONES[size] ?? 0xffff_ffff;
-      return fn.readConfig((this.address[0]! & 0xfc) + offset, size);
+      return fn.readConfig(this.register(offset), size);
     },
     write: (offset, size, value) => {
-      this.selected()?.writeConfig((this.address[0]! & 0xfc) + offset, size, value);
+      this.selected()?.writeConfig(this.register(offset), size, value);
     },
   };
+
+  /** The configuration register an access at CONFIG_DATA + `offset` reaches. */
+  private register(offset: number): number {
+    return (this.address[0]! & 0xff) | offset;
+  }
 
   /** The function CONFIG_ADDRESS names, or null: disabled, another bus, an empty slot or function 1-7 (absent: reads all ones). */
   private selected(): PciFunction | null {

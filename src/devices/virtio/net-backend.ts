@@ -22,6 +22,12 @@ export interface NetBackend {
   flush(): void;
   /** Why the backend stopped (the peer went away, a read failed), or null while it works. */
   readonly failure: string | null;
+  /**
+   * Before the device goes away (a reset builds the next one on the same
+   * fd): leaves the fd where the next backend can start, waiting for it at
+   * most `timeoutMs`. A TAP is always between frames and has none.
+   */
+  settle?(timeoutMs: number): void;
 }
 
 export function errorCode(e: unknown): string {

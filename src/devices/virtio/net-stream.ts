@@ -9,7 +9,9 @@
 // between calls: a frame read in part waits in `inbound` for the rest, and
 // what the socket did not take of a sent frame waits in `outbound` while the
 // device sends nothing more (the guest's transmit ring backs up, as it would
-// behind a busy wire).
+// behind a busy wire). The socket outlives the device (passt runs as long as
+// tsvmm, across guest resets), so a device that goes away first brings the
+// stream to a frame boundary (settle): the next one starts in step.
 import { readSync, writeSync, writevSync } from 'node:fs';
 import { errorCode, wouldBlock, type NetBackend } from './net-backend.ts';
 
@@ -62,27 +64,58 @@ export class StreamBackend implements NetBackend {
   }
 
   receive(views: Uint8Array[], capacity: number): number {
-    while (!this.failure) {
-      if (this.inboundLength < 0) {
-        if (!this.fill(this.lengthBytes, LENGTH_SIZE)) return 0;
-        const length = this.inboundLengthView.getUint32(0, false);
-        if (length < MIN_FRAME || length > MAX_STREAM_FRAME) {
-          // Nothing after a bad length can be trusted to start a frame.
-          this.failure = `${this.peer} sent a frame length of ${length} bytes (${MIN_FRAME} to ${MAX_STREAM_FRAME})`;
-          return 0;
-        }
-        this.inboundLength = length;
+    const frame = this.readFrame();
+    if (frame === null) return 0;
+    const total = HEADER_SIZE + frame.length;
+    if (total > capacity) return -total;
+    copyInto(views, 0, RECEIVE_HEADER);
+    copyInto(views, HEADER_SIZE, frame);
+    return total;
+  }
+
+  /** The next whole frame (valid until the next call), or null while it is not all in or the backend failed. */
+  private readFrame(): Uint8Array | null {
+    if (this.failure) return null;
+    if (this.inboundLength < 0) {
+      if (!this.fill(this.lengthBytes, LENGTH_SIZE)) return null;
+      const length = this.inboundLengthView.getUint32(0, false);
+      if (length < MIN_FRAME || length > MAX_STREAM_FRAME) {
+        // Nothing after a bad length can be trusted to start a frame.
+        this.failure = `${this.peer} sent a frame length of ${length} bytes (${MIN_FRAME} to ${MAX_STREAM_FRAME})`;
+        return null;
       }
-      const frame = this.inbound.subarray(0, this.inboundLength);
-      if (!this.fill(frame, frame.length)) return 0;
-      this.inboundLength = -1;
-      const total = HEADER_SIZE + frame.length;
-      if (total > capacity) return -total;
-      copyInto(views, 0, RECEIVE_HEADER);
-      copyInto(views, HEADER_SIZE, frame);
-      return total;
+      this.inboundLength = length;
     }
-    return 0;
+    const frame = this.inbound.subarray(0, this.inboundLength);
+    if (!this.fill(frame, frame.length)) return null;
+    this.inboundLength = -1;
+    return frame;
+  }
+
+  /** A frame, or its length, is read in part. */
+  private get readingMidFrame(): boolean {
+    return this.inboundLength >= 0 || this.inboundDone > 0;
+  }
+
+  /**
+   * Finishes the frame being sent and reads the rest of the one being read,
+   * which is dropped (a frame lost in a reset, as on a wire), polling the
+   * non-blocking socket every millisecond for at most `timeoutMs`. What
+   * cannot be finished in time is a failure, reported as the others are.
+   */
+  settle(timeoutMs: number): void {
+    const deadline = Date.now() + timeoutMs;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      this.flush();
+      if (this.readingMidFrame) this.readFrame();
+      if (this.failure || (this.outbound === null && !this.readingMidFrame)) return;
+      if (Date.now() >= deadline) {
+        this.failure = `${this.peer} left the stream mid-frame for ${timeoutMs} ms as the device stopped`;
+        return;
+      }
+      Atomics.wait(pause, 0, 0, 1);
+    }
   }
 
   /** Reads into `target` until `want` bytes are in (from inboundDone on); false while some are missing. */

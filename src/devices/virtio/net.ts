@@ -33,6 +33,8 @@ export const NET_CONFIG_SIZE = 8;
 const MAX_IOVECS = 1023;
 /** Without GSO a frame is at most a 64 KiB IP packet plus its Ethernet header. */
 const MAX_TX_FRAME = 65536 + 14;
+/** How long a closing device waits for its backend's peer to finish a frame it is in the middle of. */
+const SETTLE_TIMEOUT_MS = 1000;
 /** Frames taken from the backend per wake-up, so one busy device cannot hold the I/O thread. */
 const MAX_RX_FRAMES_PER_CALL = 256;
 
@@ -98,6 +100,12 @@ export class VirtioNet implements VirtioDevice {
   reset(): void {
     this.context = null;
     this.held = null;
+  }
+
+  /** The backend's fd outlives the device (a machine reset builds another on it): leave it between frames. */
+  close(): void {
+    this.backend.settle?.(SETTLE_TIMEOUT_MS);
+    if (this.context) this.reportFailure(this.context);
   }
 
   heldBuffers(index: number): number {
