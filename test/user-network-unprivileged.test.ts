@@ -6,11 +6,12 @@
 // does not drive): this checks the privileges, the Linux guest's DHCP and
 // traffic as nobody are test/boots/network-user.boot.ts.
 import { readFileSync, statSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterKernel } from '../bench/lib/counter-guest.ts';
 import { hasKvm } from './helpers/kvm.ts';
+import { freePort } from './helpers/tsvmm-process.ts';
 import { childPids, NOBODY, processCredentials, unprivilegedUnavailable, UnprivilegedTsvmm } from './helpers/unprivileged.ts';
 
 const unavailable = !hasKvm ? 'no /dev/kvm'
@@ -19,15 +20,6 @@ const unavailable = !hasKvm ? 'no /dev/kvm'
 if (unavailable) console.warn(`unprivileged user networking test: skipped: ${unavailable}`);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A port nothing listens on right now, on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 /** 'open' when 127.0.0.1:port accepts a connection, else the error's code. */
 function probe(port: number): Promise<string> {

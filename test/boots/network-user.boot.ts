@@ -8,12 +8,13 @@
 // user networking needs no privilege.
 // Outside the default suite (a Linux boot): `npm run test:boots`.
 import { spawnSync } from 'node:child_process';
-import { createServer, get } from 'node:http';
+import { get } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultLinuxGuest } from '../../src/cli/guest.ts';
 import { GuestConsole } from '../helpers/guest-console.ts';
 import { hasKvm } from '../helpers/kvm.ts';
+import { freePort } from '../helpers/tsvmm-process.ts';
 import { NOBODY, processCredentials, unprivilegedUnavailable, UnprivilegedTsvmm } from '../helpers/unprivileged.ts';
 
 const unavailable = !hasKvm ? 'no /dev/kvm'
@@ -22,15 +23,6 @@ const unavailable = !hasKvm ? 'no /dev/kvm'
 if (unavailable) console.warn(`user network boot test: skipped: ${unavailable}`);
 
 const GUEST_PORT = 8080;
-
-/** A port nothing listens on right now, on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 /** GET http://127.0.0.1:port/ once: its body, or the error's code. */
 function fetchOnce(port: number): Promise<string> {
