@@ -3,7 +3,7 @@
 // tables with a peer that failed, and the shell driver against a fake console.
 // No Linux boot here: those suites are run by `tsvmm bench boot blk-guest`.
 import { describe, expect, it } from 'vitest';
-import { formatBlkGuest, guestCommands, withRatios, type BlkGuestResult, type BlkGuestRow } from '../bench/blk-guest.ts';
+import { formatBlkGuest, guestCommands, RANDOM_BURST, withRatios, type BlkGuestResult, type BlkGuestRow } from '../bench/blk-guest.ts';
 import { formatBoot, parseKernelBootTime, type BootResult } from '../bench/boot.ts';
 import { BANNER, qemuGuestArgs, tsvmmGuestArgs, tsvmmGuestCmdline } from '../bench/lib/default-guest.ts';
 import { parseDdRecordsIn, parseDiskList, parseTimed } from '../bench/lib/guest-output.ts';
@@ -42,10 +42,11 @@ describe('what the guest prints', () => {
 
   it('the random-read loop stays inside the disk and reads the device directly; the baseline reads /dev/zero', () => {
     const loop = guestCommands.randomLoop('randread', '/dev/vda', 20, 65536, true);
-    expect(loop).toContain('%65536');
-    expect(loop).toContain('if=/dev/vda of=/dev/null bs=4k count=1');
+    expect(loop).toContain(`%${65536 - RANDOM_BURST}))`);
+    expect(loop).toContain(`if=/dev/vda of=/dev/null bs=4k count=${RANDOM_BURST} skip=`);
     expect(loop).toContain('iflag=direct');
-    expect(loop).toMatch(/echo "randread \$i \$a \$b"$/);
+    expect(loop).toContain('while [ $i -lt 20 ]');
+    expect(loop).toMatch(new RegExp(`echo "randread \\$\\(\\(i\\*${RANDOM_BURST}\\)\\) \\$a \\$b"$`));
     expect(guestCommands.randomLoop('zeroread', '/dev/zero', 20, 65536, false)).not.toContain('iflag=direct');
   });
 });
@@ -88,11 +89,11 @@ describe('the tables', () => {
     expect(rows[2]).toMatchObject({ sequentialRatio: 2, randomRatio: 0.5 });
     expect(rows[3]).toMatchObject({ sequentialRatio: 0.5, randomRatio: 2 });
     expect(rows[4]).toMatchObject({ sequentialRatio: null, randomRatio: null });
-    const result: BlkGuestResult = { runs: 1, loads: { diskBytes: 256 << 20, sequentialReads: 256, randomReads: 20 }, rows };
+    const result: BlkGuestResult = { runs: 1, loads: { diskBytes: 256 << 20, sequentialReads: 256, randomSeeks: 16 }, rows };
     const text = formatBlkGuest(result);
     expect(text).toMatch(/QEMU cache=none,aio=threads\s+raw\s+1\.0 \(1\.0–1\.0\)\s+20\.0 \(20\.0–20\.0\)\s+40\.0 \(40\.0–40\.0\)\s+1000 \(1000–1000\)\s+2\.00×\s+0\.50×/);
     expect(text).toMatch(/QEMU default\s+qcow2(\s+—){6}\s+QEMU default failed: qemu-system-x86_64: failed to set MSR 0x10a/);
-    expect(text).toContain('256 MiB images; 256 sequential and 20 random reads per run, 1 runs in one boot per VMM.');
+    expect(text).toContain('256 MiB images; per run 256 sequential 64 KiB reads and 16 random offsets × 16 4 KiB reads, 1 runs in one boot per VMM.');
   });
 
   it('the boot table: medians, the ratios and the goal; without QEMU figures no ratio', () => {
