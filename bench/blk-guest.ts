@@ -82,6 +82,8 @@ interface Configuration {
 
 /** The guest's shell commands, kept short: the console echoes each one. */
 export const guestCommands = {
+  /** Kernel messages off the console (a clocksource warning may come mid-line on a slow host): errors only. */
+  quietKernel: 'echo 3 > /proc/sys/kernel/printk',
   /** `disk SERIAL vdX` for every virtio-blk disk. */
   listDisks: 'for d in /sys/block/vd*; do read s < $d/serial; echo "disk $s ${d##*/}"; done',
   /** `seqread COUNT START END` after dd's own lines. */
@@ -125,6 +127,7 @@ async function measureInGuest(config: Configuration, disks: readonly GuestDisk[]
     const shell = new GuestShell(vmm);
     const bootedNs = await shell.waitForPrompt(BOOT_TIMEOUT_MS);
     log(`  ${config.vmm}: shell after ${(bootedNs / 1e9).toFixed(1)} s`);
+    await shell.run(guestCommands.quietKernel, COMMAND_TIMEOUT_MS);
     const devices = parseDiskList((await shell.run(guestCommands.listDisks, COMMAND_TIMEOUT_MS)).lines);
     const units = Math.floor(loads.diskBytes / 4096);
     const samples = new Map<string, ImageSamples>();

@@ -2,9 +2,10 @@
 // from spawn() to /init's banner and to the shell's prompt, under tsvmm
 // (`tsvmm run`, its default machine for that guest) and under QEMU -M microvm
 // with the same vmlinux, initramfs and command line (bench/lib/default-guest.ts).
-// The VMMs take turns run by run. The banner also says how long the kernel
-// itself took (its uptime when /init ran), which separates the VMM's start
-// and firmware from the kernel's own boot. Goal: tsvmm ≤ 1.0× QEMU.
+// The VMMs take turns run by run. The banner also gives the guest's uptime
+// when /init ran (CLOCK_BOOTTIME, which starts at the kernel's timekeeping
+// set-up): spawn to banner less that is the VMM's start, its firmware and
+// the kernel's earliest set-up. Goal: tsvmm ≤ 1.0× QEMU.
 // On a PVM host the guest kernel runs under KVM's instruction emulator: a
 // boot takes a minute or more, so a run of this suite takes minutes.
 import { ensureCompiled } from './lib/compiled.ts';
@@ -24,7 +25,7 @@ export interface BootSample {
   bannerS: number;
   /** s from spawn() to the shell's prompt. */
   promptS: number;
-  /** The guest's uptime when /init ran, s (the banner's "boot time"). */
+  /** The guest's uptime when /init ran, s (the banner's "boot time"; it starts at the kernel's timekeeping set-up). */
   kernelS: number;
 }
 
@@ -85,7 +86,7 @@ export async function benchBoot(options: BenchOptions): Promise<BootResult> {
       try {
         const sample = await timeBoot(subject.vmm, subject.command, subject.args);
         samples.get(subject.vmm)!.push(sample);
-        options.log(`  run ${run + 1}/${options.runs} ${subject.vmm}: banner ${sample.bannerS.toFixed(1)} s, prompt ${sample.promptS.toFixed(1)} s (kernel's own ${sample.kernelS.toFixed(1)} s)`);
+        options.log(`  run ${run + 1}/${options.runs} ${subject.vmm}: banner ${sample.bannerS.toFixed(1)} s, prompt ${sample.promptS.toFixed(1)} s (guest uptime at /init ${sample.kernelS.toFixed(1)} s)`);
       } catch (error) {
         if (!subject.peer) throw error;
         const failure = PeerFailure.of(subject.vmm, error);
@@ -118,7 +119,7 @@ const range = (s: Summary | null) => (s ? `${s.median.toFixed(1)} (${s.min.toFix
 
 export function formatBoot(result: BootResult): string {
   const text = table(
-    ['VMM', 'banner s', 'prompt s', "kernel's own s", 'note'],
+    ['VMM', 'banner s', 'prompt s', 'guest uptime at /init s', 'note'],
     result.rows.map((r) => (r.bannerS
       ? [r.vmm, range(r.bannerS), range(r.promptS), range(r.kernelS), r.note]
       : [r.vmm, '—', '—', '—', r.failed ?? r.note])),
