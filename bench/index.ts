@@ -1,6 +1,8 @@
 // The benchmark suites of `tsvmm bench` and `npm run bench`, in the order they
 // run. Adding a suite is one entry here (see bench/lib/suite.ts for the shape).
 import { benchBlk, chartBlk, formatBlk } from './blk.ts';
+import { benchBlkGuest, chartBlkGuest, formatBlkGuest } from './blk-guest.ts';
+import { benchBoot, chartBoot, formatBoot } from './boot.ts';
 import { benchExits, chartExits, formatExits } from './exits.ts';
 import { exitsKutSuite } from './exits-kut.ts';
 import { benchLifecycle, chartLifecycle, formatLifecycle } from './lifecycle.ts';
@@ -53,6 +55,20 @@ export const SUITES: readonly Suite[] = [
     run: (options) => benchBlk({ runs: options.runs, log: options.log }),
     format: formatBlk,
     chart: chartBlk,
+  }),
+  defineSuite({
+    name: 'blk-guest',
+    description: 'virtio-blk in the default Linux guest (dd, raw and qcow2): tsvmm against QEMU microvm, one boot each',
+    run: (options) => benchBlkGuest(options),
+    format: formatBlkGuest,
+    chart: chartBlkGuest,
+  }),
+  defineSuite({
+    name: 'boot',
+    description: "the default Linux guest from spawn to /init's banner and to the shell prompt: tsvmm against QEMU microvm",
+    run: benchBoot,
+    format: formatBoot,
+    chart: chartBoot,
   }),
   defineSuite({
     name: 'lifecycle',

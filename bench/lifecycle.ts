@@ -436,7 +436,8 @@ async function defaultGuestOnce(dir: string, log: (line: string) => void): Promi
   try {
     qmp = await connectMonitor(boot, qmpPath, GUEST_TIMEOUT_MS);
     const deadline = Date.now() + 600_000;
-    while (!/tsvmm:\/# $/.test(boot.pendingText)) {
+    // Not anchored at the end: ash follows its prompt with a terminal query (ESC [6n).
+    while (!/tsvmm:\/# /.test(boot.pendingText)) {
       if (boot.describeExit() !== 'running' || Date.now() > deadline) throw boot.failure('did not reach its shell prompt');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
