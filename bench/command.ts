@@ -28,19 +28,19 @@ function outputPath(flag: string, path: string): string {
   return full;
 }
 
-/** The suites to run, in registry order; an unknown name is a usage error. */
+/** The suites to run, in registry order (none named: all but those run only when named); an unknown name is a usage error. */
 export function selectSuites(names: string[]): string[] {
   const known = SUITES.map((s) => s.name);
   for (const name of names) {
     if (!known.includes(name)) throw new InputError(`unknown bench suite "${name}" (known: ${known.join(', ')})`);
   }
-  return names.length ? known.filter((n) => names.includes(n)) : known;
+  return names.length ? known.filter((n) => names.includes(n)) : SUITES.filter((s) => !s.onlyWhenNamed).map((s) => s.name);
 }
 
 /** `tsvmm bench --list`. */
 export function listSuites(): number {
   const width = Math.max(...SUITES.map((s) => s.name.length));
-  writeSync(1, `${SUITES.map((s) => `${s.name.padEnd(width)}  ${s.description}`).join('\n')}\n`);
+  writeSync(1, `${SUITES.map((s) => `${s.name.padEnd(width)}  ${s.description}${s.onlyWhenNamed ? ' (run only when named)' : ''}`).join('\n')}\n`);
   return 0;
 }
 

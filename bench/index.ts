@@ -59,6 +59,7 @@ export const SUITES: readonly Suite[] = [
   defineSuite({
     name: 'blk-guest',
     description: 'virtio-blk in the default Linux guest (dd, raw and qcow2): tsvmm against QEMU microvm, one boot each',
+    onlyWhenNamed: true,
     run: (options) => benchBlkGuest(options),
     format: formatBlkGuest,
     chart: chartBlkGuest,
@@ -66,6 +67,7 @@ export const SUITES: readonly Suite[] = [
   defineSuite({
     name: 'boot',
     description: "the default Linux guest from spawn to /init's banner and to the shell prompt: tsvmm against QEMU microvm",
+    onlyWhenNamed: true,
     run: benchBoot,
     format: formatBoot,
     chart: chartBoot,

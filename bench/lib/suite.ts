@@ -56,6 +56,8 @@ export interface Suite<R = unknown> {
   name: string;
   /** One line for `tsvmm bench --help` and the report. */
   description: string;
+  /** Left out of a plain `tsvmm bench`, run only when named (suites that boot Linux: minutes per run). */
+  onlyWhenNamed?: boolean;
   run(options: BenchOptions): Promise<R>;
   format(result: R): string;
   chart?(result: R): ChartPanel[];
