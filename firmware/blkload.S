@@ -185,9 +185,7 @@ check:
 
 finished:
         mov eax, ebp
-        mov ecx, 8
-        lea rsi, [rip + s_done]
-        call putfield64
+        PUTFIELD64 s_done, 8
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0

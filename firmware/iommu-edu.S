@@ -228,32 +228,20 @@ user_main:
         call cfg_write
         mov [rip + bar], r13
 
-        lea rsi, [rip + s_edu]
         mov eax, r12d
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_bar]
+        PUTFIELD64 s_edu, 2
         mov eax, r13d
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_line]
+        PUTFIELD64 s_bar, 8
         mov eax, r14d
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_id]
+        PUTFIELD64 s_line, 2
         mov eax, [r13 + E_ID]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_id, 8
         mov dword ptr [r13 + E_ALIVE], 0x12345678
-        lea rsi, [rip + s_alive]
         mov eax, [r13 + E_ALIVE]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_alive, 8
         mov dword ptr [r13 + E_FACT], 5
-        lea rsi, [rip + s_fact]
         mov eax, [r13 + E_FACT]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_fact, 8
         lea rsi, [rip + s_nl]
         call puts64
 
@@ -301,22 +289,14 @@ user_main:
         call gcmd
         mov eax, G_IRE
         call gcmd
-        lea rsi, [rip + s_vtd]
         mov eax, [r10 + V_VER]
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_gsts]
+        PUTFIELD64 s_vtd, 2
         mov eax, [r10 + V_GSTS]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_status]
+        PUTFIELD64 s_gsts, 8
         mov eax, [STATUSW]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_iqh]
+        PUTFIELD64 s_status, 8
         mov eax, [r10 + V_IQH]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_iqh, 8
         lea rsi, [rip + s_nl]
         call puts64
 
@@ -337,14 +317,10 @@ user_main:
         mov ecx, 4
         mov edi, 2
         call edu_dma
-        lea rsi, [rip + s_dma]
         mov eax, [PAGE4K + 4]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_2m]
+        PUTFIELD64 s_dma, 8
         mov eax, [PAGE2M + 0x10]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_2m, 8
         lea rsi, [rip + s_nl]
         call puts64
 
@@ -356,26 +332,16 @@ user_main:
         call edu_dma
         lea rdi, [rip + fault_events]
         call wait_count
-        lea rsi, [rip + s_fault]
         mov eax, [r10 + V_FSTS]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_frcd]
+        PUTFIELD64 s_fault, 8
         mov eax, [r10 + V_FRCD + 12]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_sid]
+        PUTFIELD64 s_frcd, 8
         mov eax, [r10 + V_FRCD + 8]
-        mov ecx, 4
-        call putfield64
-        lea rsi, [rip + s_page]
+        PUTFIELD64 s_sid, 4
         mov eax, [r10 + V_FRCD]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_events]
+        PUTFIELD64 s_page, 8
         mov rax, [rip + fault_events]
-        mov ecx, 2
-        call putfield64
+        PUTFIELD64 s_events, 2
         lea rsi, [rip + s_nl]
         call puts64
         mov dword ptr [r10 + V_FRCD + 12], 0x80000000   # clear F
@@ -414,14 +380,10 @@ user_main:
         mov dword ptr [r13 + E_RAISE], 1
         lea rdi, [rip + msi_count]
         call wait_count
-        lea rsi, [rip + s_irq]
         mov rax, [rip + intx_count]
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_msi]
+        PUTFIELD64 s_irq, 2
         mov rax, [rip + msi_count]
-        mov ecx, 2
-        call putfield64
+        PUTFIELD64 s_msi, 2
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0

@@ -123,14 +123,10 @@ work:
         mov al, 0xFF                    # mask IRQ0: the report goes out undisturbed
         out PIC_DATA, al
 
-        lea rsi, [rip + s_done]
         mov eax, [rip + p_work]
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_ticks]
+        PUTFIELD64 s_done, 8
         mov rax, [rip + ticks]
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 s_ticks, 8
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0

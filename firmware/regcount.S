@@ -116,22 +116,16 @@ done:
         EXIT_VM 0
 
 mismatch:
-        lea rsi, [rip + msg_mismatch]
         mov rax, r12
-        mov ecx, 16
-        call putfield64
+        PUTFIELD64 msg_mismatch, 16
         lea rsi, [rip + msg_xmm0]
         movq rax, xmm0
         mov ecx, 16
         call putfield64
-        lea rsi, [rip + msg_ram]
         mov rax, [rip + ram_count]
-        mov ecx, 16
-        call putfield64
-        lea rsi, [rip + msg_port]
+        PUTFIELD64 msg_ram, 16
         mov rax, r14
-        mov ecx, 8
-        call putfield64
+        PUTFIELD64 msg_port, 8
         lea rsi, [rip + msg_newline]
         call puts64
         EXIT_VM 1

@@ -100,34 +100,20 @@ user_main:
         mov bx, 2
         call wait_used
 
-        lea rsi, [rip + s_used]
         movzx eax, word ptr [USED + 2]
-        mov ecx, 4
-        call putfield64
-        lea rsi, [rip + s_s1]
+        PUTFIELD64 s_used, 4
         movzx eax, byte ptr [STATUS1]
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_len1]
+        PUTFIELD64 s_s1, 2
         mov eax, [USED + 8]                             # used.ring[0].len
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_d1]
+        PUTFIELD64 s_len1, 8
         mov rax, [DATA1]
-        mov ecx, 16
-        call putfield64
-        lea rsi, [rip + s_s2]
+        PUTFIELD64 s_d1, 16
         movzx eax, byte ptr [STATUS2]
-        mov ecx, 2
-        call putfield64
-        lea rsi, [rip + s_len2]
+        PUTFIELD64 s_s2, 2
         mov eax, [USED + 16]                            # used.ring[1].len
-        mov ecx, 8
-        call putfield64
-        lea rsi, [rip + s_d2]
+        PUTFIELD64 s_len2, 8
         mov rax, [DATA2]
-        mov ecx, 16
-        call putfield64
+        PUTFIELD64 s_d2, 16
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0

@@ -79,29 +79,17 @@ wait_used:
 
 done:
         mov eax, r12d
-        mov ecx, 8
-        lea rsi, [rip + s_id]
-        call putfield64
+        PUTFIELD64 s_id, 8
         movzx eax, byte ptr [STATUSB]
-        mov ecx, 2
-        lea rsi, [rip + s_status]
-        call putfield64
+        PUTFIELD64 s_status, 2
         movzx eax, word ptr [USED + 2]
-        mov ecx, 4
-        lea rsi, [rip + s_used]
-        call putfield64
+        PUTFIELD64 s_used, 4
         mov eax, [USED + 8]                             # used.ring[0].len
-        mov ecx, 8
-        lea rsi, [rip + s_len]
-        call putfield64
+        PUTFIELD64 s_len, 8
         mov eax, [rdi + VIO_ISR]
-        mov ecx, 8
-        lea rsi, [rip + s_isr]
-        call putfield64
+        PUTFIELD64 s_isr, 8
         mov rax, [DATA]
-        mov ecx, 16
-        lea rsi, [rip + s_data]
-        call putfield64
+        PUTFIELD64 s_data, 16
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0

@@ -263,45 +263,25 @@ done:
         movzx r9d, byte ptr [rax]                       # ISR: read and cleared
         movzx r10d, byte ptr [rax]                      # now 0
         mov eax, r12d
-        mov ecx, 2
-        lea rsi, [rip + s_slot]
-        call putfield64
+        PUTFIELD64 s_slot, 2
         mov eax, r13d
-        mov ecx, 8
-        lea rsi, [rip + s_bar]
-        call putfield64
+        PUTFIELD64 s_bar, 8
         mov eax, r8d
-        mov ecx, 5
-        lea rsi, [rip + s_caps]
-        call putfield64
+        PUTFIELD64 s_caps, 5
         mov rax, r15
-        mov ecx, 8
-        lea rsi, [rip + s_notify]
-        call putfield64
+        PUTFIELD64 s_notify, 8
         movzx eax, byte ptr [STATUSB]
-        mov ecx, 2
-        lea rsi, [rip + s_status]
-        call putfield64
+        PUTFIELD64 s_status, 2
         movzx eax, word ptr [USED + 2]
-        mov ecx, 4
-        lea rsi, [rip + s_used]
-        call putfield64
+        PUTFIELD64 s_used, 4
         mov eax, [USED + 8]
-        mov ecx, 8
-        lea rsi, [rip + s_len]
-        call putfield64
+        PUTFIELD64 s_len, 8
         mov eax, r9d
-        mov ecx, 2
-        lea rsi, [rip + s_isr]
-        call putfield64
+        PUTFIELD64 s_isr, 2
         mov eax, r10d
-        mov ecx, 2
-        lea rsi, [rip + s_comma]
-        call putfield64
+        PUTFIELD64 s_comma, 2
         mov rax, [DATA]
-        mov ecx, 16
-        lea rsi, [rip + s_data]
-        call putfield64
+        PUTFIELD64 s_data, 16
         lea rsi, [rip + s_nl]
         call puts64
         EXIT_VM 0
