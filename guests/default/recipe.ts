@@ -21,7 +21,7 @@ import {
   chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CpioWriter } from '../../src/boot/cpio.ts';
 import { PROJECT_ROOT } from '../../src/project-root.ts';
@@ -126,11 +126,70 @@ function patchFiles(): Array<[string, string]> {
   return listFiles(join(HERE, 'patches')).filter(([name]) => name.endsWith('.patch'));
 }
 
-/** The candidate version apt would download, or null (no apt lists). */
-function aptVersion(pkg: string): string | null {
-  const r = spawnSync('apt-cache', ['policy', pkg], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
-  const v = /Candidate:\s*(\S+)/.exec(r.stdout ?? '')?.[1];
-  return v && v !== '(none)' ? v : null;
+/**
+ * The candidate version of each package in one `apt-cache policy` output
+ * (null where apt has none: no apt lists, or an unknown package).
+ */
+export function parseAptPolicy(output: string, packages: readonly string[]): { [pkg: string]: string | null } {
+  const found: { [pkg: string]: string | null } = Object.fromEntries(packages.map((p) => [p, null]));
+  let current: string | null = null;
+  for (const line of output.split('\n')) {
+    const heading = /^(\S+):$/.exec(line);
+    if (heading) current = heading[1]!;
+    const candidate = /^\s+Candidate:\s*(\S+)/.exec(line)?.[1];
+    if (current !== null && current in found && candidate && candidate !== '(none)') found[current] = candidate;
+  }
+  return found;
+}
+
+/** What apt's candidates follow: its lists, sources, pins and dpkg's status (name, size and mtime of each). */
+export function aptInputsFingerprint(): string {
+  const parts: string[] = [];
+  const add = (path: string) => {
+    try {
+      const st = statSync(path);
+      if (st.isDirectory()) for (const name of readdirSync(path).sort()) add(join(path, name));
+      else parts.push(`${path} ${st.size} ${st.mtimeMs}`);
+    } catch {
+      parts.push(`${path} absent`);
+    }
+  };
+  for (const path of ['/var/lib/apt/lists', '/etc/apt/sources.list', '/etc/apt/sources.list.d', '/etc/apt/preferences', '/etc/apt/preferences.d', '/var/lib/dpkg/status']) add(path);
+  return hashParts(parts);
+}
+
+/**
+ * The candidate versions apt would download. `apt-cache policy` takes ~0.8 s
+ * where apt keeps no binary cache (Debian's container images), and every
+ * `tsvmm run` of the default guest asks: the answer is kept in `memoFile`
+ * with the fingerprint of apt's inputs, and asked again only when they change.
+ */
+export function aptCandidates(
+  packages: readonly string[],
+  memoFile: string,
+  query: (pkgs: readonly string[]) => string = (pkgs) =>
+    spawnSync('apt-cache', ['policy', ...pkgs], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).stdout ?? '',
+  fingerprint: () => string = aptInputsFingerprint,
+): { [pkg: string]: string | null } {
+  const key = `${fingerprint()} ${packages.join(' ')}`;
+  try {
+    const memo = JSON.parse(readFileSync(memoFile, 'utf8')) as { key?: unknown; versions?: unknown };
+    if (memo.key === key && typeof memo.versions === 'object' && memo.versions !== null) return memo.versions as { [pkg: string]: string | null };
+  } catch {
+    // no memo yet, or not ours: ask apt
+  }
+  const versions = parseAptPolicy(query(packages), packages);
+  if (Object.values(versions).every((v) => v !== null)) {
+    try {
+      mkdirSync(dirname(memoFile), { recursive: true });
+      const tmp = `${memoFile}.${process.pid}`;
+      writeFileSync(tmp, JSON.stringify({ key, versions }));
+      renameSync(tmp, memoFile);
+    } catch {
+      // a read-only cache only costs the next run the same query
+    }
+  }
+  return versions;
 }
 
 export interface RecipeHashes {
@@ -159,10 +218,11 @@ function initramfsFileParts(): Array<string | Uint8Array> {
 }
 
 /** The hashes that name the cache directories; without apt lists only the files hash and the package apt does not know. */
-export function recipeHashes(): RecipeHashes | { files: string; unknownPackage: string } {
+export function recipeHashes(cacheRoot: string): RecipeHashes | { files: string; unknownPackage: string } {
   const files = hashParts([`kernel-steps ${KERNEL_STEPS}`, `initramfs-steps ${INITRAMFS_STEPS}`, ...kernelFileParts(), ...initramfsFileParts()]);
-  const kernelVersion = aptVersion(KERNEL_PACKAGE);
-  const busyboxVersion = aptVersion(BUSYBOX_PACKAGE);
+  const candidates = aptCandidates([KERNEL_PACKAGE, BUSYBOX_PACKAGE], join(cacheRoot, 'apt-candidates.json'));
+  const kernelVersion = candidates[KERNEL_PACKAGE];
+  const busyboxVersion = candidates[BUSYBOX_PACKAGE];
   if (!kernelVersion || !busyboxVersion) return { files, unknownPackage: !kernelVersion ? KERNEL_PACKAGE : BUSYBOX_PACKAGE };
   const kernel = hashParts([`kernel-steps ${KERNEL_STEPS}`, `${KERNEL_PACKAGE} ${kernelVersion}`, ...kernelFileParts()]);
   const guest = hashParts([`initramfs-steps ${INITRAMFS_STEPS}`, `kernel ${kernel}`, `${BUSYBOX_PACKAGE} ${busyboxVersion}`, ...initramfsFileParts()]);
@@ -457,7 +517,7 @@ function linkOrCopy(from: string, to: string): void {
 export async function buildDefaultGuest(options: BuildDefaultGuestOptions = {}): Promise<DefaultGuest> {
   const log = options.log ?? (() => {});
   const root = join(options.cacheDir ?? defaultCacheDir(), 'guests');
-  const hashes = recipeHashes();
+  const hashes = recipeHashes(root);
   if ('unknownPackage' in hashes) {
     // No apt lists (a fresh container, say): a build of exactly these files will do.
     const found = findBuildOfFiles(root, hashes.files);
