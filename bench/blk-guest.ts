@@ -15,8 +15,10 @@
 //               the device's own share is the difference per read.
 // QEMU runs with cache=none,aio=threads and with its default (writeback
 // cache, threads); tsvmm with its default (the host's page cache; it has no
-// O_DIRECT mode). Each figure is the median of --runs repetitions in that
-// one boot; boot time is not in any figure. Goal: tsvmm ≥ QEMU on every row.
+// O_DIRECT mode). The three guests boot at once and then take turns, run by
+// run, one busy while the others idle at their prompt; each figure is the
+// median of --runs runs; boot time is not in any figure. Goal: tsvmm ≥ QEMU
+// on every row.
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
@@ -72,7 +74,7 @@ export interface BlkGuestResult {
   rows: BlkGuestRow[];
 }
 
-interface Configuration {
+export interface Configuration {
   vmm: string;
   command: string | null;
   args: string[];
@@ -116,15 +118,23 @@ function makeImages(dir: string, bytes: number): GuestDisk[] {
   return [{ path: raw, format: 'raw', serial: 'raw' }, { path: qcow2, format: 'qcow2', serial: 'qcow2' }];
 }
 
-interface ImageSamples {
+export interface ImageSamples {
   sequentialMBs: number[];
   randomIops: number[];
   loopIops: number[];
   deviceUs: number[];
 }
 
-/** One boot of one configuration: every load on both images, `runs` times, in the guest. */
-async function measureInGuest(config: Configuration, disks: readonly GuestDisk[], loads: BlkGuestLoads, runs: number, log: (line: string) => void): Promise<Map<string, ImageSamples>> {
+/** A configuration's guest, booted to its shell, with its disks found. */
+interface BootedGuest {
+  config: Configuration;
+  vmm: VmmProcess;
+  shell: GuestShell;
+  /** Serial → the guest's device name (vda, vdb). */
+  devices: Map<string, string>;
+}
+
+async function bootGuest(config: Configuration, disks: readonly GuestDisk[], log: (line: string) => void): Promise<BootedGuest> {
   const vmm = new VmmProcess(config.vmm, config.command!, config.args);
   try {
     const shell = new GuestShell(vmm);
@@ -132,33 +142,84 @@ async function measureInGuest(config: Configuration, disks: readonly GuestDisk[]
     log(`  ${config.vmm}: shell after ${(bootedNs / 1e9).toFixed(1)} s`);
     await shell.run(guestCommands.quietKernel, COMMAND_TIMEOUT_MS);
     const devices = parseDiskList((await shell.run(guestCommands.listDisks, COMMAND_TIMEOUT_MS)).lines);
-    const units = Math.floor(loads.diskBytes / 4096);
-    const samples = new Map<string, ImageSamples>();
     for (const disk of disks) {
-      const device = devices.get(disk.serial);
-      if (!device) throw new Error(`${config.vmm}: the guest has no disk with serial "${disk.serial}" (it has: ${[...devices].map(([s, d]) => `${d}=${s}`).join(', ') || 'none'})`);
-      const s: ImageSamples = { sequentialMBs: [], randomIops: [], loopIops: [], deviceUs: [] };
-      for (let run = 0; run < runs; run++) {
-        const seqLines = (await shell.run(guestCommands.sequential(device, loads.sequentialReads), COMMAND_TIMEOUT_MS)).lines;
-        const seq = parseTimed(seqLines, 'seqread');
-        const records = parseDdRecordsIn(seqLines);
-        if (!seq || seq.seconds <= 0 || records?.whole !== loads.sequentialReads) {
-          throw new Error(`${config.vmm}: dd on ${device} did not read ${loads.sequentialReads} blocks in a measurable time: ${seqLines.slice(-3).join(' / ')}`);
-        }
-        const random = parseTimed((await shell.run(guestCommands.randomLoop('randread', `/dev/${device}`, loads.randomSeeks, units, true), COMMAND_TIMEOUT_MS)).lines, 'randread');
-        const loop = parseTimed((await shell.run(guestCommands.randomLoop('zeroread', '/dev/zero', loads.randomSeeks, units, false), COMMAND_TIMEOUT_MS)).lines, 'zeroread');
-        if (!random || !loop || random.seconds <= 0 || loop.seconds <= 0) throw new Error(`${config.vmm}: the random-read loop on ${device} printed no timing`);
-        s.sequentialMBs.push((seq.count * 65536) / seq.seconds / 1e6);
-        s.randomIops.push(random.count / random.seconds);
-        s.loopIops.push(loop.count / loop.seconds);
-        s.deviceUs.push(((random.seconds - loop.seconds) / random.count) * 1e6);
-        log(`  ${config.vmm} ${disk.format} run ${run + 1}/${runs}: ${s.sequentialMBs.at(-1)!.toFixed(1)} MB/s sequential, ${s.randomIops.at(-1)!.toFixed(1)} random reads/s (loop alone ${s.loopIops.at(-1)!.toFixed(1)}/s)`);
-      }
-      samples.set(disk.format, s);
+      if (!devices.has(disk.serial)) throw new Error(`${config.vmm}: the guest has no disk with serial "${disk.serial}" (it has: ${[...devices].map(([s, d]) => `${d}=${s}`).join(', ') || 'none'})`);
     }
-    return samples;
-  } finally {
+    return { config, vmm, shell, devices };
+  } catch (error) {
     await vmm.kill();
+    throw error;
+  }
+}
+
+/** One run of every load on one image, in a booted guest; the samples go into `s`. */
+async function measureRun(guest: BootedGuest, disk: GuestDisk, loads: BlkGuestLoads, s: ImageSamples): Promise<void> {
+  const { config, shell } = guest;
+  const device = guest.devices.get(disk.serial)!;
+  const units = Math.floor(loads.diskBytes / 4096);
+  const seqLines = (await shell.run(guestCommands.sequential(device, loads.sequentialReads), COMMAND_TIMEOUT_MS)).lines;
+  const seq = parseTimed(seqLines, 'seqread');
+  const records = parseDdRecordsIn(seqLines);
+  if (!seq || seq.seconds <= 0 || records?.whole !== loads.sequentialReads) {
+    throw new Error(`${config.vmm}: dd on ${device} did not read ${loads.sequentialReads} blocks in a measurable time: ${seqLines.slice(-3).join(' / ')}`);
+  }
+  const random = parseTimed((await shell.run(guestCommands.randomLoop('randread', `/dev/${device}`, loads.randomSeeks, units, true), COMMAND_TIMEOUT_MS)).lines, 'randread');
+  const loop = parseTimed((await shell.run(guestCommands.randomLoop('zeroread', '/dev/zero', loads.randomSeeks, units, false), COMMAND_TIMEOUT_MS)).lines, 'zeroread');
+  if (!random || !loop || random.seconds <= 0 || loop.seconds <= 0) throw new Error(`${config.vmm}: the random-read loop on ${device} printed no timing`);
+  s.sequentialMBs.push((seq.count * 65536) / seq.seconds / 1e6);
+  s.randomIops.push(random.count / random.seconds);
+  s.loopIops.push(loop.count / loop.seconds);
+  s.deviceUs.push(((random.seconds - loop.seconds) / random.count) * 1e6);
+}
+
+const emptySamples = (): ImageSamples => ({ sequentialMBs: [], randomIops: [], loopIops: [], deviceUs: [] });
+
+/**
+ * Boots every configuration at once, then measures them in turns, run by
+ * run (one guest busy at a time, the others idle at their prompt), so that a
+ * change in the host's load falls on all of them as in the other suites. A
+ * peer that fails to boot or to measure is a row saying why; tsvmm failing
+ * ends the suite.
+ */
+export async function measureInTurns(configs: readonly Configuration[], disks: readonly GuestDisk[], loads: BlkGuestLoads, runs: number, log: (line: string) => void): Promise<Map<Configuration, Map<string, ImageSamples> | string>> {
+  const results = new Map<Configuration, Map<string, ImageSamples> | string>();
+  const runnable = configs.filter((c) => c.command);
+  const boots = await Promise.allSettled(runnable.map((c) => bootGuest(c, disks, log)));
+  // Every booted guest is in `guests` before anything can throw, so that all are killed.
+  const guests = boots.flatMap((boot) => (boot.status === 'fulfilled' ? [boot.value] : []));
+  try {
+    boots.forEach((boot, i) => {
+      const config = runnable[i]!;
+      if (boot.status === 'fulfilled') {
+        results.set(config, new Map(disks.map((d) => [d.format, emptySamples()])));
+      } else if (config.peer) {
+        results.set(config, PeerFailure.of(config.vmm, boot.reason).message);
+        log(`  ${results.get(config) as string}`);
+      } else {
+        throw boot.reason;
+      }
+    });
+    for (let run = 0; run < runs; run++) {
+      for (const guest of [...guests]) {
+        try {
+          const samples = results.get(guest.config) as Map<string, ImageSamples>;
+          for (const disk of disks) {
+            const s = samples.get(disk.format)!;
+            await measureRun(guest, disk, loads, s);
+            log(`  ${guest.config.vmm} ${disk.format} run ${run + 1}/${runs}: ${s.sequentialMBs.at(-1)!.toFixed(1)} MB/s sequential, ${s.randomIops.at(-1)!.toFixed(1)} random reads/s (loop alone ${s.loopIops.at(-1)!.toFixed(1)}/s)`);
+          }
+        } catch (error) {
+          if (!guest.config.peer) throw error;
+          results.set(guest.config, PeerFailure.of(guest.config.vmm, error).message);
+          log(`  ${results.get(guest.config) as string}`);
+          guests.splice(guests.indexOf(guest), 1);
+          await guest.vmm.kill();
+        }
+      }
+    }
+    return results;
+  } finally {
+    await Promise.all(guests.map((g) => g.vmm.kill()));
   }
 }
 
@@ -175,21 +236,13 @@ export async function benchBlkGuest(options: BenchOptions, loads: BlkGuestLoads 
       { vmm: 'QEMU cache=none,aio=threads', command: qemu.path, args: qemuGuestArgs(files, disks, 'cache=none,aio=threads'), note: qemuNote, peer: true },
       { vmm: 'QEMU default', command: qemu.path, args: qemuGuestArgs(files, disks), note: qemu.path ? `${qemuNote} (cache=writeback, aio=threads)` : qemuNote, peer: true },
     ];
+    const measured = await measureInTurns(configurations, disks, loads, options.runs, options.log);
     const rows: BlkGuestRow[] = [];
     for (const config of configurations) {
-      let samples: Map<string, ImageSamples> | null = null;
-      let failed: string | undefined;
-      if (config.command) {
-        try {
-          samples = await measureInGuest(config, disks, loads, options.runs, options.log);
-        } catch (error) {
-          if (!config.peer) throw error;
-          failed = PeerFailure.of(config.vmm, error).message;
-          options.log(`  ${failed}`);
-        }
-      }
+      const result = measured.get(config);
+      const failed = typeof result === 'string' ? result : undefined;
       for (const disk of disks) {
-        const s = samples?.get(disk.format);
+        const s = typeof result === 'object' ? result.get(disk.format) : undefined;
         rows.push({
           vmm: config.vmm, image: disk.format,
           sequentialMBs: s ? summarize(s.sequentialMBs) : null,
@@ -233,7 +286,7 @@ export function formatBlkGuest(result: BlkGuestResult): string {
       : [r.vmm, r.image, '—', '—', '—', '—', '—', '—', r.failed ?? r.note])),
   );
   const l = result.loads;
-  return `${text}\n\n${l.diskBytes / 2 ** 20} MiB images; per run ${l.sequentialReads} sequential 64 KiB reads and ${l.randomSeeks} random offsets × ${RANDOM_BURST} 4 KiB reads, ${result.runs} runs in one boot per VMM. Goal: tsvmm / QEMU ≥ 1.0× on every row.`;
+  return `${text}\n\n${l.diskBytes / 2 ** 20} MiB images; per run ${l.sequentialReads} sequential 64 KiB reads and ${l.randomSeeks} random offsets × ${RANDOM_BURST} 4 KiB reads, ${result.runs} runs per VMM, the VMMs taking turns run by run (one boot each). Goal: tsvmm / QEMU ≥ 1.0× on every row.`;
 }
 
 export function chartBlkGuest(result: BlkGuestResult): ChartPanel[] {

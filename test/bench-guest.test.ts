@@ -2,8 +2,13 @@
 // blk-guest): parsing what the guest prints, the QEMU command line, the
 // tables with a peer that failed, and the shell driver against a fake console.
 // No Linux boot here: those suites are run by `tsvmm bench boot blk-guest`.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatBlkGuest, guestCommands, RANDOM_BURST, withRatios, type BlkGuestResult, type BlkGuestRow } from '../bench/blk-guest.ts';
+import {
+  formatBlkGuest, guestCommands, measureInTurns, RANDOM_BURST, withRatios, type BlkGuestResult, type BlkGuestRow, type Configuration, type ImageSamples,
+} from '../bench/blk-guest.ts';
 import { formatBoot, parseKernelBootTime, type BootResult } from '../bench/boot.ts';
 import { BANNER, qemuGuestArgs, tsvmmGuestArgs, tsvmmGuestCmdline } from '../bench/lib/default-guest.ts';
 import { parseDdRecordsIn, parseDiskList, parseTimed } from '../bench/lib/guest-output.ts';
@@ -93,7 +98,7 @@ describe('the tables', () => {
     const text = formatBlkGuest(result);
     expect(text).toMatch(/QEMU cache=none,aio=threads\s+raw\s+1\.0 \(1\.0–1\.0\)\s+20\.0 \(20\.0–20\.0\)\s+40\.0 \(40\.0–40\.0\)\s+1000 \(1000–1000\)\s+2\.00×\s+0\.50×/);
     expect(text).toMatch(/QEMU default\s+qcow2(\s+—){6}\s+QEMU default failed: qemu-system-x86_64: failed to set MSR 0x10a/);
-    expect(text).toContain('256 MiB images; per run 256 sequential 64 KiB reads and 16 random offsets × 16 4 KiB reads, 1 runs in one boot per VMM.');
+    expect(text).toContain('256 MiB images; per run 256 sequential 64 KiB reads and 16 random offsets × 16 4 KiB reads, 1 runs per VMM, the VMMs taking turns run by run (one boot each).');
   });
 
   it('the boot table: medians, the ratios and the goal; without QEMU figures no ratio', () => {
@@ -144,5 +149,79 @@ describe('the guest shell driver', () => {
   it('a console that ends before its prompt is an error naming what it printed, not a hang', async () => {
     const vmm = new VmmProcess('fake console', 'sh', ['-c', 'echo "Kernel panic - not syncing"; exit 1']);
     await expect(new GuestShell(vmm).waitForPrompt(10_000)).rejects.toThrow(/ended \(status 1\) before the shell prompt; last line: "Kernel panic - not syncing"/);
+  });
+});
+
+describe('blk-guest takes turns', () => {
+  // A fake guest per VMM: it answers the suite's commands with what busybox
+  // would print (a sequential dd of 256 blocks in 2 s, random and /dev/zero
+  // loops of 256 reads in 4 s and 1 s) and logs which load ran where.
+  const fakeGuest = (name: string, log: string, failAt = '') => `
+    printf 'tsvmm:/# '
+    while IFS= read -r line; do
+      printf '%s\\n' "$line"
+      case "$line" in
+        *serial*) echo "disk raw vda"; echo "disk qcow2 vdb" ;;
+        *seqread*) dev=\${line#*if=/dev/}; dev=\${dev%% *}; echo "${name} $dev" >> ${log}
+          [ -n "${failAt}" ] && [ "$(grep -c ${name} ${log})" -ge ${failAt || 0} ] && exit 3
+          echo "256+0 records in"; echo "seqread 256 10.00 12.00" ;;
+        *randread*) echo "randread 256 20.00 24.00" ;;
+        *zeroread*) echo "zeroread 256 30.00 31.00" ;;
+      esac
+      echo '<<0>>'
+      printf 'tsvmm:/# '
+    done`;
+  const disks = [{ path: 'unused.raw', format: 'raw', serial: 'raw' }, { path: 'unused.qcow2', format: 'qcow2', serial: 'qcow2' }] as const;
+  const loads = { diskBytes: 1 << 20, sequentialReads: 256, randomSeeks: 16 };
+  const config = (vmm: string, script: string, peer: boolean): Configuration => ({ vmm, command: 'sh', args: ['-c', script], note: '', peer });
+
+  it('boots every VMM, then runs each load on each in turn, run by run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
+    try {
+      const log = join(dir, 'order');
+      const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
+      const qemu = config('QEMU', fakeGuest('QEMU', log), true);
+      const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
+      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
+        'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb', 'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb',
+      ]);
+      const raw = (results.get(tsvmm) as Map<string, ImageSamples>).get('raw')!;
+      // 256 × 64 KiB in 2 s; 256 reads in 4 s; the loop alone 256 in 1 s: 3 s / 256 per read on the device.
+      expect(raw.sequentialMBs).toEqual([(256 * 65536) / 2 / 1e6, (256 * 65536) / 2 / 1e6]);
+      expect(raw.randomIops).toEqual([64, 64]);
+      expect(raw.loopIops).toEqual([256, 256]);
+      expect(raw.deviceUs[0]).toBeCloseTo((3 / 256) * 1e6, 6);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a peer that dies mid-run is a row saying why; tsvmm goes on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
+    try {
+      const log = join(dir, 'order');
+      const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
+      const qemu = config('QEMU', fakeGuest('QEMU', log, '2'), true);
+      const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
+      expect(results.get(qemu)).toMatch(/^QEMU failed: /);
+      expect((results.get(tsvmm) as Map<string, ImageSamples>).get('qcow2')!.sequentialMBs).toHaveLength(2);
+      expect(readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('tsvmm'))).toHaveLength(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tsvmm failing to boot ends the suite, and the peers it booted are killed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
+    try {
+      const log = join(dir, 'order');
+      const tsvmm = config('tsvmm', 'echo "Kernel panic - not syncing"; exit 1', false);
+      const qemu = config('QEMU', `echo $$ > ${join(dir, 'pid')}; ${fakeGuest('QEMU', log)}`, true);
+      await expect(measureInTurns([tsvmm, qemu], disks, loads, 1, () => {})).rejects.toThrow(/before the shell prompt/);
+      const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+      expect(() => process.kill(pid, 0)).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
