@@ -115,7 +115,8 @@ function makeImages(dir: string, bytes: number): GuestDisk[] {
   const qcow2 = join(dir, 'disk.qcow2');
   const r = spawnSync(process.execPath, [TSVMM_BIN, 'img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tsvmm img convert: ${r.stderr.trim() || `status ${r.status}`}`);
-  return [{ path: raw, format: 'raw', serial: 'raw' }, { path: qcow2, format: 'qcow2', serial: 'qcow2' }];
+  // Read-only: the loads only read, and the VMMs have the images open at the same time.
+  return [{ path: raw, format: 'raw', serial: 'raw', readonly: true }, { path: qcow2, format: 'qcow2', serial: 'qcow2', readonly: true }];
 }
 
 export interface ImageSamples {

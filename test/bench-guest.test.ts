@@ -74,6 +74,12 @@ describe('the VMMs on the default guest', () => {
   it('tsvmm runs its default guest with the same disks and serials', () => {
     expect(tsvmmGuestArgs(disks).slice(1)).toEqual(['run', '--disk', '/d/disk.raw,format=raw,serial=raw', '--disk', '/d/disk.qcow2,format=qcow2,serial=qcow2']);
   });
+
+  it('a read-only disk is read-only under both, so that the VMMs can share the image', () => {
+    const shared = [{ ...disks[0]!, readonly: true }];
+    expect(tsvmmGuestArgs(shared).slice(1)).toEqual(['run', '--disk', '/d/disk.raw,format=raw,serial=raw,readonly']);
+    expect(qemuGuestArgs(files, shared, 'cache=none,aio=threads')).toContain('if=none,id=disk0,file=/d/disk.raw,format=raw,readonly=on,cache=none,aio=threads');
+  });
 });
 
 describe('the tables', () => {

@@ -32,13 +32,15 @@ export interface GuestDisk {
   path: string;
   format: 'raw' | 'qcow2';
   serial: string;
+  /** Attached read-only: several VMMs may then have the same image open at once. */
+  readonly?: boolean;
 }
 
 export const GUEST_MEM_MIB = 256;
 
 /** `tsvmm run` with the default guest (its defaults: 256 MiB, 1 vCPU) and these disks. */
 export function tsvmmGuestArgs(disks: readonly GuestDisk[]): string[] {
-  return [TSVMM_BIN, 'run', ...disks.flatMap((d) => ['--disk', `${d.path},format=${d.format},serial=${d.serial}`])];
+  return [TSVMM_BIN, 'run', ...disks.flatMap((d) => ['--disk', `${d.path},format=${d.format},serial=${d.serial}${d.readonly ? ',readonly' : ''}`])];
 }
 
 /**
@@ -64,7 +66,7 @@ export function qemuGuestArgs(files: DefaultGuestFiles, disks: readonly GuestDis
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-kernel', files.kernel, '-initrd', files.initrd, '-append', tsvmmGuestCmdline(),
     ...disks.flatMap((d, i) => [
-      '-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${drive ? `,${drive}` : ''}`,
+      '-drive', `if=none,id=disk${i},file=${d.path},format=${d.format}${d.readonly ? ',readonly=on' : ''}${drive ? `,${drive}` : ''}`,
       '-device', `virtio-blk-device,drive=disk${i},serial=${d.serial}`,
     ]),
   ];
