@@ -26,29 +26,6 @@ export function mapAnonymous(size: number): HostMapping {
   return { address, size };
 }
 
-const HUGE_PAGE = 2 * 1024 * 1024;
-const MADV_HUGEPAGE = 14;
-
-/**
- * Reserves guest RAM: as mapAnonymous, but aligned to 2 MiB and marked
- * MADV_HUGEPAGE (QEMU does both), so the host backs it with transparent huge
- * pages where it can. KVM then maps the guest's 2 MiB pages as 2 MiB pages:
- * fewer host page faults, and on a shadow-paging host (PVM) far fewer shadow
- * page faults, each of which is an exit. Hosts with THP off ignore the advice.
- */
-export function mapGuestRam(size: number): HostMapping {
-  if (size < HUGE_PAGE) return mapAnonymous(size);
-  const reserved = mapAnonymous(size + HUGE_PAGE);
-  const address = (reserved.address + BigInt(HUGE_PAGE - 1)) & ~BigInt(HUGE_PAGE - 1);
-  const head = Number(address - reserved.address);
-  if (head > 0) unmap({ address: reserved.address, size: head });
-  const tail = HUGE_PAGE - head;
-  if (tail > 0) unmap({ address: address + BigInt(size), size: tail });
-  // Advice only: a kernel without THP refuses it (EINVAL), and RAM works the same.
-  libcCalls.madvise(address, size, MADV_HUGEPAGE);
-  return { address, size };
-}
-
 /** Returns a mapping's memory to the host; nothing may use its views afterwards. */
 export function unmap(mapping: HostMapping): void {
   if (libcCalls.munmap(mapping.address, mapping.size) !== 0) throw new KvmError('munmap', lastErrno());

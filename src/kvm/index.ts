@@ -5,7 +5,7 @@ export { Capability, ClockFlag, Ioctl, MemoryRegionFlag, type CapabilityName, ty
 export { Layouts, RunOffset, type Layout, type StructName } from './structs.ts';
 export type { CpuidEntry, MsrEntry, Registers, SpecialRegisters, Segment, DescriptorTable } from './codec.ts';
 export {
-  mapAnonymous, mapGuestRam, unmap, mapFilePrivateOver, dropGuestMappingOfPage, viewOf, createEventFd, createPipe, createStreamSocketPair, signalEventFd, drainEventFd, ReadableWaiter, closeFd, currentThreadId, signalThread, SIGUSR2, type HostMapping,
+  mapAnonymous, unmap, mapFilePrivateOver, dropGuestMappingOfPage, viewOf, createEventFd, createPipe, createStreamSocketPair, signalEventFd, drainEventFd, ReadableWaiter, closeFd, currentThreadId, signalThread, SIGUSR2, type HostMapping,
 } from './host.ts';
 export { errnoName } from './libc.ts';
 export {

@@ -32,7 +32,6 @@ export const libcCalls = {
     'void *mmap(void *addr, unsigned long len, int prot, int flags, int fd, int64_t offset)',
   ),
   munmap: bind<(addr: Address, len: number) => Status>('int munmap(void *addr, unsigned long len)'),
-  madvise: bind<(addr: Address, len: number, advice: number) => Status>('int madvise(void *addr, unsigned long len, int advice)'),
   mprotect: bind<(addr: Address, len: number, prot: number) => Status>('int mprotect(void *addr, unsigned long len, int prot)'),
   socketpair: bind<(domain: number, type: number, protocol: number, fds: Int32Array) => Status>(
     'int socketpair(int domain, int type, int protocol, int *fds)',

@@ -1,6 +1,5 @@
-// Guest RAM backed by anonymous host memory (transparent huge pages where the
-// host allows) that KVM can map into a VM.
-import { dropGuestMappingOfPage, mapGuestRam, viewOf, type HostMapping } from '../kvm/index.ts';
+// Guest RAM backed by anonymous host memory that KVM can map into a VM.
+import { dropGuestMappingOfPage, mapAnonymous, viewOf, type HostMapping } from '../kvm/index.ts';
 import { CHUNK_SIZE, GuestMemory, type RamRange } from './guest-memory.ts';
 
 /** What another thread needs to see the same RAM: plain numbers, clonable. */
@@ -25,7 +24,7 @@ export class HostRam {
 
   /** Maps fresh zeroed memory for each guest-physical range. */
   static allocate(layout: readonly { guestAddress: number; size: number }[]): HostRam {
-    const mappings: HostMapping[] = layout.map(({ size }) => mapGuestRam(size));
+    const mappings: HostMapping[] = layout.map(({ size }) => mapAnonymous(size));
     const descriptors = layout.map(({ guestAddress, size }, i) => ({ guestAddress, size, hostAddress: mappings[i]!.address }));
     return HostRam.attach(descriptors);
   }
