@@ -181,53 +181,45 @@ describe('blk-guest takes turns', () => {
   const loads = { diskBytes: 1 << 20, sequentialReads: 256, randomSeeks: 16 };
   const config = (vmm: string, script: string, peer: boolean): Configuration => ({ vmm, command: 'sh', args: ['-c', script], note: '', peer });
 
-  it('boots every VMM, then runs each load on each in turn, run by run', async () => {
+  /** Runs `body` with a fresh folder and the path of the order log in it; removes the folder after. */
+  async function inFolder(body: (dir: string, log: string) => Promise<void>): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
     try {
-      const log = join(dir, 'order');
-      const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
-      const qemu = config('QEMU', fakeGuest('QEMU', log), true);
-      const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
-      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
-        'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb', 'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb',
-      ]);
-      const raw = (results.get(tsvmm) as Map<string, ImageSamples>).get('raw')!;
-      // 256 × 64 KiB in 2 s; 256 reads in 4 s; the loop alone 256 in 1 s: 3 s / 256 per read on the device.
-      expect(raw.sequentialMBs).toEqual([(256 * 65536) / 2 / 1e6, (256 * 65536) / 2 / 1e6]);
-      expect(raw.randomIops).toEqual([64, 64]);
-      expect(raw.loopIops).toEqual([256, 256]);
-      expect(raw.deviceUs[0]).toBeCloseTo((3 / 256) * 1e6, 6);
+      await body(dir, join(dir, 'order'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }
 
-  it('a peer that dies mid-run is a row saying why; tsvmm goes on', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
-    try {
-      const log = join(dir, 'order');
-      const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
-      const qemu = config('QEMU', fakeGuest('QEMU', log, '2'), true);
-      const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
-      expect(results.get(qemu)).toMatch(/^QEMU failed: /);
-      expect((results.get(tsvmm) as Map<string, ImageSamples>).get('qcow2')!.sequentialMBs).toHaveLength(2);
-      expect(readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('tsvmm'))).toHaveLength(4);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it('boots every VMM, then runs each load on each in turn, run by run', async () => inFolder(async (_dir, log) => {
+    const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
+    const qemu = config('QEMU', fakeGuest('QEMU', log), true);
+    const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
+      'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb', 'tsvmm vda', 'tsvmm vdb', 'QEMU vda', 'QEMU vdb',
+    ]);
+    const raw = (results.get(tsvmm) as Map<string, ImageSamples>).get('raw')!;
+    // 256 × 64 KiB in 2 s; 256 reads in 4 s; the loop alone 256 in 1 s: 3 s / 256 per read on the device.
+    expect(raw.sequentialMBs).toEqual([(256 * 65536) / 2 / 1e6, (256 * 65536) / 2 / 1e6]);
+    expect(raw.randomIops).toEqual([64, 64]);
+    expect(raw.loopIops).toEqual([256, 256]);
+    expect(raw.deviceUs[0]).toBeCloseTo((3 / 256) * 1e6, 6);
+  }));
 
-  it('tsvmm failing to boot ends the suite, and the peers it booted are killed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-turns-'));
-    try {
-      const log = join(dir, 'order');
-      const tsvmm = config('tsvmm', 'echo "Kernel panic - not syncing"; exit 1', false);
-      const qemu = config('QEMU', `echo $$ > ${join(dir, 'pid')}; ${fakeGuest('QEMU', log)}`, true);
-      await expect(measureInTurns([tsvmm, qemu], disks, loads, 1, () => {})).rejects.toThrow(/before the shell prompt/);
-      const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
-      expect(() => process.kill(pid, 0)).toThrow();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it('a peer that dies mid-run is a row saying why; tsvmm goes on', async () => inFolder(async (_dir, log) => {
+    const tsvmm = config('tsvmm', fakeGuest('tsvmm', log), false);
+    const qemu = config('QEMU', fakeGuest('QEMU', log, '2'), true);
+    const results = await measureInTurns([tsvmm, qemu], disks, loads, 2, () => {});
+    expect(results.get(qemu)).toMatch(/^QEMU failed: /);
+    expect((results.get(tsvmm) as Map<string, ImageSamples>).get('qcow2')!.sequentialMBs).toHaveLength(2);
+    expect(readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('tsvmm'))).toHaveLength(4);
+  }));
+
+  it('tsvmm failing to boot ends the suite, and the peers it booted are killed', async () => inFolder(async (dir, log) => {
+    const tsvmm = config('tsvmm', 'echo "Kernel panic - not syncing"; exit 1', false);
+    const qemu = config('QEMU', `echo $$ > ${join(dir, 'pid')}; ${fakeGuest('QEMU', log)}`, true);
+    await expect(measureInTurns([tsvmm, qemu], disks, loads, 1, () => {})).rejects.toThrow(/before the shell prompt/);
+    const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    expect(() => process.kill(pid, 0)).toThrow();
+  }));
 });
