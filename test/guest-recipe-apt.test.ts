@@ -82,6 +82,15 @@ describe('the remembered answer', () => {
     expect(JSON.parse(readFileSync(memo, 'utf8')).versions['busybox-static']).toBe('1:1.35.0-4+deb12u1+b1');
   });
 
+  it('asks apt when the memo has the right key but not every package as a version', () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsvmm-apt-'));
+    const memo = join(dir, 'apt-candidates.json');
+    writeFileSync(memo, JSON.stringify({ key: `lists-v1 ${PACKAGES.join(' ')}`, versions: { 'linux-source-6.1': 7 } }));
+    const apt = counting(POLICY);
+    expect(aptCandidates(PACKAGES, memo, apt.query, () => 'lists-v1')['linux-source-6.1']).toBe('6.1.192-3');
+    expect(apt.calls).toHaveLength(1);
+  });
+
   it('fingerprints this host\'s apt inputs the same way twice', () => {
     expect(aptInputsFingerprint()).toBe(aptInputsFingerprint());
   });

@@ -173,8 +173,11 @@ export function aptCandidates(
 ): { [pkg: string]: string | null } {
   const key = `${fingerprint()} ${packages.join(' ')}`;
   try {
-    const memo = JSON.parse(readFileSync(memoFile, 'utf8')) as { key?: unknown; versions?: unknown };
-    if (memo.key === key && typeof memo.versions === 'object' && memo.versions !== null) return memo.versions as { [pkg: string]: string | null };
+    const memo = JSON.parse(readFileSync(memoFile, 'utf8')) as { key?: unknown; versions?: { [pkg: string]: unknown } | null };
+    const versions = memo.versions;
+    if (memo.key === key && typeof versions === 'object' && versions !== null && packages.every((p) => typeof versions[p] === 'string')) {
+      return Object.fromEntries(packages.map((p) => [p, versions[p] as string]));
+    }
   } catch {
     // no memo yet, or not ours: ask apt
   }
