@@ -98,8 +98,9 @@ real_start:
         .include "longmode.inc"         # ... continues at user_main, in ring 0
 
         .code64
-# cfg_read: EAX = dword register ESI of slot R12 (bus 0, function 0). Clobbers DX.
-cfg_read:
+# cfg_select: CONFIG_ADDRESS = dword register ESI of slot R12 (bus 0,
+# function 0); leaves DX at CONFIG_DATA. Clobbers EAX.
+cfg_select:
         mov eax, r12d
         shl eax, 11
         or eax, esi
@@ -107,18 +108,17 @@ cfg_read:
         mov dx, CONFIG_ADDRESS
         out dx, eax
         mov dx, CONFIG_DATA
+        ret
+
+# cfg_read: EAX = dword register ESI of slot R12. Clobbers DX.
+cfg_read:
+        call cfg_select
         in eax, dx
         ret
 
 # cfg_write: dword register ESI of slot R12 = EDI. Clobbers EAX, DX.
 cfg_write:
-        mov eax, r12d
-        shl eax, 11
-        or eax, esi
-        or eax, 0x80000000
-        mov dx, CONFIG_ADDRESS
-        out dx, eax
-        mov dx, CONFIG_DATA
+        call cfg_select
         mov eax, edi
         out dx, eax
         ret
